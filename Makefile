@@ -1,0 +1,30 @@
+# `make demo` and `make test` work on a fresh machine: they build .venv when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test,notebooks]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m symsgd.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check symsgd tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check symsgd tests benchmarks
+	$(BIN)/ruff format --check symsgd tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/derive.py
+
+clean:
+	rm -rf $(VENV)
