@@ -1,0 +1,66 @@
+"""symsgd: derive exact stationary fluctuations of SGD and its variants near a minimum.
+
+>>> import sympy as sp, symsgd as ss
+>>> h, c = sp.symbols("h c", positive=True)
+>>> ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(h), ss.AdditiveNoise(c)).cov
+c*lambda*(mu + 1)/(h*(1 - mu)*(2*mu - h*lambda + 2))
+"""
+
+from .errors import UnstableError
+from .landscapes import Landscape, Quadratic
+from .noise import AdditiveNoise, Noise
+from .optimizers import (
+    SGD,
+    Adam,
+    DampedNewton,
+    HeavyBall,
+    NaturalGradient,
+    Nesterov,
+    Optimizer,
+    Preconditioned,
+)
+from .recursion import LinearRecursion, build_recursion
+from .stationary import ContinuousTime, Stationary, stationary
+from .symbols import (
+    batch_size,
+    beta1,
+    beta2,
+    dataset_size,
+    eps,
+    label_noise,
+    lr,
+    momentum,
+    weight_decay,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdditiveNoise",
+    "ContinuousTime",
+    "DampedNewton",
+    "HeavyBall",
+    "Landscape",
+    "LinearRecursion",
+    "NaturalGradient",
+    "Nesterov",
+    "Noise",
+    "Optimizer",
+    "Preconditioned",
+    "Quadratic",
+    "Stationary",
+    "UnstableError",
+    "batch_size",
+    "beta1",
+    "beta2",
+    "build_recursion",
+    "dataset_size",
+    "eps",
+    "label_noise",
+    "lr",
+    "momentum",
+    "stationary",
+    "weight_decay",
+]

@@ -1,0 +1,316 @@
+r"""Solvers for the stationary second moment of a :class:`~symsgd.recursion.LinearRecursion`.
+
+Every solver solves the same equation, for symmetric :math:`\Sigma`:
+
+.. math:: \Sigma = M \Sigma M^\top + B\,\bigl(Q_0 + \mathcal L(K\Sigma K^\top)\bigr)\,B^\top .
+
+Strategies (:data:`SOLVERS`, tried in order; the first whose ``applies_to`` is true is used):
+
+``EigenmodeSolver``
+    explicit matrices that are all diagonal (H, C, P — the commuting case in its eigenbasis) with
+    additive noise: the scalar problem is solved once with symbolic eigenvalues and substituted
+    mode by mode, so the cost does not grow with d.
+``NumericSolver``
+    every entry a number: exact over the rationals (sympy ``DomainMatrix`` over QQ) when the
+    entries are rational, float64 (scipy's Bartels–Stewart ``solve_discrete_lyapunov``, or the
+    vectorised system for state-dependent noise) otherwise.
+``ExactSolver``
+    anything symbolic (scalar, eigen-mode and explicit symbolic matrices): the half-vectorised
+    system (n(n+1)/2 unknowns) solved by fraction-free elimination (:func:`symsgd.exact.solve_den`).
+
+Each returns a :class:`Solution` with the state covariance as cancelled ``numerator /
+denominator`` entries and the common denominator (the stability polynomial).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from .exact import canonical, desqrt, factor_flint_free, oriented_factor_list, solve_den
+from .noise import AdditiveNoise
+from .recursion import LinearRecursion
+
+__all__ = [
+    "SOLVERS",
+    "EigenmodeSolver",
+    "ExactSolver",
+    "NumericSolver",
+    "Solution",
+    "halfvec_operator_system",
+    "halfvec_system",
+    "solve_symmetric",
+    "solve",
+]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The stationary state second moment and how it was obtained."""
+
+    state_cov: sp.ImmutableMatrix
+    #: common denominator of the entries, factored (1 for numeric solutions)
+    denominator: sp.Expr
+    method: str
+
+
+def _pairs(n: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(n) for j in range(i, n)]
+
+
+def _unit(n: int, i: int, j: int) -> sp.Matrix:
+    E = sp.zeros(n, n)
+    E[i, j] = E[j, i] = 1
+    return E
+
+
+def halfvec_operator_system(
+    operator: Callable[[sp.Matrix], sp.Matrix], forcing: sp.MatrixBase, n: int
+) -> tuple[sp.Matrix, sp.Matrix]:
+    r"""The system ``A s = b`` equivalent to :math:`F(\Sigma) = G` for symmetric Σ, where ``F`` is
+    linear and maps symmetric matrices to symmetric matrices.
+
+    ``s`` holds the upper-triangular entries of Σ (row-major); column k of ``A`` is the
+    half-vectorisation of :math:`F(E_k)` for the symmetric unit matrix :math:`E_k`.
+    """
+    pairs = _pairs(n)
+    columns = []
+    for i, j in pairs:
+        F = operator(_unit(n, i, j))
+        columns.append([sp.expand(F[p, q]) for p, q in pairs])
+    A = sp.Matrix(len(pairs), len(pairs), lambda r, c: columns[c][r])
+    b = sp.Matrix([sp.expand(forcing[p, q]) for p, q in pairs])
+    return A, b
+
+
+def halfvec_system(recursion: LinearRecursion) -> tuple[sp.Matrix, sp.Matrix]:
+    r"""The half-vectorised stationary equation :math:`\Sigma - T(\Sigma) = BQ_0B^\top`."""
+    return halfvec_operator_system(
+        lambda E: E - recursion.second_moment_map(E), recursion.forcing(), recursion.n
+    )
+
+
+def solve_symmetric(
+    operator: Callable[[sp.Matrix], sp.Matrix], forcing: sp.MatrixBase, n: int
+) -> tuple[sp.ImmutableMatrix, sp.Expr]:
+    """Exact symmetric solution of ``operator(Σ) = forcing`` and its factored denominator."""
+    A, b = halfvec_operator_system(operator, forcing, n)
+    nums, dens = solve_den(A, b)
+    return _assemble(nums, dens, n)
+
+
+def _from_halfvec(n: int, values: list) -> sp.ImmutableMatrix:
+    S = sp.zeros(n, n)
+    for (i, j), v in zip(_pairs(n), values):
+        S[i, j] = S[j, i] = v
+    return sp.ImmutableMatrix(S)
+
+
+class Solver:
+    """Abstract solver strategy."""
+
+    name = "abstract"
+
+    def applies_to(self, recursion: LinearRecursion) -> bool:
+        raise NotImplementedError
+
+    def solve(self, recursion: LinearRecursion) -> Solution:
+        raise NotImplementedError
+
+
+class ExactSolver(Solver):
+    r"""Fraction-free exact elimination on the half-vectorised equation.
+
+    Solve :math:`\Sigma = M\Sigma M^\top + B(Q_0 + \mathcal L(K\Sigma K^\top))B^\top` for symmetric
+    Σ with symbolic entries.  ``engine`` is ``"flint"`` (default when available) or
+    ``"domainmatrix"``.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> from symsgd.recursion import build_recursion
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r = build_recursion(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    >>> ExactSolver().solve(r).state_cov[0, 0]
+    c*lambda/(h*(2 - h*lambda))
+    """
+
+    name = "exact"
+
+    def __init__(self, engine: str = "auto"):
+        self.engine = engine
+
+    def applies_to(self, recursion):
+        return True
+
+    def solve(self, recursion):
+        A, b = halfvec_system(recursion)
+        (A, b), back = desqrt([A, b])
+        nums, dens = solve_den(A, b, method=self.engine)
+        state_cov, denominator = _assemble(nums, dens, recursion.n)
+        return Solution(state_cov.subs(back), denominator.subs(back), self.name)
+
+
+def _assemble(nums: list, dens: list, n: int) -> tuple[sp.ImmutableMatrix, sp.Expr]:
+    """Entries over the common denominator, each cancelled, with denominator factors oriented
+    to be positive at the reference point."""
+    common = sp.Integer(1)
+    for q in dens:
+        common = sp.lcm(common, q)
+    factored = _oriented_factors(common)
+    values = []
+    for p, q in zip(nums, dens):
+        if p == 0:
+            values.append(sp.Integer(0))
+            continue
+        scale = sp.cancel(common / q)  # a polynomial
+        values.append(_over(sp.expand(p * scale), factored))
+    return _from_halfvec(n, values), factored.as_expr()
+
+
+@dataclass(frozen=True)
+class _Factored:
+    """sign * Π factor**power, each factor oriented to be positive near the reference point."""
+
+    factors: tuple
+
+    def as_expr(self) -> sp.Expr:
+        return sp.Mul(*[f**e for f, e in self.factors])
+
+
+def _over(num: sp.Expr, den: _Factored) -> sp.Expr:
+    """``num / den`` with common factors of numerator and denominator cancelled."""
+    out_den = []
+    for f, e in den.factors:
+        while e > 0:
+            q, r = sp.div(num, f)
+            if r != 0:
+                break
+            num, e = sp.expand(q), e - 1
+        if e:
+            out_den.append((f, e))
+    numerator = factor_flint_free(num) if num.is_Add else num
+    if numerator.is_Number and not out_den:
+        return numerator
+    return numerator / sp.Mul(*[f**e for f, e in out_den])
+
+
+def _oriented_factors(expr: sp.Expr) -> _Factored:
+    coeff, factors = oriented_factor_list(expr)
+    out = list(factors)
+    if coeff != 1:
+        out.insert(0, (coeff, 1))
+    return _Factored(tuple(out))
+
+
+class EigenmodeSolver(Solver):
+    """Diagonal H, C and P (the commuting case in its eigenbasis), additive noise: solve one
+    mode with symbolic eigenvalues and substitute — cost independent of d."""
+
+    name = "eigenmode"
+
+    def applies_to(self, recursion):
+        land = recursion.landscape
+        if land.modes or land.dim == 1 or not isinstance(recursion.noise, AdditiveNoise):
+            return False
+        opt = recursion.optimizer
+        P = opt.preconditioner(land, recursion.noise)
+        mats = [land.hessian, recursion.noise.C] + ([] if P is None else [P])
+        return all(m.is_diagonal() for m in mats)
+
+    def solve(self, recursion):
+        from .landscapes import Quadratic
+        from .recursion import build_recursion
+
+        land, noise, opt = recursion.landscape, recursion.noise, recursion.optimizer
+        d = land.dim
+        h, c = sp.Dummy("h", positive=True), sp.Dummy("c", nonnegative=True)
+        solved: dict = {}  # one exact solve per distinct per-mode optimizer
+        n1 = opt.blocks
+        S = sp.zeros(n1 * d, n1 * d)
+        for k in range(d):
+            mode_opt = opt.restrict(k)
+            if mode_opt not in solved:
+                one = build_recursion(mode_opt, Quadratic(h), AdditiveNoise(c))
+                solved[mode_opt] = ExactSolver().solve(one).state_cov
+            mode = solved[mode_opt].subs({h: land.hessian[k, k], c: noise.C[k, k]})
+            for a in range(n1):
+                for b in range(n1):
+                    S[a * d + k, b * d + k] = mode[a, b]
+        common = sp.Integer(1)
+        for e in S:
+            if e != 0:
+                common = sp.lcm(common, sp.fraction(sp.together(e))[1])
+        return Solution(sp.ImmutableMatrix(S), canonical(common), self.name)
+
+
+class NumericSolver(Solver):
+    """Every entry numeric: exact rationals via ``DomainMatrix`` over QQ, floats via scipy."""
+
+    name = "numeric"
+
+    def __init__(self, exact: bool | None = None):
+        self.exact = exact
+
+    def applies_to(self, recursion):
+        mats = [recursion.M, recursion.B, recursion.forcing()]
+        if recursion.noise.depends_on_state():
+            A, _ = halfvec_system(recursion)
+            mats.append(A)
+        return all(not sp.sympify(e).free_symbols for m in mats for e in m)
+
+    def solve(self, recursion):
+        floats = any(e.has(sp.Float) for m in (recursion.M, recursion.B) for e in m)
+        exact = (not floats) if self.exact is None else self.exact
+        n = recursion.n
+        if exact:
+            A, b = halfvec_system(recursion)
+            from sympy.polys.matrices import DomainMatrix
+
+            dm = DomainMatrix.from_Matrix(A).to_field()
+            bd = DomainMatrix.from_Matrix(b).convert_to(dm.domain)
+            try:
+                x = dm.lu_solve(bd).to_Matrix()
+            except Exception as exc:  # singular system
+                raise ValueError(f"the stationary equation is singular: {exc}") from None
+            return Solution(_from_halfvec(n, list(x)), sp.Integer(1), "numeric-exact")
+        S = numeric_state_cov(recursion)
+        return Solution(sp.ImmutableMatrix(sp.Matrix(S.tolist())), sp.Integer(1), "numeric-float")
+
+
+def numeric_state_cov(recursion: LinearRecursion) -> np.ndarray:
+    """Float solution of the stationary equation (all entries numeric)."""
+    from scipy.linalg import solve_discrete_lyapunov
+
+    M = np.array(recursion.M.evalf(), dtype=float)
+    G = np.array(recursion.forcing().evalf(), dtype=float)
+    if not recursion.noise.depends_on_state():
+        return solve_discrete_lyapunov(M, G)
+    A, b = halfvec_system(recursion)
+    x = np.linalg.solve(np.array(A.evalf(), dtype=float), np.array(b.evalf(), dtype=float))
+    return np.array(_from_halfvec(recursion.n, list(x.ravel())).evalf(), dtype=float)
+
+
+SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), ExactSolver())
+
+
+def solve(recursion: LinearRecursion, method: str = "auto") -> Solution:
+    """Solve with the first strategy that applies (``method="auto"``) or the named one
+    (``"eigenmode"``, ``"numeric"``, ``"exact"``, ``"domainmatrix"``)."""
+    if method == "auto":
+        for solver in SOLVERS:
+            if solver.applies_to(recursion):
+                return solver.solve(recursion)
+    named = {
+        "eigenmode": EigenmodeSolver(),
+        "numeric": NumericSolver(),
+        "exact": ExactSolver(),
+        "domainmatrix": ExactSolver(engine="domainmatrix"),
+    }
+    if method not in named:
+        raise ValueError(f"method must be one of 'auto', {', '.join(map(repr, named))}; got {method!r}.")
+    solver = named[method]
+    if not solver.applies_to(recursion):
+        raise ValueError(f"the {method!r} solver does not apply to this problem.")
+    return solver.solve(recursion)

@@ -1,0 +1,169 @@
+"""Fast numeric functions from symbolic results.
+
+:func:`lambdify_result` turns a set of sympy expressions / matrices (sharing free symbols) into a
+:class:`NumericFunction`: keyword arguments by symbol name (``str(symbol)``) or, for library
+symbols, their Python alias (``lr``, ``momentum``, ...); numpy inputs broadcast; common
+subexpressions are eliminated once for all outputs; the stability conditions are evaluated at every
+point and violated points raise :class:`~symsgd.UnstableError` (or become NaN on request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import sympy as sp
+
+from .errors import UnstableError
+from .symbols import ALIASES
+
+__all__ = ["NumericFunction", "lambdify_result", "resolve_values"]
+
+_ALIAS_OF = {str(s): alias for alias, s in ALIASES.items()}
+
+
+def _names(symbols) -> dict[str, sp.Symbol]:
+    out: dict[str, sp.Symbol] = {}
+    for s in sorted(symbols, key=str):
+        name = str(s)
+        if name in out and out[name] != s:
+            raise ValueError(
+                f"two different symbols are both named {name!r} (with different assumptions); "
+                f"rename one so numeric functions can tell them apart."
+            )
+        out[name] = s
+    return out
+
+
+def resolve_values(values: Mapping, symbols) -> dict[sp.Symbol, object]:
+    """Map ``{symbol or name or alias: value}`` onto the given symbols.
+
+    Unknown names raise ``ValueError`` listing the names that are accepted.
+    """
+    by_name = _names(symbols)
+    out: dict[sp.Symbol, object] = {}
+    for key, value in values.items():
+        if isinstance(key, sp.Symbol):
+            name = str(key)
+        else:
+            name = str(key)
+            if name in ALIASES:
+                name = str(ALIASES[name])
+        if name not in by_name:
+            accepted = ", ".join(
+                f"{n} (alias {_ALIAS_OF[n]})" if n in _ALIAS_OF else n for n in by_name
+            )
+            raise ValueError(f"unknown parameter {key!r}; this result depends on: {accepted}.")
+        out[by_name[name]] = value
+    return out
+
+
+class NumericFunction:
+    """A vectorised numeric function of a result's free symbols (see :func:`lambdify_result`)."""
+
+    def __init__(self, outputs: dict, conditions, backend: str, unstable: str):
+        symbols: set = set()
+        for value in outputs.values():
+            symbols |= value.free_symbols
+        cond_parts = [c for c in sp.And.make_args(conditions) if c not in (sp.true,)]
+        self.symbols = sorted(symbols, key=str)
+        self.names = [str(s) for s in self.symbols]
+        _names(self.symbols)  # reject clashing names early
+        self.backend = backend
+        self.unstable = unstable
+        self._shapes = {k: (v.shape if isinstance(v, sp.MatrixBase) else ()) for k, v in
+                        outputs.items()}
+        flat = []
+        for value in outputs.values():
+            flat.extend(list(value) if isinstance(value, sp.MatrixBase) else [value])
+        modules = "mpmath" if backend == "mpmath" else "numpy"
+        self._f = sp.lambdify(self.symbols, flat, modules=modules, cse=True)
+        cond_symbols = sorted(set().union(*[c.free_symbols for c in cond_parts]), key=str) if (
+            cond_parts) else []
+        self._conditions = cond_parts
+        self._cond_symbols = cond_symbols
+        self._cond_f = [sp.lambdify(cond_symbols, c, modules="numpy") for c in cond_parts]
+        self._keys = list(outputs)
+
+    def __repr__(self) -> str:
+        return f"<NumericFunction of ({', '.join(self.names)}) -> {', '.join(self._keys)}>"
+
+    def _arguments(self, kwargs) -> dict:
+        values = resolve_values(kwargs, self.symbols)
+        missing = [str(s) for s in self.symbols if s not in values]
+        if missing:
+            shown = [f"{m} (or {_ALIAS_OF[m]})" if m in _ALIAS_OF else m for m in missing]
+            raise TypeError(f"missing values for {', '.join(shown)}.")
+        return values
+
+    def __call__(self, **kwargs):
+        values = self._arguments(kwargs)
+        args = [values[s] for s in self.symbols]
+        if self.backend == "numpy":
+            args = [np.asarray(a, dtype=float) for a in args]
+        bad = self._check(values)
+        raw = self._f(*args)
+        out = {}
+        i = 0
+        for key in self._keys:
+            shape = self._shapes[key]
+            size = int(np.prod(shape)) if shape else 1
+            part = raw[i:i + size]
+            i += size
+            out[key] = self._assemble(part, shape, args)
+            if bad is not None and self.backend == "numpy":
+                arr = out[key]
+                lead = arr.shape[: arr.ndim - len(shape)]
+                arr[np.broadcast_to(bad, lead)] = np.nan
+        return out if len(out) > 1 else out[self._keys[0]]
+
+    def _assemble(self, part, shape, args):
+        if self.backend == "mpmath":
+            if not shape:
+                return part[0]
+            return [part[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
+        arrays = np.broadcast_arrays(*[np.asarray(p, dtype=float) for p in part],
+                                     *[np.asarray(a, dtype=float) for a in args])
+        entries = arrays[: len(part)]
+        if not shape:
+            return np.array(entries[0], dtype=float)
+        stacked = np.stack(entries, axis=-1)
+        return stacked.reshape(stacked.shape[:-1] + tuple(shape))
+
+    def _check(self, values):
+        if not self._cond_f:
+            return None
+        args = [np.asarray(values[s], dtype=float) for s in self._cond_symbols]
+        ok = np.ones(np.broadcast(*args).shape if args else (), dtype=bool)
+        for cond, f in zip(self._conditions, self._cond_f):
+            holds = np.asarray(f(*args), dtype=bool)
+            if self.unstable == "raise" and not np.all(holds):
+                flat = np.broadcast_arrays(*args, holds)
+                idx = np.flatnonzero(~flat[-1].ravel())[0]
+                point = {str(s): float(a.ravel()[idx]) for s, a in zip(self._cond_symbols,
+                                                                       flat[:-1])}
+                raise UnstableError(
+                    f"no stationary law at {point}: the condition {sp.sstr(cond)} fails "
+                    f"({int(np.size(holds) - np.count_nonzero(holds))} of {np.size(holds)} points). "
+                    f"Lower the learning rate there, or lambdify(unstable='nan') to get NaN.",
+                    condition=cond,
+                    values=point,
+                )
+            ok = ok & holds
+        return None if np.all(ok) else ~ok
+
+
+def lambdify_result(outputs: dict, conditions=sp.true, backend: str = "numpy",
+                    unstable: str = "raise") -> NumericFunction:
+    """Build a :class:`NumericFunction` for ``outputs`` (name -> Expr or Matrix).
+
+    >>> x = sp.Symbol("x", positive=True)
+    >>> f = lambdify_result({"y": 1 / (2 - x)}, sp.StrictLessThan(x, 2))
+    >>> float(f(x=1.0))
+    1.0
+    """
+    if backend not in ("numpy", "mpmath"):
+        raise ValueError(f"backend must be 'numpy' or 'mpmath'; got {backend!r}.")
+    if unstable not in ("raise", "nan"):
+        raise ValueError(f"unstable must be 'raise' or 'nan'; got {unstable!r}.")
+    return NumericFunction(outputs, conditions, backend, unstable)

@@ -1,0 +1,373 @@
+r"""Optimizers as value objects that state their update rule once.
+
+Each optimizer is a frozen dataclass whose fields are sympy symbols or numbers.  Its
+:meth:`Optimizer.step` is written with ``+``, ``-``, scalar ``*`` and the callables it is given, so
+the *same* code runs on
+
+* sympy column vectors, with the gradient oracle :math:`g(x) = Hx + \xi` — this is how the
+  state-space matrices of :class:`symsgd.LinearRecursion` are derived (no matrix is typed in);
+* numpy arrays of shape ``(d, chains)`` with a real stochastic gradient — this is how
+  :func:`symsgd.simulate` runs the real optimizer.
+
+Every gradient includes the L2 term ``weight_decay · θ`` (coupled weight decay).
+
+Conventions (state blocks in brackets):
+
+* ``SGD``:        [θ]            θ' = θ − λ P g(θ)
+* ``HeavyBall``:  [θ, θ₋]        θ' = θ − λ P g(θ) + μ(θ − θ₋)
+* ``Nesterov``:   [θ, θ₋]        y = θ + μ(θ − θ₋),  θ' = y − λ P g(y)
+* ``Adam``:       [θ, m]         m' = β₁ m + (1 − β₁) g(θ),  θ' = θ − λ P m'
+  with the frozen diagonal preconditioner P = diag(1/(√v + ε)) of the near-minimum
+  approximation (see :class:`Adam`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import sympy as sp
+
+from ._util import as_matrix, check_psd, check_symmetric
+from .landscapes import Landscape
+from .noise import Noise
+from .symbols import beta1 as _beta1
+from .symbols import beta2 as _beta2
+from .symbols import eps as _eps
+from .symbols import lr as _lr
+from .symbols import momentum as _momentum
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "DampedNewton",
+    "HeavyBall",
+    "NaturalGradient",
+    "Nesterov",
+    "Optimizer",
+    "Preconditioned",
+]
+
+Vector = Any  # a sympy column Matrix or a numpy array of shape (d, chains)
+Gradient = Callable[[Vector], Vector]
+Apply = Callable[[Vector], Vector]
+
+
+def _identity(v: Vector) -> Vector:
+    return v
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """Abstract base.  Subclasses set ``blocks`` and implement :meth:`step`."""
+
+    lr: Any = _lr
+    weight_decay: Any = field(default=0, kw_only=True)
+
+    #: number of d-dimensional blocks in the state vector
+    blocks: ClassVar[int] = 1
+    #: names of the state blocks, for reports
+    block_names: ClassVar[tuple[str, ...]] = ("θ",)
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay"):
+            value = sp.sympify(getattr(self, name))
+            object.__setattr__(self, name, value)
+            if value.is_negative or (name == "lr" and value.is_zero):
+                need = "positive" if name == "lr" else "non-negative"
+                raise ValueError(f"{type(self).__name__}: {name} must be {need}; got {value}.")
+
+    # -- the one rule -----------------------------------------------------------------------
+    def step(self, state: Sequence[Vector], grad: Gradient, precondition: Apply) -> tuple:
+        """One update: the new state blocks from the old ones, a gradient oracle and ``P·``."""
+        raise NotImplementedError
+
+    def gradient(self, grad: Gradient, x: Vector) -> Vector:
+        """The gradient the optimizer uses at ``x``: the loss gradient plus ``weight_decay·x``."""
+        g = grad(x)
+        return g + self.weight_decay * x if self.weight_decay != 0 else g
+
+    # -- capabilities -----------------------------------------------------------------------
+    def state_dim(self, landscape: Landscape) -> int:
+        """Length of the state vector z."""
+        return self.blocks * landscape.dim
+
+    def initial_state(self, theta: Vector) -> tuple:
+        """State blocks at rest at ``theta`` (momentum blocks start at zero velocity)."""
+        return (theta,)
+
+    def velocity(self, state: Sequence[Vector], precondition: Apply) -> Vector | None:
+        r"""The velocity :math:`v_t = \theta_t - \theta_{t-1}` as a linear function of the state,
+        or ``None`` when the state does not determine it (plain SGD)."""
+        return None
+
+    def preconditioner(self, landscape: Landscape, noise: Noise) -> sp.Matrix | None:
+        """The preconditioner P (``None`` for the identity)."""
+        return None
+
+    def restrict(self, k: int) -> Optimizer:
+        """The optimizer acting on eigen-mode ``k`` of a diagonal problem (diagonal entries of
+        any matrix it holds)."""
+        return self
+
+    def continuous_lr(self) -> sp.Expr:
+        """The effective learning rate of the optimizer's small-λ SDE (λ for SGD)."""
+        return self.lr
+
+    def symbols(self) -> set:
+        out: set = set()
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, sp.Basic):
+                out |= value.free_symbols
+        return out
+
+
+@dataclass(frozen=True)
+class SGD(Optimizer):
+    r"""Stochastic gradient descent :math:`\theta_{t+1} = \theta_t - \lambda g_t`.
+
+    >>> import symsgd as ss
+    >>> ss.SGD(ss.lr)
+    SGD(lr=lambda, weight_decay=0)
+    """
+
+    def step(self, state, grad, precondition):
+        (theta,) = state
+        return (theta - self.lr * precondition(self.gradient(grad, theta)),)
+
+
+@dataclass(frozen=True)
+class _Momentum(Optimizer):
+    momentum: Any = _momentum
+
+    blocks: ClassVar[int] = 2
+    block_names: ClassVar[tuple[str, ...]] = ("θ", "θ₋₁")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        mu = sp.sympify(self.momentum)
+        object.__setattr__(self, "momentum", mu)
+        if mu.is_negative or (mu - 1).is_nonnegative:
+            raise ValueError(
+                f"{type(self).__name__}: momentum must satisfy 0 ≤ μ < 1; got μ = {mu}."
+            )
+
+    def initial_state(self, theta):
+        return (theta, theta)
+
+    def velocity(self, state, precondition):
+        theta, previous = state
+        return theta - previous
+
+    def continuous_lr(self):
+        return self.lr / (1 - self.momentum)
+
+
+@dataclass(frozen=True)
+class HeavyBall(_Momentum):
+    r"""Polyak heavy-ball momentum
+    :math:`\theta_{t+1} = \theta_t - \lambda g(\theta_t) + \mu(\theta_t - \theta_{t-1})`.
+
+    >>> import symsgd as ss
+    >>> ss.HeavyBall(ss.lr, ss.momentum).blocks
+    2
+    """
+
+    def step(self, state, grad, precondition):
+        theta, previous = state
+        g = precondition(self.gradient(grad, theta))
+        return (theta - self.lr * g + self.momentum * (theta - previous), theta)
+
+
+@dataclass(frozen=True)
+class Nesterov(_Momentum):
+    r"""Nesterov momentum: the gradient is taken at the look-ahead point
+    :math:`y_t = \theta_t + \mu(\theta_t - \theta_{t-1})`, then
+    :math:`\theta_{t+1} = y_t - \lambda g(y_t)`.
+
+    >>> import symsgd as ss
+    >>> ss.Nesterov(ss.lr, ss.momentum).blocks
+    2
+    """
+
+    def step(self, state, grad, precondition):
+        theta, previous = state
+        look_ahead = theta + self.momentum * (theta - previous)
+        return (look_ahead - self.lr * precondition(self.gradient(grad, look_ahead)), theta)
+
+
+def _matrix_or_mode(P, landscape: Landscape, name: str) -> sp.Matrix:
+    matrix = as_matrix(P, name)
+    if matrix.shape != landscape.hessian.shape:
+        raise ValueError(
+            f"{name} has shape {matrix.shape} but the landscape has dimension {landscape.dim}."
+        )
+    return sp.Matrix(matrix)
+
+
+def _inverse(matrix: sp.Matrix, what: str) -> sp.Matrix:
+    det = sp.factor(matrix.det())
+    if det == 0:
+        raise ValueError(
+            f"{what} is singular (determinant 0) and has no inverse; "
+            f"use Preconditioned(lr, P) with an invertible P or add weight decay."
+        )
+    if matrix.rows == 1:
+        return sp.Matrix([[sp.cancel(1 / matrix[0, 0])]])
+    return matrix.inv(method="LU").applyfunc(sp.cancel)
+
+
+@dataclass(frozen=True)
+class Preconditioned(SGD):
+    r"""Preconditioned SGD :math:`\theta_{t+1} = \theta_t - \lambda P g_t` with a fixed
+    symmetric positive-definite ``P`` (scalar = its eigenvalue in eigen-mode problems).
+
+    >>> import sympy as sp, symsgd as ss
+    >>> ss.Preconditioned(ss.lr, sp.Symbol("p", positive=True)).P
+    p
+    """
+
+    P: Any = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        matrix = as_matrix(self.P, "P")
+        check_symmetric(matrix, "P")
+        check_psd(matrix, "P", strict=True)
+        object.__setattr__(self, "P", matrix if matrix.rows > 1 else matrix[0, 0])
+
+    def preconditioner(self, landscape, noise):
+        return _matrix_or_mode(self.P, landscape, "P")
+
+    def restrict(self, k):
+        P = self.P
+        return replace(self, P=P[k, k]) if isinstance(P, sp.MatrixBase) else self
+
+
+@dataclass(frozen=True)
+class DampedNewton(SGD):
+    r"""Damped Newton :math:`\theta_{t+1} = \theta_t - \lambda (H + \gamma I)^{-1} g_t`: the
+    preconditioner is the inverse Hessian of the (weight-decayed) loss.
+
+    >>> import symsgd as ss
+    >>> ss.DampedNewton(ss.lr).lr
+    lambda
+    """
+
+    def preconditioner(self, landscape, noise):
+        curvature = sp.Matrix(landscape.hessian) + self.weight_decay * sp.eye(landscape.dim)
+        return _inverse(curvature, "DampedNewton needs (H + weight_decay·I)⁻¹, but that matrix")
+
+
+@dataclass(frozen=True)
+class NaturalGradient(SGD):
+    r"""Natural-gradient descent :math:`\theta_{t+1} = \theta_t - \lambda F^{-1} g_t`.
+
+    ``F`` is the Fisher information.  By default it is the *per-sample gradient covariance at
+    the minimum*, which for a well-specified likelihood model equals the Fisher; for additive
+    noise that is ``C``.  Pass ``fisher=`` to use another matrix (e.g. the Hessian).
+
+    >>> import symsgd as ss
+    >>> ss.NaturalGradient(ss.lr).fisher is None
+    True
+    """
+
+    fisher: Any = None
+
+    def restrict(self, k):
+        F = self.fisher
+        if F is None:
+            return self
+        F = as_matrix(F, "fisher")
+        return replace(self, fisher=F[k, k])
+
+    def preconditioner(self, landscape, noise):
+        F = noise.fisher(landscape) if self.fisher is None else _matrix_or_mode(
+            self.fisher, landscape, "fisher"
+        )
+        return _inverse(sp.Matrix(F), "NaturalGradient needs F⁻¹, but the Fisher F")
+
+
+@dataclass(frozen=True)
+class Adam(Optimizer):
+    r"""Adam near a minimum, in its fixed-preconditioner approximation.
+
+    Near a minimum Adam's second-moment estimate :math:`v` changes slowly (β₂ → 1), so the update
+    is linear with the frozen diagonal preconditioner :math:`P = \operatorname{diag}(1/(\sqrt{v}+
+    \epsilon))` and β₁ momentum on the gradient (bias correction is irrelevant at stationarity):
+
+    .. math:: m_{t+1} = \beta_1 m_t + (1-\beta_1) g_t, \qquad
+              \theta_{t+1} = \theta_t - \lambda P m_{t+1}.
+
+    ``v`` is the stationary per-coordinate gradient second moment.  Two forms:
+
+    * *frozen* (default): ``v`` is given (scalar or vector); when ``v=None`` it is the gradient
+      second moment *at the minimum*, :math:`v = \operatorname{diag}(Q(0))` (for additive noise
+      ``diag C``).
+    * *self-consistent*: :func:`symsgd.adam_self_consistent` solves
+      :math:`v = \operatorname{diag}\,\mathbb E[g g^\top] = \operatorname{diag}(H\Sigma H + Q(\Sigma))`
+      together with the stationary Σ for numeric parameters.
+
+    β₂ only sets how frozen ``v`` is and does not enter the linear theory.
+
+    >>> import symsgd as ss
+    >>> ss.Adam(ss.lr).blocks
+    2
+    """
+
+    beta1: Any = _beta1
+    beta2: Any = _beta2
+    eps: Any = _eps
+    v: Any = None
+
+    blocks: ClassVar[int] = 2
+    block_names: ClassVar[tuple[str, ...]] = ("θ", "m")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("beta1", "beta2", "eps"):
+            object.__setattr__(self, name, sp.sympify(getattr(self, name)))
+        if isinstance(self.v, (list, tuple, sp.MatrixBase)):
+            object.__setattr__(self, "v", tuple(sp.sympify(x) for x in self.v))
+        b1 = self.beta1
+        if b1.is_negative or (b1 - 1).is_nonnegative:
+            raise ValueError(f"Adam: beta1 must satisfy 0 ≤ β₁ < 1; got β₁ = {b1}.")
+
+    def initial_state(self, theta):
+        return (theta, 0 * theta)
+
+    def step(self, state, grad, precondition):
+        theta, m = state
+        m_new = self.beta1 * m + (1 - self.beta1) * self.gradient(grad, theta)
+        return (theta - self.lr * precondition(m_new), m_new)
+
+    def velocity(self, state, precondition):
+        theta, m = state
+        return -self.lr * precondition(m)
+
+    def second_moment(self, landscape: Landscape, noise: Noise) -> list:
+        """The per-coordinate ``v`` of the frozen preconditioner."""
+        d = landscape.dim
+        if self.v is None:
+            q0 = noise.covariance(landscape, sp.zeros(d, d))
+            return [q0[i, i] for i in range(d)]
+        v = self.v
+        if isinstance(v, (list, tuple)) or isinstance(v, sp.MatrixBase):
+            values = list(v)
+        else:
+            values = [v] * d
+        if len(values) != d:
+            raise ValueError(f"Adam: v has {len(values)} entries; the landscape has {d}.")
+        return [sp.sympify(x) for x in values]
+
+    def restrict(self, k):
+        v = self.v
+        if isinstance(v, (list, tuple, sp.MatrixBase)):
+            return replace(self, v=list(v)[k])
+        return self
+
+    def preconditioner(self, landscape, noise):
+        v = self.second_moment(landscape, noise)
+        return sp.diag(*[1 / (sp.sqrt(x) + self.eps) for x in v])

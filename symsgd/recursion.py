@@ -1,0 +1,136 @@
+r"""The linear stochastic recursion an optimizer becomes near a minimum.
+
+.. math:: z_{t+1} = M z_t + B \xi_t, \qquad
+          \operatorname{Cov}\xi_t = Q_0 + \mathcal L(K \Sigma_z K^\top),
+
+where :math:`x_t = K z_t` is the point where the gradient is evaluated (θ for SGD, the
+look-ahead point for Nesterov) and :math:`\Sigma_z = \mathbb E[z z^\top]`.  The stationary
+second moment solves
+
+.. math:: \Sigma_z = M \Sigma_z M^\top + B\,(Q_0 + \mathcal L(K\Sigma_z K^\top))\,B^\top .
+
+:func:`build_recursion` is the one place that knows how optimizer, landscape and noise combine:
+it runs the optimizer's own :meth:`~symsgd.optimizers.Optimizer.step` on symbolic vectors with
+the gradient oracle :math:`g(x) = Hx + \xi` and reads off ``M``, ``B`` and ``K`` as Jacobians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .landscapes import Landscape
+from .noise import Noise
+from .optimizers import Optimizer
+
+__all__ = ["LinearRecursion", "build_recursion"]
+
+
+@dataclass(frozen=True)
+class LinearRecursion:
+    """``z' = M z + B ξ`` with ``Cov ξ = noise.covariance(landscape, K Σ Kᵀ)``."""
+
+    M: sp.ImmutableMatrix
+    B: sp.ImmutableMatrix
+    K: sp.ImmutableMatrix
+    #: θ = theta_map · z
+    theta_map: sp.ImmutableMatrix
+    #: v = velocity_map · z (θ_t − θ_{t−1}), or None
+    velocity_map: sp.ImmutableMatrix | None
+    optimizer: Optimizer
+    landscape: Landscape
+    noise: Noise
+
+    @property
+    def n(self) -> int:
+        """State dimension."""
+        return self.M.rows
+
+    def forcing(self) -> sp.Matrix:
+        r"""The constant part :math:`B Q_0 B^\top`."""
+        d = self.landscape.dim
+        Q0 = self.noise.covariance(self.landscape, sp.zeros(d, d))
+        return self.B * Q0 * self.B.T
+
+    def second_moment_map(self, sigma: sp.MatrixBase) -> sp.Matrix:
+        r"""The linear part :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top`."""
+        out = self.M * sigma * self.M.T
+        if self.noise.depends_on_state():
+            d = self.landscape.dim
+            Q = self.noise.covariance(self.landscape, self.K * sigma * self.K.T)
+            Q0 = self.noise.covariance(self.landscape, sp.zeros(d, d))
+            out = out + self.B * (Q - Q0) * self.B.T
+        return out
+
+    def mode_names(self) -> dict:
+        names = dict(self.landscape.mode_names)
+        names.update(self.noise.mode_names(self.landscape))
+        return names
+
+
+def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> LinearRecursion:
+    """Derive the :class:`LinearRecursion` of ``optimizer`` on ``landscape`` with ``noise``.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r = build_recursion(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    >>> r.M, r.B
+    (Matrix([[-h*lambda + 1]]), Matrix([[-lambda]]))
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a symsgd optimizer (e.g. ss.SGD(lr)); got {optimizer!r}")
+    if not isinstance(landscape, Landscape):
+        raise TypeError(f"landscape must be e.g. ss.Quadratic(h); got {landscape!r}")
+    if not isinstance(noise, Noise):
+        raise TypeError(f"noise must be e.g. ss.AdditiveNoise(c); got {noise!r}")
+    d = landscape.dim
+    noise.covariance(landscape, sp.zeros(d, d))  # validates shapes early
+    blocks = [sp.Matrix(sp.symbols(f"_z{b}_0:{d}", cls=sp.Dummy)) for b in range(optimizer.blocks)]
+    xi = sp.Matrix(sp.symbols(f"_xi0:{d}", cls=sp.Dummy))
+    H = sp.Matrix(landscape.hessian)
+    P = optimizer.preconditioner(landscape, noise)
+    if P is not None:
+        P = sp.Matrix(P)
+
+    def precondition(v):
+        return v if P is None else P * v
+
+    points: list[sp.Matrix] = []
+
+    def grad(x):
+        points.append(x)
+        return H * x + xi
+
+    new = optimizer.step(tuple(blocks), grad, precondition)
+    if len(points) != 1:
+        raise RuntimeError(
+            f"{type(optimizer).__name__}.step must evaluate the gradient exactly once per step; "
+            f"it did {len(points)} times."
+        )
+    z = sp.Matrix.vstack(*blocks)
+    z_new = sp.Matrix.vstack(*[sp.Matrix(b) for b in new]).applyfunc(sp.expand)
+    M = z_new.jacobian(z)
+    B = z_new.jacobian(xi)
+    K = sp.Matrix(points[0]).applyfunc(sp.expand).jacobian(z)
+    residual = (z_new - M * z - B * xi).applyfunc(sp.expand)
+    if any(e != 0 for e in residual):
+        raise RuntimeError(f"{type(optimizer).__name__}.step is not linear in the state.")
+    n = z.rows
+    theta_map = sp.Matrix.hstack(sp.eye(d), sp.zeros(d, n - d))
+    v = optimizer.velocity(tuple(blocks), precondition)
+    velocity_map = None if v is None else sp.Matrix(v).applyfunc(sp.expand).jacobian(z)
+
+    def freeze(m):
+        return sp.ImmutableMatrix(m.applyfunc(sp.cancel))
+
+    return LinearRecursion(
+        M=freeze(M),
+        B=freeze(B),
+        K=freeze(K),
+        theta_map=sp.ImmutableMatrix(theta_map),
+        velocity_map=None if velocity_map is None else freeze(velocity_map),
+        optimizer=optimizer,
+        landscape=landscape,
+        noise=noise,
+    )

@@ -1,0 +1,221 @@
+r"""Where a stationary law exists: derived stability conditions.
+
+The stationary second moment exists (and is the limit from any start) iff the spectral radius
+of the second-moment map :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top` is
+below one.  For additive noise :math:`\rho(T) = \rho(M)^2`, so the condition is Schur stability of
+``M``; with state-dependent noise it is Schur stability of ``T`` itself.
+
+Schur stability of a monic characteristic polynomial ``p(z)`` of degree n is turned into explicit
+polynomial inequalities by the bilinear map :math:`z = (1+w)/(1-w)`:
+:math:`q(w) = (1-w)^n p\bigl(\tfrac{1+w}{1-w}\bigr)` is Hurwitz stable iff ``p`` is Schur stable,
+and for ``q`` the Liénard–Chipart criterion needs every coefficient positive and the Hurwitz
+minors :math:`\Delta_{n-1}, \Delta_{n-3}, \dots` positive.  Each inequality is factored and
+factors that are positive under the symbols' assumptions are dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .errors import UnstableError
+from .exact import factor_list
+from .recursion import LinearRecursion
+
+__all__ = [
+    "check_stable",
+    "conditions_from",
+    "hurwitz_conditions",
+    "schur_conditions",
+    "spectral_radius",
+    "stability_conditions",
+]
+
+#: largest characteristic-polynomial degree for which symbolic conditions are derived
+MAX_SYMBOLIC_DEGREE = 6
+
+
+def _operator_matrix(recursion: LinearRecursion) -> sp.Matrix:
+    """Matrix of T on the half-vectorised symmetric matrices."""
+    from .lyapunov import halfvec_system
+
+    A, _ = halfvec_system(recursion)
+    return sp.eye(A.rows) - A
+
+
+def characteristic_polynomial(recursion: LinearRecursion, z: sp.Symbol) -> sp.Expr:
+    """The polynomial in ``z`` whose Schur stability is the existence condition."""
+    if recursion.noise.depends_on_state():
+        T = _operator_matrix(recursion)
+    else:
+        T = sp.Matrix(recursion.M)
+    return _charpoly(T, z)
+
+
+def _charpoly(T: sp.Matrix, z: sp.Symbol) -> sp.Expr:
+    coeffs = T.charpoly().all_coeffs()
+    n = len(coeffs) - 1
+    return sp.Add(*[sp.expand(c) * z ** (n - k) for k, c in enumerate(coeffs)])
+
+
+def schur_conditions(p: sp.Expr, z: sp.Symbol) -> list[sp.Expr]:
+    """Polynomials that must all be positive for the monic ``p(z)`` to have every root in the
+    open unit disc (bilinear transform + Liénard–Chipart).
+
+    >>> z, a = sp.symbols("z a", real=True)
+    >>> schur_conditions(z - a, z)
+    [1 - a, a + 1]
+    """
+    poly = sp.Poly(p, z)
+    n = poly.degree()
+    if n < 1:
+        return []
+    w = sp.Dummy("w")
+    q = sp.Poly(sp.expand(sum(
+        c * (1 + w) ** k * (1 - w) ** (n - k) for (k,), c in poly.terms()
+    )), w)
+    return hurwitz_conditions([q.coeff_monomial(w**k) for k in range(n, -1, -1)])
+
+
+def hurwitz_conditions(a: list) -> list[sp.Expr]:
+    """Polynomials that must all be positive for ``a[0] w^n + … + a[n]`` to have every root in
+    the open left half-plane (Liénard–Chipart: all coefficients and the Hurwitz minors
+    Δ_{n-1}, Δ_{n-3}, … positive).
+
+    >>> w, b, c = sp.symbols("w b c", real=True)
+    >>> hurwitz_conditions([1, b, c])
+    [1, b, c]
+    """
+    n = len(a) - 1
+    conds = [sp.expand(c) for c in a]
+
+    def coef(k):
+        return a[k] if 0 <= k <= n else sp.Integer(0)
+
+    for m in range(n - 1, 1, -2):
+        Hm = sp.Matrix(m, m, lambda i, j: coef(2 * (j + 1) - (i + 1)))
+        conds.append(sp.expand(Hm.det(method="berkowitz")))
+    out = []
+    for c in conds:
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def conditions_from(polys: list[sp.Expr]) -> sp.Basic:
+    """The sympy boolean "every polynomial in ``polys`` is positive", simplified."""
+    return sp.And(*[_positive_form(c) for c in polys])
+
+
+def _positive_form(expr: sp.Expr) -> sp.Basic:
+    """``expr > 0`` simplified: known-positive factors dropped, terms split across the sign."""
+    num, den = sp.fraction(sp.together(expr))
+    constant, factors = factor_list(num)
+    sign = 1 if constant > 0 else -1
+    for f, e in factor_list(den)[1]:
+        factors.append((f, e))
+    keep, nonzero = [], []
+    for f, e in factors:
+        if f.is_positive:
+            continue
+        if f.is_negative:
+            sign *= (-1) ** e
+            continue
+        if e % 2 == 0:
+            nonzero.append(sp.Ne(f, 0))
+            continue
+        keep.append(f)
+    if not keep:
+        return sp.And(*nonzero) if sign > 0 else sp.false
+    body = sign * sp.Mul(*keep)
+    body = sp.expand(body) if len(keep) == 1 else body
+    if body.is_Add:
+        pos = sp.Add(*[t for t in body.args if not t.could_extract_minus_sign()])
+        neg = -sp.Add(*[t for t in body.args if t.could_extract_minus_sign()])
+        rel = sp.StrictLessThan(neg, pos) if neg != 0 else sp.StrictGreaterThan(pos, 0)
+    else:
+        rel = sp.StrictGreaterThan(body, 0)
+    return sp.And(rel, *nonzero)
+
+
+def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
+    """``(conditions, complete)``: a sympy boolean, and whether it is the full criterion.
+
+    When the characteristic polynomial is too large to treat symbolically (degree above
+    :data:`MAX_SYMBOLIC_DEGREE` with symbolic entries), only Schur stability of the mean
+    recursion ``M`` is given symbolically and ``complete`` is False; numeric parameters are then
+    checked through the spectral radius itself (:func:`check_stable`).
+    """
+    z = sp.Dummy("z")
+    state_dependent = recursion.noise.depends_on_state()
+    size = recursion.n * (recursion.n + 1) // 2 if state_dependent else recursion.n
+    symbolic = bool(recursion.M.free_symbols)
+    complete = True
+    if size > MAX_SYMBOLIC_DEGREE and symbolic:
+        complete = False
+        if recursion.n > MAX_SYMBOLIC_DEGREE:
+            return sp.true, False
+        p = _charpoly(sp.Matrix(recursion.M), z)
+    else:
+        p = characteristic_polynomial(recursion, z)
+    return conditions_from(schur_conditions(p, z)), complete
+
+
+def spectral_radius(recursion: LinearRecursion, values: dict) -> float:
+    """Numeric spectral radius of the second-moment map at ``values``."""
+    if recursion.noise.depends_on_state():
+        T = _operator_matrix(recursion).subs(values)
+    else:
+        T = sp.Matrix(recursion.M).subs(values)
+    try:
+        arr = np.array(T.evalf(), dtype=float)
+    except TypeError:
+        missing = sorted(map(str, T.free_symbols))
+        raise ValueError(f"spectral_radius needs values for {missing}.") from None
+    rho = float(np.max(np.abs(np.linalg.eigvals(arr)))) if arr.size else 0.0
+    return rho if recursion.noise.depends_on_state() else rho**2
+
+
+def _fmt(values: dict) -> str:
+    return ", ".join(f"{k} = {sp.sstr(v)}" for k, v in values.items())
+
+
+def check_stable(
+    recursion: LinearRecursion,
+    conditions: sp.Basic,
+    values: dict,
+    context: str = "stationary()",
+) -> None:
+    """Raise :class:`UnstableError` when ``values`` violate ``conditions`` (or, once every
+    symbol has a value, when the numeric spectral radius is ≥ 1)."""
+    name = f"{type(recursion.optimizer).__name__} on {type(recursion.landscape).__name__}"
+    for cond in sp.And.make_args(conditions):
+        got = cond.subs(values)
+        if got == sp.false:
+            shown = {k: v for k, v in values.items() if k in cond.free_symbols}
+            raise UnstableError(
+                f"{context} needs a stable recursion: for {name} that means {_pretty(conditions)}; "
+                f"the condition {_pretty(cond)} fails at {_fmt(shown)}. "
+                f"Lower the learning rate (or raise the momentum / batch size).",
+                condition=cond,
+                values=values,
+            )
+    free = (recursion.M.free_symbols | recursion.B.free_symbols) - set(values)
+    if recursion.noise.depends_on_state():
+        free |= _operator_matrix(recursion).free_symbols - set(values)
+    if not free:
+        rho = spectral_radius(recursion, values)
+        if not rho < 1:
+            raise UnstableError(
+                f"{context} needs a stable recursion: the second moments of {name} grow at "
+                f"{_fmt(values)} (spectral radius of the second-moment map {rho:.6g} ≥ 1). "
+                f"Lower the learning rate.",
+                condition=None,
+                values=values,
+            )
+
+
+def _pretty(cond: sp.Basic) -> str:
+    if cond in (sp.true, sp.false):
+        return str(cond)
+    return " and ".join(sp.sstr(c) for c in sp.And.make_args(cond))

@@ -1,0 +1,388 @@
+r"""The stationary law of an optimizer near a minimum: :func:`stationary` and its result.
+
+For the recursion :math:`z_{t+1} = M z_t + B\xi_t` (see :mod:`symsgd.recursion`) the stationary
+state second moment :math:`\Sigma_z` solves
+:math:`\Sigma_z = M\Sigma_z M^\top + B(Q_0 + \mathcal L(K\Sigma_zK^\top))B^\top`, and every readout
+follows from it exactly (:math:`\Theta` selects θ from the state, :math:`Q = Q(K\Sigma_zK^\top)`):
+
+* ``cov``            :math:`\operatorname{Var}\theta = \Theta\Sigma_z\Theta^\top`
+* ``velocity_cov``   :math:`\operatorname{Var}v`, :math:`v_{t+1} = \theta_{t+1}-\theta_t`:
+  :math:`\Theta(M-I)\Sigma_z(M-I)^\top\Theta^\top + \Theta B Q B^\top\Theta^\top`
+* ``cross_cov``      :math:`\operatorname{Cov}(\theta_t, v_t) =
+  \Theta M\Sigma_z(M-I)^\top\Theta^\top + \Theta BQB^\top\Theta^\top`
+* ``autocov(k)``     :math:`\mathbb E[\theta_{t+k}\theta_t^\top] = \Theta M^k\Sigma_z\Theta^\top`
+* ``loss``           :math:`\mathbb E L = \tfrac12\operatorname{Tr}(H\,\operatorname{Var}\theta)`
+* ``noise_cov``      the stationary gradient-noise covariance :math:`Q(K\Sigma_zK^\top)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sympy as sp
+
+from .exact import canonical
+from .landscapes import Landscape
+from .latex import render
+from .lyapunov import solve, solve_symmetric
+from .noise import Noise
+from .numeric import NumericFunction, lambdify_result, resolve_values
+from .optimizers import NaturalGradient, Optimizer, Preconditioned
+from .recursion import LinearRecursion, build_recursion
+from .stability import check_stable, conditions_from, hurwitz_conditions, stability_conditions
+
+__all__ = ["ContinuousTime", "Stationary", "stationary"]
+
+
+def _scalar(m: sp.MatrixBase):
+    return m[0, 0] if m.shape == (1, 1) else sp.ImmutableMatrix(m)
+
+
+def _matrix(value) -> sp.Matrix:
+    return value if isinstance(value, sp.MatrixBase) else sp.Matrix([[value]])
+
+
+class _Result:
+    """Shared presentation: ``cov``, ``loss``, ``subs``, ``series``, ``latex``, ``lambdify``."""
+
+    _cov: sp.ImmutableMatrix
+    conditions: sp.Basic
+    landscape: Landscape
+    values: dict
+
+    # -- readouts -------------------------------------------------------------------------
+    @property
+    def cov(self):
+        """Stationary Var θ (a sympy expression for 1-D and eigen-mode problems, else Matrix)."""
+        return _scalar(self._apply(self._cov))
+
+    @property
+    def loss(self) -> sp.Expr:
+        r"""Expected loss :math:`\tfrac12\operatorname{Tr}(H\operatorname{Var}\theta)` (per mode
+        for eigen-mode problems)."""
+        return self._apply(canonical(self.landscape.loss(self._cov)))
+
+    @property
+    def free_symbols(self) -> set:
+        return _matrix(self.cov).free_symbols
+
+    def _apply(self, value):
+        if not self.values:
+            return value
+        return value.subs(self.values)
+
+    def _outputs(self) -> dict:
+        return {"cov": self.cov, "loss": self.loss}
+
+    def mode_names(self) -> dict:
+        return {}
+
+    # -- manipulation ---------------------------------------------------------------------
+    def subs(self, values: Mapping | None = None, **kwargs):
+        """Substitute parameter values (symbols, names or aliases as keys).
+
+        Raises :class:`~symsgd.UnstableError` if the values violate :attr:`conditions`.
+        """
+        values = dict(values or {})
+        values.update(kwargs)
+        resolved = resolve_values(values, self._all_symbols())
+        resolved = {k: sp.nsimplify(v) if isinstance(v, float) and v == int(v) else sp.sympify(v)
+                    for k, v in resolved.items()}
+        merged = {**self.values, **resolved}
+        self._check(merged, "subs()")
+        return self._with_values(merged)
+
+    def _all_symbols(self) -> set:
+        return self._cov.free_symbols | self.conditions.free_symbols
+
+    def _check(self, values: dict, context: str) -> None:
+        raise NotImplementedError
+
+    def _with_values(self, values: dict):
+        raise NotImplementedError
+
+    def series(self, symbol: sp.Symbol | None = None, n: int = 3):
+        """Taylor series of ``cov`` in ``symbol`` (default: the learning rate) about 0, up to
+        and excluding order ``n``."""
+        from .symbols import lr
+
+        symbol = lr if symbol is None else symbol
+        cov = _matrix(self.cov)
+        out = cov.applyfunc(lambda e: sp.series(e, symbol, 0, n).removeO())
+        return _scalar(out)
+
+    # -- presentation ---------------------------------------------------------------------
+    def latex(self, *, env: str | None = None, lr: str | None = None, batch: str | None = None,
+              what: str = "cov") -> str:
+        r"""LaTeX of ``cov`` (or ``what="loss"``): matrix-function form for eigen-mode results,
+        a common-denominator block for explicit matrices.  ``lr="\\eta"`` and ``batch="B"``
+        change notation; ``env="align"`` wraps it in an align environment."""
+        value = getattr(self, what)
+        names = self.mode_names() if what == "cov" else {}
+        lhs = r"\Sigma" if what == "cov" else r"\mathbb{E}[L]"
+        denominator = getattr(self, "denominator", None)
+        try:
+            return render(lhs, value, names=names, denominator=denominator, env=env, lr_name=lr,
+                          batch_name=batch)
+        except (sp.PolynomialError, sp.PolificationFailed, sp.GeneratorsNeeded):
+            return render(lhs, value, denominator=denominator, env=env, lr_name=lr,
+                          batch_name=batch)
+
+    def _repr_latex_(self) -> str:
+        return f"$\\displaystyle \\Sigma = {self.latex()}$"
+
+    def lambdify(self, what: str | tuple = "cov", backend: str = "numpy",
+                 unstable: str = "raise") -> NumericFunction:
+        """A fast vectorised numeric function of the free symbols, with keyword arguments by
+        symbol name or alias: ``f = r.lambdify(); f(lr=0.1, h=1.0, c=0.5)``.
+
+        ``what`` is one readout name or a tuple of them (the function then returns a dict).
+        Points violating :attr:`conditions` raise :class:`~symsgd.UnstableError`, or give NaN
+        with ``unstable="nan"``.
+        """
+        names = (what,) if isinstance(what, str) else tuple(what)
+        outputs = {}
+        for name in names:
+            value = getattr(self, name)
+            if value is None:
+                raise ValueError(f"this result has no {name!r}.")
+            outputs[name] = value
+        return lambdify_result(outputs, self._apply(self.conditions), backend, unstable)
+
+
+class Stationary(_Result):
+    """The exact stationary law of a linear stochastic recursion (see the module docstring).
+
+    Attributes: ``recursion``, ``state_cov``, ``conditions`` (sympy boolean, derived),
+    ``conditions_complete``, ``denominator`` (the stability polynomial of the exact solution,
+    factored), ``method`` (the solver strategy used), ``values`` (substituted parameters).
+    """
+
+    def __init__(self, recursion: LinearRecursion, state_cov: sp.MatrixBase, conditions,
+                 complete: bool, denominator: sp.Expr, method: str, values: dict | None = None):
+        self.recursion = recursion
+        self._state_cov = sp.ImmutableMatrix(state_cov)
+        self.conditions = conditions
+        self.conditions_complete = complete
+        self._denominator = denominator
+        self.method = method
+        self.values = dict(values or {})
+        Theta = sp.Matrix(recursion.theta_map)
+        self._cov = sp.ImmutableMatrix(Theta * self._state_cov * Theta.T)
+        self.landscape = recursion.landscape
+
+    def __repr__(self) -> str:
+        r = self.recursion
+        return (f"Stationary({type(r.optimizer).__name__}, {r.landscape!r}, {r.noise!r}; "
+                f"method={self.method!r})")
+
+    # -- readouts -------------------------------------------------------------------------
+    @property
+    def state_cov(self) -> sp.ImmutableMatrix:
+        """Second moment of the whole state z (e.g. (θ_t, θ_{t-1}) for momentum)."""
+        return self._apply(self._state_cov)
+
+    @property
+    def denominator(self) -> sp.Expr:
+        """Common denominator of the exact solution (factored): it vanishes on the boundary
+        of the stability region."""
+        return self._apply(self._denominator)
+
+    def _noise(self, sigma) -> sp.Matrix:
+        r = self.recursion
+        return r.noise.covariance(r.landscape, sp.Matrix(r.K) * sigma * sp.Matrix(r.K).T)
+
+    @property
+    def noise_cov(self):
+        """Stationary gradient-noise covariance Q(KΣKᵀ) at the gradient evaluation point."""
+        return _scalar(self._apply(self._noise(self._state_cov).applyfunc(canonical)))
+
+    def _velocity_parts(self):
+        r = self.recursion
+        Th, M, B = sp.Matrix(r.theta_map), sp.Matrix(r.M), sp.Matrix(r.B)
+        S = sp.Matrix(self._state_cov)
+        noise = Th * B * self._noise(S) * B.T * Th.T
+        D = M - sp.eye(r.n)
+        return Th, M, D, S, noise
+
+    @property
+    def velocity_cov(self):
+        """Var v with v_t = θ_t − θ_{t−1} (any optimizer; for momentum methods the state's own
+        velocity)."""
+        Th, M, D, S, noise = self._velocity_parts()
+        out = (Th * D * S * D.T * Th.T + noise).applyfunc(canonical)
+        return _scalar(self._apply(out))
+
+    @property
+    def cross_cov(self):
+        """Cov(θ_t, v_t) = E[θ_t v_tᵀ]."""
+        Th, M, D, S, noise = self._velocity_parts()
+        out = (Th * M * S * D.T * Th.T + noise).applyfunc(canonical)
+        return _scalar(self._apply(out))
+
+    def autocov(self, k):
+        r"""Two-time correlation :math:`\mathbb E[\theta_{t+k}\theta_t^\top] = \Theta M^k
+        \Sigma_z\Theta^\top` (integer ``k ≥ 0``; a symbol when ``M`` is 1×1)."""
+        r = self.recursion
+        k = sp.sympify(k)
+        if k.is_number and (not k.is_integer or k < 0):
+            raise ValueError(f"autocov(k) needs an integer k ≥ 0; got {k}.")
+        M = sp.Matrix(r.M)
+        if k.is_number:
+            Mk = M ** int(k)
+        elif M.shape == (1, 1):
+            Mk = sp.Matrix([[M[0, 0] ** k]])
+        else:
+            try:
+                Mk = M**k
+            except Exception as exc:
+                raise ValueError(
+                    f"autocov(k) with symbolic k needs M**k in closed form, which sympy could "
+                    f"not produce for this {M.rows}×{M.rows} M ({exc}); pass an integer k."
+                ) from None
+        Th = sp.Matrix(r.theta_map)
+        out = (Th * Mk * sp.Matrix(self._state_cov) * Th.T).applyfunc(canonical)
+        return _scalar(self._apply(out))
+
+    def mode_names(self) -> dict:
+        r = self.recursion
+        if not r.landscape.modes:
+            return {}
+        names = r.mode_names()
+        opt = r.optimizer
+        if isinstance(opt, Preconditioned) and isinstance(opt.P, sp.Symbol):
+            names[opt.P] = "P"
+        if isinstance(opt, NaturalGradient) and isinstance(opt.fisher, sp.Symbol):
+            names[opt.fisher] = "F"
+        return names
+
+    def _outputs(self) -> dict:
+        out = {"cov": self.cov, "loss": self.loss}
+        if self.recursion.velocity_map is not None:
+            out["velocity_cov"] = self.velocity_cov
+        return out
+
+    # -- derived problems -----------------------------------------------------------------
+    def continuous_time(self) -> ContinuousTime:
+        r"""The SDE prediction for the same problem.
+
+        With drift :math:`A = P(H + \gamma I)` and the optimizer's effective learning rate
+        :math:`\lambda_{\rm eff}` (λ for SGD, λ/(1−μ) for momentum), the stationary covariance of
+        :math:`d\theta = -A\theta\,dt + \sqrt{\lambda_{\rm eff}}\,P\,Q(\Sigma)^{1/2}dW` solves
+        :math:`A\Sigma + \Sigma A^\top = \lambda_{\rm eff}\, P\,Q(\Sigma)\,P^\top`.
+        """
+        return ContinuousTime.of(self)
+
+    # -- protocol for _Result --------------------------------------------------------------
+    def _check(self, values, context):
+        check_stable(self.recursion, self.conditions, values, context)
+
+    def _with_values(self, values):
+        return Stationary(self.recursion, self._state_cov, self.conditions,
+                          self.conditions_complete, self._denominator, self.method, values)
+
+    def _all_symbols(self):
+        r = self.recursion
+        return (super()._all_symbols() | r.M.free_symbols | r.B.free_symbols
+                | self.recursion.forcing().free_symbols)
+
+    def simplify(self) -> Stationary:
+        """Entries factored (they are already cancelled; this only changes their form)."""
+        S = self._state_cov.applyfunc(sp.factor)
+        return Stationary(self.recursion, S, self.conditions, self.conditions_complete,
+                          self._denominator, self.method, self.values)
+
+
+class ContinuousTime(_Result):
+    """The continuous-time (SDE) prediction of :meth:`Stationary.continuous_time`."""
+
+    def __init__(self, landscape, cov, conditions, names, values, denominator):
+        self.landscape = landscape
+        self._cov = sp.ImmutableMatrix(cov)
+        self.conditions = conditions
+        self._names = names
+        self.values = dict(values)
+        self.denominator = denominator
+
+    @classmethod
+    def of(cls, result: Stationary) -> ContinuousTime:
+        r = result.recursion
+        opt, land, noise = r.optimizer, r.landscape, r.noise
+        d = land.dim
+        P = opt.preconditioner(land, noise)
+        P = sp.eye(d) if P is None else sp.Matrix(P)
+        A = P * (sp.Matrix(land.hessian) + opt.weight_decay * sp.eye(d))
+        rate = opt.continuous_lr()
+        Q0 = noise.covariance(land, sp.zeros(d, d))
+
+        def operator(S):
+            out = A * S + S * A.T
+            if noise.depends_on_state():
+                out = out - rate * P * (noise.covariance(land, S) - Q0) * P.T
+            return out
+
+        cov, den = solve_symmetric(operator, rate * P * Q0 * P.T, d)
+        cov = cov.applyfunc(canonical)
+        if noise.depends_on_state():
+            from .lyapunov import halfvec_operator_system
+
+            F, _ = halfvec_operator_system(operator, Q0, d)
+            coeffs = F.charpoly().all_coeffs()
+        else:
+            coeffs = A.charpoly().all_coeffs()
+        conditions = conditions_from(hurwitz_conditions(coeffs))
+        return cls(land, cov, conditions, result.mode_names(), result.values, den)
+
+    def __repr__(self) -> str:
+        return f"ContinuousTime(cov={self.cov})"
+
+    def mode_names(self) -> dict:
+        return self._names
+
+    def _check(self, values, context):
+        for cond in sp.And.make_args(self.conditions):
+            if cond.subs(values) == sp.false:
+                from .errors import UnstableError
+
+                raise UnstableError(
+                    f"{context}: the SDE has no stationary law where {sp.sstr(cond)} fails.",
+                    condition=cond, values=values)
+
+    def _with_values(self, values):
+        return ContinuousTime(self.landscape, self._cov, self.conditions, self._names, values,
+                              self.denominator)
+
+
+def stationary(optimizer: Optimizer, landscape: Landscape, noise: Noise, *,
+               method: str = "auto") -> Stationary:
+    r"""Derive the exact stationary law of ``optimizer`` on ``landscape`` with ``noise``.
+
+    Solves :math:`\Sigma_z = M\Sigma_zM^\top + B(Q_0 + \mathcal L(K\Sigma_zK^\top))B^\top` for the
+    recursion :func:`~symsgd.recursion.build_recursion` derives, with the solver strategy
+    ``method`` (``"auto"``: the first of eigen-mode, numeric, exact that applies), and derives
+    the existence conditions.  Numeric parameters outside them raise
+    :class:`~symsgd.UnstableError`.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    >>> r.cov
+    c*lambda/(h*(2 - h*lambda))
+    >>> r.conditions
+    h*lambda < 2
+    """
+    recursion = build_recursion(optimizer, landscape, noise)
+    conditions, complete = stability_conditions(recursion)
+    if conditions == sp.false:
+        raise _unstable(recursion, "the stability conditions can never hold")
+    check_stable(recursion, conditions, {}, "stationary()")
+    solution = solve(recursion, method)
+    return Stationary(recursion, solution.state_cov, conditions, complete, solution.denominator,
+                      solution.method)
+
+
+def _unstable(recursion, why):
+    from .errors import UnstableError
+
+    name = type(recursion.optimizer).__name__
+    return UnstableError(f"stationary(): {name} on {recursion.landscape!r} is unstable: {why}.")
