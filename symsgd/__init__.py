@@ -7,8 +7,8 @@ c*lambda*(mu + 1)/(h*(1 - mu)*(2*mu - h*lambda + 2))
 """
 
 from .errors import UnstableError
-from .landscapes import Landscape, Quadratic
-from .noise import AdditiveNoise, Noise
+from .landscapes import Landscape, LinearRegression, Quadratic
+from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .optimizers import (
     SGD,
     Adam,
@@ -44,6 +44,8 @@ __all__ = [
     "HeavyBall",
     "Landscape",
     "LinearRecursion",
+    "LinearRegression",
+    "MinibatchNoise",
     "NaturalGradient",
     "Nesterov",
     "Noise",

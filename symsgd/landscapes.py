@@ -21,7 +21,7 @@ import sympy as sp
 
 from ._util import as_matrix, check_symmetric
 
-__all__ = ["Landscape", "Quadratic"]
+__all__ = ["Landscape", "LinearRegression", "Quadratic", "isserlis_quartic"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Landscape:
         """Number of parameters (1 for scalar and eigen-mode problems)."""
         return self.hessian.rows
 
-    def loss(self, cov: sp.MatrixBase) -> sp.Expr:
+    def loss(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr:
         r"""Expected loss :math:`\mathbb E[L(\theta)] = \tfrac12 \operatorname{Tr}(H\Sigma)`."""
         return sp.Rational(1, 2) * (self.hessian * cov).trace()
 
@@ -128,3 +128,207 @@ def symmetric_matrix(d: int, name: str, diagonal_positive: bool = True) -> sp.Im
             )
             m[i, j] = m[j, i] = s
     return sp.ImmutableMatrix(m)
+
+
+def isserlis_quartic(A: sp.MatrixBase, M: sp.MatrixBase) -> sp.Matrix:
+    r""":math:`\mathbb E[x x^\top M x x^\top]` for :math:`x \sim N(0, A)`, by Isserlis' theorem.
+
+    The fourth moment :math:`\mathbb E[x_i x_k x_l x_j]` is the sum over the three pairings of
+    the positions (i, k, l, j) of products of covariances; ``k`` and ``l`` are contracted with
+    :math:`M_{kl}`.  Each pairing becomes one matrix contraction:
+
+    * (i k)(l j) → :math:`A M A`,  (i l)(k j) → :math:`A M^\top A`,
+    * (i j)(k l) → :math:`A\,\operatorname{Tr}(A M)`.
+
+    >>> a = sp.Symbol("a", positive=True)
+    >>> isserlis_quartic(sp.Matrix([[a]]), sp.Matrix([[1]]))  # E x^4 = 3 a^2
+    Matrix([[3*a**2]])
+    """
+    A, M = sp.Matrix(A), sp.Matrix(M)
+    positions = ("i", "k", "l", "j")  # x_i (x_k M_kl x_l) x_j
+    out = sp.zeros(A.rows, A.cols)
+    for pairing in _pairings(positions):
+        pairs = {frozenset(p) for p in pairing}
+        if pairs == {frozenset("ik"), frozenset("lj")}:
+            out += A * M * A
+        elif pairs == {frozenset("il"), frozenset("kj")}:
+            out += A * M.T * A
+        elif pairs == {frozenset("ij"), frozenset("kl")}:
+            out += A * (A * M).trace()
+        else:  # pragma: no cover - there are exactly three pairings of four positions
+            raise AssertionError(pairing)
+    return out
+
+
+def _pairings(items: tuple) -> list[list[tuple]]:
+    """All perfect matchings of ``items`` (Isserlis/Wick pairings)."""
+    if not items:
+        return [[]]
+    first, rest = items[0], items[1:]
+    out = []
+    for k, partner in enumerate(rest):
+        remaining = rest[:k] + rest[k + 1:]
+        for tail in _pairings(remaining):
+            out.append([(first, partner), *tail])
+    return out
+
+
+@dataclass(frozen=True, init=False)
+class LinearRegression(Landscape):
+    r"""Linear regression with per-sample loss :math:`\ell = \tfrac12(\theta^\top x - y)^2`.
+
+    *Gaussian (online) form* ``LinearRegression(A, label_noise=σ², theta_star=None)``: inputs
+    :math:`x\sim N(0, A)`, labels :math:`y = \theta_*^\top x + \epsilon` with
+    :math:`\operatorname{Var}\epsilon = \sigma^2`; the Hessian is ``A``.  ``A`` is a scalar, an
+    explicit matrix, or (:meth:`commuting`) an eigenvalue symbol.
+
+    *Finite data* ``LinearRegression.from_data(X, y)``: rows of ``X`` are the inputs; the loss is
+    the mean over the N samples; the Hessian is :math:`\hat H = X^\top X/N`; ``theta_star`` is
+    the least-squares minimiser.
+
+    Results concern the deviation from the minimiser of the training loss (with weight decay γ
+    that minimiser is :math:`\theta_\gamma = (H+\gamma I)^{-1} H\theta_*`).
+
+    >>> import sympy as sp, symsgd as ss
+    >>> a = sp.Symbol("a", positive=True)
+    >>> ss.LinearRegression(a, label_noise=ss.label_noise**2).hessian
+    Matrix([[a]])
+    """
+
+    A: sp.ImmutableMatrix | None = None
+    label_noise: sp.Expr = sp.Integer(0)
+    theta_star: sp.ImmutableMatrix | None = None
+    data: tuple | None = None
+
+    def __init__(self, A, label_noise=0, theta_star=None, *, _modes: bool = False,
+                 _names: dict | None = None, _data: tuple | None = None):
+        matrix = as_matrix(A, "A")
+        check_symmetric(matrix, "A")
+        from ._util import check_psd
+
+        check_psd(matrix, "A")
+        sigma2 = sp.sympify(label_noise)
+        if sigma2.is_negative:
+            raise ValueError(
+                f"label_noise is the label-noise *variance* σ² and must be ≥ 0; got {sigma2}."
+            )
+        d = matrix.rows
+        if theta_star is None:
+            star = sp.ImmutableMatrix(sp.zeros(d, 1))
+        else:
+            star = sp.ImmutableMatrix(sp.Matrix(theta_star).reshape(d, 1)) if (
+                isinstance(theta_star, (list, tuple, sp.MatrixBase))
+            ) else sp.ImmutableMatrix([[sp.sympify(theta_star)]])
+            if star.shape != (d, 1):
+                raise ValueError(f"theta_star must have {d} entries; got shape {star.shape}.")
+        object.__setattr__(self, "hessian", matrix)
+        object.__setattr__(self, "modes", _modes)
+        object.__setattr__(self, "mode_names", dict(_names or {}))
+        object.__setattr__(self, "A", matrix)
+        object.__setattr__(self, "label_noise", sigma2)
+        object.__setattr__(self, "theta_star", star)
+        object.__setattr__(self, "data", _data)
+
+    @classmethod
+    def commuting(cls, a: sp.Symbol | None = None, label_noise=0) -> LinearRegression:
+        """Eigen-mode form: ``a`` is one eigenvalue of the input covariance ``A``."""
+        a = sp.Symbol("a", positive=True) if a is None else a
+        return cls(a, label_noise, _modes=True, _names={a: "A"})
+
+    @classmethod
+    def from_data(cls, X, y) -> LinearRegression:
+        r"""A finite data set: ``X`` is N×d (rows are samples), ``y`` has N entries."""
+        X = sp.ImmutableMatrix(sp.Matrix(X.tolist() if hasattr(X, "tolist") else X))
+        y_list = y.tolist() if hasattr(y, "tolist") else y
+        Y = sp.ImmutableMatrix(sp.Matrix(y_list).reshape(X.rows, 1)) if (
+            sp.Matrix(y_list).shape[0] * sp.Matrix(y_list).shape[1] == X.rows
+        ) else None
+        if Y is None:
+            raise ValueError(
+                f"from_data: y must have one entry per row of X ({X.rows}); got {y_list!r}."
+            )
+        N, d = X.shape
+        H = (X.T * X) / N
+        det = sp.factor(H.det())
+        if det == 0:
+            raise ValueError(
+                "from_data: XᵀX is singular, so the least-squares minimiser is not unique; "
+                "add samples or remove collinear features."
+            )
+        star = (X.T * X).LUsolve(X.T * Y).applyfunc(sp.cancel)
+        return cls(H.applyfunc(sp.cancel), 0, star, _data=(X, Y))
+
+    @property
+    def dataset_size(self):
+        """N for finite data, ``sp.oo`` for the Gaussian (online) form."""
+        return sp.oo if self.data is None else self.data[0].rows
+
+    def offset(self, weight_decay=0) -> sp.Matrix:
+        r""":math:`b = \theta_\gamma - \theta_*`: where the (weight-decayed) minimum lies
+        relative to the noiseless optimum (zero without weight decay)."""
+        gamma = sp.sympify(weight_decay)
+        if gamma == 0:
+            return sp.zeros(self.dim, 1)
+        H = sp.Matrix(self.hessian)
+        shifted = H + gamma * sp.eye(self.dim)
+        return (-gamma * shifted.LUsolve(sp.Matrix(self.theta_star))).applyfunc(sp.cancel)
+
+    def gradient_covariance(self, second_moment: sp.MatrixBase, weight_decay=0) -> sp.Matrix:
+        r"""Per-sample gradient covariance of the Gaussian form, averaged over the parameter
+        deviation :math:`\delta` (mean 0, second moment :math:`\Sigma`):
+
+        :math:`\mathbb E_\delta \operatorname{Cov}[x(x^\top u - \epsilon)\mid\delta]` with
+        :math:`u = \delta + b`, from Isserlis' theorem (:func:`isserlis_quartic`) minus the squared
+        mean :math:`A\,\mathbb E[uu^\top] A`, plus the label-noise term :math:`\sigma^2 A`.
+        """
+        if self.data is not None:
+            raise ValueError("gradient_covariance is for the Gaussian form; use sample_terms().")
+        b = self.offset(weight_decay)
+        U = sp.Matrix(second_moment) + b * b.T  # E[u u^T]
+        A = sp.Matrix(self.A)
+        return isserlis_quartic(A, U) - A * U * A + self.label_noise * A
+
+    def sample_terms(self, weight_decay=0) -> list[tuple[sp.Matrix, sp.Matrix]]:
+        r"""For finite data: per-sample gradients are :math:`a_i(\delta) = X_i\delta - c_i` at
+        :math:`\theta = \theta_\gamma + \delta`, with :math:`X_i = x_i x_i^\top` and
+        :math:`c_i = x_i e_i`, :math:`e_i = y_i - x_i^\top\theta_\gamma`; returns ``[(X_i, c_i)]``."""
+        if self.data is None:
+            raise ValueError("sample_terms needs a finite data set (LinearRegression.from_data).")
+        X, Y = self.data
+        center = sp.Matrix(self.theta_star) + self.offset(weight_decay)
+        out = []
+        for i in range(X.rows):
+            x = sp.Matrix(X.row(i)).T
+            e = sp.cancel(Y[i, 0] - (x.T * center)[0, 0])
+            out.append((x * x.T, x * e))
+        return out
+
+    def loss(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr:
+        r"""Expected training loss at stationarity.
+
+        Gaussian form: :math:`\tfrac12\operatorname{Tr}(A(\Sigma + bb^\top)) + \sigma^2/2`.
+        Finite data: :math:`\tfrac12\operatorname{Tr}(\hat H\Sigma) + \frac1{2N}\sum_i e_i^2`.
+        """
+        cov = sp.Matrix(cov)
+        if self.data is None:
+            b = self.offset(weight_decay)
+            return sp.Rational(1, 2) * ((sp.Matrix(self.A) * (cov + b * b.T)).trace()
+                                        + self.label_noise)
+        X, Y = self.data
+        N = X.rows
+        center = sp.Matrix(self.theta_star) + self.offset(weight_decay)
+        e2 = sum(sp.cancel(Y[i, 0] - (sp.Matrix(X.row(i)) * center)[0, 0]) ** 2 for i in range(N))
+        return sp.Rational(1, 2) * (sp.Matrix(self.hessian) * cov).trace() + e2 / (2 * N)
+
+    def test_loss(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr | None:
+        """Expected loss on a fresh sample (Gaussian form only; None for a finite data set)."""
+        if self.data is not None:
+            return None
+        return self.loss(cov, weight_decay)
+
+    def __repr__(self) -> str:
+        if self.data is not None:
+            return f"LinearRegression.from_data(N={self.data[0].rows}, d={self.dim})"
+        A = self.A[0, 0] if self.dim == 1 else sp.sstr(sp.Matrix(self.A))
+        head = "LinearRegression.commuting" if self.modes else "LinearRegression"
+        return f"{head}({A}, label_noise={self.label_noise})"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .exact import oriented_factor_list
+from .exact import oriented_factor_list, reference_point
 from .symbols import batch_size, lr
 
 __all__ = ["latex_expr", "matrix_function_latex", "render"]
@@ -46,7 +46,7 @@ def _polynomial_matrix_latex(poly: sp.Expr, names: dict, opts: dict) -> str:
         mats = "".join(
             names[s] if e == 1 else f"{names[s]}^{{{e}}}" for s, e in zip(mode_syms, monom) if e
         ) or "I"
-        negative = coeff.could_extract_minus_sign()
+        negative = bool(coeff.subs(reference_point(coeff.free_symbols)) < 0)
         c = -coeff if negative else coeff
         if c == 1:
             body = mats

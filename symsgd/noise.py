@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ._util import as_matrix, check_psd, check_symmetric
-from .landscapes import Landscape
+from .landscapes import Landscape, LinearRegression
 
-__all__ = ["AdditiveNoise", "Noise"]
+__all__ = ["AdditiveNoise", "MinibatchNoise", "Noise", "sampling_design"]
 
 
 class Noise:
@@ -28,14 +28,16 @@ class Noise:
         """True if the noise covariance depends on the parameters (multiplicative noise)."""
         raise NotImplementedError
 
-    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase) -> sp.Matrix:
-        r"""The gradient-noise covariance :math:`Q(\Sigma_x)` at a point with second moment
-        :math:`\Sigma_x` (affine in :math:`\Sigma_x`)."""
+    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase,
+                   weight_decay=0) -> sp.Matrix:
+        r"""The gradient-noise covariance :math:`Q(\Sigma_x)` at a point whose deviation from the
+        (weight-decayed) minimum has second moment :math:`\Sigma_x` (affine in it)."""
         raise NotImplementedError
 
-    def fisher(self, landscape: Landscape) -> sp.Matrix:
+    def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
         """The per-sample gradient covariance at the minimum (used by natural gradient)."""
-        return self.covariance(landscape, sp.zeros(landscape.dim, landscape.dim))
+        d = landscape.dim
+        return self.covariance(landscape, sp.zeros(d, d), weight_decay)
 
     def mode_names(self, landscape: Landscape) -> dict:
         """Eigenvalue symbol -> matrix name, for eigen-mode problems."""
@@ -66,7 +68,8 @@ class AdditiveNoise(Noise):
     def depends_on_state(self) -> bool:
         return False
 
-    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase) -> sp.Matrix:
+    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase,
+                   weight_decay=0) -> sp.Matrix:
         if self.C.shape != landscape.hessian.shape:
             what = "a scalar (the mode's eigenvalue of C)" if landscape.modes else (
                 f"a {landscape.dim}×{landscape.dim} matrix"
@@ -85,3 +88,134 @@ class AdditiveNoise(Noise):
         if self.C.rows == 1:
             return f"AdditiveNoise({self.C[0, 0]})"
         return f"AdditiveNoise({sp.sstr(sp.Matrix(self.C))})"
+
+
+def sampling_design(batch_size, dataset_size, replacement: bool) -> tuple[sp.Expr, sp.Expr]:
+    r"""Second moments of the batch counts :math:`n_i` (how often sample i is in the batch).
+
+    Returns ``(alpha, beta)`` with :math:`\operatorname{Cov}(n_i, n_j) = \alpha\delta_{ij} +
+    \beta`, derived from the sampling design:
+
+    * with replacement (S i.i.d. uniform indices): the counts are multinomial(S, 1/N):
+      :math:`\mathbb E n_i = S/N`, :math:`\mathbb E n_in_j = S(S-1)/N^2 + \delta_{ij}S/N`;
+    * without replacement (a uniform S-subset): :math:`n_i\in\{0,1\}`,
+      :math:`\mathbb E n_i = S/N`, :math:`\mathbb E n_in_j = S(S-1)/(N(N-1))` for i ≠ j.
+
+    >>> S, N = sp.symbols("S N", positive=True)
+    >>> sampling_design(S, N, True)
+    (S/N, -S/N**2)
+    """
+    S, N = sp.sympify(batch_size), sp.sympify(dataset_size)
+    mean = S / N
+    if replacement:
+        second_diag = S * (S - 1) / N**2 + S / N
+        second_off = S * (S - 1) / N**2
+    else:
+        second_diag = S / N  # n_i^2 = n_i
+        second_off = S * (S - 1) / (N * (N - 1))
+    beta = sp.cancel(second_off - mean**2)
+    alpha = sp.cancel(second_diag - mean**2 - beta)
+    return alpha, beta
+
+
+@dataclass(frozen=True, init=False)
+class MinibatchNoise(Noise):
+    r"""The noise of averaging the per-sample gradients of a random minibatch of size S.
+
+    The minibatch gradient is :math:`g = \frac1S\sum_i n_i\,a_i(\theta)` with batch counts
+    :math:`n_i` from the sampling design (:func:`sampling_design`).  Its covariance around the
+    full gradient, averaged over the stationary deviation δ (mean 0, second moment Σ), is
+    *derived* from the landscape's per-sample gradients:
+
+    * Gaussian inputs, ``dataset_size = oo`` (fresh samples each step):
+      :math:`Q(\Sigma) = \frac1S\,\mathbb E_\delta\operatorname{Cov}[\nabla\ell\mid\delta]`, the
+      per-sample covariance from Isserlis' theorem
+      (:meth:`~symsgd.landscapes.LinearRegression.gradient_covariance`);
+    * a finite data set with :math:`a_i(\delta) = X_i\delta - c_i`:
+      :math:`Q(\Sigma) = \frac1{S^2}\bigl[\alpha\sum_i (X_i\Sigma X_i + c_ic_i^\top)
+      + \beta\,(\textstyle\sum_i X_i)\Sigma(\sum_i X_i) + \beta\,(\sum_i c_i)(\sum_i c_i)^\top\bigr]`.
+
+    ``dataset_size=None`` takes N from the landscape (``oo`` for the Gaussian form).
+
+    >>> import sympy as sp, symsgd as ss
+    >>> a = sp.Symbol("a", positive=True)
+    >>> noise = ss.MinibatchNoise(batch_size=ss.batch_size)
+    >>> noise.covariance(ss.LinearRegression(a, label_noise=1), sp.Matrix([[0]]))
+    Matrix([[a/S]])
+    """
+
+    batch_size: sp.Expr
+    dataset_size: sp.Expr | None
+    replacement: bool
+
+    def __init__(self, batch_size=None, dataset_size=None, replacement: bool = True):
+        from .symbols import batch_size as S_symbol
+
+        S = S_symbol if batch_size is None else sp.sympify(batch_size)
+        if S.is_number and (not S.is_integer or S < 1):
+            raise ValueError(f"MinibatchNoise: batch_size must be an integer ≥ 1; got {S}.")
+        N = None if dataset_size is None else sp.sympify(dataset_size)
+        if N is not None and N is not sp.oo and N.is_number and (not N.is_integer or N < 1):
+            raise ValueError(
+                f"MinibatchNoise: dataset_size must be an integer ≥ 1 or sp.oo; got {N}."
+            )
+        if N is not None and N.is_number and N is not sp.oo and S.is_number and S > N and (
+            not replacement
+        ):
+            raise ValueError(
+                f"MinibatchNoise: without replacement the batch (S = {S}) cannot exceed the "
+                f"data set (N = {N})."
+            )
+        object.__setattr__(self, "batch_size", S)
+        object.__setattr__(self, "dataset_size", N)
+        object.__setattr__(self, "replacement", bool(replacement))
+
+    def depends_on_state(self) -> bool:
+        return True
+
+    def resolved_dataset_size(self, landscape: Landscape):
+        """N, taken from the landscape when not given (and checked against it)."""
+        if not isinstance(landscape, LinearRegression):
+            raise ValueError(
+                "MinibatchNoise needs per-sample gradients, which Quadratic does not define; use "
+                "LinearRegression(A, label_noise=σ²) or LinearRegression.from_data(X, y), or "
+                "AdditiveNoise(C) for a quadratic loss."
+            )
+        own = landscape.dataset_size
+        N = own if self.dataset_size is None else self.dataset_size
+        if N != own:
+            raise ValueError(
+                f"MinibatchNoise(dataset_size={N}) does not match the landscape, whose data set "
+                f"has N = {own} (sp.oo means fresh Gaussian samples); drop dataset_size or fix it."
+            )
+        return N
+
+    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase,
+                   weight_decay=0) -> sp.Matrix:
+        N = self.resolved_dataset_size(landscape)
+        S = self.batch_size
+        Sigma = sp.Matrix(second_moment)
+        if Sigma.shape != landscape.hessian.shape:
+            raise ValueError(f"second moment of shape {Sigma.shape} for a {landscape.dim}-d problem.")
+        if N is sp.oo:
+            return landscape.gradient_covariance(Sigma, weight_decay) / S
+        alpha, beta = sampling_design(S, N, self.replacement)
+        terms = landscape.sample_terms(weight_decay)
+        X_sum = sum((X for X, _ in terms), sp.zeros(landscape.dim, landscape.dim))
+        c_sum = sum((c for _, c in terms), sp.zeros(landscape.dim, 1))
+        own = sum((X * Sigma * X + c * c.T for X, c in terms),
+                  sp.zeros(landscape.dim, landscape.dim))
+        return (alpha * own + beta * (X_sum * Sigma * X_sum + c_sum * c_sum.T)) / S**2
+
+    def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
+        """Per-sample gradient covariance at the minimum: S · Q(0) (N = oo), i.e. σ²A."""
+        d = landscape.dim
+        return self.covariance(landscape, sp.zeros(d, d), weight_decay) * self.batch_size
+
+    def mode_names(self, landscape: Landscape) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        N = "" if self.dataset_size is None else f", dataset_size={self.dataset_size}"
+        return (f"MinibatchNoise(batch_size={self.batch_size}{N}, "
+                f"replacement={self.replacement})")

@@ -284,7 +284,7 @@ class NaturalGradient(SGD):
         return replace(self, fisher=F[k, k])
 
     def preconditioner(self, landscape, noise):
-        F = noise.fisher(landscape) if self.fisher is None else _matrix_or_mode(
+        F = noise.fisher(landscape, self.weight_decay) if self.fisher is None else _matrix_or_mode(
             self.fisher, landscape, "fisher"
         )
         return _inverse(sp.Matrix(F), "NaturalGradient needs F⁻¹, but the Fisher F")
@@ -351,7 +351,7 @@ class Adam(Optimizer):
         """The per-coordinate ``v`` of the frozen preconditioner."""
         d = landscape.dim
         if self.v is None:
-            q0 = noise.covariance(landscape, sp.zeros(d, d))
+            q0 = noise.covariance(landscape, sp.zeros(d, d), weight_decay=self.weight_decay)
             return [q0[i, i] for i in range(d)]
         v = self.v
         if isinstance(v, (list, tuple)) or isinstance(v, sp.MatrixBase):

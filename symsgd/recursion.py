@@ -47,19 +47,25 @@ class LinearRecursion:
         """State dimension."""
         return self.M.rows
 
+    def noise_cov(self, second_moment: sp.MatrixBase) -> sp.Matrix:
+        r"""Gradient-noise covariance :math:`Q(\Sigma_x)` at an evaluation point whose deviation
+        from the minimum has second moment ``second_moment``."""
+        return self.noise.covariance(
+            self.landscape, second_moment, weight_decay=self.optimizer.weight_decay
+        )
+
     def forcing(self) -> sp.Matrix:
         r"""The constant part :math:`B Q_0 B^\top`."""
         d = self.landscape.dim
-        Q0 = self.noise.covariance(self.landscape, sp.zeros(d, d))
-        return self.B * Q0 * self.B.T
+        return self.B * self.noise_cov(sp.zeros(d, d)) * self.B.T
 
     def second_moment_map(self, sigma: sp.MatrixBase) -> sp.Matrix:
         r"""The linear part :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top`."""
         out = self.M * sigma * self.M.T
         if self.noise.depends_on_state():
             d = self.landscape.dim
-            Q = self.noise.covariance(self.landscape, self.K * sigma * self.K.T)
-            Q0 = self.noise.covariance(self.landscape, sp.zeros(d, d))
+            Q = self.noise_cov(self.K * sigma * self.K.T)
+            Q0 = self.noise_cov(sp.zeros(d, d))
             out = out + self.B * (Q - Q0) * self.B.T
         return out
 
@@ -85,7 +91,7 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
     if not isinstance(noise, Noise):
         raise TypeError(f"noise must be e.g. ss.AdditiveNoise(c); got {noise!r}")
     d = landscape.dim
-    noise.covariance(landscape, sp.zeros(d, d))  # validates shapes early
+    noise.covariance(landscape, sp.zeros(d, d), weight_decay=optimizer.weight_decay)  # validates
     blocks = [sp.Matrix(sp.symbols(f"_z{b}_0:{d}", cls=sp.Dummy)) for b in range(optimizer.blocks)]
     xi = sp.Matrix(sp.symbols(f"_xi0:{d}", cls=sp.Dummy))
     H = sp.Matrix(landscape.hessian)

@@ -190,7 +190,7 @@ class Stationary(_Result):
 
     def _noise(self, sigma) -> sp.Matrix:
         r = self.recursion
-        return r.noise.covariance(r.landscape, sp.Matrix(r.K) * sigma * sp.Matrix(r.K).T)
+        return r.noise_cov(sp.Matrix(r.K) * sigma * sp.Matrix(r.K).T)
 
     @property
     def noise_cov(self):
@@ -313,12 +313,13 @@ class ContinuousTime(_Result):
         P = sp.eye(d) if P is None else sp.Matrix(P)
         A = P * (sp.Matrix(land.hessian) + opt.weight_decay * sp.eye(d))
         rate = opt.continuous_lr()
-        Q0 = noise.covariance(land, sp.zeros(d, d))
+        gamma = opt.weight_decay
+        Q0 = noise.covariance(land, sp.zeros(d, d), weight_decay=gamma)
 
         def operator(S):
             out = A * S + S * A.T
             if noise.depends_on_state():
-                out = out - rate * P * (noise.covariance(land, S) - Q0) * P.T
+                out = out - rate * P * (noise.covariance(land, S, weight_decay=gamma) - Q0) * P.T
             return out
 
         cov, den = solve_symmetric(operator, rate * P * Q0 * P.T, d)
