@@ -32,6 +32,7 @@ from .symbols import (
     momentum,
     weight_decay,
 )
+from .verify import Verdict, parse_formula, verify
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ __all__ = [
     "Quadratic",
     "Stationary",
     "UnstableError",
+    "Verdict",
     "batch_size",
     "beta1",
     "beta2",
@@ -63,6 +65,8 @@ __all__ = [
     "label_noise",
     "lr",
     "momentum",
+    "parse_formula",
     "stationary",
+    "verify",
     "weight_decay",
 ]

@@ -597,9 +597,16 @@ def _parse(hand: Any, names: _Names, what: str) -> sp.Expr | sp.ImmutableMatrix:
             raise names.unknown_error(unknown, what)
         if isinstance(value, list):
             value = _matrix_of(value)
+    elif isinstance(hand, (list, tuple)):  # rows of entries, each read like a formula
+        rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in hand]
+        return sp.ImmutableMatrix([[_parse(e, names, what) for e in row] for row in rows])
     else:
-        value = sp.ImmutableMatrix(hand) if isinstance(hand, (sp.MatrixBase, list)) else hand
-        value = sp.sympify(value)
+        try:  # strict: never fall back to parsing str(hand)
+            value = sp.sympify(hand, strict=True)
+        except sp.SympifyError as err:
+            raise TypeError(
+                f"hand must be a string, a sympy expression or a Matrix; got {type(hand).__name__}"
+            ) from err
         mapping, unknown = {}, []
         for s in value.free_symbols:
             found = names.resolve(s.name) if isinstance(s, sp.Symbol) else s
@@ -763,22 +770,31 @@ def _unpack(derived: Any) -> tuple[Any, sp.Basic]:
         and not isinstance(derived, (sp.Basic, sp.MatrixBase))
     ):
         conditions = derived.conditions
-        return derived.cov, sp.true if conditions is None else sp.sympify(conditions)
+        return derived.cov, sp.true if conditions is None else sp.sympify(conditions, strict=True)
     if isinstance(derived, str):
         raise TypeError("derived must be a sympy expression, a Matrix or a result with .cov")
     return derived, sp.true
 
 
 def _as_object(value: Any) -> sp.Expr | sp.ImmutableMatrix:
+    if isinstance(value, str):
+        raise TypeError("derived must be a sympy expression, a Matrix or a result with .cov")
     if isinstance(value, (sp.MatrixBase, list)) or (
         hasattr(value, "shape") and len(getattr(value, "shape", ())) == 2
     ):
-        return sp.ImmutableMatrix(value.tolist() if hasattr(value, "tolist") else value)
-    return sp.sympify(value)
+        if isinstance(value, sp.MatrixBase):
+            return sp.ImmutableMatrix(value)
+        rows = value.tolist() if hasattr(value, "tolist") else value
+        rows = [r if isinstance(r, (list, tuple)) else [r] for r in rows]
+        return sp.ImmutableMatrix([[sp.sympify(e, strict=True) for e in row] for row in rows])
+    return sp.sympify(value, strict=True)
 
 
 def _to_rational(x: Any) -> sp.Rational:
-    return sp.Rational(str(x)) if isinstance(x, float) else sp.Rational(sp.sympify(x))
+    if isinstance(x, (float, str)):
+        return sp.Rational(str(x))  # Rational reads decimal and "p/q" strings without eval
+    value = sp.sympify(x, strict=True)
+    return value if value.is_Rational else sp.Rational(str(sp.N(value, 30)))
 
 
 class _Sampler:
@@ -810,7 +826,6 @@ class _Sampler:
                 low, high = -3, 3
         if s.is_integer:
             return sp.Integer(self.rng.randint(math.ceil(low), math.floor(high)))
-        low, high = _to_rational(low), _to_rational(high)
         return low + (high - low) * sp.Rational(self.rng.randint(1, 999), 1000)
 
     def _inside(self, point: dict) -> bool:
@@ -919,14 +934,13 @@ def verify(
     """
     target, conditions = _unpack(derived)
     target = _as_object(target)
-    conditions = sp.sympify(conditions)
 
     ranges_in: dict = {}
     region_extra: sp.Basic = sp.true
     if isinstance(assumptions, Mapping):
         ranges_in = dict(assumptions)
     elif assumptions is not None:
-        region_extra = sp.sympify(assumptions)
+        region_extra = sp.sympify(assumptions, strict=True)
     range_syms = [k for k in ranges_in if isinstance(k, sp.Symbol)]
     known = set(target.free_symbols) | set(conditions.free_symbols) | set(range_syms)
     names = _Names(known)
@@ -939,7 +953,7 @@ def verify(
         found = names.resolve(key.name if isinstance(key, sp.Symbol) else str(key))
         if not isinstance(found, sp.Symbol):
             raise names.unknown_error([str(key)], what)
-        low, high = bounds
+        low, high = (_to_rational(b) for b in bounds)
         if not low < high:
             raise ValueError(f"assumptions[{key}] = {bounds}: need low < high")
         ranges[found] = (low, high)
@@ -1074,27 +1088,67 @@ def verify(
     )
 
 
+_MP_FUNCTIONS: dict[type, Callable] = {
+    sp.exp: mpmath.exp,
+    sp.log: mpmath.log,
+    sp.Abs: abs,
+    sp.sin: mpmath.sin,
+    sp.cos: mpmath.cos,
+    sp.tan: mpmath.tan,
+    sp.sinh: mpmath.sinh,
+    sp.cosh: mpmath.cosh,
+    sp.tanh: mpmath.tanh,
+    sp.asin: mpmath.asin,
+    sp.acos: mpmath.acos,
+    sp.atan: mpmath.atan,
+    sp.Min: min,
+    sp.Max: max,
+}
+
+
+def _mp_value(expr: sp.Basic, env: dict, point: dict, memo: dict) -> Any:
+    """Evaluate ``expr`` with mpmath at the current precision by walking its tree.
+
+    (Faster than ``lambdify`` for one-off evaluation of large results, whose code generation
+    dominates.)  Unknown node types fall back to sympy's ``evalf`` of the substituted node.
+    """
+    if expr in memo:
+        return memo[expr]
+    if expr.is_Symbol:
+        value = env[expr]
+    elif expr.is_Rational:
+        value = mpmath.mpf(expr.p) / expr.q
+    elif expr.is_Add:
+        value = mpmath.fsum(_mp_value(a, env, point, memo) for a in expr.args)
+    elif expr.is_Mul:
+        value = mpmath.fprod(_mp_value(a, env, point, memo) for a in expr.args)
+    elif expr.is_Pow:
+        base, exp = expr.args
+        b = _mp_value(base, env, point, memo)
+        if exp.is_Integer:
+            value = b ** int(exp)
+        elif exp == sp.S.Half:
+            value = mpmath.sqrt(b)
+        else:
+            value = mpmath.power(b, _mp_value(exp, env, point, memo))
+    elif type(expr) in _MP_FUNCTIONS and expr.args:
+        value = _MP_FUNCTIONS[type(expr)](*[_mp_value(a, env, point, memo) for a in expr.args])
+    else:
+        numeric = expr.xreplace(point).evalf(mpmath.mp.dps)
+        if numeric.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or numeric.free_symbols:
+            raise ZeroDivisionError(f"cannot evaluate {expr} at this point")
+        value = numeric._to_mpmath(mpmath.mp.prec)
+    memo[expr] = value
+    return value
+
+
 def _evaluator(symbols: list[sp.Symbol], entries: list) -> Callable[[list], list]:
-    """mpmath evaluation of ``entries`` at rational points (falls back to ``evalf``)."""
-    try:
-        f = sp.lambdify(symbols, entries, modules="mpmath")
-    except Exception:  # pragma: no cover - printers fail on exotic functions
-        f = None
+    """mpmath evaluation of ``entries`` at rational points, at the current mpmath precision."""
 
     def evaluate(values: list) -> list:
-        if f is not None:
-            try:
-                return list(f(*[mpmath.mpf(v.p) / v.q for v in values]))
-            except (TypeError, NameError, AttributeError):
-                pass
-        subs = dict(zip(symbols, values, strict=True))
-        out = []
-        for e in entries:
-            v = sp.sympify(e).xreplace(subs).evalf(mpmath.mp.dps)
-            if v.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-                raise ZeroDivisionError
-            re_, im_ = v.as_real_imag()
-            out.append(mpmath.mpc(str(re_.evalf(mpmath.mp.dps)), str(im_.evalf(mpmath.mp.dps))))
-        return out
+        point = dict(zip(symbols, values, strict=True))
+        env = {s: mpmath.mpf(v.p) / v.q for s, v in point.items()}
+        memo: dict = {}
+        return [_mp_value(sp.sympify(e, strict=True), env, point, memo) for e in entries]
 
     return evaluate

@@ -1,0 +1,445 @@
+"""Tests of symsgd.verify: safe parsing of hand formulas and the exact / numeric equality check."""
+
+from __future__ import annotations
+
+import doctest
+import re
+import time
+from dataclasses import dataclass
+
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symsgd.verify as verify_module
+from symsgd.symbols import batch_size, dataset_size, lr, momentum
+from symsgd.verify import Verdict, parse_formula, verify
+
+h, c = sp.symbols("h c", positive=True)
+mu = momentum
+
+#: exact stationary variance of SGD on a scalar quadratic with additive noise
+SGD_VAR = lr * c / (h * (2 - lr * h))
+#: ... and of heavy-ball momentum
+HB_VAR = lr * c * (1 + mu) / (h * (1 - mu) * (2 * (1 + mu) - lr * h))
+
+
+@dataclass(frozen=True)
+class Result:
+    """Stand-in for symsgd.Stationary: only what verify() reads."""
+
+    cov: object
+    conditions: object = sp.true
+
+
+SGD_RESULT = Result(SGD_VAR, sp.And(lr * h > 0, lr * h < 2))
+HB_RESULT = Result(HB_VAR, sp.And(lr * h < 2 * (1 + mu), mu < 1))
+
+
+def _value_at(expr: sp.Expr, point: dict) -> sp.Float:
+    """Independent evaluation (exact substitution, then 40 digits) of a counterexample."""
+    return sp.N(expr.xreplace(point), 40)
+
+
+# --------------------------------------------------------------------------------------------
+# right formulas, in several spellings
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hand",
+    [
+        "lr*c/(h*(2-lr*h))",
+        "lr*c/(h*(2 - lr*h))",
+        "λ c/(h(2-λh))",
+        "λc/(2h - λh²)",
+        "η c/(h (2 - η h))",
+        "eta*c/(2*h - eta*h**2)",
+        "lambda*c/(2*h - lambda*h^2)",
+        "learning_rate*c/(h*(2-learning_rate*h))",
+        "λ·c/(h·(2−λh))",
+        "0.5*lr*c/(h - 0.5*lr*h^2)",
+        "Var = lr c/(h(2 - lr h))",
+        r"\frac{\lambda c}{h(2-\lambda h)}",
+        r"\frac{\lambda c}{h\left(2-\lambda h\right)}",
+        r"$\dfrac{\eta\, c}{2h - \eta h^{2}}$",
+        r"\frac{\mathrm{lr}\, c}{h(2-\mathrm{lr}\, h)}",
+        r"\lambda c \cdot \frac{1}{h} \cdot \frac{1}{2 - \lambda h}",
+        SGD_VAR,
+        sp.expand(lr * c) / sp.expand(h * (2 - lr * h)),
+    ],
+)
+def test_equivalent_spellings_are_equal_exactly(hand):
+    verdict = verify(hand, SGD_VAR)
+    assert verdict.equal and bool(verdict)
+    assert verdict.method == "exact"
+    assert verdict.counterexample is None
+    assert str(verdict).startswith("equal: ")
+
+
+def test_expanded_against_factored_momentum_formula():
+    expanded = sp.expand(sp.numer(sp.together(HB_VAR))) / sp.expand(sp.denom(sp.together(HB_VAR)))
+    assert verify(str(expanded), HB_RESULT).equal
+    assert verify("lr c (1+beta)/(h (1-beta)(2+2beta-lr h))", HB_RESULT).equal
+    assert verify("λc(1+μ)/(h(1-μ)(2(1+μ)-λh))", HB_RESULT).equal
+
+
+def test_hand_symbols_without_assumptions_map_to_derived_symbols():
+    lam_plain, h_plain, c_plain = sp.symbols("lambda h c")  # no positivity, other objects
+    verdict = verify(lam_plain * c_plain / (h_plain * (2 - lam_plain * h_plain)), SGD_VAR)
+    assert verdict.equal
+    assert verdict.hand.free_symbols == {lr, h, c}
+
+
+def test_derived_with_its_own_learning_rate_name():
+    eta = sp.Symbol("eta", positive=True)
+    assert verify("λ c/(h(2-λh))", SGD_VAR.subs(lr, eta)).equal
+    assert verify("lr c/(h(2-lr h))", SGD_VAR.subs(lr, eta)).equal
+
+
+def test_beta_is_a_symbol_of_its_own_when_derived_has_one():
+    beta = sp.Symbol("beta", positive=True)
+    verdict = verify("beta*c", beta * c)
+    assert verdict.equal and verdict.hand.free_symbols == {beta, c}
+    # the derived result calls its momentum β: μ and momentum mean it too
+    assert verify("μ c", beta * c).equal
+    with pytest.raises(ValueError, match="does not have"):
+        verify("beta*c + gamma", beta * c)
+
+
+def test_batch_and_dataset_size_aliases():
+    derived = lr * c / (batch_size * h) * (1 - batch_size / dataset_size)
+    assert verify("lr c/(B h) (1 - B/N)", derived).equal
+    assert verify("lr*c/(batch_size*h)*(1 - batch_size/dataset_size)", derived).equal
+
+
+def test_subscripted_names_match_in_every_spelling():
+    h11, h22 = sp.symbols("h_11 h_22", positive=True)
+    derived = lr / (h11 + h22)
+    for hand in ("lr/(h_11 + h_22)", "lr/(h11 + h22)", r"\frac{\lambda}{h_{11} + h_{22}}"):
+        verdict = verify(hand, derived)
+        assert verdict.equal, hand
+        assert verdict.hand.free_symbols == {lr, h11, h22}
+
+
+# --------------------------------------------------------------------------------------------
+# wrong formulas
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("derived", [SGD_VAR, SGD_RESULT])
+@pytest.mark.parametrize("hand", ["lr*c/(2*h)", r"\frac{\lambda c}{2h}", "λc/(2h)"])
+def test_continuous_time_answer_is_not_the_exact_one(hand, derived):
+    verdict = verify(hand, derived)
+    assert not verdict.equal and not bool(verdict)
+    assert verdict.method == "exact"
+    cex = verdict.counterexample
+    assert set(cex) == {"point", "hand", "derived"}
+    point = cex["point"]
+    assert set(point) == {lr, h, c}
+    # the reported values are the two formulas at that point, and they really differ
+    hand_value, derived_value = _value_at(lr * c / (2 * h), point), _value_at(SGD_VAR, point)
+    assert abs(cex["hand"] - hand_value) <= 1e-25 * abs(hand_value)
+    assert abs(cex["derived"] - derived_value) <= 1e-25 * abs(derived_value)
+    assert abs(hand_value - derived_value) > 1e-3 * abs(derived_value)
+    text = str(verdict)
+    assert text.startswith("NOT equal: at ") and "λ=" in text and "h=" in text
+    if isinstance(derived, Result):  # the point lies inside the stability conditions
+        assert 0 < point[lr] * point[h] < 2
+
+
+def test_counterexample_lies_inside_momentum_conditions():
+    verdict = verify("λc/(2h)", HB_RESULT)
+    assert not verdict.equal
+    point = verdict.counterexample["point"]
+    assert point[mu] < 1 and point[lr] * point[h] < 2 * (1 + point[mu])
+    assert HB_RESULT.conditions.xreplace(point) is sp.true
+
+
+def test_same_seed_same_counterexample():
+    a = verify("lr*c/(2*h)", SGD_RESULT, seed=3)
+    b = verify("lr*c/(2*h)", SGD_RESULT, seed=3)
+    assert a.counterexample == b.counterexample
+
+
+# --------------------------------------------------------------------------------------------
+# numeric route
+# --------------------------------------------------------------------------------------------
+
+SQRT_DERIVED = 1 + sp.sqrt(lr * h)
+
+
+def test_sqrt_identity_is_equal_numerically():
+    hand = "sqrt(λh + 2 sqrt(λh) + 1)"  # = 1 + √(λh), which cancel() cannot see
+    verdict = verify(hand, SQRT_DERIVED)
+    assert verdict.equal and verdict.method == "numeric"
+    assert "8 random points" in str(verdict)
+    assert verify(r"\sqrt{\lambda h + 2\sqrt{\lambda h} + 1}", SQRT_DERIVED).equal
+
+
+def test_small_numeric_difference_is_found():
+    verdict = verify("sqrt(λh + 2 sqrt(λh) + 1)", SQRT_DERIVED + sp.Rational(1, 10**15))
+    assert not verdict.equal and verdict.method == "numeric"
+    cex = verdict.counterexample
+    assert abs(cex["derived"] - cex["hand"]) == pytest.approx(1e-15, rel=1e-6)
+    # the sentence prints enough digits to see the difference
+    shown = re.search(r"gives (\S+) but the derived result gives (\S+)", str(verdict))
+    assert shown is not None and shown.group(1) != shown.group(2)
+
+
+def test_exp_and_log_formulas():
+    derived = sp.exp(-lr * h) * sp.log(1 + c)
+    assert verify("exp(-lr h) ln(1+c)", derived).equal
+    assert verify(r"e^{-\lambda h} \log(1 + c)", derived).equal
+    assert not verify("exp(-lr h) log(1+2c)", derived).equal
+
+
+def test_conditions_restrict_sampling_and_unreachable_conditions_raise():
+    # √(x²) = |x| equals x only where x > 0: the conditions decide
+    x = sp.Symbol("x", real=True)
+    verdict = verify("sqrt(x^2)", Result(x, sp.And(x > 1, x < 2)))
+    assert verdict.equal and verdict.method == "numeric"
+    assert not verify("sqrt(x^2)", Result(x, x < 0)).equal
+    with pytest.raises(ValueError, match="no point satisfying the conditions"):
+        verify("sqrt(x^2)", Result(x, x > 50))
+    assert verify("sqrt(x^2)", Result(x, x > 50), {x: (50, 60)}).equal
+
+
+def test_assumptions_boolean_and_ranges():
+    x = sp.Symbol("x", real=True)
+    assert verify("sqrt(x^2)", x, x > 0).equal
+    verdict = verify("sqrt(x^2)", x, {"x": (-2, -1)})
+    assert not verdict.equal
+    assert -2 < verdict.counterexample["point"][x] < -1
+
+
+def test_sampling_of_integer_symbols():
+    verdict = verify("lr/S + lr/S^2", lr / batch_size)
+    assert not verdict.equal
+    value = verdict.counterexample["point"][batch_size]
+    assert value.is_Integer and 1 <= value <= 64
+
+
+# --------------------------------------------------------------------------------------------
+# matrices and result objects
+# --------------------------------------------------------------------------------------------
+
+H2 = sp.Matrix([[1 / (h * (2 - lr * h)), 0], [0, 1 / (c * (2 - lr * c))]]) * lr
+
+
+def test_matrices_equal_entrywise():
+    assert verify("[[lr/(h(2-lr h)), 0], [0, lr/(c(2 - lr c))]]", H2).equal
+    assert verify("Matrix([[lr/(h(2-lr h)), 0], [0, lr/(c(2 - lr c))]])", H2).equal
+    assert verify(sp.latex(H2), H2).equal
+    assert verify(sp.ImmutableMatrix(H2), H2).equal
+
+
+def test_matrix_counterexample_names_the_entry():
+    result = Result(H2, sp.And(lr * h < 2, lr * c < 2))
+    verdict = verify("[[lr/(h(2-lr h)), 0], [0, lr/(2c)]]", result)
+    assert not verdict.equal and verdict.method == "exact"
+    assert verdict.counterexample["entry"] == (1, 1)
+    assert "entry (1, 1)" in str(verdict)
+
+
+def test_shape_mismatch_is_not_equal_with_a_message():
+    verdict = verify("[[lr, 0], [0, lr], [0, 0]]", H2)
+    assert not verdict.equal and verdict.method == "shape"
+    assert "3×2 matrix" in str(verdict) and "2×2 matrix" in str(verdict)
+    assert not verify("lr", H2).equal
+    assert verify("lr/(h(2-lr h))", sp.Matrix([[SGD_VAR / c]])).equal  # 1×1 ~ scalar
+
+
+def test_result_object_with_true_conditions():
+    assert verify("λ c/(h(2-λh))", Result(SGD_VAR)).equal
+
+
+# --------------------------------------------------------------------------------------------
+# unknown names and unsafe input
+# --------------------------------------------------------------------------------------------
+
+
+def test_unknown_symbol_is_an_error_not_a_false_verdict():
+    with pytest.raises(ValueError, match=r"uses symbols \{'q'\} that the derived result"):
+        verify("q*lr*c/(h*(2-lr*h))", SGD_VAR)
+    with pytest.raises(ValueError, match="the derived result uses c, h, lambda"):
+        verify(r"\frac{q}{h}", SGD_VAR)
+    with pytest.raises(ValueError, match="does not have"):
+        verify(sp.Symbol("q") * lr, SGD_VAR)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os').system('touch {path}')",
+        "().__class__.__bases__[0].__subclasses__()",
+        "lr.__class__",
+        "import os",
+        "lambda x: x",
+        'exec(\'open("{path}", "w")\')',
+        "c; open('{path}', 'w')",
+        "[lr]*2",
+        "sqrt x",
+        "1/(h",
+        "",
+        r"\mathbb{E}\left[c\right]",
+    ],
+)
+def test_malicious_or_malformed_strings_are_rejected(text, tmp_path):
+    target = tmp_path / "pwned"
+    with pytest.raises(ValueError, match="could not parse hand formula"):
+        verify(text.replace("{path}", str(target)), SGD_VAR)
+    assert not target.exists()
+
+
+def test_strings_inside_lists_are_parsed_safely_too(tmp_path):
+    target = tmp_path / "pwned"
+    attack = f"__import__('os').system('touch {target}')"
+    with pytest.raises(ValueError, match="could not parse hand formula"):
+        verify([[attack]], sp.Matrix([[h]]))
+    with pytest.raises(ValueError):  # sympy's SympifyError, raised before any parsing
+        verify("h", [[attack]])
+    with pytest.raises(TypeError):
+        verify("h", attack)
+    assert not target.exists()
+    assert verify([["lr h", 0]], sp.Matrix([[lr * h, 0]])).equal
+
+
+def test_parse_error_message_says_how_to_write_it():
+    with pytest.raises(ValueError, match=r"write it as e\.g\. 'lr\*c/\(h\*\(2 - lr\*h\)\)'"):
+        parse_formula("a.b")
+    with pytest.raises(ValueError, match="attribute access"):
+        parse_formula("a.b")
+
+
+def test_parsing_never_evaluates_python(monkeypatch):
+    # (LaTeX is read by sympy's ANTLR parser, which passes only digit strings to sympy.Number)
+    import builtins
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("eval/exec called")
+
+    monkeypatch.setattr(builtins, "eval", forbidden)
+    monkeypatch.setattr(builtins, "exec", forbidden)
+    assert verify("λ c/(h(2-λh))", SGD_VAR).equal
+    assert parse_formula("[[a, b], [c, sqrt(d)]]").shape == (2, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# parse_formula and LaTeX round trips
+# --------------------------------------------------------------------------------------------
+
+
+def test_parse_formula_free_mode_uses_library_symbols():
+    assert parse_formula("lr*c/(h*(2 - lr*h))").free_symbols >= {lr}
+    assert parse_formula("η + μ + β") == lr + 2 * mu
+    assert parse_formula("2λh^2") == 2 * lr * sp.Symbol("h") ** 2
+    assert parse_formula("e^x + pi") == sp.exp(sp.Symbol("x")) + sp.pi
+    assert parse_formula("[a, b]").shape == (2, 1)
+
+
+def test_parse_formula_with_symbols():
+    expr = parse_formula("λh c", symbols=[h, c, lr])
+    assert expr == lr * h * c
+    assert parse_formula("hc", symbols=SGD_VAR) == h * c
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        SGD_VAR,
+        HB_VAR,
+        lr * c * (1 + mu) / (h * (1 - mu) * (2 * (1 + mu) - lr * h)) + lr**2 * c / 2,
+        sp.sqrt(lr * c) / (1 + h) ** 3,
+        lr**2 * c * h / (2 - lr * h) ** 2 - sp.Rational(3, 7) * lr,
+        sp.exp(-lr * h) * c / (1 - mu),
+        H2,
+    ],
+)
+def test_latex_round_trip(expr):
+    verdict = verify(sp.latex(expr), expr)
+    assert verdict.equal, sp.latex(expr)
+
+
+NAMES = [lr, h, c, mu]
+
+
+def _expressions():
+    leaves = st.sampled_from(NAMES) | st.integers(1, 5).map(sp.Integer)
+    return st.recursive(
+        leaves,
+        lambda sub: st.one_of(
+            st.tuples(sub, sub).map(lambda t: t[0] + t[1]),
+            st.tuples(sub, sub).map(lambda t: t[0] * t[1]),
+            st.tuples(sub, sub).map(lambda t: t[0] - t[1]),
+            st.tuples(sub, sub).map(lambda t: t[0] / (1 + t[1] ** 2)),
+        ),
+        max_leaves=8,
+    )
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(_expressions())
+def test_plain_and_latex_round_trips_of_random_expressions(expr):
+    expr = sp.sympify(expr)
+    context = [*NAMES]
+    assert sp.cancel(parse_formula(str(expr), symbols=context) - expr) == 0
+    assert sp.cancel(parse_formula(sp.latex(expr), symbols=context) - expr) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# the Verdict value and the module's examples
+# --------------------------------------------------------------------------------------------
+
+
+def test_verdict_is_frozen_and_carries_both_sides():
+    verdict = verify("λ c/(h(2-λh))", SGD_RESULT)
+    assert isinstance(verdict, Verdict)
+    assert verdict.derived == SGD_VAR
+    assert sp.cancel(verdict.hand - SGD_VAR) == 0
+    with pytest.raises(AttributeError):
+        verdict.equal = False  # type: ignore[misc]
+    assert str(verdict) == (
+        "equal: the hand formula agrees with the derived result (exact cancellation)"
+    )
+
+
+def test_huge_expression_goes_numeric_within_budget():
+    # 1000 terms whose denominators are written differently on the two sides: too large for the
+    # exact route's size limit, decided numerically instead
+    k_max = 1000
+    hand = sp.Add(*[lr * c * (1 + mu) ** k / ((k + 1) * (2 * h - lr * h**2)) for k in range(k_max)])
+    derived = sp.Add(*[SGD_VAR * (1 + mu) ** k / (k + 1) for k in range(k_max)])
+    verdict = verify(hand, Result(derived, HB_RESULT.conditions), timeout=2.0)
+    assert verdict.equal and verdict.method == "numeric"
+
+
+def test_exact_route_respects_the_time_budget(monkeypatch):
+    def slow_cancel(*args, **kwargs):
+        time.sleep(60)
+
+    monkeypatch.setattr(sp, "cancel", slow_cancel)
+    start = time.perf_counter()
+    verdict = verify("λc/(2h - λh²)", SGD_RESULT, timeout=0.2)
+    assert time.perf_counter() - start < 30
+    assert verdict.equal and verdict.method == "numeric"
+
+
+def test_missing_latex_backend_names_the_extra(monkeypatch):
+    import sympy.parsing.latex as latex_parsing
+
+    def no_antlr(*args, **kwargs):
+        raise ImportError("LaTeX parsing requires the antlr4 Python package")
+
+    monkeypatch.setattr(latex_parsing, "parse_latex", no_antlr)
+    with pytest.raises(ImportError, match=r"pip install 'symsgd\[latex\]'"):
+        verify(r"\frac{\lambda c}{h(2-\lambda h)}", SGD_VAR)
+    assert verify("λ c/(h(2-λh))", SGD_VAR).equal  # plain strings need no backend
+
+
+def test_docstring_examples():
+    failures, tried = doctest.testmod(
+        verify_module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    )
+    assert tried > 0 and failures == 0
