@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import re
 import time
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import symsgd.verify as verify_module
+verify_module = importlib.import_module("symsgd.verify")
 from symsgd.symbols import batch_size, dataset_size, lr, momentum
 from symsgd.verify import Verdict, parse_formula, verify
 
