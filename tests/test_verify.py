@@ -13,10 +13,10 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-verify_module = importlib.import_module("symsgd.verify")
 from symsgd.symbols import batch_size, dataset_size, lr, momentum
 from symsgd.verify import Verdict, parse_formula, verify
 
+verify_module = importlib.import_module("symsgd.verify")
 h, c = sp.symbols("h c", positive=True)
 mu = momentum
 
