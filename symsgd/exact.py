@@ -1,4 +1,4 @@
-r"""Exact linear algebra over polynomial rings: fraction-free Gauss–Jordan elimination.
+r"""Exact linear algebra over polynomial rings: fraction-free elimination.
 
 :func:`solve_den` solves a square linear system ``A x = b`` whose entries are rational functions
 of symbols and returns ``(xnum, xden)`` with the invariant ``A * xnum == xden * b`` (checked
@@ -21,7 +21,7 @@ try:  # python-flint is a hard dependency, but keep the fallback honest and test
 except ImportError:  # pragma: no cover - exercised only without python-flint
     flint = None
 
-__all__ = ["solve_den"]
+__all__ = ["canonical", "factor_list", "oriented_factor_list", "solve_canonical", "solve_den"]
 
 
 class _NotPolynomial(Exception):
@@ -57,21 +57,63 @@ def solve_den(A: sp.Matrix, b: sp.Matrix, *, method: str = "auto") -> tuple[list
     >>> [sp.cancel(n / d) for n, d in zip(num, den)]
     [(y - 1)/(x*y), 1/y]
     """
+    _check_system(A, b, method)
+    if method in ("auto", "flint") and flint is not None:
+        try:
+            solution = _solve_flint(A, b)
+        except _NotPolynomial:
+            if method == "flint":
+                raise _not_polynomial_error() from None
+        else:
+            conv = solution.converter
+            return [conv(p) for p in solution.nums], [conv(q) for q in solution.dens]
+    return _solve_domainmatrix(A, b)
+
+
+def solve_canonical(A: sp.Matrix, b: sp.Matrix, *, method: str = "auto") -> tuple[list, sp.Expr]:
+    """Solve ``A x = b`` exactly and return ``(entries, denominator)``: every entry cancelled to
+    lowest terms with a factored numerator over factors of the common denominator, each factor
+    oriented positive at :func:`reference_point`; ``denominator`` is the factored common
+    denominator (the lcm of the entries' denominators).
+
+    All polynomial arithmetic (elimination, gcds, lcm, factorisation) happens in python-flint;
+    only the final factors are converted to sympy.
+
+    >>> x = sp.Symbol("x", positive=True)
+    >>> solve_canonical(sp.Matrix([[2 - x]]), sp.Matrix([x]))
+    ([x/(2 - x)], 2 - x)
+    """
+    _check_system(A, b, method)
+    if method in ("auto", "flint") and flint is not None:
+        try:
+            solution = _solve_flint(A, b)
+        except _NotPolynomial:
+            if method == "flint":
+                raise _not_polynomial_error() from None
+        else:
+            return solution.canonical()
+    nums, dens = _solve_domainmatrix(A, b)
+    common = sp.Integer(1)
+    for q in dens:
+        common = sp.lcm(common, q)
+    sign, factors = oriented_factor_list(common)
+    entries = [canonical(p / q) if p != 0 else sp.Integer(0) for p, q in zip(nums, dens)]
+    return entries, sign * sp.Mul(*[f**e for f, e in factors])
+
+
+def _check_system(A, b, method):
     n = A.rows
     if A.shape != (n, n) or b.shape != (n, 1):
         raise ValueError(f"solve_den needs a square system; got A {A.shape}, b {b.shape}.")
     if method not in ("auto", "flint", "domainmatrix"):
         raise ValueError(f"method must be 'auto', 'flint' or 'domainmatrix'; got {method!r}.")
-    if method in ("auto", "flint") and flint is not None:
-        try:
-            return _solve_flint(A, b)
-        except _NotPolynomial:
-            if method == "flint":
-                raise ValueError(
-                    "the system's entries are not rational functions with integer coefficients; "
-                    "use method='domainmatrix'."
-                ) from None
-    return _solve_domainmatrix(A, b)
+
+
+def _not_polynomial_error():
+    return ValueError(
+        "the system's entries are not rational functions with integer coefficients; "
+        "use method='domainmatrix'."
+    )
 
 
 def _solve_domainmatrix(A: sp.Matrix, b: sp.Matrix) -> tuple[list, list]:
@@ -89,44 +131,157 @@ def _solve_domainmatrix(A: sp.Matrix, b: sp.Matrix) -> tuple[list, list]:
     return nums, dens
 
 
-def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> tuple[list, list]:
-    n = A.rows
-    entries = list(A) + list(b)
+class _Converter:
+    """fmpz_mpoly -> sympy expression, fast.
+
+    Each term is built with ``Mul._from_args`` from its coefficient and powers in sympy's
+    canonical factor order (ranked once per generator power), and the terms are joined with
+    ``Add._from_args`` (constant term first, as sympy's ``Add`` expects).  This skips the
+    flattening/sorting that makes ``Poly.as_expr`` slow on polynomials with thousands of
+    terms; the expression is mathematically identical (``expand`` restores sympy's own order).
+    """
+
+    def __init__(self, gens):
+        from functools import cmp_to_key
+
+        self.gens = tuple(gens)
+        self._key = cmp_to_key(sp.Basic.compare)
+        self._powers: dict = {}
+        self._rank: dict = {}
+
+    def _power(self, g, k):
+        power = self._powers.get((g, k))
+        if power is None:
+            power = self._powers[(g, k)] = g if k == 1 else sp.Pow(g, k)
+            ordered = sorted(self._powers.values(), key=self._key)
+            self._rank = {p: i for i, p in enumerate(ordered)}
+        return power
+
+    def __call__(self, p) -> sp.Expr:
+        from sympy.core.add import Add
+        from sympy.core.mul import Mul
+
+        data = p.to_dict()
+        if not data:
+            return sp.Integer(0)
+        terms, constant = [], None
+        for monom, coeff in data.items():
+            factors = [self._power(g, k) for g, k in zip(self.gens, monom) if k]
+            c = sp.Integer(int(coeff))
+            if not factors:
+                constant = c
+                continue
+            if len(factors) > 1:
+                factors.sort(key=self._rank.__getitem__)
+            if c == 1:
+                term = factors[0] if len(factors) == 1 else Mul._from_args(tuple(factors))
+            else:
+                term = Mul._from_args((c, *factors))
+            terms.append(term)
+        if constant is not None:
+            terms.insert(0, constant)
+        if len(terms) == 1:
+            return terms[0]
+        if len(terms) < 16:
+            return sp.Add(*terms)
+        return Add._from_args(tuple(terms))
+
+
+class _FlintSolution:
+    """``x_i = nums[i] / dens[i]`` with polynomials in ``fmpz_mpoly`` (each pair coprime)."""
+
+    def __init__(self, nums, dens, gens, ctx):
+        self.nums, self.dens, self.gens, self.ctx = nums, dens, gens, ctx
+        self.converter = _Converter(gens)
+
+    def _factors(self, p):
+        content, factors = p.factor()
+        return int(content), [(f, int(e)) for f, e in factors]
+
+    def canonical(self) -> tuple[list, sp.Expr]:
+        conv = self.converter
+        one = self.ctx.from_dict({(0,) * len(self.ctx.gens()): 1}) if self.gens else None
+        common = one
+        for q in self.dens:
+            common = common * (q / common.gcd(q))
+        content, factors = self._factors(common)
+        point = reference_point(self.gens)
+        oriented = []
+        for f, e in factors:
+            expr = conv(f)
+            if expr.subs(point).is_negative:
+                f, expr = -f, conv(-f)
+                content *= (-1) ** e
+            oriented.append((f, e, expr))
+        entries = []
+        for p, q in zip(self.nums, self.dens):
+            if p.is_zero():
+                entries.append(sp.Integer(0))
+                continue
+            rest = q
+            den_expr = []
+            for f, e, expr in oriented:
+                k = 0
+                while k < e and not rest.is_constant():
+                    quotient, remainder = divmod(rest, f)
+                    if not remainder.is_zero():
+                        break
+                    rest, k = quotient, k + 1
+                if k:
+                    den_expr.append(expr**k)
+            # what is left of the denominator is a constant (possibly with a sign)
+            scale = int(rest.leading_coefficient())
+            n_content, n_factors = self._factors(p)
+            numerator = sp.Rational(n_content, scale) * sp.Mul(
+                *[conv(f) ** e for f, e in n_factors]
+            )
+            entries.append(numerator / sp.Mul(*den_expr) if den_expr else numerator)
+        denominator = sp.Integer(abs(content)) * sp.Mul(*[expr**e for _, e, expr in oriented])
+        return entries, denominator
+
+
+def _flint_ring(entries: list[sp.Expr]):
+    """Numerator and denominator polynomials of ``entries`` in one python-flint ring."""
     polys, gens = _ring(entries)
     names = tuple(f"x{i}" for i in range(len(gens))) or ("x0",)
     ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
     nvars = len(names)
 
     def to_flint(p: sp.Poly):
+        """(integer polynomial, integer denominator) of a ZZ- or QQ-polynomial."""
+        den = 1
+        if p.domain.is_QQ:
+            den, p = p.clear_denoms(convert=True)
         data = {}
         for monom, coeff in p.terms():
             monom = tuple(monom) if monom else (0,) * nvars
             data[monom + (0,) * (nvars - len(monom))] = int(coeff)
-        return ctx.from_dict(data)
+        return ctx.from_dict(data), int(den)
 
-    def rational(p: sp.Poly):
-        """(integer polynomial, integer denominator) of a ZZ- or QQ-polynomial."""
-        if p.domain.is_QQ:
-            den, p = p.clear_denoms(convert=True)
-            return to_flint(p), int(den)
-        return to_flint(p), 1
+    fractions = []
+    for k in range(0, len(polys), 2):
+        num, c1 = to_flint(polys[k])
+        den, c2 = to_flint(polys[k + 1])
+        fractions.append((num * c2, den * c1))
+    return fractions, gens, ctx
 
+
+def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
+    n = A.rows
+    fractions, gens, ctx = _flint_ring(list(A) + list(b))
     width = n + 1
+    one = ctx.from_dict({(0,) * len(ctx.gens()): 1})
     rows = []
     for i in range(n):
-        fracs = []
-        for j in range(width):
-            k = 2 * (i * n + j) if j < n else 2 * (n * n + i)
-            num, c1 = rational(polys[k])
-            den, c2 = rational(polys[k + 1])
-            fracs.append((num * c2, den * c1))
-        lcm = ctx.from_dict({(0,) * nvars: 1})
+        fracs = [fractions[i * n + j] for j in range(n)] + [fractions[n * n + i]]
+        lcm = one
         for _, den in fracs:
-            g = lcm.gcd(den)
-            lcm = lcm * (den / g)
+            lcm = lcm * (den / lcm.gcd(den))
         rows.append([num * (lcm / den) for num, den in fracs])
 
-    prev = ctx.from_dict({(0,) * nvars: 1})
+    # Bareiss' fraction-free forward elimination: after step k every entry below row k is a
+    # (k+1)-minor of the augmented matrix, so each division by the previous pivot is exact.
+    prev = one
     for k in range(n):
         pivot_row = min(
             (i for i in range(k, n) if not rows[i][k].is_zero()),
@@ -139,39 +294,47 @@ def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> tuple[list, list]:
                 "second moment for generic parameters (a marginally stable mode?)."
             )
         rows[k], rows[pivot_row] = rows[pivot_row], rows[k]
-        pivot = rows[k][k]
-        for i in range(n):
-            if i == k:
-                continue
-            a_ik = rows[i][k]
-            row_i, row_k = rows[i], rows[k]
+        pivot, row_k = rows[k][k], rows[k]
+        for i in range(k + 1, n):
+            a_ik, row_i = rows[i][k], rows[i]
             if a_ik.is_zero():
-                rows[i] = [e if e.is_zero() else (pivot * e) / prev for e in row_i]
+                rows[i] = row_i[:k + 1] + [(pivot * e) / prev for e in row_i[k + 1:]]
             else:
-                rows[i] = [(pivot * row_i[j] - a_ik * row_k[j]) / prev for j in range(width)]
+                rows[i] = row_i[:k + 1] + [
+                    (pivot * row_i[j] - a_ik * row_k[j]) / prev for j in range(k + 1, width)
+                ]
         prev = pivot
+    det = rows[n - 1][n - 1]
+    # fraction-free back substitution: X_i = det * x_i is a polynomial (an adjugate combination),
+    # X_i = (det * b_i - sum_{j>i} a_ij X_j) / a_ii exactly.
+    X = [None] * n
+    for i in range(n - 1, -1, -1):
+        acc = det * rows[i][n]
+        for j in range(i + 1, n):
+            if not rows[i][j].is_zero():
+                acc = acc - rows[i][j] * X[j]
+        X[i] = acc / rows[i][i]
+    for i in range(n):
+        rows[i][n], rows[i][i] = X[i], det
 
     nums, dens = [], []
     for i in range(n):
         num, den = rows[i][n], rows[i][i]
         if num.is_zero():
-            nums.append(sp.Integer(0))
-            dens.append(sp.Integer(1))
+            nums.append(num)
+            dens.append(one)
             continue
         g = num.gcd(den)
         num, den = num / g, den / g
         if den.leading_coefficient() < 0:
             num, den = -num, -den
-        nums.append(_to_sympy(num, gens))
-        dens.append(_to_sympy(den, gens))
-    return nums, dens
+        nums.append(num)
+        dens.append(den)
+    return _FlintSolution(nums, dens, gens, ctx)
 
 
 def _to_sympy(p, gens) -> sp.Expr:
-    data = p.to_dict()
-    if not gens:
-        return sp.Integer(int(data.get((0,), 0)))
-    return sp.Poly.from_dict({k: int(v) for k, v in data.items()}, *gens).as_expr()
+    return _Converter(gens)(p) if gens else sp.Integer(int(p.to_dict().get((0,), 0)))
 
 
 def factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, int]]]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from .exact import canonical, desqrt, factor_flint_free, oriented_factor_list, solve_den
+from .exact import canonical, desqrt, solve_canonical
 from .noise import AdditiveNoise
 from .recursion import LinearRecursion
 
@@ -98,8 +98,9 @@ def solve_symmetric(
 ) -> tuple[sp.ImmutableMatrix, sp.Expr]:
     """Exact symmetric solution of ``operator(Σ) = forcing`` and its factored denominator."""
     A, b = halfvec_operator_system(operator, forcing, n)
-    nums, dens = solve_den(A, b)
-    return _assemble(nums, dens, n)
+    (A, b), back = desqrt([A, b])
+    entries, denominator = solve_canonical(A, b)
+    return _from_halfvec(n, entries).subs(back), denominator.subs(back)
 
 
 def _from_halfvec(n: int, values: list) -> sp.ImmutableMatrix:
@@ -147,61 +148,11 @@ class ExactSolver(Solver):
     def solve(self, recursion):
         A, b = halfvec_system(recursion)
         (A, b), back = desqrt([A, b])
-        nums, dens = solve_den(A, b, method=self.engine)
-        state_cov, denominator = _assemble(nums, dens, recursion.n)
-        return Solution(state_cov.subs(back), denominator.subs(back), self.name)
-
-
-def _assemble(nums: list, dens: list, n: int) -> tuple[sp.ImmutableMatrix, sp.Expr]:
-    """Entries over the common denominator, each cancelled, with denominator factors oriented
-    to be positive at the reference point."""
-    common = sp.Integer(1)
-    for q in dens:
-        common = sp.lcm(common, q)
-    factored = _oriented_factors(common)
-    values = []
-    for p, q in zip(nums, dens):
-        if p == 0:
-            values.append(sp.Integer(0))
-            continue
-        scale = sp.cancel(common / q)  # a polynomial
-        values.append(_over(sp.expand(p * scale), factored))
-    return _from_halfvec(n, values), factored.as_expr()
-
-
-@dataclass(frozen=True)
-class _Factored:
-    """sign * Π factor**power, each factor oriented to be positive near the reference point."""
-
-    factors: tuple
-
-    def as_expr(self) -> sp.Expr:
-        return sp.Mul(*[f**e for f, e in self.factors])
-
-
-def _over(num: sp.Expr, den: _Factored) -> sp.Expr:
-    """``num / den`` with common factors of numerator and denominator cancelled."""
-    out_den = []
-    for f, e in den.factors:
-        while e > 0:
-            q, r = sp.div(num, f)
-            if r != 0:
-                break
-            num, e = sp.expand(q), e - 1
-        if e:
-            out_den.append((f, e))
-    numerator = factor_flint_free(num) if num.is_Add else num
-    if numerator.is_Number and not out_den:
-        return numerator
-    return numerator / sp.Mul(*[f**e for f, e in out_den])
-
-
-def _oriented_factors(expr: sp.Expr) -> _Factored:
-    coeff, factors = oriented_factor_list(expr)
-    out = list(factors)
-    if coeff != 1:
-        out.insert(0, (coeff, 1))
-    return _Factored(tuple(out))
+        entries, denominator = solve_canonical(A, b, method=self.engine)
+        state_cov = _from_halfvec(recursion.n, entries)
+        if back:
+            state_cov, denominator = state_cov.subs(back), denominator.subs(back)
+        return Solution(state_cov, denominator, self.name)
 
 
 class EigenmodeSolver(Solver):
