@@ -111,7 +111,7 @@ class Quadratic(Landscape):
             return f"Quadratic.commuting({self.hessian[0, 0]})"
         if self.dim == 1:
             return f"Quadratic({self.hessian[0, 0]})"
-        return f"Quadratic({sp.sstr(sp.Matrix(self.hessian))})"
+        return f"Quadratic(Matrix({sp.sstr(self.hessian.tolist())}))"
 
 
 def symmetric_matrix(d: int, name: str, diagonal_positive: bool = True) -> sp.ImmutableMatrix:
@@ -329,6 +329,6 @@ class LinearRegression(Landscape):
     def __repr__(self) -> str:
         if self.data is not None:
             return f"LinearRegression.from_data(N={self.data[0].rows}, d={self.dim})"
-        A = self.A[0, 0] if self.dim == 1 else sp.sstr(sp.Matrix(self.A))
+        A = self.A[0, 0] if self.dim == 1 else f"Matrix({sp.sstr(self.A.tolist())})"
         head = "LinearRegression.commuting" if self.modes else "LinearRegression"
         return f"{head}({A}, label_noise={self.label_noise})"

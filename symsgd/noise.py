@@ -87,7 +87,7 @@ class AdditiveNoise(Noise):
     def __repr__(self) -> str:
         if self.C.rows == 1:
             return f"AdditiveNoise({self.C[0, 0]})"
-        return f"AdditiveNoise({sp.sstr(sp.Matrix(self.C))})"
+        return f"AdditiveNoise(Matrix({sp.sstr(self.C.tolist())}))"
 
 
 def sampling_design(batch_size, dataset_size, replacement: bool) -> tuple[sp.Expr, sp.Expr]:
