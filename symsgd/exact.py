@@ -195,7 +195,10 @@ class _FlintSolution:
         self.converter = _Converter(gens)
 
     def _factors(self, p):
-        content, factors = p.factor()
+        try:
+            content, factors = p.factor()
+        except OverflowError:  # python-flint cannot hand back some huge factorisations
+            return 1, [(p, 1)]
         return int(content), [(f, int(e)) for f, e in factors]
 
     def canonical(self) -> tuple[list, sp.Expr]:
@@ -355,7 +358,10 @@ def factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, int]]]:
     den = 1
     if poly.domain.is_QQ:
         den, poly = poly.clear_denoms(convert=True)
-    content, factors = ctx.from_dict({tuple(m): int(c) for m, c in poly.terms()}).factor()
+    try:
+        content, factors = ctx.from_dict({tuple(m): int(c) for m, c in poly.terms()}).factor()
+    except OverflowError:  # python-flint cannot hand back some huge factorisations
+        return sp.factor_list(expr)
     return sp.Integer(int(content)) / den, [(_to_sympy(f, gens), int(e)) for f, e in factors]
 
 

@@ -42,8 +42,8 @@ __all__ = [
     "Solution",
     "halfvec_operator_system",
     "halfvec_system",
-    "solve_symmetric",
     "solve",
+    "solve_symmetric",
 ]
 
 

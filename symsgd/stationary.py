@@ -346,9 +346,9 @@ class ContinuousTime(_Result):
             from .lyapunov import halfvec_operator_system
 
             F, _ = halfvec_operator_system(operator, Q0, d)
-            coeffs = F.charpoly().all_coeffs()
+            coeffs = (-F).charpoly().all_coeffs()
         else:
-            coeffs = A.charpoly().all_coeffs()
+            coeffs = (-A).charpoly().all_coeffs()  # eigenvalues of A in the right half-plane
         conditions = conditions_from(hurwitz_conditions(coeffs))
         return cls(land, cov, conditions, result.mode_names(), result.values, den)
 

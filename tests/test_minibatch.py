@@ -1,0 +1,149 @@
+"""Minibatch noise: derived covariances against batch enumeration, Gaussian fourth moments,
+weight decay and the linear-scaling rule."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symsgd as ss
+from symsgd.landscapes import isserlis_quartic
+from symsgd.noise import sampling_design
+from tests.oracles import enumerated_batch_cov, gaussian_minibatch_cov
+
+lam = ss.lr
+a = sp.Symbol("a", positive=True)
+
+X_SMALL = np.array([[1.0, 0.5], [-0.3, 1.2], [0.8, -0.7], [1.5, 0.1], [-1.1, -0.4]])
+Y_SMALL = np.array([0.7, -1.2, 0.4, 2.0, -0.3])
+
+
+def _rational(arr):
+    return sp.Matrix(arr.tolist()).applyfunc(sp.nsimplify)
+
+
+@pytest.mark.parametrize("replacement", [True, False])
+@pytest.mark.parametrize("S", [1, 2, 3])
+def test_finite_data_matches_enumeration_of_every_batch(replacement, S):
+    land = ss.LinearRegression.from_data(_rational(X_SMALL), _rational(Y_SMALL))
+    noise = ss.MinibatchNoise(S, replacement=replacement)
+    lr_ = sp.Rational(1, 4)
+    result = ss.stationary(ss.SGD(lr_), land, noise)
+    assert result.method == "numeric-exact"
+    got = np.array(result.cov, dtype=float)
+    want = enumerated_batch_cov(X_SMALL, Y_SMALL, S, float(lr_), replacement)
+    assert np.allclose(got, want, rtol=1e-10, atol=1e-14)
+
+
+def test_finite_data_symbolic_learning_rate_matches_enumeration():
+    land = ss.LinearRegression.from_data(_rational(X_SMALL[:4]), _rational(Y_SMALL[:4]))
+    result = ss.stationary(ss.SGD(lam), land, ss.MinibatchNoise(2, replacement=False))
+    f = result.lambdify()
+    for lr_ in (0.05, 0.2, 0.4):
+        want = enumerated_batch_cov(X_SMALL[:4], Y_SMALL[:4], 2, lr_, False)
+        assert np.allclose(f(lr=lr_), want, rtol=1e-9)
+
+
+def test_full_batch_without_replacement_has_no_noise():
+    land = ss.LinearRegression.from_data(_rational(X_SMALL), _rational(Y_SMALL))
+    result = ss.stationary(ss.SGD(lam), land, ss.MinibatchNoise(5, replacement=False))
+    assert result.cov == sp.zeros(2, 2)
+
+
+def test_sampling_design_matches_enumeration():
+    for N, S, replacement in [(4, 2, True), (4, 2, False), (5, 3, False), (3, 3, True)]:
+        if replacement:
+            batches = list(itertools.product(range(N), repeat=S))
+        else:
+            batches = list(itertools.combinations(range(N), S))
+        counts = np.array([[b.count(i) for i in range(N)] for b in batches], dtype=float)
+        cov = np.cov(counts.T, bias=True)
+        alpha, beta = sampling_design(S, N, replacement)
+        assert np.allclose(cov, float(alpha) * np.eye(N) + float(beta), atol=1e-12)
+
+
+def test_isserlis_matches_brute_force_pairings_and_monte_carlo(rng):
+    A = sp.Matrix([[2, 1, 0], [1, 3, 1], [0, 1, 1]]) / 2
+    M = sp.Matrix([[1, 2, 0], [0, 1, 3], [1, 0, 2]])
+    got = isserlis_quartic(A, M)
+    # entrywise sum over k, l of E[x_i x_k x_l x_j] M_kl with the three pairings written out
+    d = 3
+    brute = sp.zeros(d, d)
+    for i, j, k, l in itertools.product(range(d), repeat=4):
+        brute[i, j] += M[k, l] * (A[i, k] * A[l, j] + A[i, l] * A[k, j] + A[i, j] * A[k, l])
+    assert got == brute
+    x = rng.multivariate_normal(np.zeros(d), np.array(A, dtype=float), size=400_000)
+    Mn = np.array(M, dtype=float)
+    q = np.einsum("nk,kl,nl->n", x, Mn, x)
+    mc = np.einsum("ni,n,nj->ij", x, q, x) / len(x)
+    se = np.sqrt(np.var(np.einsum("ni,n,nj->nij", x, q, x), axis=0) / len(x))
+    assert np.all(np.abs(mc - np.array(got, dtype=float)) < 6 * se)
+
+
+def test_online_explicit_matrix_matches_textbook_fixed_point():
+    A = sp.Matrix([[3, 1], [1, 2]]) / 2
+    sigma2, S = sp.Rational(1, 2), 3
+    for name, opt, kw in [
+        ("sgd", ss.SGD(sp.Rational(1, 5)), {}),
+        ("heavy-ball", ss.HeavyBall(sp.Rational(1, 10), sp.Rational(1, 2)), {"mu": 0.5}),
+    ]:
+        result = ss.stationary(opt, ss.LinearRegression(A, label_noise=sigma2),
+                               ss.MinibatchNoise(S))
+        want = gaussian_minibatch_cov(name, np.array(A, dtype=float), float(sigma2), S,
+                                      float(opt.lr), **kw)
+        assert np.allclose(np.array(result.cov, dtype=float), want, rtol=1e-9)
+
+
+def test_weight_decay_gives_noise_without_label_noise():
+    """With L2 the minimum moves off θ*, so per-sample gradients there do not vanish: the noise
+    has a rank-one part and the variance is non-zero even with σ² = 0."""
+    gamma = ss.weight_decay
+    land = ss.LinearRegression(a, label_noise=0, theta_star=2)
+    result = ss.stationary(ss.SGD(lam, weight_decay=gamma), land, ss.MinibatchNoise(1))
+    assert result.cov != 0
+    assert sp.cancel(result.cov.subs(gamma, 0)) == 0
+    values = {lam: 0.1, gamma: 0.3, a: 1.0}
+    # independent: 1-D second-moment recursion with u = δ + b, b = −γθ*/(a+γ)
+    b = -0.3 * 2 / 1.3
+    lr_, g, A = 0.1, 0.3, 1.0
+    # Var(δ') = (1 − λ(a+γ))² V + λ² (a² (V + b²) + a (V + b²) a) ... from Q = 2a²E[u²] − a²E[u]² …
+    # Q(V) = a²(V + b²) + a·a(V + b²)  (Isserlis: E x⁴ = 3a², minus the squared mean a²u²)
+    V = lr_**2 * 2 * A**2 * b**2 / (1 - (1 - lr_ * (A + g)) ** 2 - lr_**2 * 2 * A**2)
+    assert np.isclose(float(result.cov.subs(values)), V, rtol=1e-12)
+
+
+def test_noise_cov_exposes_how_far_c_proportional_to_h_is():
+    s = ss.label_noise
+    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2),
+                           ss.MinibatchNoise(ss.batch_size))
+    Q = result.noise_cov
+    # Q = (a²V + aV·a + σ²a)/S at the stationary V: larger than the σ²a/S of "C ∝ H"
+    V = result.cov
+    assert sp.cancel(Q - (2 * a**2 * V + s**2 * a) / ss.batch_size) == 0
+
+
+def test_linear_scaling_rule_fails():
+    """At fixed λ/S the stationary variance still changes with S (exact result)."""
+    s = ss.label_noise
+    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2),
+                           ss.MinibatchNoise(ss.batch_size))
+    f = result.lambdify()
+    ratio = 0.2
+    values = [float(f(lr=ratio * S, batch_size=S, a=1.0, sigma=1.0)) for S in (1, 2, 4)]
+    assert values[0] != pytest.approx(values[1], rel=1e-3)
+    assert values[1] != pytest.approx(values[2], rel=1e-3)
+    # the continuous-time prediction is blind to it
+    ct = result.continuous_time().lambdify()
+    ct_values = [float(ct(lr=ratio * S, batch_size=S, a=1.0, sigma=1.0)) for S in (1, 2, 4)]
+    assert ct_values[0] == pytest.approx(ct_values[2], rel=1e-12)
+
+
+def test_dataset_size_mismatch_is_reported():
+    land = ss.LinearRegression.from_data(_rational(X_SMALL), _rational(Y_SMALL))
+    with pytest.raises(ValueError, match="does not match"):
+        ss.stationary(ss.SGD(lam), land, ss.MinibatchNoise(2, dataset_size=7))
+    with pytest.raises(ValueError, match="cannot exceed"):
+        ss.MinibatchNoise(6, dataset_size=5, replacement=False)
