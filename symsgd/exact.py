@@ -390,6 +390,17 @@ def reference_point(symbols) -> dict:
     return point
 
 
+def _at_reference(f: sp.Expr, point: dict) -> sp.Expr:
+    """``f`` at the reference point; traces over eigen-modes are taken over one mode there."""
+    value = f.subs(point)
+    if value.has(sp.Lambda):
+        value = value.replace(
+            lambda e: e.is_Function and e.args and isinstance(e.args[0], sp.Lambda),
+            lambda e: e.args[0](sp.Rational(8, 7)),
+        ).subs(point)
+    return value
+
+
 def oriented_factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, int]]]:
     """:func:`factor_list` with every factor's sign chosen positive at :func:`reference_point`
     (so ``2 - λh`` rather than ``λh - 2``); the sign goes into the constant."""
@@ -397,7 +408,7 @@ def oriented_factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, in
     point = reference_point(sp.sympify(expr).free_symbols)
     out = []
     for f, e in factors:
-        if f.subs(point).is_negative:
+        if _at_reference(f, point).is_negative:
             f = sp.expand(-f)
             coeff *= (-1) ** e
         out.append((f, e))

@@ -130,7 +130,7 @@ def symmetric_matrix(d: int, name: str, diagonal_positive: bool = True) -> sp.Im
     return sp.ImmutableMatrix(m)
 
 
-def isserlis_quartic(A: sp.MatrixBase, M: sp.MatrixBase) -> sp.Matrix:
+def isserlis_quartic(A: sp.MatrixBase, M: sp.MatrixBase, trace=None) -> sp.Matrix:
     r""":math:`\mathbb E[x x^\top M x x^\top]` for :math:`x \sim N(0, A)`, by Isserlis' theorem.
 
     The fourth moment :math:`\mathbb E[x_i x_k x_l x_j]` is the sum over the three pairings of
@@ -139,6 +139,9 @@ def isserlis_quartic(A: sp.MatrixBase, M: sp.MatrixBase) -> sp.Matrix:
 
     * (i k)(l j) → :math:`A M A`,  (i l)(k j) → :math:`A M^\top A`,
     * (i j)(k l) → :math:`A\,\operatorname{Tr}(A M)`.
+
+    ``trace`` replaces :math:`\operatorname{Tr}(AM)` (for eigen-mode problems, where the trace runs
+    over all modes while ``A`` and ``M`` hold one mode).
 
     >>> a = sp.Symbol("a", positive=True)
     >>> isserlis_quartic(sp.Matrix([[a]]), sp.Matrix([[1]]))  # E x^4 = 3 a^2
@@ -154,7 +157,7 @@ def isserlis_quartic(A: sp.MatrixBase, M: sp.MatrixBase) -> sp.Matrix:
         elif pairs == {frozenset("il"), frozenset("kj")}:
             out += A * M.T * A
         elif pairs == {frozenset("ij"), frozenset("kl")}:
-            out += A * (A * M).trace()
+            out += A * ((A * M).trace() if trace is None else trace)
         else:  # pragma: no cover - there are exactly three pairings of four positions
             raise AssertionError(pairing)
     return out
@@ -230,10 +233,16 @@ class LinearRegression(Landscape):
         object.__setattr__(self, "data", _data)
 
     @classmethod
-    def commuting(cls, a: sp.Symbol | None = None, label_noise=0) -> LinearRegression:
-        """Eigen-mode form: ``a`` is one eigenvalue of the input covariance ``A``."""
+    def commuting(cls, a: sp.Symbol | None = None, label_noise=0, theta_star=None
+                  ) -> LinearRegression:
+        r"""Eigen-mode form: ``a`` is one eigenvalue of the input covariance ``A`` (and
+        ``theta_star`` the component of θ* along that mode).  Minibatch noise couples the modes
+        through :math:`\operatorname{Tr}(A\Sigma)`; :func:`symsgd.stationary` closes that
+        trace self-consistently and answers with traces of matrix functions of ``A``."""
         a = sp.Symbol("a", positive=True) if a is None else a
-        return cls(a, label_noise, _modes=True, _names={a: "A"})
+        if not isinstance(a, sp.Symbol):
+            raise ValueError(f"LinearRegression.commuting(a) needs a sympy Symbol; got {a!r}.")
+        return cls(a, label_noise, theta_star, _modes=True, _names={a: "A"})
 
     @classmethod
     def from_data(cls, X, y) -> LinearRegression:
@@ -286,7 +295,16 @@ class LinearRegression(Landscape):
         b = self.offset(weight_decay)
         U = sp.Matrix(second_moment) + b * b.T  # E[u u^T]
         A = sp.Matrix(self.A)
-        return isserlis_quartic(A, U) - A * U * A + self.label_noise * A
+        from .modes import COUPLING
+
+        trace = COUPLING if self.modes else None
+        return isserlis_quartic(A, U, trace) - A * U * A + self.label_noise * A
+
+    def coupling_density(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr:
+        r"""One mode's share :math:`a(\Sigma + b^2)` of the coupling trace
+        :math:`\kappa = \operatorname{Tr}(A\,\mathbb E[uu^\top])` (eigen-mode form)."""
+        b = self.offset(weight_decay)
+        return (sp.Matrix(self.A) * (sp.Matrix(cov) + b * b.T))[0, 0]
 
     def sample_terms(self, weight_decay=0) -> list[tuple[sp.Matrix, sp.Matrix]]:
         r"""For finite data: per-sample gradients are :math:`a_i(\delta) = X_i\delta - c_i` at
@@ -311,6 +329,10 @@ class LinearRegression(Landscape):
         """
         cov = sp.Matrix(cov)
         if self.data is None:
+            if self.modes:  # ½ Tr(A E[uuᵀ]) is half the closed coupling trace
+                from .modes import COUPLING
+
+                return sp.Rational(1, 2) * (COUPLING + self.label_noise)
             b = self.offset(weight_decay)
             return sp.Rational(1, 2) * ((sp.Matrix(self.A) * (cov + b * b.T)).trace()
                                         + self.label_noise)

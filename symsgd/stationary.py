@@ -58,15 +58,33 @@ class _Result:
 
     @property
     def loss(self) -> sp.Expr:
-        r"""Expected loss :math:`\tfrac12\operatorname{Tr}(H\operatorname{Var}\theta)` (per mode
-        for eigen-mode problems)."""
-        return self._apply(canonical(self.landscape.loss(self._cov)))
+        r"""Expected (training) loss at stationarity; for a quadratic
+        :math:`\tfrac12\operatorname{Tr}(H\operatorname{Var}\theta)` (per mode for eigen-mode
+        problems with additive noise)."""
+        return self._apply(canonical(self.landscape.loss(self._cov, self._weight_decay())))
+
+    @property
+    def test_loss(self) -> sp.Expr | None:
+        """Expected loss on a fresh sample, where the landscape defines one (else None)."""
+        method = getattr(self.landscape, "test_loss", None)
+        value = None if method is None else method(self._cov, self._weight_decay())
+        return None if value is None else self._apply(canonical(value))
+
+    def _weight_decay(self):
+        return 0
 
     @property
     def free_symbols(self) -> set:
         return _matrix(self.cov).free_symbols
 
     def _apply(self, value):
+        closure = getattr(self, "closure", None)
+        if closure:
+            value = value.subs(closure)
+            if isinstance(value, sp.MatrixBase):
+                value = value.applyfunc(canonical)
+            elif isinstance(value, sp.Expr):
+                value = canonical(value)
         if not self.values:
             return value
         return value.subs(self.values)
@@ -160,8 +178,11 @@ class Stationary(_Result):
 
     def __init__(self, recursion: LinearRecursion, state_cov: sp.MatrixBase, conditions,
                  complete: bool | None, denominator: sp.Expr, method: str,
-                 values: dict | None = None):
+                 values: dict | None = None, closure: dict | None = None):
         self.recursion = recursion
+        #: substitutions that close a self-consistent coupling (eigen-mode minibatch problems:
+        #: κ = Tr(A E[uuᵀ]) -> its closed form in traces of matrix functions of A)
+        self.closure = dict(closure or {})
         self._state_cov = sp.ImmutableMatrix(state_cov)
         self._conditions = (conditions, complete) if conditions is not None else None
         self._denominator = denominator
@@ -259,6 +280,41 @@ class Stationary(_Result):
         out = (Th * Mk * sp.Matrix(self._state_cov) * Th.T).applyfunc(canonical)
         return _scalar(self._apply(out))
 
+    def _weight_decay(self):
+        return self.recursion.optimizer.weight_decay
+
+    def on_modes(self, eigenvalues, what: str = "cov") -> sp.Matrix:
+        """For an eigen-mode result: the explicit diagonal matrix (in the eigenbasis) for the
+        given eigenvalues of the mode matrix, with every mode trace summed over them.
+
+        >>> import sympy as sp, symsgd as ss
+        >>> h, c = sp.symbols("h c", positive=True)
+        >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
+        >>> r.subs(lr=sp.Rational(1, 2), c=1).on_modes([1, 2])
+        Matrix([
+        [1/3, 0],
+        [  0, 1]])
+        """
+        from .modes import expand_traces
+
+        if not self.landscape.modes:
+            raise ValueError("on_modes() is for eigen-mode results (Quadratic.commuting, ...).")
+        (mode,) = [s for s, name in self.landscape.mode_names.items()]
+        conditions = expand_traces(self._apply(self.conditions), eigenvalues)
+        for e in eigenvalues:
+            holds = conditions.subs(mode, sp.sympify(e))
+            if holds == sp.false:
+                from .errors import UnstableError
+
+                raise UnstableError(
+                    f"no stationary law for the eigenvalues {list(eigenvalues)}: the conditions "
+                    f"{sp.sstr(self._apply(self.conditions))} fail at {mode} = {e}. Lower the "
+                    f"learning rate.",
+                    condition=self.conditions, values={mode: e},
+                )
+        value = expand_traces(getattr(self, what), eigenvalues)
+        return sp.diag(*[canonical(value.subs(mode, sp.sympify(e))) for e in eigenvalues])
+
     def mode_names(self) -> dict:
         r = self.recursion
         if not r.landscape.modes:
@@ -294,7 +350,7 @@ class Stationary(_Result):
 
     def _with_values(self, values):
         return Stationary(self.recursion, self._state_cov, *self._lazy_conditions(),
-                          self._denominator, self.method, values)
+                          self._denominator, self.method, values, self.closure)
 
     def _lazy_conditions(self):
         return self._conditions if self._conditions is not None else (None, None)
@@ -308,7 +364,7 @@ class Stationary(_Result):
         """Entries factored (they are already cancelled; this only changes their form)."""
         S = self._state_cov.applyfunc(sp.factor)
         return Stationary(self.recursion, S, *self._lazy_conditions(), self._denominator,
-                          self.method, self.values)
+                          self.method, self.values, self.closure)
 
 
 class ContinuousTime(_Result):
@@ -406,8 +462,42 @@ def stationary(optimizer: Optimizer, landscape: Landscape, noise: Noise, *,
             raise _unstable(recursion, why)
         check_stable(recursion, conditions, {}, "stationary()")
     solution = solve(recursion, method)
+    from .modes import COUPLING
+
+    if COUPLING in solution.state_cov.free_symbols:
+        return _close_mode_trace(recursion, solution)
     return Stationary(recursion, solution.state_cov, conditions, complete, solution.denominator,
                       solution.method)
+
+
+def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
+    r"""Close the cross-mode coupling of an eigen-mode problem.
+
+    One mode's solution is affine in :math:`\kappa = \operatorname{Tr}(A\,\mathbb E[uu^\top])`;
+    summing the mode's share :math:`a(\Sigma(a,\kappa) + b^2) = u(a) + v(a)\kappa` over the modes
+    gives :math:`\kappa = \operatorname{Tr}u(A) + \kappa\operatorname{Tr}v(A)`, so
+    :math:`\kappa = \operatorname{Tr}u(A)/(1 - \operatorname{Tr}v(A))`, which exists iff
+    :math:`\operatorname{Tr}v(A) < 1` (on top of every mode's own stability).
+    """
+    from .modes import COUPLING, mode_trace
+
+    land = recursion.landscape
+    (mode,) = list(land.mode_names)
+    Th = sp.Matrix(recursion.theta_map)
+    cov = Th * sp.Matrix(solution.state_cov) * Th.T
+    density = sp.cancel(land.coupling_density(cov, recursion.optimizer.weight_decay))
+    if sp.cancel(sp.diff(density, COUPLING, 2)) != 0:  # pragma: no cover - linear theory
+        raise RuntimeError("the mode coupling is not affine in the trace; cannot close it.")
+    slope = sp.cancel(sp.diff(density, COUPLING))
+    intercept = sp.cancel(density.subs(COUPLING, 0))
+    t_slope = mode_trace(slope, mode)
+    t_intercept = mode_trace(intercept, mode) if intercept != 0 else sp.Integer(0)
+    kappa = t_intercept / (1 - t_slope)
+    mode_conditions, complete = stability_conditions(recursion)
+    conditions = sp.And(mode_conditions, sp.StrictLessThan(t_slope, 1))
+    return Stationary(recursion, solution.state_cov, conditions, complete,
+                      solution.denominator * (1 - t_slope), solution.method,
+                      closure={COUPLING: kappa})
 
 
 def _unstable(recursion, why):

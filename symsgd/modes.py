@@ -1,0 +1,92 @@
+r"""Traces over eigen-modes, for commuting problems whose modes couple through a trace.
+
+In a commuting problem every matrix is a function of the same eigenbasis, so a per-mode answer
+:math:`f(a)` stands for the matrix :math:`f(A)`.  Minibatch noise couples the modes through
+:math:`\kappa = \operatorname{Tr}(A\Sigma)`; the closed form then contains traces of matrix
+functions, represented here by :class:`ModeTrace` — ``ModeTrace(Lambda(x, f(x)))`` is
+:math:`\operatorname{Tr} f(A) = \sum_k f(a_k)`.
+
+>>> import sympy as sp
+>>> x = sp.Dummy("x")
+>>> expand_traces(ModeTrace(sp.Lambda(x, 1 / x)), [1, 2, 4])
+7/4
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sympy as sp
+
+__all__ = ["COUPLING", "ModeTrace", "expand_traces", "mode_trace"]
+
+#: placeholder for the cross-mode trace κ = Tr(A E[uuᵀ]) inside a single-mode problem
+COUPLING = sp.Symbol("kappa", nonnegative=True)
+
+
+class ModeTrace(sp.Function):
+    """``ModeTrace(Lambda(x, f))`` = Tr f(A), the sum of ``f`` over the eigenvalues of A."""
+
+    nargs = 1
+    is_commutative = True
+    is_real = True
+    #: matrix name used when printing (set by the result that creates the trace)
+    matrix_name = "A"
+
+    @classmethod
+    def eval(cls, body):
+        if not isinstance(body, sp.Lambda):
+            raise TypeError("ModeTrace takes a sympy Lambda of one eigenvalue variable.")
+        return None
+
+    @property
+    def free_symbols(self):
+        return self.args[0].free_symbols
+
+    def _latex(self, printer):
+        from .latex import matrix_function_latex
+
+        from .exact import canonical
+
+        body = self.args[0]
+        (x,) = body.variables
+        inner = matrix_function_latex(canonical(body.expr), {x: self.matrix_name})
+        return rf"\operatorname{{Tr}}\left[{inner}\right]"
+
+    def _sympystr(self, printer):
+        from .exact import canonical
+
+        body = self.args[0]
+        (x,) = body.variables
+        shown = canonical(body.expr).subs(x, sp.Symbol(self.matrix_name))
+        return f"Tr[{printer.doprint(shown)}]"
+
+
+def mode_trace(expr: sp.Expr, mode: sp.Symbol) -> sp.Expr:
+    """Tr of the matrix function ``expr`` of the mode eigenvalue ``mode``; constant factors
+    (free of ``mode``) are pulled out."""
+    from .exact import canonical
+
+    expr = canonical(expr)
+    coeff, rest = sp.S.One, []
+    for part in sp.Mul.make_args(expr):
+        if part.has(mode):
+            rest.append(part)
+        else:
+            coeff *= part
+    if not rest:
+        raise ValueError("mode_trace needs an expression of the mode eigenvalue.")
+    # a fixed bound variable, so that traces of the same function compare equal
+    x = sp.Symbol(f"_{mode}", **mode.assumptions0)
+    return coeff * ModeTrace(sp.Lambda(x, sp.Mul(*rest).subs(mode, x)))
+
+
+def expand_traces(expr, eigenvalues: Sequence):
+    """Replace every :class:`ModeTrace` by the sum of its function over ``eigenvalues``."""
+    values = [sp.sympify(v) for v in eigenvalues]
+
+    def expand(t):
+        body = t.args[0]
+        return sp.Add(*[body(v) for v in values])
+
+    return expr.replace(lambda e: isinstance(e, ModeTrace), expand)
