@@ -174,10 +174,12 @@ class _Printer:
         return any(s in self.modes for s in expr.free_symbols)
 
     # -- products ----------------------------------------------------------------------------
-    def product(self, coeff, factors, lr_power: int = 0, matrix: bool = False) -> str:
+    def product(self, coeff, factors, lr_power: int = 0, matrix: bool = False,
+                bare: bool = False) -> str:
         r"""``coeff · λ^lr_power · Π f^e``, ``coeff`` a positive rational, in print order:
-        number, learning rate, other scalar symbols, scalar sums, matrices, matrix sums; in a
-        matrix context a product with no matrix factor ends in ``I``."""
+        number, learning rate, other scalar symbols, scalar sums, matrices, matrix sums, ``C``;
+        in a matrix context a product with no matrix factor ends in ``I``.  ``bare``: a lone
+        sum is printed without parentheses (for a numerator or denominator)."""
         coeff = sp.Rational(coeff)
         symbols: dict = {}
         sums: list = []
@@ -196,14 +198,18 @@ class _Printer:
         mats = sorted((s for s in symbols if s in self.modes), key=self._matrix_key)
         scalar_sums = [(f, e) for f, e in sums if not self.has_modes(f)]
         matrix_sums = [(f, e) for f, e in sums if self.has_modes(f)]
+        if bare and coeff == 1 and not symbols and len(sums) == 1 and sums[0][1] == 1:
+            return self.sum(sums[0][0], matrix)
         parts = []
         if coeff != 1:
             parts.append(self._latex(coeff))
         parts += [self.power(s, symbols[s]) for s in scalars]
         parts += [self._sum_factor(f, e, matrix=False) for f, e in _by_size(scalar_sums)]
         if matrix:
-            parts += [self.matrix_power(s, symbols[s]) for s in mats]
+            noise = [s for s in mats if self.modes[s][0] == "C"]
+            parts += [self.matrix_power(s, symbols[s]) for s in mats if s not in noise]
             parts += [self._sum_factor(f, e, matrix=True) for f, e in _by_size(matrix_sums)]
+            parts += [self.matrix_power(s, symbols[s]) for s in noise]
             if not mats and not matrix_sums:
                 parts.append("I")
         if not parts:
@@ -288,10 +294,11 @@ class _Printer:
         const = sp.Rational(const)
         sign = "- " if const < 0 else ""
         const = abs(const)
-        num = self.product(const.p, num_factors)
         if const.q == 1 and not den_factors:
-            return sign + num
-        return sign + rf"\frac{{{num}}}{{{self.product(const.q, den_factors)}}}"
+            return sign + self.product(const.p, num_factors)
+        num = self.product(const.p, num_factors, bare=True)
+        den = self.product(const.q, den_factors, bare=True)
+        return sign + rf"\frac{{{num}}}{{{den}}}"
 
 
 def _factor(expr) -> tuple[sp.Rational, list]:

@@ -147,3 +147,52 @@ def test_dataset_size_mismatch_is_reported():
         ss.stationary(ss.SGD(lam), land, ss.MinibatchNoise(2, dataset_size=7))
     with pytest.raises(ValueError, match="cannot exceed"):
         ss.MinibatchNoise(6, dataset_size=5, replacement=False)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [ss.SGD(lam), ss.HeavyBall(lam, ss.momentum)],
+    ids=["sgd", "heavy-ball"],
+)
+def test_eigen_mode_trace_closure_matches_explicit_diagonal(optimizer):
+    """The commuting (trace-closed) answer equals the explicit d = 3 solve, mode by mode."""
+    s = ss.label_noise
+    modes = ss.stationary(optimizer, ss.LinearRegression.commuting(a, label_noise=s**2),
+                          ss.MinibatchNoise(ss.batch_size))
+    values = {"lr": sp.Rational(1, 10), "batch_size": 2, "sigma": 1}
+    if isinstance(optimizer, ss.HeavyBall):
+        values["momentum"] = sp.Rational(1, 2)
+    eigenvalues = [1, 2, 3]
+    by_modes = modes.subs(values).on_modes(eigenvalues)
+    explicit_opt = (ss.SGD(values["lr"]) if not isinstance(optimizer, ss.HeavyBall)
+                    else ss.HeavyBall(values["lr"], values["momentum"]))
+    explicit = ss.stationary(explicit_opt,
+                             ss.LinearRegression(sp.diag(*eigenvalues), label_noise=1),
+                             ss.MinibatchNoise(2))
+    assert by_modes == explicit.cov
+    assert modes.subs(values).on_modes(eigenvalues, "loss")[0, 0] == explicit.loss
+
+
+def test_eigen_mode_closed_form_matches_published_reference():
+    """REFERENCES.md 3 in the commuting form, at exact eigenvalues."""
+    s, S = ss.label_noise, ss.batch_size
+    result = ss.stationary(ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2),
+                           ss.MinibatchNoise(S))
+    eig = [sp.Rational(1, 2), 1, sp.Rational(5, 2)]
+    point = {lam: sp.Rational(1, 7), S: 3, s: 2}
+    G = [2 - lam * (1 + 1 / S) * e for e in eig]
+    kappa = sum(e / g for e, g in zip(eig, G))
+    reference = [lam * s**2 / (S - lam * kappa) / g for g in G]
+    got = result.subs(point).on_modes(eig)
+    for k in range(3):
+        assert sp.nsimplify(got[k, k] - reference[k].subs(point)) == 0
+    assert "Tr" in str(result.conditions)
+
+
+def test_eigen_mode_trace_condition_is_enforced():
+    """λ Tr(...) < 1 can fail although every mode is stable on its own."""
+    s = ss.label_noise
+    result = ss.stationary(ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2),
+                           ss.MinibatchNoise(1)).subs(lr=sp.Rational(1, 10), sigma=1)
+    with pytest.raises(ss.UnstableError, match="Tr"):
+        result.on_modes([1] * 30)  # each mode alone is fine (λa = 0.1 < 2/3)
