@@ -6,6 +6,7 @@
 c*lambda*(mu + 1)/(h*(1 - mu)*(2*mu - h*lambda + 2))
 """
 
+from .crosscheck import CrossCheck, Sweep, assert_crosscheck, crosscheck, sweep
 from .errors import UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise, Noise
@@ -20,6 +21,7 @@ from .optimizers import (
     Preconditioned,
 )
 from .recursion import LinearRecursion, build_recursion
+from .simulate import Simulation, simulate
 from .stationary import ContinuousTime, Stationary, stationary
 from .symbols import (
     batch_size,
@@ -41,6 +43,7 @@ __all__ = [
     "Adam",
     "AdditiveNoise",
     "ContinuousTime",
+    "CrossCheck",
     "DampedNewton",
     "HeavyBall",
     "Landscape",
@@ -53,20 +56,26 @@ __all__ = [
     "Optimizer",
     "Preconditioned",
     "Quadratic",
+    "Simulation",
     "Stationary",
+    "Sweep",
     "UnstableError",
     "Verdict",
+    "assert_crosscheck",
     "batch_size",
     "beta1",
     "beta2",
     "build_recursion",
+    "crosscheck",
     "dataset_size",
     "eps",
     "label_noise",
     "lr",
     "momentum",
     "parse_formula",
+    "simulate",
     "stationary",
+    "sweep",
     "verify",
     "weight_decay",
 ]

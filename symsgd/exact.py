@@ -32,8 +32,14 @@ def _ring(exprs: list[sp.Expr]):
     """Numerators/denominators of ``exprs`` as sympy Polys over ZZ with common generators."""
     fractions = [sp.fraction(sp.together(e)) for e in exprs]
     flat = [part for pair in fractions for part in pair]
-    polys, info = sp.parallel_poly_from_expr(flat)
-    gens = info["gens"]
+    try:
+        polys, info = sp.parallel_poly_from_expr(flat)
+        gens = info["gens"]
+    except sp.PolificationFailed:  # no generators at all: a purely numeric system
+        if not all(part.is_Rational for part in flat):
+            raise _NotPolynomial(flat) from None
+        gens = (sp.Dummy("one"),)
+        polys = [sp.Poly(part, *gens) for part in flat]
     for g in gens:
         if g.is_number or not (g.is_Symbol or g.is_Pow or g.is_Function):
             raise _NotPolynomial(g)
@@ -301,9 +307,9 @@ def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
         for i in range(k + 1, n):
             a_ik, row_i = rows[i][k], rows[i]
             if a_ik.is_zero():
-                rows[i] = row_i[:k + 1] + [(pivot * e) / prev for e in row_i[k + 1:]]
+                rows[i] = row_i[: k + 1] + [(pivot * e) / prev for e in row_i[k + 1 :]]
             else:
-                rows[i] = row_i[:k + 1] + [
+                rows[i] = row_i[: k + 1] + [
                     (pivot * row_i[j] - a_ik * row_k[j]) / prev for j in range(k + 1, width)
                 ]
         prev = pivot

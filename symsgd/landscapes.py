@@ -123,8 +123,10 @@ def symmetric_matrix(d: int, name: str, diagonal_positive: bool = True) -> sp.Im
     for i in range(d):
         for j in range(i, d):
             pos = diagonal_positive and i == j
-            s = sp.Symbol(f"{name}_{i + 1}{j + 1}", positive=True) if pos else sp.Symbol(
-                f"{name}_{i + 1}{j + 1}", real=True
+            s = (
+                sp.Symbol(f"{name}_{i + 1}{j + 1}", positive=True)
+                if pos
+                else sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True)
             )
             m[i, j] = m[j, i] = s
     return sp.ImmutableMatrix(m)
@@ -170,7 +172,7 @@ def _pairings(items: tuple) -> list[list[tuple]]:
     first, rest = items[0], items[1:]
     out = []
     for k, partner in enumerate(rest):
-        remaining = rest[:k] + rest[k + 1:]
+        remaining = rest[:k] + rest[k + 1 :]
         for tail in _pairings(remaining):
             out.append([(first, partner), *tail])
     return out
@@ -199,12 +201,20 @@ class LinearRegression(Landscape):
     """
 
     A: sp.ImmutableMatrix | None = None
-    label_noise: sp.Expr = sp.Integer(0)
+    label_noise: sp.Expr = sp.S.Zero
     theta_star: sp.ImmutableMatrix | None = None
     data: tuple | None = None
 
-    def __init__(self, A, label_noise=0, theta_star=None, *, _modes: bool = False,
-                 _names: dict | None = None, _data: tuple | None = None):
+    def __init__(
+        self,
+        A,
+        label_noise=0,
+        theta_star=None,
+        *,
+        _modes: bool = False,
+        _names: dict | None = None,
+        _data: tuple | None = None,
+    ):
         matrix = as_matrix(A, "A")
         check_symmetric(matrix, "A")
         from ._util import check_psd
@@ -219,9 +229,11 @@ class LinearRegression(Landscape):
         if theta_star is None:
             star = sp.ImmutableMatrix(sp.zeros(d, 1))
         else:
-            star = sp.ImmutableMatrix(sp.Matrix(theta_star).reshape(d, 1)) if (
-                isinstance(theta_star, (list, tuple, sp.MatrixBase))
-            ) else sp.ImmutableMatrix([[sp.sympify(theta_star)]])
+            star = (
+                sp.ImmutableMatrix(sp.Matrix(theta_star).reshape(d, 1))
+                if (isinstance(theta_star, (list, tuple, sp.MatrixBase)))
+                else sp.ImmutableMatrix([[sp.sympify(theta_star)]])
+            )
             if star.shape != (d, 1):
                 raise ValueError(f"theta_star must have {d} entries; got shape {star.shape}.")
         object.__setattr__(self, "hessian", matrix)
@@ -233,8 +245,9 @@ class LinearRegression(Landscape):
         object.__setattr__(self, "data", _data)
 
     @classmethod
-    def commuting(cls, a: sp.Symbol | None = None, label_noise=0, theta_star=None
-                  ) -> LinearRegression:
+    def commuting(
+        cls, a: sp.Symbol | None = None, label_noise=0, theta_star=None
+    ) -> LinearRegression:
         r"""Eigen-mode form: ``a`` is one eigenvalue of the input covariance ``A`` (and
         ``theta_star`` the component of θ* along that mode).  Minibatch noise couples the modes
         through :math:`\operatorname{Tr}(A\Sigma)`; :func:`symsgd.stationary` closes that
@@ -249,14 +262,16 @@ class LinearRegression(Landscape):
         r"""A finite data set: ``X`` is N×d (rows are samples), ``y`` has N entries."""
         X = sp.ImmutableMatrix(sp.Matrix(X.tolist() if hasattr(X, "tolist") else X))
         y_list = y.tolist() if hasattr(y, "tolist") else y
-        Y = sp.ImmutableMatrix(sp.Matrix(y_list).reshape(X.rows, 1)) if (
-            sp.Matrix(y_list).shape[0] * sp.Matrix(y_list).shape[1] == X.rows
-        ) else None
+        Y = (
+            sp.ImmutableMatrix(sp.Matrix(y_list).reshape(X.rows, 1))
+            if (sp.Matrix(y_list).shape[0] * sp.Matrix(y_list).shape[1] == X.rows)
+            else None
+        )
         if Y is None:
             raise ValueError(
                 f"from_data: y must have one entry per row of X ({X.rows}); got {y_list!r}."
             )
-        N, d = X.shape
+        N, _d = X.shape
         H = (X.T * X) / N
         det = sp.factor(H.det())
         if det == 0:
@@ -309,7 +324,8 @@ class LinearRegression(Landscape):
     def sample_terms(self, weight_decay=0) -> list[tuple[sp.Matrix, sp.Matrix]]:
         r"""For finite data: per-sample gradients are :math:`a_i(\delta) = X_i\delta - c_i` at
         :math:`\theta = \theta_\gamma + \delta`, with :math:`X_i = x_i x_i^\top` and
-        :math:`c_i = x_i e_i`, :math:`e_i = y_i - x_i^\top\theta_\gamma`; returns ``[(X_i, c_i)]``."""
+        :math:`c_i = x_i e_i`, :math:`e_i = y_i - x_i^\top\theta_\gamma`;
+        returns ``[(X_i, c_i)]``."""
         if self.data is None:
             raise ValueError("sample_terms needs a finite data set (LinearRegression.from_data).")
         X, Y = self.data
@@ -334,8 +350,9 @@ class LinearRegression(Landscape):
 
                 return sp.Rational(1, 2) * (COUPLING + self.label_noise)
             b = self.offset(weight_decay)
-            return sp.Rational(1, 2) * ((sp.Matrix(self.A) * (cov + b * b.T)).trace()
-                                        + self.label_noise)
+            return sp.Rational(1, 2) * (
+                (sp.Matrix(self.A) * (cov + b * b.T)).trace() + self.label_noise
+            )
         X, Y = self.data
         N = X.rows
         center = sp.Matrix(self.theta_star) + self.offset(weight_decay)

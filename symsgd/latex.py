@@ -28,8 +28,8 @@ and ``env`` (``"align"``, ``"align*"``, ``"equation"``, ``"equation*"``).
 >>> h, c = sp.symbols("h c", positive=True)
 >>> scalar_latex(c * lr / (h * (2 - lr * h)))
 '\\frac{\\lambda c}{h \\left(2 - \\lambda h\\right)}'
->>> scalar_latex(c * lr * (mu + 1) / (h * (1 - mu) * (2 * mu + 2 - lr * h)), lr_name="\\eta")
-'\\frac{\\eta c \\left(1 + \\mu\\right)}{h \\left(1 - \\mu\\right) \\left(2 \\left(1 + \\mu\\right) - \\eta h\\right)}'
+>>> print(scalar_latex(lr * (mu + 1) / (2 * mu + 2 - lr * h), lr_name="eta"))
+\frac{\eta \left(1 + \mu\right)}{2 \left(1 + \mu\right) - \eta h}
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from collections.abc import Mapping
 
 import sympy as sp
 
-from .exact import desqrt, oriented_factor_list, reference_point
+from .exact import canonical, desqrt, oriented_factor_list, reference_point
+from .modes import ModeTrace
 from .symbols import batch_size, beta1, beta2, eps, lr, momentum, weight_decay
 
 __all__ = [
@@ -60,11 +61,18 @@ _GREEK = frozenset(
     "xi pi rho sigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma "
     "Upsilon Phi Psi Omega".split()
 )
-_GREEK_CHARS = dict(zip("αβγδεζηθικλμνξπρστυφχψω", (
-    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau "
-    "upsilon phi chi psi omega").split()))
+_GREEK_CHARS = dict(
+    zip(
+        "αβγδεζηθικλμνξπρστυφχψω",
+        "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma "
+        "tau upsilon phi chi psi omega".split(),
+    )
+)
 # sums with more terms than this are printed as they are, without factoring their coefficients
 _MAX_FACTOR_TERMS = 400
+# sums with more terms than this print straight from their monomials, grouped by powers of the
+# learning rate (no factoring: fast for the huge entries of fully symbolic d >= 3 results)
+_MAX_COLLECT_TERMS = 120
 # an entrywise matrix longer than this prints in the "where D = ..." form instead
 _MAX_ENTRYWISE = 1500
 
@@ -102,6 +110,12 @@ def _paren(text: str) -> str:
     return rf"\left({text}\right)"
 
 
+def _power(body: str, exponent) -> str:
+    r"""``{body}^{e}``: the braces keep a juxtaposed name from reading as a function call
+    (``a {\left(1 + S\right)}^{2}``, not ``a \left(1 + S\right)^{2}`` = ``(a(1 + S))^2``)."""
+    return f"{{{body}}}^{{{exponent}}}"
+
+
 def _join(terms: list[tuple[bool, str]]) -> str:
     """``[(negative, body), ...]`` -> ``"a - b + c"``."""
     out = ""
@@ -123,7 +137,7 @@ def _positive_first(terms: list[tuple[bool, str]]) -> list[tuple[bool, str]]:
 
 
 class _Printer:
-    """Renders polynomials and rational functions in the layout the module docstring describes.
+    r"""Renders polynomials and rational functions in the layout the module docstring describes.
 
     ``modes`` maps eigenvalue symbols to matrix names (``{h: "H", c: "C"}``); a printer without
     modes prints plain scalars.  :meth:`prepare` replaces ``sqrt(x)`` by a fresh symbol (exact
@@ -131,16 +145,35 @@ class _Printer:
     ``X^{1/2}`` when ``x`` is a mode).
     """
 
-    def __init__(self, modes: Mapping | None = None, lr_name: str | None = None,
-                 batch_name: str | None = None):
+    def __init__(
+        self,
+        modes: Mapping | None = None,
+        lr_name: str | None = None,
+        batch_name: str | None = None,
+    ):
         self.symbol_names = _notation(lr_name, batch_name)
         # symbol -> (matrix name, power of the matrix that one power of the symbol stands for)
         self.modes: dict = {s: (n, sp.Integer(1)) for s, n in (modes or {}).items()}
         self.roots: dict = {}  # fresh symbol r -> x, where r stands for sqrt(x)
+        self.opaque: dict = {}  # fresh symbol -> the function application it stands for
+        self.lr_name, self.batch_name = lr_name, batch_name
+        self._powers: dict = {}
 
     # -- preparation -------------------------------------------------------------------------
     def prepare(self, objects: list) -> list:
-        objects, back = desqrt([sp.sympify(o) for o in objects])
+        """Rewrite ``objects`` for printing: function applications free of modes (``Tr[…]``,
+        ``exp(…)``) become opaque symbols, square roots of symbols become symbols."""
+        objects = [sp.sympify(o) for o in objects]
+        calls = set()
+        for o in objects:
+            calls |= {f for f in o.atoms(sp.Function) if not f.free_symbols & set(self.modes)}
+        if calls:
+            mapping = {}
+            for k, f in enumerate(sorted(calls, key=sp.default_sort_key)):
+                mapping[f] = sp.Dummy(f"opaque{k}", positive=True)
+                self.opaque[mapping[f]] = f
+            objects = [o.xreplace(mapping) for o in objects]
+        objects, back = desqrt(objects)
         for r, root in back.items():
             self.roots[r] = root.base
             if root.base in self.modes:
@@ -158,9 +191,28 @@ class _Printer:
 
     def power(self, s: sp.Symbol, e: int) -> str:
         """A scalar symbol to a positive integer power."""
+        key = (s, e)
+        if key not in self._powers:
+            self._powers[key] = self._power_latex(s, e)
+        return self._powers[key]
+
+    def _power_latex(self, s: sp.Symbol, e: int) -> str:
+        if s in self.opaque:
+            tex = self._call(self.opaque[s])
+            return tex if e == 1 else _power(tex, e)
         if s in self.roots:
             return self._latex(self.roots[s] ** sp.Rational(e, 2))
         return self._latex(s**e)
+
+    def _call(self, f) -> str:
+        if isinstance(f, ModeTrace):  # Tr f(A), printed with this printer's notation
+            body = f.args[0]
+            (x,) = body.variables
+            inner = matrix_function_latex(
+                canonical(body.expr), {x: f.matrix_name}, self.lr_name, self.batch_name
+            )
+            return rf"\operatorname{{Tr}}\left[{inner}\right]"
+        return self._latex(f)
 
     def matrix_power(self, s: sp.Symbol, e: int) -> str:
         name, unit = self.modes[s]
@@ -174,8 +226,9 @@ class _Printer:
         return any(s in self.modes for s in expr.free_symbols)
 
     # -- products ----------------------------------------------------------------------------
-    def product(self, coeff, factors, lr_power: int = 0, matrix: bool = False,
-                bare: bool = False) -> str:
+    def product(
+        self, coeff, factors, lr_power: int = 0, matrix: bool = False, bare: bool = False
+    ) -> str:
         r"""``coeff · λ^lr_power · Π f^e``, ``coeff`` a positive rational, in print order:
         number, learning rate, other scalar symbols, scalar sums, matrices, matrix sums, ``C``;
         in a matrix context a product with no matrix factor ends in ``I``.  ``bare``: a lone
@@ -194,7 +247,10 @@ class _Printer:
                 sums.append((f, e))
         if lr_power:
             symbols[lr] = symbols.get(lr, 0) + lr_power
-        scalars = sorted((s for s in symbols if s not in self.modes), key=self._sort_key)
+        scalars = sorted(
+            (s for s in symbols if s not in self.modes and s not in self.opaque), key=self._sort_key
+        )
+        calls = sorted((s for s in symbols if s in self.opaque), key=sp.default_sort_key)
         mats = sorted((s for s in symbols if s in self.modes), key=self._matrix_key)
         scalar_sums = [(f, e) for f, e in sums if not self.has_modes(f)]
         matrix_sums = [(f, e) for f, e in sums if self.has_modes(f)]
@@ -205,6 +261,7 @@ class _Printer:
             parts.append(self._latex(coeff))
         parts += [self.power(s, symbols[s]) for s in scalars]
         parts += [self._sum_factor(f, e, matrix=False) for f, e in _by_size(scalar_sums)]
+        parts += [self.power(s, symbols[s]) for s in calls]
         if matrix:
             noise = [s for s in mats if self.modes[s][0] == "C"]
             parts += [self.matrix_power(s, symbols[s]) for s in mats if s not in noise]
@@ -222,7 +279,7 @@ class _Printer:
 
     def _sum_factor(self, f, e: int, matrix: bool) -> str:
         body = _paren(self.sum(f, matrix))
-        return body if e == 1 else f"{body}^{{{e}}}"
+        return body if e == 1 else _power(body, e)
 
     def factored(self, expr, lr_power: int = 0, matrix: bool = False) -> tuple[bool, str]:
         """``(negative, body)`` of a polynomial printed as a product of oriented factors."""
@@ -233,9 +290,11 @@ class _Printer:
     def sum(self, f, matrix: bool = False) -> str:
         """A polynomial as a sum: by powers of the learning rate, lowest first, coefficients
         factored; without the learning rate, by monomials (scalar) or by matrix monomials."""
-        return _join(self.sum_terms(sp.expand(f), matrix))
+        return _join(self.sum_terms(_expanded(f), matrix))
 
     def sum_terms(self, f, matrix: bool) -> list[tuple[bool, str]]:
+        if f.is_Add and len(f.args) > _MAX_COLLECT_TERMS and not self.has_modes(f):
+            return self._large_terms(f)
         if lr in f.free_symbols and f.is_Add:
             coeffs = sp.Poly(f, lr).all_coeffs()[::-1]
             terms = []
@@ -251,14 +310,42 @@ class _Printer:
             return self._matrix_terms(f)
         return self._plain_terms(f)
 
+    def _large_terms(self, f) -> list[tuple[bool, str]]:
+        """A long polynomial straight from its monomials: ``a + λ (b + …) + λ² (…)``."""
+        gens = sorted(f.free_symbols - {lr}, key=self._sort_key)
+        poly = sp.Poly(f, lr, *gens, expand=False)
+        groups: dict = {}
+        for monom, coeff in poly.terms():
+            groups.setdefault(monom[0], []).append((monom[1:], coeff))
+        out = []
+        for k in sorted(groups):
+            terms = sorted(groups[k], key=lambda t: (sum(t[0]), [-e for e in t[0]]))
+            rendered = [
+                (bool(coeff < 0), self.product(abs(coeff), [(g, e) for g, e in zip(gens, m) if e]))
+                for m, coeff in terms
+            ]
+            if k == 0:
+                out += rendered
+                continue
+            negative = all(neg for neg, _ in rendered)
+            if negative:
+                rendered = [(False, body) for _, body in rendered]
+            inner = _join(_positive_first(rendered))
+            head = self.power(lr, k)
+            out.append((negative, head if inner == "1" else f"{head} {_paren(inner)}"))
+        return _positive_first(out)
+
     def _plain_terms(self, f) -> list[tuple[bool, str]]:
-        args = sorted(sp.Add.make_args(f), key=_term_key)
-        terms = []
-        for term in args:
-            coeff, rest = term.as_coeff_Mul()
-            powers = [(b, int(e)) for b, e in rest.as_powers_dict().items() if b != 1]
-            terms.append((bool(coeff < 0), self.product(abs(coeff), powers)))
-        return _positive_first(terms)
+        """Terms by total degree (numbers first), then lexicographically in print order."""
+        gens = sorted(f.free_symbols, key=self._sort_key)
+        if not gens:
+            return [(bool(f < 0), self._latex(abs(f)))]
+        terms = sorted(sp.Poly(f, *gens).terms(), key=lambda t: (sum(t[0]), [-e for e in t[0]]))
+        out = []
+        for monom, coeff in terms:
+            powers = [(g, e) for g, e in zip(gens, monom) if e]
+            out.append((bool(coeff < 0), self.product(abs(coeff), powers)))
+        return _positive_first(out)
 
     def _matrix_terms(self, f) -> list[tuple[bool, str]]:
         """A sum without the learning rate, grouped by matrix monomials: ``(1 - μ) I + H``."""
@@ -280,11 +367,7 @@ class _Printer:
         """A polynomial: an inline sum when it does not factor, else a product."""
         p = sp.expand(p)
         if _irreducible_sum(p):
-            const, _ = _factor(p)
-            terms = self.sum_terms(p, matrix)
-            if const < 0:
-                terms = _positive_first([(not neg, body) for neg, body in terms])
-            return _join(terms)
+            return self.sum(p, matrix)
         negative, body = self.factored(p, matrix=matrix)
         return f"- {body}" if negative else body
 
@@ -312,8 +395,17 @@ def _factor(expr) -> tuple[sp.Rational, list]:
 
 
 def _orient(expr) -> tuple[sp.Rational, list]:
-    if expr.subs(reference_point(expr.free_symbols)).is_negative:
-        return sp.Integer(-1), [(sp.expand(-expr), 1)]
+    """A long expanded sum, its sign chosen positive at the reference point (not factored)."""
+    point = {s: float(v) for s, v in reference_point(expr.free_symbols).items()}
+    value = 0.0
+    for term in expr.args:
+        coeff, rest = term.as_coeff_Mul()
+        x = float(coeff)
+        for base, e in rest.as_powers_dict().items():
+            x *= point[base] ** float(e) if base in point else 1.0
+        value += x
+    if value < 0:
+        return sp.Integer(-1), [(sp.Add(*[-term for term in expr.args]), 1)]
     return sp.Integer(1), [(expr, 1)]
 
 
@@ -326,36 +418,85 @@ def _irreducible_sum(expr) -> bool:
     return abs(const) == 1 and len(factors) == 1 and factors[0][1] == 1
 
 
-def _term_key(term):
-    degree = sum(int(e) for b, e in term.as_powers_dict().items() if b.is_Symbol)
-    return (degree, sp.default_sort_key(term.as_coeff_Mul()[1]))
-
-
 def _by_size(factors: list) -> list:
-    return sorted(factors, key=lambda fe: (len(sp.Add.make_args(sp.expand(fe[0]))),
-                                           sp.default_sort_key(fe[0])))
+    return sorted(
+        factors,
+        key=lambda fe: (len(sp.Add.make_args(sp.expand(fe[0]))), sp.default_sort_key(fe[0])),
+    )
+
+
+def _small(expr, limit: int = 200) -> bool:
+    """Whether the sums in ``expr`` have at most ``limit`` terms in all (stops early)."""
+    count, stack = 0, [expr]
+    while stack:
+        node = stack.pop()
+        if node.is_Add:
+            count += len(node.args)
+            if count > limit:
+                return False
+        stack.extend(a for a in node.args if not a.is_Atom)
+    return True
+
+
+def _factor_product(expr) -> tuple[sp.Rational, dict]:
+    """``(const, {factor: power})`` of a product of polynomials, factoring each part on its own
+    (cheap for results that are already factored, as the solver's are)."""
+    const, factors = sp.Integer(1), {}
+    for part in sp.Mul.make_args(expr):
+        base, exp = part.as_base_exp()
+        if base.is_Number:
+            const *= part
+            continue
+        c, fl = _factor(_expanded(base)) if exp.is_Integer and exp > 0 else (1, [(part, 1)])
+        const *= sp.sympify(c) ** exp
+        for f, e in fl:
+            factors[f] = factors.get(f, 0) + e * (int(exp) if exp.is_Integer else 1)
+    return const, factors
+
+
+def _expanded(expr):
+    """``expr`` expanded (without the cost of ``expand`` when it already is a flat sum)."""
+    if expr.is_Add and not any(
+        (a.is_Mul and any(x.is_Add for x in a.args)) or (a.is_Pow and a.base.is_Add)
+        for a in expr.args
+    ):
+        return expr
+    return sp.expand(expr)
 
 
 def _split(expr):
-    """``(const, num_factors, den_factors)`` of a rational function, factors oriented."""
-    num, den = sp.fraction(sp.cancel(sp.together(expr)))
-    cn, fn = _factor(num)
-    cd, fd = _factor(den)
-    return sp.Rational(cn) / sp.Rational(cd), fn, fd
+    """``(const, num_factors, den_factors)`` of a rational function, factors oriented.
+
+    Small expressions are cancelled first; large ones are taken as they are (the solver's
+    results are already cancelled and factored)."""
+    if expr.is_Add:
+        expr = sp.together(expr)
+    if _small(expr):
+        expr = sp.cancel(expr)
+    num, den = sp.fraction(expr)
+    cn, fn = _factor_product(num)
+    cd, fd = _factor_product(den)
+    return sp.Rational(cn) / sp.Rational(cd), list(fn.items()), list(fd.items())
 
 
 def _rational(expr) -> bool:
-    try:
-        num, den = sp.fraction(sp.together(expr))
-        for part in (num, den):
-            poly = sp.Poly(part)
-            if not (poly.domain.is_ZZ or poly.domain.is_QQ):
-                return False
-            if not all(g.is_Symbol for g in poly.gens):
-                return False
-        return True
-    except (sp.PolynomialError, sp.PolificationFailed, sp.GeneratorsNeeded):
-        return False
+    """Whether ``expr`` is a rational function of its symbols with rational coefficients
+    (one pass over the distinct subexpressions)."""
+    seen, stack = set(), [sp.sympify(expr)]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.is_Symbol or node.is_Rational:
+            continue
+        if node.is_Add or node.is_Mul:
+            stack.extend(node.args)
+        elif node.is_Pow and node.exp.is_Integer:
+            stack.append(node.base)
+        else:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +537,7 @@ def matrix_function_latex(expr: sp.Expr, names: dict, lr_name=None, batch_name=N
 
     >>> h, c, l = sp.symbols("h c lambda", positive=True)
     >>> matrix_function_latex(l * c / (h * (2 - l * h)), {h: "H", c: "C"})
-    '\\lambda \\left[H \\left(2 I - \\lambda H\\right)\\right]^{-1} C'
+    '\\lambda {\\left[H \\left(2 I - \\lambda H\\right)\\right]}^{-1} C'
     """
     if expr == 0:
         return "0"
@@ -420,9 +561,12 @@ def matrix_function_latex(expr: sp.Expr, names: dict, lr_name=None, batch_name=N
     if mat_den:
         if all(f.is_Symbol for f, _ in mat_den):
             out.extend(_inverse_power(printer, f, e) for f, e in _order_matrices(printer, mat_den))
+        elif len(mat_den) == 1:
+            f, e = mat_den[0]
+            out.append(_power(_paren(printer.sum(f, matrix=True)), -e))
         else:
             inner = printer.product(1, mat_den, matrix=True)
-            out.append(rf"\left[{inner}\right]^{{-1}}")
+            out.append(_power(rf"\left[{inner}\right]", -1))
     if mat_num:
         out.append(printer.product(1, mat_num, matrix=True))
     return " ".join(out) if out else "1"
@@ -439,8 +583,9 @@ def _inverse_power(printer: _Printer, s, e: int) -> str:
     return f"{name}^{{-{exponent}}}"
 
 
-def matrix_latex(matrix: sp.MatrixBase, lr_name: str | None = None,
-                 batch_name: str | None = None) -> tuple[str, str | None]:
+def matrix_latex(
+    matrix: sp.MatrixBase, lr_name: str | None = None, batch_name: str | None = None
+) -> tuple[str, str | None]:
     r"""An explicit matrix: ``(body, where)``.
 
     When the non-zero entries share one non-monomial denominator ``D`` (and there are several of
@@ -458,49 +603,80 @@ def matrix_latex(matrix: sp.MatrixBase, lr_name: str | None = None,
     matrix = sp.Matrix(matrix)
     printer = _Printer(**opts)
     entries = printer.prepare(list(matrix))
-    if not all(_rational(e) or e.is_number for e in entries):
+    if not all(_rational(e) for e in entries):
         return latex_expr(matrix, **opts), None
-    fractions = [sp.fraction(sp.cancel(sp.together(e))) for e in entries]
-    dens = [d for n, d in fractions if n != 0]
-    common = sp.Integer(1)
+    split: dict = {}
+    for e in entries:  # symmetric matrices: each distinct entry once
+        if e != 0 and e not in split:
+            split[e] = _split(e)
+    parts = [split.get(e) for e in entries]
+    dens = [dict(p[2]) for p in parts if p is not None]
+    common: dict = {}
     for d in dens:
-        common = sp.lcm(common, d)
-    shared = bool(dens) and all(sp.cancel(common / d).is_number for d in dens)
-    monomial = common.is_number or not any(f.is_Add for f in sp.Mul.make_args(sp.factor(common)))
+        for f, e in d.items():
+            common[f] = max(common.get(f, 0), e)
+    shared = bool(dens) and all(d == common for d in dens)
+    monomial = all(f.is_Symbol for f in common)
 
-    def entrywise() -> str:
-        rows = []
-        for i in range(matrix.rows):
-            cells = [scalar_latex(matrix[i, j], **opts) for j in range(matrix.cols)]
-            rows.append(" & ".join(cells))
+    def cells_of(render_one) -> str:
+        rendered = {e: render_one(e) for e in split}
+        cells = [rendered.get(e, "0") for e in entries]
+        rows = [
+            " & ".join(cells[i * matrix.cols : (i + 1) * matrix.cols]) for i in range(matrix.rows)
+        ]
         return r"\begin{pmatrix} " + r" \\ ".join(rows) + r" \end{pmatrix}"
 
+    def fraction(e) -> str:
+        return printer.fraction(*split[e])
+
     if monomial or (shared and len(dens) == 1):
-        return entrywise(), None
+        return cells_of(fraction), None
     if not shared:
-        body = entrywise()
+        body = cells_of(fraction)
         if len(body) <= _MAX_ENTRYWISE:
             return body, None
-    numerators = [sp.expand(sp.cancel(e * common)) for e in entries]
-    g = sp.Integer(0)
-    for n in numerators:
-        g = sp.gcd(g, n)
-    g_const, g_factors = _factor(g)
-    g = abs(g_const) * sp.Mul(*[f**e for f, e in g_factors])
-    cells = [printer.polynomial(sp.cancel(n / g)) if n != 0 else "0" for n in numerators]
-    rows = [" & ".join(cells[i * matrix.cols : (i + 1) * matrix.cols]) for i in range(matrix.rows)]
-    d_const, d_factors = _factor(common)
-    const = sp.Rational(abs(g_const)) / abs(d_const)
-    num = printer.product(const.p, g_factors)
-    den = "D" if const.q == 1 else f"{const.q} D"
-    sign = "- " if d_const < 0 else ""
-    body = (rf"{sign}\frac{{{num}}}{{{den}}} \begin{{pmatrix}} " + r" \\ ".join(rows)
-            + r" \end{pmatrix}")
-    return body, f"D = {printer.product(1, d_factors)}"
+    # numerators over D = Π common factors: const · num · Π f^(E_f − e_f)
+    numerators = {}
+    for e, (const, num, den) in split.items():
+        factors, den = dict(num), dict(den)
+        for f, k in common.items():
+            if k > den.get(f, 0):
+                factors[f] = factors.get(f, 0) + k - den.get(f, 0)
+        numerators[e] = (const, factors)
+    values = list(numerators.values())
+    shared_factors = {f: min(n[1].get(f, 0) for n in values) for f in values[0][1]}
+    shared_factors = {f: k for f, k in shared_factors.items() if k > 0}
+    g_const = sp.Rational(sp.igcd(*[n[0].p for n in values]), sp.ilcm(*[n[0].q for n in values]))
+
+    def cell(e) -> str:
+        const, factors = numerators[e]
+        const = const / g_const
+        factors = [(f, k - shared_factors.get(f, 0)) for f, k in factors.items()]
+        factors = [(f, k) for f, k in factors if k]
+        if abs(const) == 1 and len(factors) == 1 and factors[0][1] == 1 and factors[0][0].is_Add:
+            terms = printer.sum_terms(_expanded(factors[0][0]), False)
+            if const < 0:
+                terms = _positive_first([(not neg, body) for neg, body in terms])
+            return _join(terms)
+        return printer.fraction(const, factors, [])
+
+    matrix_body = cells_of(cell)
+    num = printer.product(g_const.p, list(shared_factors.items()))
+    den = "D" if g_const.q == 1 else f"{g_const.q} D"
+    body = rf"\frac{{{num}}}{{{den}}} {matrix_body}"
+    return body, f"D = {printer.product(1, list(common.items()), bare=True)}"
 
 
-def render(lhs: str, expr, *, names: dict | None = None, denominator=None, env: str | None = None,
-           lr_name: str | None = None, batch_name: str | None = None) -> str:
+def render(
+    lhs: str,
+    expr,
+    *,
+    names: dict | None = None,
+    denominator=None,
+    env: str | None = None,
+    lr_name: str | None = None,
+    batch_name: str | None = None,
+) -> str:
     r"""LaTeX of ``lhs = expr`` for a scalar, an eigen-mode result (``names``) or a matrix.
 
     ``env=None`` gives the bare right-hand side (followed by ``, \quad \text{where } D = …``
@@ -514,7 +690,7 @@ def render(lhs: str, expr, *, names: dict | None = None, denominator=None, env: 
     >>> h, c = sp.symbols("h c", positive=True)
     >>> print(render(r"\Sigma", lr * c / (h * (2 - lr * h)), names={h: "H", c: "C"}, env="align"))
     \begin{align}
-    \Sigma &= \lambda \left[H \left(2 I - \lambda H\right)\right]^{-1} C
+    \Sigma &= \lambda {\left[H \left(2 I - \lambda H\right)\right]}^{-1} C
     \end{align}
     """
     del denominator

@@ -260,7 +260,9 @@ def solve(recursion: LinearRecursion, method: str = "auto") -> Solution:
         "domainmatrix": ExactSolver(engine="domainmatrix"),
     }
     if method not in named:
-        raise ValueError(f"method must be one of 'auto', {', '.join(map(repr, named))}; got {method!r}.")
+        raise ValueError(
+            f"method must be one of 'auto', {', '.join(map(repr, named))}; got {method!r}."
+        )
     solver = named[method]
     if not solver.applies_to(recursion):
         raise ValueError(f"the {method!r} solver does not apply to this problem.")

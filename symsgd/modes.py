@@ -44,9 +44,8 @@ class ModeTrace(sp.Function):
         return self.args[0].free_symbols
 
     def _latex(self, printer):
-        from .latex import matrix_function_latex
-
         from .exact import canonical
+        from .latex import matrix_function_latex
 
         body = self.args[0]
         (x,) = body.variables

@@ -28,8 +28,9 @@ class Noise:
         """True if the noise covariance depends on the parameters (multiplicative noise)."""
         raise NotImplementedError
 
-    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase,
-                   weight_decay=0) -> sp.Matrix:
+    def covariance(
+        self, landscape: Landscape, second_moment: sp.MatrixBase, weight_decay=0
+    ) -> sp.Matrix:
         r"""The gradient-noise covariance :math:`Q(\Sigma_x)` at a point whose deviation from the
         (weight-decayed) minimum has second moment :math:`\Sigma_x` (affine in it)."""
         raise NotImplementedError
@@ -68,11 +69,14 @@ class AdditiveNoise(Noise):
     def depends_on_state(self) -> bool:
         return False
 
-    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase,
-                   weight_decay=0) -> sp.Matrix:
+    def covariance(
+        self, landscape: Landscape, second_moment: sp.MatrixBase, weight_decay=0
+    ) -> sp.Matrix:
         if self.C.shape != landscape.hessian.shape:
-            what = "a scalar (the mode's eigenvalue of C)" if landscape.modes else (
-                f"a {landscape.dim}×{landscape.dim} matrix"
+            what = (
+                "a scalar (the mode's eigenvalue of C)"
+                if landscape.modes
+                else (f"a {landscape.dim}×{landscape.dim} matrix")
             )
             raise ValueError(
                 f"AdditiveNoise: C has shape {self.C.shape} but the landscape has dimension "
@@ -133,7 +137,8 @@ class MinibatchNoise(Noise):
       (:meth:`~symsgd.landscapes.LinearRegression.gradient_covariance`);
     * a finite data set with :math:`a_i(\delta) = X_i\delta - c_i`:
       :math:`Q(\Sigma) = \frac1{S^2}\bigl[\alpha\sum_i (X_i\Sigma X_i + c_ic_i^\top)
-      + \beta\,(\textstyle\sum_i X_i)\Sigma(\sum_i X_i) + \beta\,(\sum_i c_i)(\sum_i c_i)^\top\bigr]`.
+      + \beta\,(\textstyle\sum_i X_i)\Sigma(\sum_i X_i)
+      + \beta\,(\sum_i c_i)(\sum_i c_i)^\top\bigr]`.
 
     ``dataset_size=None`` takes N from the landscape (``oo`` for the Gaussian form).
 
@@ -159,8 +164,13 @@ class MinibatchNoise(Noise):
             raise ValueError(
                 f"MinibatchNoise: dataset_size must be an integer ≥ 1 or sp.oo; got {N}."
             )
-        if N is not None and N.is_number and N is not sp.oo and S.is_number and S > N and (
-            not replacement
+        if (
+            N is not None
+            and N.is_number
+            and N is not sp.oo
+            and S.is_number
+            and S > N
+            and (not replacement)
         ):
             raise ValueError(
                 f"MinibatchNoise: without replacement the batch (S = {S}) cannot exceed the "
@@ -190,21 +200,25 @@ class MinibatchNoise(Noise):
             )
         return N
 
-    def covariance(self, landscape: Landscape, second_moment: sp.MatrixBase,
-                   weight_decay=0) -> sp.Matrix:
+    def covariance(
+        self, landscape: Landscape, second_moment: sp.MatrixBase, weight_decay=0
+    ) -> sp.Matrix:
         N = self.resolved_dataset_size(landscape)
         S = self.batch_size
         Sigma = sp.Matrix(second_moment)
         if Sigma.shape != landscape.hessian.shape:
-            raise ValueError(f"second moment of shape {Sigma.shape} for a {landscape.dim}-d problem.")
+            raise ValueError(
+                f"second moment of shape {Sigma.shape} for a {landscape.dim}-d problem."
+            )
         if N is sp.oo:
             return landscape.gradient_covariance(Sigma, weight_decay) / S
         alpha, beta = sampling_design(S, N, self.replacement)
         terms = landscape.sample_terms(weight_decay)
         X_sum = sum((X for X, _ in terms), sp.zeros(landscape.dim, landscape.dim))
         c_sum = sum((c for _, c in terms), sp.zeros(landscape.dim, 1))
-        own = sum((X * Sigma * X + c * c.T for X, c in terms),
-                  sp.zeros(landscape.dim, landscape.dim))
+        own = sum(
+            (X * Sigma * X + c * c.T for X, c in terms), sp.zeros(landscape.dim, landscape.dim)
+        )
         return (alpha * own + beta * (X_sum * Sigma * X_sum + c_sum * c_sum.T)) / S**2
 
     def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
@@ -217,5 +231,4 @@ class MinibatchNoise(Noise):
 
     def __repr__(self) -> str:
         N = "" if self.dataset_size is None else f", dataset_size={self.dataset_size}"
-        return (f"MinibatchNoise(batch_size={self.batch_size}{N}, "
-                f"replacement={self.replacement})")
+        return f"MinibatchNoise(batch_size={self.batch_size}{N}, replacement={self.replacement})"

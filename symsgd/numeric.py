@@ -71,15 +71,19 @@ class NumericFunction:
         _names(self.symbols)  # reject clashing names early
         self.backend = backend
         self.unstable = unstable
-        self._shapes = {k: (v.shape if isinstance(v, sp.MatrixBase) else ()) for k, v in
-                        outputs.items()}
+        self._shapes = {
+            k: (v.shape if isinstance(v, sp.MatrixBase) else ()) for k, v in outputs.items()
+        }
         flat = []
         for value in outputs.values():
             flat.extend(list(value) if isinstance(value, sp.MatrixBase) else [value])
         modules = "mpmath" if backend == "mpmath" else "numpy"
         self._f = sp.lambdify(self.symbols, flat, modules=modules, cse=True)
-        cond_symbols = sorted(set().union(*[c.free_symbols for c in cond_parts]), key=str) if (
-            cond_parts) else []
+        cond_symbols = (
+            sorted(set().union(*[c.free_symbols for c in cond_parts]), key=str)
+            if (cond_parts)
+            else []
+        )
         self._conditions = cond_parts
         self._cond_symbols = cond_symbols
         self._cond_f = [sp.lambdify(cond_symbols, c, modules="numpy") for c in cond_parts]
@@ -108,7 +112,7 @@ class NumericFunction:
         for key in self._keys:
             shape = self._shapes[key]
             size = int(np.prod(shape)) if shape else 1
-            part = raw[i:i + size]
+            part = raw[i : i + size]
             i += size
             out[key] = self._assemble(part, shape, args)
             if bad is not None and self.backend == "numpy":
@@ -121,9 +125,10 @@ class NumericFunction:
         if self.backend == "mpmath":
             if not shape:
                 return part[0]
-            return [part[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
-        arrays = np.broadcast_arrays(*[np.asarray(p, dtype=float) for p in part],
-                                     *[np.asarray(a, dtype=float) for a in args])
+            return [part[r * shape[1] : (r + 1) * shape[1]] for r in range(shape[0])]
+        arrays = np.broadcast_arrays(
+            *[np.asarray(p, dtype=float) for p in part], *[np.asarray(a, dtype=float) for a in args]
+        )
         entries = arrays[: len(part)]
         if not shape:
             return np.array(entries[0], dtype=float)
@@ -140,11 +145,12 @@ class NumericFunction:
             if self.unstable == "raise" and not np.all(holds):
                 flat = np.broadcast_arrays(*args, holds)
                 idx = np.flatnonzero(~flat[-1].ravel())[0]
-                point = {str(s): float(a.ravel()[idx]) for s, a in zip(self._cond_symbols,
-                                                                       flat[:-1])}
+                point = {
+                    str(s): float(a.ravel()[idx]) for s, a in zip(self._cond_symbols, flat[:-1])
+                }
                 raise UnstableError(
                     f"no stationary law at {point}: the condition {sp.sstr(cond)} fails "
-                    f"({int(np.size(holds) - np.count_nonzero(holds))} of {np.size(holds)} points). "
+                    f"({np.size(holds) - np.count_nonzero(holds)} of {np.size(holds)} points). "
                     f"Lower the learning rate there, or lambdify(unstable='nan') to get NaN.",
                     condition=cond,
                     values=point,
@@ -153,8 +159,9 @@ class NumericFunction:
         return None if np.all(ok) else ~ok
 
 
-def lambdify_result(outputs: dict, conditions=sp.true, backend: str = "numpy",
-                    unstable: str = "raise") -> NumericFunction:
+def lambdify_result(
+    outputs: dict, conditions=sp.true, backend: str = "numpy", unstable: str = "raise"
+) -> NumericFunction:
     """Build a :class:`NumericFunction` for ``outputs`` (name -> Expr or Matrix).
 
     >>> x = sp.Symbol("x", positive=True)

@@ -284,8 +284,10 @@ class NaturalGradient(SGD):
         return replace(self, fisher=F[k, k])
 
     def preconditioner(self, landscape, noise):
-        F = noise.fisher(landscape, self.weight_decay) if self.fisher is None else _matrix_or_mode(
-            self.fisher, landscape, "fisher"
+        F = (
+            noise.fisher(landscape, self.weight_decay)
+            if self.fisher is None
+            else _matrix_or_mode(self.fisher, landscape, "fisher")
         )
         return _inverse(sp.Matrix(F), "NaturalGradient needs F⁻¹, but the Fisher F")
 
@@ -307,7 +309,8 @@ class Adam(Optimizer):
       second moment *at the minimum*, :math:`v = \operatorname{diag}(Q(0))` (for additive noise
       ``diag C``).
     * *self-consistent*: :func:`symsgd.adam_self_consistent` solves
-      :math:`v = \operatorname{diag}\,\mathbb E[g g^\top] = \operatorname{diag}(H\Sigma H + Q(\Sigma))`
+      :math:`v = \operatorname{diag}\,\mathbb E[g g^\top]
+      = \operatorname{diag}(H\Sigma H + Q(\Sigma))`
       together with the stationary Σ for numeric parameters.
 
     β₂ only sets how frozen ``v`` is and does not enter the linear theory.
@@ -344,7 +347,7 @@ class Adam(Optimizer):
         return (theta - self.lr * precondition(m_new), m_new)
 
     def velocity(self, state, precondition):
-        theta, m = state
+        _theta, m = state
         return -self.lr * precondition(m)
 
     def second_moment(self, landscape: Landscape, noise: Noise) -> list:

@@ -60,7 +60,8 @@ class LinearRecursion:
         return self.B * self.noise_cov(sp.zeros(d, d)) * self.B.T
 
     def second_moment_map(self, sigma: sp.MatrixBase) -> sp.Matrix:
-        r"""The linear part :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top`."""
+        r"""The linear part of the second-moment map,
+        :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top`."""
         out = self.M * sigma * self.M.T
         if self.noise.depends_on_state():
             d = self.landscape.dim
@@ -85,7 +86,9 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
     (Matrix([[-h*lambda + 1]]), Matrix([[-lambda]]))
     """
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a symsgd optimizer (e.g. ss.SGD(lr)); got {optimizer!r}")
+        raise TypeError(
+            f"optimizer must be a symsgd optimizer (e.g. ss.SGD(lr)); got {optimizer!r}"
+        )
     if not isinstance(landscape, Landscape):
         raise TypeError(f"landscape must be e.g. ss.Quadratic(h); got {landscape!r}")
     if not isinstance(noise, Noise):

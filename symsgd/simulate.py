@@ -48,7 +48,7 @@ from .optimizers import Optimizer
 from .recursion import build_recursion
 from .stability import stability_conditions
 
-__all__ = ["Simulation", "prepare", "simulate"]
+__all__ = ["Problem", "Simulation", "default_burn_in", "default_size", "prepare", "run", "simulate"]
 
 #: |θ| beyond this (or NaN) means the run diverged
 DIVERGENCE_BOUND = 1e100
@@ -162,8 +162,10 @@ def _float_fields(optimizer: Optimizer) -> Optimizer:
     new = copy.copy(optimizer)
     for f in fields(optimizer):
         value = getattr(optimizer, f.name)
-        if isinstance(value, sp.Expr) and not isinstance(value, sp.MatrixBase) and (
-            value.is_number
+        if (
+            isinstance(value, sp.Expr)
+            and not isinstance(value, sp.MatrixBase)
+            and (value.is_number)
         ):
             object.__setattr__(new, f.name, float(value))
     return new
@@ -178,8 +180,10 @@ def _sqrt_psd(C: np.ndarray, name: str) -> np.ndarray:
     w, V = np.linalg.eigh((C + C.T) / 2)
     scale = max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
     if w.size and w.min() < -1e-10 * scale:
-        raise ValueError(f"{name} must be positive semi-definite; its smallest eigenvalue is "
-                         f"{w.min():.6g} at these parameters.")
+        raise ValueError(
+            f"{name} must be positive semi-definite; its smallest eigenvalue is "
+            f"{w.min():.6g} at these parameters."
+        )
     return (V * np.sqrt(np.clip(w, 0.0, None))) @ V.T
 
 
@@ -416,15 +420,17 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     resolved = resolve_values(params, symbols)
     values = {k: _as_number(k, v) for k, v in resolved.items()}
     missing = symbols - set(values)
-    if missing - _free_symbols(landscape) - _free_symbols(noise):
-        # optimizer fields the update does not use (Adam's beta2) need no value
+    pieces = _free_symbols(landscape) | _free_symbols(noise)
+    if missing - pieces:  # optimizer fields the update does not use (Adam's beta2) need no value
         rec = build_recursion(optimizer, landscape, noise)
-        missing &= rec.M.free_symbols | rec.B.free_symbols | _free_symbols(landscape) | (
-            _free_symbols(noise))
+        missing &= rec.M.free_symbols | rec.B.free_symbols | pieces
     if missing:
         names = ", ".join(sorted(map(str, missing)))
         raise ValueError(f"simulate() needs a value for every parameter; missing {names}.")
     opt, land, nz = (_substitute(x, values) for x in (optimizer, landscape, noise))
+    if land.modes:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
+        object.__setattr__(land, "modes", False)
+        object.__setattr__(land, "mode_names", {})
     d = land.dim
     gamma = opt.weight_decay
     theta_min = _minimiser(land, gamma)
@@ -432,9 +438,16 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     oracle = _make_oracle(land, nz)
     rho = _second_moment_radius(opt, land, nz)
     problem = Problem(
-        optimizer=optimizer, landscape=landscape, noise=noise, values=values,
-        stepper=_float_fields(opt), P=None if P is None else _array(P), oracle=oracle,
-        theta_min=_array(theta_min).reshape(d), loss_model=_loss_model(land, theta_min), rho=rho,
+        optimizer=optimizer,
+        landscape=landscape,
+        noise=noise,
+        values=values,
+        stepper=_float_fields(opt),
+        P=None if P is None else _array(P),
+        oracle=oracle,
+        theta_min=_array(theta_min).reshape(d),
+        loss_model=_loss_model(land, theta_min),
+        rho=rho,
     )
     if not rho < 1:
         raise problem.instability(rho, "")
@@ -457,11 +470,14 @@ def _make_oracle(land: Landscape, noise: Noise) -> _Oracle:
         S = int(S)
         if land.data is None:
             sigma2 = float(land.label_noise)
-            return _Online(LA=_sqrt_psd(_array(land.A), "A"), star=star,
-                           sigma=math.sqrt(sigma2), batch=S)
+            return _Online(
+                LA=_sqrt_psd(_array(land.A), "A"), star=star, sigma=math.sqrt(sigma2), batch=S
+            )
         if not noise.replacement and S > int(N):
-            raise ValueError(f"MinibatchNoise: without replacement the batch (S = {S}) cannot "
-                             f"exceed the data set (N = {N}).")
+            raise ValueError(
+                f"MinibatchNoise: without replacement the batch (S = {S}) cannot "
+                f"exceed the data set (N = {N})."
+            )
         X, Y = (_array(m) for m in land.data)
         return _Data(X=X, Y=Y.ravel(), batch=S, replacement=noise.replacement)
     raise NotImplementedError(
@@ -512,12 +528,16 @@ def _instability(problem: Problem, rho: float, what: str) -> UnstableError:
     head = f"simulate() needs a stable recursion{what}: "
     if failing:
         spelled = " and ".join(sp.sstr(c) for c in sp.And.make_args(conditions))
-        message = (f"{head}for {name} that means {spelled}; the condition {sp.sstr(failing[0])} "
-                   f"fails at {shown} ({radius} ≥ 1). "
-                   f"Lower the learning rate (or raise the momentum / batch size).")
+        message = (
+            f"{head}for {name} that means {spelled}; the condition {sp.sstr(failing[0])} "
+            f"fails at {shown} ({radius} ≥ 1). "
+            f"Lower the learning rate (or raise the momentum / batch size)."
+        )
     else:
-        message = (f"{head}the second moments of {name} grow at {shown} ({radius}"
-                   f"{' ≥ 1' if not rho < 1 else ''}). Lower the learning rate.")
+        message = (
+            f"{head}the second moments of {name} grow at {shown} ({radius}"
+            f"{' ≥ 1' if not rho < 1 else ''}). Lower the learning rate."
+        )
     return UnstableError(message, condition=failing[0] if failing else None, values=values)
 
 
@@ -531,8 +551,14 @@ class _Diverged(Exception):
         self.step = step
 
 
-def _run_block(problem: Problem, n: int, burn_in: int, steps: int,
-               seed: np.random.SeedSequence, report: Callable[[int], None]) -> tuple:
+def _run_block(
+    problem: Problem,
+    n: int,
+    burn_in: int,
+    steps: int,
+    seed: np.random.SeedSequence,
+    report: Callable[[int], None],
+) -> tuple:
     """Run ``n`` chains for ``burn_in + steps`` steps; return their time averages
     ``(mean δ, δδᵀ upper triangle, vvᵀ upper triangle)`` of shapes (d, n), (p, n), (p, n)."""
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -590,8 +616,12 @@ def _blocks(chains: int, size: int) -> list[int]:
 
 def _block_seeds(seed: np.random.SeedSequence, k: int) -> list[np.random.SeedSequence]:
     """Children of ``seed`` as ``spawn`` would make them, without mutating ``seed``."""
-    return [np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, b),
-                                   pool_size=seed.pool_size) for b in range(k)]
+    return [
+        np.random.SeedSequence(
+            seed.entropy, spawn_key=(*seed.spawn_key, b), pool_size=seed.pool_size
+        )
+        for b in range(k)
+    ]
 
 
 def default_burn_in(rho: float) -> int:
@@ -607,31 +637,39 @@ def default_burn_in(rho: float) -> int:
     if burn > MAX_BURN_IN:
         warnings.warn(
             f"the recursion relaxes very slowly (ρ = {rho:.9g}); burn-in capped at "
-            f"{MAX_BURN_IN} steps leaves a relative transient of {rho ** MAX_BURN_IN:.3g}. "
-            f"Pass burn_in= explicitly.", RuntimeWarning, stacklevel=3)
+            f"{MAX_BURN_IN} steps leaves a relative transient of {rho**MAX_BURN_IN:.3g}. "
+            f"Pass burn_in= explicitly.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         burn = MAX_BURN_IN
     return max(burn, 10)
 
 
-def default_size(rho: float, rel_se: float, chains: int | None, steps: int | None,
-                 block: int) -> tuple[int, int]:
+def default_size(
+    rho: float, rel_se: float, chains: int | None, steps: int | None, block: int, burn_in: int = 0
+) -> tuple[int, int]:
     r"""``(chains, steps)`` for a target relative standard error ``rel_se`` of the second
     moments (relative to :math:`\sqrt{\Sigma_{ii}\Sigma_{jj}}`).
 
     For a Gaussian stationary law the time average of a quadratic statistic over ``n``
     chain-steps has relative variance about :math:`2\tau/n` with the integrated autocorrelation
     time :math:`\tau = (1+\rho)/(1-\rho)`; so :math:`n = 2\tau/\text{rel\_se}^2`.  Heavier tails
-    (minibatch noise) make the measured standard error somewhat larger than targeted.
+    (minibatch noise) make the measured standard error somewhat larger than targeted.  When
+    neither is given, the chains are as few as keep the burn-in (paid once per chain) below
+    half the work, between 64 and two blocks (``block`` chains each, run in parallel).
 
     >>> default_size(0.81, 0.01, 1000, None, 8192)
     (1000, 191)
+    >>> default_size(0.9801, 0.01, None, None, 16384, burn_in=917)
+    (2170, 918)
     """
     if not 0 < rel_se < 1:
         raise ValueError(f"rel_se must be in (0, 1); got {rel_se}.")
     tau = (1 + rho) / (1 - rho)
     need = math.ceil(2 * tau / rel_se**2)
     if chains is None and steps is None:
-        chains = max(256, 2 * block)
+        chains = min(max(64, need // max(burn_in, 64)), 2 * block)
     if chains is None:
         chains = max(32, -(-need // steps))
     if steps is None:
@@ -677,20 +715,38 @@ def simulate(
     True
     """
     problem = prepare(optimizer, landscape, noise, params)
-    return run(problem, chains=chains, steps=steps, burn_in=burn_in, seed=seed, rel_se=rel_se,
-               workers=workers, progress=progress)
+    return run(
+        problem,
+        chains=chains,
+        steps=steps,
+        burn_in=burn_in,
+        seed=seed,
+        rel_se=rel_se,
+        workers=workers,
+        progress=progress,
+    )
 
 
-def run(problem: Problem, *, chains: int | None = None, steps: int | None = None,
-        burn_in: int | None = None, seed: int | np.random.SeedSequence | None = None,
-        rel_se: float = 0.01, workers: int | None = None,
-        progress: bool | None = None) -> Simulation:
+def run(
+    problem: Problem,
+    *,
+    chains: int | None = None,
+    steps: int | None = None,
+    burn_in: int | None = None,
+    seed: int | np.random.SeedSequence | None = None,
+    rel_se: float = 0.01,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> Simulation:
     """:func:`simulate` for a problem already :func:`prepare`-d (reuse it across seeds)."""
     block = max(64, BLOCK_WORK // max(1, problem.oracle.work))
-    chains, steps = default_size(problem.rho, rel_se, chains, steps, block)
-    if chains < 2 or steps < 1:
-        raise ValueError(f"need chains ≥ 2 and steps ≥ 1; got chains={chains}, steps={steps}.")
     burn_in = default_burn_in(problem.rho) if burn_in is None else int(burn_in)
+    chains, steps = default_size(problem.rho, rel_se, chains, steps, block, burn_in)
+    if chains < 2 or steps < 1 or burn_in < 0:
+        raise ValueError(
+            f"need chains ≥ 2, steps ≥ 1 and burn_in ≥ 0; got chains={chains}, "
+            f"steps={steps}, burn_in={burn_in}."
+        )
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     sizes = _blocks(chains, block)
     seeds = _block_seeds(seq, len(sizes))
@@ -698,6 +754,7 @@ def run(problem: Problem, *, chains: int | None = None, steps: int | None = None
     start = time.perf_counter()
     bar = _progress_bar(chains * (burn_in + steps), progress)
     try:
+
         def one(b):
             return _run_block(problem, sizes[b], burn_in, steps, seeds[b], bar.update)
 
@@ -707,8 +764,9 @@ def run(problem: Problem, *, chains: int | None = None, steps: int | None = None
             with ThreadPoolExecutor(workers) as pool:
                 parts = list(pool.map(one, range(len(sizes))))
     except _Diverged as exc:
-        raise problem.instability(problem.rho, f" (the simulation diverged at step {exc.step})") \
-            from None
+        raise problem.instability(
+            problem.rho, f" (the simulation diverged at step {exc.step})"
+        ) from None
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
@@ -722,10 +780,21 @@ def run(problem: Problem, *, chains: int | None = None, steps: int | None = None
     if problem.loss_model is not None:
         loss, loss_se = (float(x) for x in _mean_se(problem.loss_model.per_chain(m1, s2, pairs)))
     return Simulation(
-        cov=cov, cov_stderr=cov_se, velocity_cov=vel, velocity_cov_stderr=vel_se, loss=loss,
-        loss_stderr=loss_se, mean=mean, mean_stderr=mean_se, chains=chains, steps=steps,
-        burn_in=burn_in, seed=seed if isinstance(seed, (int, np.integer)) else seq,
-        spectral_radius=problem.rho, params=dict(problem.values), elapsed=elapsed,
+        cov=cov,
+        cov_stderr=cov_se,
+        velocity_cov=vel,
+        velocity_cov_stderr=vel_se,
+        loss=loss,
+        loss_stderr=loss_se,
+        mean=mean,
+        mean_stderr=mean_se,
+        chains=chains,
+        steps=steps,
+        burn_in=burn_in,
+        seed=seed if isinstance(seed, (int, np.integer)) else seq,
+        spectral_radius=problem.rho,
+        params=dict(problem.values),
+        elapsed=elapsed,
     )
 
 
@@ -759,6 +828,12 @@ def _progress_bar(total: int, progress: bool | None):
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return _NoBar()
     # disable=None: off when stderr is not a terminal; delay: only runs longer than a few seconds
-    return tqdm(total=total, unit="chain-step", unit_scale=True, smoothing=0.1,
-                disable=None if progress is None else not progress,
-                delay=0 if progress else 3.0, leave=False)
+    return tqdm(
+        total=total,
+        unit="chain-step",
+        unit_scale=True,
+        smoothing=0.1,
+        disable=None if progress is None else not progress,
+        delay=0 if progress else 3.0,
+        leave=False,
+    )

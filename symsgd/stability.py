@@ -71,9 +71,9 @@ def schur_conditions(p: sp.Expr, z: sp.Symbol) -> list[sp.Expr]:
     if n < 1:
         return []
     w = sp.Dummy("w")
-    q = sp.Poly(sp.expand(sum(
-        c * (1 + w) ** k * (1 - w) ** (n - k) for (k,), c in poly.terms()
-    )), w)
+    q = sp.Poly(
+        sp.expand(sum(c * (1 + w) ** k * (1 - w) ** (n - k) for (k,), c in poly.terms())), w
+    )
     return hurwitz_conditions([q.coeff_monomial(w**k) for k in range(n, -1, -1)])
 
 

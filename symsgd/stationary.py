@@ -104,8 +104,10 @@ class _Result:
         values = dict(values or {})
         values.update(kwargs)
         resolved = resolve_values(values, self._all_symbols())
-        resolved = {k: sp.nsimplify(v) if isinstance(v, float) and v == int(v) else sp.sympify(v)
-                    for k, v in resolved.items()}
+        resolved = {
+            k: sp.nsimplify(v) if isinstance(v, float) and v == int(v) else sp.sympify(v)
+            for k, v in resolved.items()
+        }
         merged = {**self.values, **resolved}
         self._check(merged, "subs()")
         return self._with_values(merged)
@@ -130,8 +132,14 @@ class _Result:
         return _scalar(out)
 
     # -- presentation ---------------------------------------------------------------------
-    def latex(self, *, env: str | None = None, lr: str | None = None, batch: str | None = None,
-              what: str = "cov") -> str:
+    def latex(
+        self,
+        *,
+        env: str | None = None,
+        lr: str | None = None,
+        batch: str | None = None,
+        what: str = "cov",
+    ) -> str:
         r"""LaTeX of ``cov`` (or ``what="loss"``): matrix-function form for eigen-mode results,
         a common-denominator block for explicit matrices.  ``lr="\\eta"`` and ``batch="B"``
         change notation; ``env="align"`` wraps it in an align environment."""
@@ -140,17 +148,26 @@ class _Result:
         lhs = r"\Sigma" if what == "cov" else r"\mathbb{E}[L]"
         denominator = getattr(self, "denominator", None)
         try:
-            return render(lhs, value, names=names, denominator=denominator, env=env, lr_name=lr,
-                          batch_name=batch)
+            return render(
+                lhs,
+                value,
+                names=names,
+                denominator=denominator,
+                env=env,
+                lr_name=lr,
+                batch_name=batch,
+            )
         except (sp.PolynomialError, sp.PolificationFailed, sp.GeneratorsNeeded):
-            return render(lhs, value, denominator=denominator, env=env, lr_name=lr,
-                          batch_name=batch)
+            return render(
+                lhs, value, denominator=denominator, env=env, lr_name=lr, batch_name=batch
+            )
 
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle \\Sigma = {self.latex()}$"
 
-    def lambdify(self, what: str | tuple = "cov", backend: str = "numpy",
-                 unstable: str = "raise") -> NumericFunction:
+    def lambdify(
+        self, what: str | tuple = "cov", backend: str = "numpy", unstable: str = "raise"
+    ) -> NumericFunction:
         """A fast vectorised numeric function of the free symbols, with keyword arguments by
         symbol name or alias: ``f = r.lambdify(); f(lr=0.1, h=1.0, c=0.5)``.
 
@@ -176,9 +193,17 @@ class Stationary(_Result):
     factored), ``method`` (the solver strategy used), ``values`` (substituted parameters).
     """
 
-    def __init__(self, recursion: LinearRecursion, state_cov: sp.MatrixBase, conditions,
-                 complete: bool | None, denominator: sp.Expr, method: str,
-                 values: dict | None = None, closure: dict | None = None):
+    def __init__(
+        self,
+        recursion: LinearRecursion,
+        state_cov: sp.MatrixBase,
+        conditions,
+        complete: bool | None,
+        denominator: sp.Expr,
+        method: str,
+        values: dict | None = None,
+        closure: dict | None = None,
+    ):
         self.recursion = recursion
         #: substitutions that close a self-consistent coupling (eigen-mode minibatch problems:
         #: κ = Tr(A E[uuᵀ]) -> its closed form in traces of matrix functions of A)
@@ -194,8 +219,10 @@ class Stationary(_Result):
 
     def __repr__(self) -> str:
         r = self.recursion
-        return (f"Stationary({type(r.optimizer).__name__}, {r.landscape!r}, {r.noise!r}; "
-                f"method={self.method!r})")
+        return (
+            f"Stationary({type(r.optimizer).__name__}, {r.landscape!r}, {r.noise!r}; "
+            f"method={self.method!r})"
+        )
 
     # -- readouts -------------------------------------------------------------------------
     @property
@@ -245,7 +272,7 @@ class Stationary(_Result):
     def velocity_cov(self):
         """Var v with v_t = θ_t − θ_{t−1} (any optimizer; for momentum methods the state's own
         velocity)."""
-        Th, M, D, S, noise = self._velocity_parts()
+        Th, _M, D, S, noise = self._velocity_parts()
         out = (Th * D * S * D.T * Th.T + noise).applyfunc(canonical)
         return _scalar(self._apply(out))
 
@@ -310,7 +337,8 @@ class Stationary(_Result):
                     f"no stationary law for the eigenvalues {list(eigenvalues)}: the conditions "
                     f"{sp.sstr(self._apply(self.conditions))} fail at {mode} = {e}. Lower the "
                     f"learning rate.",
-                    condition=self.conditions, values={mode: e},
+                    condition=self.conditions,
+                    values={mode: e},
                 )
         value = expand_traces(getattr(self, what), eigenvalues)
         return sp.diag(*[canonical(value.subs(mode, sp.sympify(e))) for e in eigenvalues])
@@ -349,22 +377,40 @@ class Stationary(_Result):
         check_stable(self.recursion, self.conditions, values, context)
 
     def _with_values(self, values):
-        return Stationary(self.recursion, self._state_cov, *self._lazy_conditions(),
-                          self._denominator, self.method, values, self.closure)
+        return Stationary(
+            self.recursion,
+            self._state_cov,
+            *self._lazy_conditions(),
+            self._denominator,
+            self.method,
+            values,
+            self.closure,
+        )
 
     def _lazy_conditions(self):
         return self._conditions if self._conditions is not None else (None, None)
 
     def _all_symbols(self):
         r = self.recursion
-        return (super()._all_symbols() | r.M.free_symbols | r.B.free_symbols
-                | self.recursion.forcing().free_symbols)
+        return (
+            super()._all_symbols()
+            | r.M.free_symbols
+            | r.B.free_symbols
+            | self.recursion.forcing().free_symbols
+        )
 
     def simplify(self) -> Stationary:
         """Entries factored (they are already cancelled; this only changes their form)."""
         S = self._state_cov.applyfunc(sp.factor)
-        return Stationary(self.recursion, S, *self._lazy_conditions(), self._denominator,
-                          self.method, self.values, self.closure)
+        return Stationary(
+            self.recursion,
+            S,
+            *self._lazy_conditions(),
+            self._denominator,
+            self.method,
+            self.values,
+            self.closure,
+        )
 
 
 class ContinuousTime(_Result):
@@ -421,15 +467,19 @@ class ContinuousTime(_Result):
 
                 raise UnstableError(
                     f"{context}: the SDE has no stationary law where {sp.sstr(cond)} fails.",
-                    condition=cond, values=values)
+                    condition=cond,
+                    values=values,
+                )
 
     def _with_values(self, values):
-        return ContinuousTime(self.landscape, self._cov, self.conditions, self._names, values,
-                              self.denominator)
+        return ContinuousTime(
+            self.landscape, self._cov, self.conditions, self._names, values, self.denominator
+        )
 
 
-def stationary(optimizer: Optimizer, landscape: Landscape, noise: Noise, *,
-               method: str = "auto") -> Stationary:
+def stationary(
+    optimizer: Optimizer, landscape: Landscape, noise: Noise, *, method: str = "auto"
+) -> Stationary:
     r"""Derive the exact stationary law of ``optimizer`` on ``landscape`` with ``noise``.
 
     Solves :math:`\Sigma_z = M\Sigma_zM^\top + B(Q_0 + \mathcal L(K\Sigma_zK^\top))B^\top` for the
@@ -457,8 +507,10 @@ def stationary(optimizer: Optimizer, landscape: Landscape, noise: Noise, *,
                 from .stability import spectral_radius
 
                 rho = spectral_radius(recursion, {})
-                why = (f"the spectral radius of its second-moment map is {rho:.6g} ≥ 1, so the "
-                       f"variance grows without bound; lower the learning rate")
+                why = (
+                    f"the spectral radius of its second-moment map is {rho:.6g} ≥ 1, so the "
+                    f"variance grows without bound; lower the learning rate"
+                )
             raise _unstable(recursion, why)
         check_stable(recursion, conditions, {}, "stationary()")
     solution = solve(recursion, method)
@@ -466,8 +518,9 @@ def stationary(optimizer: Optimizer, landscape: Landscape, noise: Noise, *,
 
     if COUPLING in solution.state_cov.free_symbols:
         return _close_mode_trace(recursion, solution)
-    return Stationary(recursion, solution.state_cov, conditions, complete, solution.denominator,
-                      solution.method)
+    return Stationary(
+        recursion, solution.state_cov, conditions, complete, solution.denominator, solution.method
+    )
 
 
 def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
@@ -495,9 +548,15 @@ def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
     kappa = t_intercept / (1 - t_slope)
     mode_conditions, complete = stability_conditions(recursion)
     conditions = sp.And(mode_conditions, sp.StrictLessThan(t_slope, 1))
-    return Stationary(recursion, solution.state_cov, conditions, complete,
-                      solution.denominator * (1 - t_slope), solution.method,
-                      closure={COUPLING: kappa})
+    return Stationary(
+        recursion,
+        solution.state_cov,
+        conditions,
+        complete,
+        solution.denominator * (1 - t_slope),
+        solution.method,
+        closure={COUPLING: kappa},
+    )
 
 
 def _unstable(recursion, why):

@@ -12,8 +12,15 @@ import numpy as np
 from scipy.linalg import solve_discrete_lyapunov
 
 
-def state_space(name: str, H: np.ndarray, lr: float, mu: float = 0.0, P=None, wd: float = 0.0,
-                beta1: float = 0.0):
+def state_space(
+    name: str,
+    H: np.ndarray,
+    lr: float,
+    mu: float = 0.0,
+    P=None,
+    wd: float = 0.0,
+    beta1: float = 0.0,
+):
     """(M, B, K) of z' = M z + B ξ for the optimizer ``name`` (typed in by hand)."""
     d = H.shape[0]
     I, Z = np.eye(d), np.zeros((d, d))
@@ -30,8 +37,9 @@ def state_space(name: str, H: np.ndarray, lr: float, mu: float = 0.0, P=None, wd
         return M, np.vstack([-lr * P, Z]), np.hstack([(1 + mu) * I, -mu * I])
     if name == "adam":
         # m' = b1 m + (1-b1)(G θ + ξ);  θ' = θ - lr P m'
-        M = np.block([[I - lr * (1 - beta1) * P @ G, -lr * beta1 * P],
-                      [(1 - beta1) * G, beta1 * I]])
+        M = np.block(
+            [[I - lr * (1 - beta1) * P @ G, -lr * beta1 * P], [(1 - beta1) * G, beta1 * I]]
+        )
         return M, np.vstack([-lr * (1 - beta1) * P, (1 - beta1) * I]), np.hstack([I, Z])
     raise ValueError(name)
 

@@ -98,8 +98,9 @@ def test_published_online_regression_closed_form():
     """REFERENCES.md 3 for an explicit 2×2 input covariance (numeric A, symbolic λ, S, σ)."""
     A = sp.Matrix([[2, 1], [1, 3]]) / 2
     S, s = ss.batch_size, ss.label_noise
-    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(A, label_noise=s**2),
-                           ss.MinibatchNoise(S))
+    result = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression(A, label_noise=s**2), ss.MinibatchNoise(S)
+    )
     G = 2 * sp.eye(2) - lam * (1 + 1 / S) * A
     Ginv = G.inv()
     kappa = (A * Ginv).trace()
@@ -164,8 +165,7 @@ def test_conditions_agree_with_numeric_spectral_radius(rng):
 
 def test_minibatch_stability_is_stricter_than_additive():
     """1-D online regression, S = 1: the learning-rate limit is 2/(3a), well below 2/a."""
-    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=1),
-                           ss.MinibatchNoise(1))
+    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=1), ss.MinibatchNoise(1))
     edge = sp.solve(sp.Eq(result.denominator, 0), lam)
     assert sp.Rational(2, 3) / a in edge
     with pytest.raises(ss.UnstableError, match="lambda"):
@@ -184,8 +184,9 @@ def test_unstable_parameters_raise_with_the_condition():
     out = g(lr=[0.1, 5.0], momentum=0.5, h=1.0, c=1.0)
     assert np.isfinite(out[0]) and np.isnan(out[1])
     with pytest.raises(ss.UnstableError, match="spectral radius"):
-        ss.stationary(ss.SGD(0.7), ss.Quadratic(sp.Matrix([[2, 1], [1, 2]])),
-                      ss.AdditiveNoise(sp.eye(2)))
+        ss.stationary(
+            ss.SGD(0.7), ss.Quadratic(sp.Matrix([[2, 1], [1, 2]])), ss.AdditiveNoise(sp.eye(2))
+        )
 
 
 @pytest.mark.parametrize(
@@ -194,15 +195,20 @@ def test_unstable_parameters_raise_with_the_condition():
         (lambda: ss.Quadratic(sp.Matrix([[1, 2], [0, 1]])), "symmetric"),
         (lambda: ss.Quadratic(sp.Matrix([[1, 2, 3], [2, 1, 0]])), "square"),
         (lambda: ss.AdditiveNoise(sp.Matrix([[1, 0], [0, -1]])), "positive semi-definite"),
-        (lambda: ss.stationary(ss.SGD(lam), ss.Quadratic(sp.eye(2)), ss.AdditiveNoise(c)),
-         "shape"),
-        (lambda: ss.stationary(ss.DampedNewton(lam), ss.Quadratic(sp.zeros(2, 2)),
-                               ss.AdditiveNoise(sp.eye(2))), "singular"),
+        (lambda: ss.stationary(ss.SGD(lam), ss.Quadratic(sp.eye(2)), ss.AdditiveNoise(c)), "shape"),
+        (
+            lambda: ss.stationary(
+                ss.DampedNewton(lam), ss.Quadratic(sp.zeros(2, 2)), ss.AdditiveNoise(sp.eye(2))
+            ),
+            "singular",
+        ),
         (lambda: ss.HeavyBall(lam, 1), "momentum"),
         (lambda: ss.SGD(-1), "lr must be positive"),
         (lambda: ss.MinibatchNoise(0), "batch_size"),
-        (lambda: ss.stationary(ss.SGD(lam), ss.Quadratic(h), ss.MinibatchNoise()),
-         "per-sample gradients"),
+        (
+            lambda: ss.stationary(ss.SGD(lam), ss.Quadratic(h), ss.MinibatchNoise()),
+            "per-sample gradients",
+        ),
         (lambda: ss.LinearRegression(a, label_noise=-1), "variance"),
     ],
 )
@@ -231,8 +237,9 @@ def test_lambdify_keywords_aliases_and_unknown_names():
 
 def test_matrix_results_lambdify_and_broadcast():
     d = 2
-    result = ss.stationary(ss.SGD(lam), ss.Quadratic.symbolic(d),
-                           ss.AdditiveNoise(symmetric_matrix(d, "c")))
+    result = ss.stationary(
+        ss.SGD(lam), ss.Quadratic.symbolic(d), ss.AdditiveNoise(symmetric_matrix(d, "c"))
+    )
     f = result.lambdify()
     values = {"h_11": 2.0, "h_12": 0.3, "h_22": 1.0, "c_11": 1.0, "c_12": 0.2, "c_22": 0.5}
     out = f(lr=np.array([0.1, 0.2, 0.3]), **values)

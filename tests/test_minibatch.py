@@ -90,10 +90,12 @@ def test_online_explicit_matrix_matches_textbook_fixed_point():
         ("sgd", ss.SGD(sp.Rational(1, 5)), {}),
         ("heavy-ball", ss.HeavyBall(sp.Rational(1, 10), sp.Rational(1, 2)), {"mu": 0.5}),
     ]:
-        result = ss.stationary(opt, ss.LinearRegression(A, label_noise=sigma2),
-                               ss.MinibatchNoise(S))
-        want = gaussian_minibatch_cov(name, np.array(A, dtype=float), float(sigma2), S,
-                                      float(opt.lr), **kw)
+        result = ss.stationary(
+            opt, ss.LinearRegression(A, label_noise=sigma2), ss.MinibatchNoise(S)
+        )
+        want = gaussian_minibatch_cov(
+            name, np.array(A, dtype=float), float(sigma2), S, float(opt.lr), **kw
+        )
         assert np.allclose(np.array(result.cov, dtype=float), want, rtol=1e-9)
 
 
@@ -117,8 +119,9 @@ def test_weight_decay_gives_noise_without_label_noise():
 
 def test_noise_cov_exposes_how_far_c_proportional_to_h_is():
     s = ss.label_noise
-    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2),
-                           ss.MinibatchNoise(ss.batch_size))
+    result = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2), ss.MinibatchNoise(ss.batch_size)
+    )
     Q = result.noise_cov
     # Q = (a²V + aV·a + σ²a)/S at the stationary V: larger than the σ²a/S of "C ∝ H"
     V = result.cov
@@ -128,8 +131,9 @@ def test_noise_cov_exposes_how_far_c_proportional_to_h_is():
 def test_linear_scaling_rule_fails():
     """At fixed λ/S the stationary variance still changes with S (exact result)."""
     s = ss.label_noise
-    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2),
-                           ss.MinibatchNoise(ss.batch_size))
+    result = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2), ss.MinibatchNoise(ss.batch_size)
+    )
     f = result.lambdify()
     ratio = 0.2
     values = [float(f(lr=ratio * S, batch_size=S, a=1.0, sigma=1.0)) for S in (1, 2, 4)]
@@ -157,18 +161,26 @@ def test_dataset_size_mismatch_is_reported():
 def test_eigen_mode_trace_closure_matches_explicit_diagonal(optimizer):
     """The commuting (trace-closed) answer equals the explicit d = 3 solve, mode by mode."""
     s = ss.label_noise
-    modes = ss.stationary(optimizer, ss.LinearRegression.commuting(a, label_noise=s**2),
-                          ss.MinibatchNoise(ss.batch_size))
+    modes = ss.stationary(
+        optimizer,
+        ss.LinearRegression.commuting(a, label_noise=s**2),
+        ss.MinibatchNoise(ss.batch_size),
+    )
     values = {"lr": sp.Rational(1, 10), "batch_size": 2, "sigma": 1}
     if isinstance(optimizer, ss.HeavyBall):
         values["momentum"] = sp.Rational(1, 2)
     eigenvalues = [1, 2, 3]
     by_modes = modes.subs(values).on_modes(eigenvalues)
-    explicit_opt = (ss.SGD(values["lr"]) if not isinstance(optimizer, ss.HeavyBall)
-                    else ss.HeavyBall(values["lr"], values["momentum"]))
-    explicit = ss.stationary(explicit_opt,
-                             ss.LinearRegression(sp.diag(*eigenvalues), label_noise=1),
-                             ss.MinibatchNoise(2))
+    explicit_opt = (
+        ss.SGD(values["lr"])
+        if not isinstance(optimizer, ss.HeavyBall)
+        else ss.HeavyBall(values["lr"], values["momentum"])
+    )
+    explicit = ss.stationary(
+        explicit_opt,
+        ss.LinearRegression(sp.diag(*eigenvalues), label_noise=1),
+        ss.MinibatchNoise(2),
+    )
     assert by_modes == explicit.cov
     assert modes.subs(values).on_modes(eigenvalues, "loss")[0, 0] == explicit.loss
 
@@ -176,8 +188,9 @@ def test_eigen_mode_trace_closure_matches_explicit_diagonal(optimizer):
 def test_eigen_mode_closed_form_matches_published_reference():
     """REFERENCES.md 3 in the commuting form, at exact eigenvalues."""
     s, S = ss.label_noise, ss.batch_size
-    result = ss.stationary(ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2),
-                           ss.MinibatchNoise(S))
+    result = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2), ss.MinibatchNoise(S)
+    )
     eig = [sp.Rational(1, 2), 1, sp.Rational(5, 2)]
     point = {lam: sp.Rational(1, 7), S: 3, s: 2}
     G = [2 - lam * (1 + 1 / S) * e for e in eig]
@@ -192,7 +205,8 @@ def test_eigen_mode_closed_form_matches_published_reference():
 def test_eigen_mode_trace_condition_is_enforced():
     """λ Tr(...) < 1 can fail although every mode is stable on its own."""
     s = ss.label_noise
-    result = ss.stationary(ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2),
-                           ss.MinibatchNoise(1)).subs(lr=sp.Rational(1, 10), sigma=1)
+    result = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2), ss.MinibatchNoise(1)
+    ).subs(lr=sp.Rational(1, 10), sigma=1)
     with pytest.raises(ss.UnstableError, match="Tr"):
         result.on_modes([1] * 30)  # each mode alone is fine (λa = 0.1 < 2/3)

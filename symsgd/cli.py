@@ -1,0 +1,584 @@
+r"""The ``symsgd`` command: derive, verify and cross-check stationary covariances.
+
+::
+
+    symsgd derive OPTIMIZER [--noise additive|minibatch] [--dim D] [--weight-decay]
+                            [--latex] [--json] [--lr-symbol S] [--batch-symbol S] [--env ENV]
+    symsgd verify FORMULA --against OPTIMIZER [--noise ...] [--dim D] [--what cov|loss]
+    symsgd check [--cases a,b] [--plot FILE.png] [--seed N] [--rel-se R]
+    symsgd list
+
+``OPTIMIZER`` is one of sgd, heavy-ball, nesterov, preconditioned, damped-newton,
+natural-gradient, adam — or any catalogue case name (``symsgd list``), e.g.
+``sgd-weight-decay``.  The problems are:
+
+* ``--dim 1`` (default): the catalogue's eigen-mode problem ``Quadratic.commuting(h)`` with
+  ``AdditiveNoise(c)``, printed as a matrix function of ``H`` and ``C``; with
+  ``--noise minibatch`` online linear regression ``LinearRegression(a, label_noise=σ²)`` with
+  ``MinibatchNoise(S)``;
+* ``--dim D > 1``: the explicit diagonal ``Quadratic.diagonal(D)`` with
+  ``AdditiveNoise(diag(c_1, …, c_D))`` (preconditioner ``diag(p_1, …, p_D)``), or
+  ``LinearRegression(diag(a_1, …, a_D), label_noise=σ²)`` with minibatch noise (an explicit-matrix
+  problem with state-dependent noise, capped at ``D = 3``).
+
+Exit codes: 0 success (``verify``: equal; ``check``: every cross-check passed), 1 a negative
+answer (``verify``: not equal; ``check``: a cross-check failed), 2 bad input (a one-line message
+on stderr, never a traceback).
+
+>>> main(["verify", "lr*c/(h*(2 - lr*h))", "--against", "sgd"])
+equal: the hand formula agrees with the derived result (exact cancellation)
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any, TextIO
+
+import sympy as sp
+
+from .catalogue import CATALOGUE, Case, case
+from .errors import UnstableError
+from .landscapes import LinearRegression, Quadratic
+from .noise import AdditiveNoise, MinibatchNoise
+from .optimizers import Preconditioned
+from .symbols import batch_size, label_noise, weight_decay
+
+__all__ = [
+    "MAX_MINIBATCH_DIM",
+    "NOISES",
+    "OPTIMIZERS",
+    "describe",
+    "main",
+    "plot_checks",
+    "problem",
+    "run_check",
+    "show",
+]
+
+#: the optimizer names ``derive`` and ``verify`` accept (besides catalogue case names)
+OPTIMIZERS = (
+    "sgd",
+    "heavy-ball",
+    "nesterov",
+    "preconditioned",
+    "damped-newton",
+    "natural-gradient",
+    "adam",
+)
+NOISES = ("additive", "minibatch")
+#: explicit-matrix minibatch problems grow quickly with the dimension
+MAX_MINIBATCH_DIM = 3
+#: eigen-mode problems are cheap at any dimension, but their conditions are not
+MAX_ADDITIVE_DIM = 8
+
+_SIGMA2 = label_noise**2
+#: text output shortens longer conditions / losses (``--json`` prints them whole)
+_MAX_TEXT = 1500
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``symsgd derive: error: …``) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class InputError(ValueError):
+    """Bad command-line input (exit code 2)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# problems
+# ---------------------------------------------------------------------------------------------
+
+
+def _known() -> str:
+    names = list(OPTIMIZERS) + [c.name for c in CATALOGUE if c.name not in OPTIMIZERS]
+    return ", ".join(names)
+
+
+def problem(name: str, noise: str = "additive", dim: int = 1, *, decay: bool = False) -> Case:
+    r"""The :class:`~symsgd.catalogue.Case` the CLI derives for ``name``, ``noise`` and ``dim``.
+
+    ``name`` is an optimizer name (:data:`OPTIMIZERS`) or a catalogue case name; ``decay`` adds
+    weight decay γ.  For ``dim == 1`` the problem is the catalogue's (see the module docstring);
+    for ``dim > 1`` it is an explicit diagonal one.  Built problems that are not catalogue
+    entries carry no parameter point (``params == {}``).
+
+    >>> problem("heavy-ball", "minibatch").name
+    'heavy-ball-minibatch'
+    >>> problem("sgd", dim=2).landscape
+    Quadratic(Matrix([[h_1, 0], [0, h_2]]))
+    """
+    if noise not in NOISES:
+        raise InputError(f"unknown noise {noise!r}; choose one of {', '.join(NOISES)}.")
+    if int(dim) != dim or dim < 1:
+        raise InputError(f"--dim must be a positive integer; got {dim}.")
+    names = {c.name for c in CATALOGUE}
+    if name not in OPTIMIZERS and name not in names:
+        raise InputError(f"unknown optimizer {name!r}; choose one of {_known()}.")
+    if name not in OPTIMIZERS:  # a catalogue case name: exactly that problem
+        if noise != "additive" or dim != 1 or decay:
+            raise InputError(
+                f"{name!r} is a catalogue case with its own noise and dimension; drop "
+                f"--noise/--dim/--weight-decay or name an optimizer ({', '.join(OPTIMIZERS)})."
+            )
+        return case(name)
+    if noise == "minibatch" and dim > MAX_MINIBATCH_DIM:
+        raise InputError(
+            f"--dim {dim} with minibatch noise is an explicit-matrix problem whose derivation "
+            f"grows quickly; --dim is capped at {MAX_MINIBATCH_DIM} for minibatch noise."
+        )
+    if noise == "additive" and dim > MAX_ADDITIVE_DIM:
+        raise InputError(f"--dim is capped at {MAX_ADDITIVE_DIM}; got {dim}.")
+    base = case(name)
+    optimizer = base.optimizer
+    if decay:
+        optimizer = replace(optimizer, weight_decay=weight_decay)
+    if dim == 1 and noise == "additive" and not decay:
+        return base
+    if dim == 1 and noise == "additive" and name + "-weight-decay" in names:
+        return case(name + "-weight-decay")
+    if dim == 1 and noise == "minibatch" and not decay and name + "-minibatch" in names:
+        return case(name + "-minibatch")
+    if dim > 1 and isinstance(optimizer, Preconditioned):
+        optimizer = replace(optimizer, P=sp.diag(*sp.symbols(f"p_1:{dim + 1}", positive=True)))
+    if noise == "additive":
+        if dim == 1:
+            landscape, noise_model = base.landscape, base.noise
+        else:
+            landscape = Quadratic.diagonal(dim)
+            noise_model = AdditiveNoise(sp.diag(*sp.symbols(f"c_1:{dim + 1}", positive=True)))
+        what = "additive noise"
+    else:
+        if dim == 1:
+            A = sp.Symbol("a", positive=True)
+        else:
+            A = sp.diag(*sp.symbols(f"a_1:{dim + 1}", positive=True))
+        landscape = LinearRegression(A, label_noise=_SIGMA2)
+        noise_model = MinibatchNoise(batch_size)
+        what = "online regression, minibatch noise"
+    label = (
+        name
+        + ("-minibatch" if noise == "minibatch" else "")
+        + ("-weight-decay" if decay else "")
+        + (f"-d{dim}" if dim > 1 else "")
+    )
+    description = f"{type(optimizer).__name__}, {what}" + (", weight decay" if decay else "")
+    if dim > 1:
+        description += f", explicit diagonal d = {dim}"
+    return Case(label, description, optimizer, landscape, noise_model, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# derive
+# ---------------------------------------------------------------------------------------------
+
+
+def _str(value: Any) -> str:
+    return sp.sstr(value)
+
+
+def describe(
+    item: Case,
+    result=None,
+    *,
+    lr_name: str | None = None,
+    batch_name: str | None = None,
+    env: str | None = None,
+) -> dict:
+    """The derivation of ``item`` as a dict of strings (what ``derive --json`` prints).
+
+    Keys: ``case``, ``optimizer``, ``description``, ``problem``, ``noise`` (``"additive"`` or
+    ``"minibatch"``), ``dim``, ``modes`` (eigen-mode problem), ``method``, ``cov``,
+    ``conditions``, ``loss``, ``latex``, ``latex_loss`` (strings) and ``seconds``.
+
+    >>> sorted(describe(problem("sgd")))[:4]
+    ['case', 'conditions', 'cov', 'description']
+    """
+    start = time.perf_counter()
+    result = item.derive() if result is None else result
+    opts = {"lr": lr_name, "batch": batch_name, "env": env}
+    out = {
+        "case": item.name,
+        "optimizer": type(item.optimizer).__name__,
+        "description": item.description,
+        "problem": f"{type(item.optimizer).__name__} on {item.landscape!r} with {item.noise!r}",
+        "noise": "minibatch" if isinstance(item.noise, MinibatchNoise) else "additive",
+        "dim": item.landscape.dim,
+        "modes": bool(item.landscape.modes),
+        "method": result.method,
+        "cov": _str(result.cov),
+        "conditions": _str(result.conditions),
+        "loss": _str(result.loss),
+        "latex": result.latex(**opts),
+        "latex_loss": result.latex(what="loss", **opts),
+    }
+    out["seconds"] = round(time.perf_counter() - start, 3)
+    return out
+
+
+def show(info: dict, *, latex: bool = False, out: TextIO | None = None) -> None:
+    """Print a :func:`describe` dict as text."""
+    out = sys.stdout if out is None else out
+    print(f"{info['case']}: {info['description']}", file=out)
+    rows = [
+        ("problem", info["problem"]),
+        ("cov", info["cov"]),
+        ("conditions", info["conditions"]),
+        ("loss", info["loss"]),
+    ]
+    if latex:
+        rows += [("latex", info["latex"]), ("latex loss", info["latex_loss"])]
+    for key, value in rows:
+        if len(value) > _MAX_TEXT and key in ("conditions", "loss"):
+            value = f"{value[:_MAX_TEXT]} … ({len(value)} characters; `--json` prints all)"
+        value = value.replace("\n", "\n" + " " * 13)
+        print(f"  {key:<10} {value}", file=out)
+
+
+def _derive(args) -> int:
+    item = problem(args.optimizer, args.noise, args.dim, decay=args.weight_decay)
+    info = describe(item, lr_name=args.lr_symbol, batch_name=args.batch_symbol, env=args.env)
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+    else:
+        show(info, latex=args.latex)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------------------------
+
+
+def _verify(args) -> int:
+    from .verify import verify
+
+    item = problem(args.against, args.noise, args.dim, decay=args.weight_decay)
+    result = item.derive()
+    target = (
+        result
+        if args.what == "cov"
+        else SimpleNamespace(cov=getattr(result, args.what), conditions=result.conditions)
+    )
+    try:
+        verdict = verify(args.formula, target)
+    except (TypeError, ImportError) as exc:
+        raise InputError(str(exc)) from None
+    print(verdict)
+    return 0 if verdict else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# check
+# ---------------------------------------------------------------------------------------------
+
+
+def _select(names: str | None) -> list[Case]:
+    if not names:
+        return list(CATALOGUE)
+    known = {c.name: c for c in CATALOGUE}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        raise InputError(
+            f"unknown case(s) {', '.join(map(repr, unknown)) or '(none given)'}; catalogue: "
+            f"{', '.join(known)}."
+        )
+    return [known[n] for n in wanted]
+
+
+def _crosscheck():
+    try:
+        from .crosscheck import crosscheck
+    except ImportError:
+        try:
+            from .simulate import crosscheck
+        except ImportError as exc:
+            raise InputError(f"`symsgd check` needs symsgd's crosscheck ({exc}).") from None
+    return crosscheck
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.5g}"
+
+
+def run_check(
+    cases: Sequence[Case],
+    *,
+    seed: int = 0,
+    plot: str | None = None,
+    out: TextIO | None = None,
+    **simulation: Any,
+) -> int:
+    r"""Derive every case, cross-check it against a simulation of the real optimizer at the
+    case's parameter point (:func:`symsgd.crosscheck.crosscheck`, every entry of ``cov``,
+    ``velocity_cov`` and ``loss``, family-wise level 0.01), print one line per case and
+    optionally write a figure (:func:`plot_checks`); return 0 if every check passed, else 1.
+
+    The line shows the ``cov`` entry with the largest :math:`|z|`,
+    :math:`z = (\text{theory} - \text{estimate}) / \text{s.e.}`; the verdict covers all
+    entries.  ``simulation`` options (``rel_se``, ``chains``, ``steps``, ``level``) go to
+    ``crosscheck``; every case uses the same ``seed``, so a case checked alone reproduces its
+    line of the full run.
+
+    >>> import io
+    >>> from symsgd.catalogue import case
+    >>> run_check([case("sgd")], out=io.StringIO())
+    0
+    """
+    out = sys.stdout if out is None else out
+    crosscheck = _crosscheck()
+    simulation.setdefault("progress", False)
+    header = f"{'case':<22} {'theory cov':>12} {'simulated cov ± s.e.':>24} {'z':>7}  verdict"
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    reports = []
+    for item in cases:
+        start = time.perf_counter()
+        report = crosscheck(item.derive(), item.params, seed=seed, **simulation)
+        rows = [r for r in report.table if r.quantity == "cov"] or list(report.table)
+        worst = max(rows, key=lambda r: abs(r.z))
+        verdict = "ok" if report.passed else "FAIL"
+        sim = f"{_fmt(worst.estimate)} ± {_fmt(worst.stderr)}"
+        print(
+            f"{item.name:<22} {_fmt(worst.theory):>12} {sim:>24} {worst.z:>7.2f}  {verdict:<4}"
+            f"  ({time.perf_counter() - start:.1f} s)",
+            file=out,
+        )
+        reports.append((item.name, report))
+    failed = [name for name, report in reports if not report.passed]
+    print(
+        f"{len(reports) - len(failed)}/{len(reports)} cross-checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        file=out,
+    )
+    for name, report in reports:
+        if not report.passed:
+            print(f"\n{name}:\n{report}", file=out)
+    if plot:
+        plot_checks(reports).savefig(plot, dpi=120)
+        print(f"wrote {plot}", file=out)
+    return 1 if failed else 0
+
+
+def plot_checks(reports: Sequence[tuple[str, Any]]):
+    """A matplotlib Figure of named cross-checks (no display needed): per case, the relative
+    deviation (estimate − theory)/|theory| of every ``cov`` entry with ±2 s.e. bars, and the
+    z-score of every compared entry against that case's family-wise critical value."""
+    from matplotlib.figure import Figure
+    from scipy.special import stdtrit
+
+    n = len(reports)
+    fig = Figure(figsize=(11, 0.42 * n + 1.9))
+    left, right = fig.subplots(1, 2, sharey=True)
+    markers = {"cov": "o", "velocity_cov": "s", "loss": "D"}
+    for k, (_, report) in enumerate(reports):
+        color = "C0" if report.passed else "C3"
+        for row in report.table:
+            if row.quantity == "cov":
+                scale = abs(row.theory) or 1.0
+                left.errorbar(
+                    (row.estimate - row.theory) / scale,
+                    k,
+                    xerr=2 * row.stderr / scale,
+                    fmt="o",
+                    color=color,
+                    capsize=3,
+                )
+            offset = {"cov": -0.2, "loss": 0.2}.get(row.quantity, 0.0)
+            right.plot(row.z, k + offset, markers.get(row.quantity, "x"), color=color, mfc="none")
+        df = max(1, report.simulation.chains - 1)
+        crit = float(stdtrit(df, 1 - report.threshold / 2))
+        for sign in (-1, 1):
+            right.plot([sign * crit] * 2, [k - 0.4, k + 0.4], color="C3", lw=1)
+    left.axvline(0.0, color="k", lw=0.8)
+    left.set_xlabel("cov: (estimate − theory) / |theory|  (±2 s.e.)")
+    left.set_yticks(range(n))
+    left.set_yticklabels([name for name, _ in reports])
+    left.invert_yaxis()
+    right.axvline(0.0, color="k", lw=0.8)
+    right.set_xlabel("z = (theory − estimate) / s.e.   (○ cov, □ velocity, ◇ loss; red: limit)")
+    passed = sum(report.passed for _, report in reports)
+    fig.suptitle(
+        f"exact stationary theory vs simulation of the real optimizer: {passed}/{n} passed"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _check(args) -> int:
+    cases = _select(args.cases)
+    options = {k: v for k, v in (("rel_se", args.rel_se),) if v is not None}
+    if args.plot and not args.plot.lower().endswith((".png", ".pdf", ".svg")):
+        raise InputError(f"--plot needs a .png, .pdf or .svg file name; got {args.plot!r}.")
+    return run_check(cases, seed=args.seed, plot=args.plot, **options)
+
+
+def _list(args) -> int:
+    for c in CATALOGUE:
+        print(f"{c.name:<22} {c.description}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _problem_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--noise",
+        choices=NOISES,
+        default="additive",
+        help="additive: constant covariance C; minibatch: online linear regression "
+        "with minibatch gradients (default: additive)",
+    )
+    p.add_argument(
+        "--dim",
+        type=_positive_int,
+        default=1,
+        help="1: eigen-mode / scalar problem from the catalogue; D > 1: explicit "
+        f"diagonal D×D problem (minibatch: D ≤ {MAX_MINIBATCH_DIM})",
+    )
+    p.add_argument("--weight-decay", action="store_true", help="add L2 weight decay γ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``symsgd`` command."""
+    parser = _Parser(
+        prog="symsgd",
+        description="Exact stationary covariances of SGD-family optimizers near a minimum.",
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="{derive,verify,check,list}"
+    )
+
+    p = sub.add_parser(
+        "derive",
+        help="derive the stationary covariance of an optimizer",
+        description="Derive and print Var θ, the stability conditions and the expected loss.",
+    )
+    p.add_argument(
+        "optimizer",
+        metavar="OPTIMIZER",
+        help=f"one of {', '.join(OPTIMIZERS)}, or a catalogue case name",
+    )
+    _problem_options(p)
+    p.add_argument("--latex", action="store_true", help="also print LaTeX")
+    p.add_argument("--json", action="store_true", help="print a JSON object of strings")
+    p.add_argument(
+        "--lr-symbol",
+        default=None,
+        metavar="SYMBOL",
+        help=r"LaTeX learning-rate symbol (default \lambda; e.g. eta)",
+    )
+    p.add_argument(
+        "--batch-symbol",
+        default=None,
+        metavar="SYMBOL",
+        help="LaTeX batch-size symbol (default S; e.g. B)",
+    )
+    p.add_argument(
+        "--env",
+        default=None,
+        choices=("align", "align*", "equation", "equation*"),
+        help="wrap the LaTeX in this environment",
+    )
+    p.set_defaults(func=_derive)
+
+    p = sub.add_parser(
+        "verify",
+        help="check a hand-derived formula against a derivation",
+        description="Exit 0 if FORMULA equals the derived result, 1 if not, "
+        "2 if it cannot be read.",
+    )
+    p.add_argument(
+        "formula",
+        metavar="FORMULA",
+        help="plain ('lr*c/(h*(2 - lr*h))') or LaTeX ('\\frac{\\eta c}{h(2-\\eta h)}')",
+    )
+    p.add_argument(
+        "--against",
+        required=True,
+        metavar="OPTIMIZER",
+        help=f"one of {', '.join(OPTIMIZERS)}, or a catalogue case name",
+    )
+    _problem_options(p)
+    p.add_argument(
+        "--what",
+        choices=("cov", "loss", "velocity_cov"),
+        default="cov",
+        help="which readout to compare with (default: cov)",
+    )
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser(
+        "check",
+        help="cross-check the catalogue against simulation",
+        description="Derive each catalogue case and compare it with a simulation "
+        "of the real optimizer; exit 1 if any check fails.",
+    )
+    p.add_argument(
+        "--cases",
+        default=None,
+        metavar="A,B",
+        help="comma-separated catalogue case names (default: all; see `symsgd list`)",
+    )
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="write a figure")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    p.add_argument(
+        "--rel-se",
+        type=float,
+        default=None,
+        metavar="R",
+        help="target relative standard error of the simulation",
+    )
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("list", help="list the catalogue", description="List the catalogue.")
+    p.set_defaults(func=_list)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``symsgd`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported in one line
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.func(args)
+    except (InputError, UnstableError, ValueError) as exc:
+        print(f"symsgd {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"symsgd {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,595 @@
+r"""Theory against simulation: :func:`crosscheck` one parameter point, :func:`sweep` a grid.
+
+:func:`crosscheck` simulates the problem a result was derived from (:func:`symsgd.simulate.simulate`
+runs the optimizer's real update with real noise) and compares every entry of the theory — the
+upper triangle of ``cov`` and ``velocity_cov``, and ``loss`` — with the estimate:
+
+.. math:: z = \frac{\text{theory} - \text{estimate}}{\text{stderr}}, \qquad
+          p = 2\,P(|t_{\text{chains}-1}| > |z|).
+
+The verdict controls the probability of *any* false alarm (the family-wise error rate) at
+``level`` with Holm's step-down procedure: sort the m p-values, flag the k-th smallest while
+:math:`p_{(k)} \le \text{level}/(m-k+1)`.  The verdict "some entry differs" is the same as
+Bonferroni's (:math:`\min p \le \text{level}/m`); Holm only flags more of the entries once one is
+flagged.  Both hold under any dependence between entries — and the entries are strongly correlated
+(the loss is a linear function of ``cov``), so the real false-alarm rate lies between
+``level/m`` and ``level``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .errors import UnstableError
+from .landscapes import LinearRegression, Quadratic
+from .noise import AdditiveNoise, MinibatchNoise
+from .numeric import resolve_values
+from .simulate import Simulation, prepare, run
+
+__all__ = ["CrossCheck", "Row", "Sweep", "assert_crosscheck", "crosscheck", "sweep"]
+
+QUANTITIES = ("cov", "velocity_cov", "loss")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared entry: ``entry`` is ``(i, j)`` for matrices and ``()`` for the loss."""
+
+    quantity: str
+    entry: tuple
+    theory: float
+    estimate: float
+    stderr: float
+    z: float
+    p: float
+    flagged: bool
+
+    @property
+    def name(self) -> str:
+        if not self.entry:
+            return self.quantity
+        return f"{self.quantity}[{','.join(map(str, self.entry))}]"
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """The outcome of :func:`crosscheck`; ``print(report)`` shows the table, ``bool(report)`` is
+    :attr:`passed`."""
+
+    passed: bool
+    table: list[Row]
+    level: float
+    simulation: Simulation
+    problem: str
+    method: str = "holm"
+    notes: tuple[str, ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def z(self) -> np.ndarray:
+        return np.array([row.z for row in self.table])
+
+    @property
+    def threshold(self) -> float:
+        """The smallest p-value Holm/Bonferroni tolerates: ``level / m``."""
+        return self.level / max(1, len(self.table))
+
+    def __str__(self) -> str:
+        sim = self.simulation
+        verdict = "PASSED" if self.passed else "FAILED"
+        shown = ", ".join(f"{k} = {_num(v)}" for k, v in sorted(sim.params.items(), key=str))
+        lines = [
+            f"crosscheck {verdict}: {self.problem}",
+            f"  at {shown}",
+            f"  simulation: {sim.chains} chains × {sim.steps} steps after {sim.burn_in} burn-in "
+            f"steps (ρ = {sim.spectral_radius:.4g}), seed {_seed(sim.seed)}",
+            f"  {'quantity':<18}{'theory':>14}{'estimate':>14}{'stderr':>11}{'z':>9}{'p':>11}",
+        ]
+        for row in self.table:
+            mark = " *" if row.flagged else ""
+            lines.append(
+                f"  {row.name:<18}{row.theory:>14.7g}{row.estimate:>14.7g}"
+                f"{row.stderr:>11.3g}{row.z:>9.2f}{row.p:>11.3g}{mark}"
+            )
+        m = len(self.table)
+        smallest = min((row.p for row in self.table), default=1.0)
+        if self.passed:
+            lines.append(
+                f"  verdict: no entry differs at family-wise level {self.level:g} "
+                f"(Holm over {m} entries: smallest p = {smallest:.3g} > "
+                f"{self.threshold:.3g})"
+            )
+        else:
+            flagged = ", ".join(row.name for row in self.table if row.flagged)
+            lines.append(
+                f"  verdict: {flagged} differ{'s' if flagged.count(',') == 0 else ''} "
+                f"from the simulation at family-wise level {self.level:g} (Holm over "
+                f"{m} entries; * = flagged)"
+            )
+        lines.extend(f"  note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<CrossCheck {'passed' if self.passed else 'FAILED'}: {self.problem}>"
+
+    def plot(self):
+        """A matplotlib Figure: relative deviation of each entry with ±2 s.e. bars, and the
+        z-scores against the family-wise critical value (no display needed)."""
+        from scipy.special import stdtrit
+
+        fig, (left, right) = _figure(ncols=2, figsize=(10, 3.6))
+        names = [row.name for row in self.table]
+        x = np.arange(len(names))
+        scale = np.array([abs(row.theory) if row.theory else 1.0 for row in self.table])
+        dev = np.array([row.estimate - row.theory for row in self.table]) / scale
+        err = 2 * np.array([row.stderr for row in self.table]) / scale
+        left.errorbar(x, dev, yerr=err, fmt="o", capsize=3)
+        left.axhline(0.0, color="k", lw=0.8)
+        left.set_ylabel("(estimate − theory) / |theory|")
+        left.set_title("simulation vs theory (±2 s.e.)")
+        df = max(1, self.simulation.chains - 1)
+        crit = float(stdtrit(df, 1 - self.threshold / 2))
+        colors = ["C3" if row.flagged else "C0" for row in self.table]
+        right.bar(x, self.z, color=colors)
+        for y in (crit, -crit):
+            right.axhline(y, color="C3", ls="--", lw=0.8)
+        right.set_ylabel("z = (theory − estimate) / s.e.")
+        right.set_title(f"{'passed' if self.passed else 'FAILED'} at level {self.level:g}")
+        for ax in (left, right):
+            ax.set_xticks(x)
+            ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        fig.suptitle(self.problem, fontsize=9)
+        fig.tight_layout()
+        return fig
+
+
+def _num(value) -> str:
+    value = sp.sympify(value)
+    return f"{float(value):.10g}" if value.is_Float else sp.sstr(value)
+
+
+def _seed(seed) -> str:
+    return str(seed) if isinstance(seed, (int, np.integer)) else f"entropy {seed.entropy}"
+
+
+def _figure(**kwargs):
+    """A Figure not managed by pyplot, so it works without a display (any backend)."""
+    from matplotlib.figure import Figure
+
+    ncols = kwargs.pop("ncols", 1)
+    fig = Figure(**kwargs)
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+# ---------------------------------------------------------------------------------------------
+# crosscheck
+# ---------------------------------------------------------------------------------------------
+
+
+def _problem_of(result, problem):
+    """(optimizer, landscape, noise) of ``problem`` (a triple or anything with a recursion),
+    defaulting to the result's own recursion."""
+    source = result if problem is None else problem
+    if isinstance(source, tuple) and len(source) == 3:
+        return source
+    recursion = getattr(source, "recursion", None)
+    if recursion is None:
+        raise TypeError(
+            f"crosscheck needs to know which problem to simulate; {type(source).__name__} does not "
+            f"carry one. Pass problem=stationary_result or problem=(optimizer, landscape, noise)."
+        )
+    return recursion.optimizer, recursion.landscape, recursion.noise
+
+
+def _theory(result, quantity: str, values: dict, eigenvalues) -> np.ndarray | None:
+    """The theory's ``quantity`` at ``values`` as a float array (1×1 for scalars)."""
+    from .modes import ModeTrace, expand_traces
+
+    value = getattr(result, quantity, None)
+    if value is None:
+        return None
+    if eigenvalues is not None:
+        known = result._all_symbols()
+        value = result.subs({k: v for k, v in values.items() if k in known}).on_modes(
+            eigenvalues, quantity
+        )
+        if quantity == "loss":  # per-mode losses add up; a closed total is on every entry
+            mode = next(iter(result.landscape.mode_names))
+            value = value.trace() if result.loss.has(mode) else value[0, 0]
+    else:
+        value = value.xreplace(values)
+        if value.has(ModeTrace):  # one mode simulated alone: the spectrum is that eigenvalue
+            mode = next(iter(result.landscape.mode_names))
+            value = expand_traces(value, [values[mode]])
+    matrix = sp.Matrix(value if isinstance(value, sp.MatrixBase) else [[value]])
+    if matrix.free_symbols:
+        raise ValueError(
+            f"the theory's {quantity} still depends on "
+            f"{', '.join(sorted(map(str, matrix.free_symbols)))}; pass values for "
+            f"them."
+        )
+    return np.array(matrix.evalf(), dtype=float)
+
+
+def _explicit_modes(optimizer, landscape, noise, eigenvalues):
+    """The explicit diagonal problem whose modes are ``eigenvalues`` (mode-coupled regression)."""
+    eigs = [sp.sympify(e) for e in eigenvalues]
+    d = len(eigs)
+    if not landscape.modes:
+        raise ValueError(
+            "eigenvalues= is for eigen-mode results (…commuting()); this landscape is explicit."
+        )
+    if isinstance(landscape, LinearRegression):
+        if not sp.Matrix(landscape.theta_star).is_zero_matrix:
+            raise NotImplementedError(
+                "eigenvalues= needs theta_star = 0 (a per-mode θ* would need one value per mode)."
+            )
+        land = LinearRegression(sp.diag(*eigs), landscape.label_noise)
+    elif isinstance(landscape, Quadratic):
+        land = Quadratic(sp.diag(*eigs))
+    else:  # pragma: no cover - only two landscape kinds exist
+        raise NotImplementedError(f"eigenvalues= for {landscape!r}")
+    if isinstance(noise, AdditiveNoise):
+        noise = AdditiveNoise(noise.C[0, 0] * sp.eye(d))
+    elif not isinstance(noise, MinibatchNoise):  # pragma: no cover
+        raise NotImplementedError(f"eigenvalues= with {noise!r}")
+    matrix_fields = [n for n in ("P", "fisher", "v") if getattr(optimizer, n, None) is not None]
+    if matrix_fields:
+        raise NotImplementedError(
+            f"eigenvalues= with {type(optimizer).__name__} ({', '.join(matrix_fields)} per mode) "
+            f"is not supported; crosscheck one mode at a time instead."
+        )
+    return optimizer, land, noise
+
+
+def _holm(p: Sequence[float], level: float) -> list[bool]:
+    """Holm's step-down: flags controlling the family-wise error rate at ``level``."""
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    flagged = [False] * m
+    for k, index in enumerate(order):
+        if p[index] <= level / (m - k):
+            flagged[index] = True
+        else:
+            break
+    return flagged
+
+
+def _compare(theory: dict, sim: Simulation, level: float) -> list[Row]:
+    from scipy.special import stdtr  # Student t CDF (scipy.stats is slow to import)
+
+    df = sim.chains - 1
+    raw = []
+    for quantity, value in theory.items():
+        if quantity == "loss":
+            entries = [((), float(value[0, 0]), sim.loss, sim.loss_stderr)]
+        else:
+            est, se = getattr(sim, quantity), getattr(sim, quantity + "_stderr")
+            d = est.shape[0]
+            if value.shape != est.shape:
+                raise ValueError(
+                    f"theory {quantity} has shape {value.shape}; the simulation {est.shape}."
+                )
+            entries = [
+                ((i, j), float(value[i, j]), float(est[i, j]), float(se[i, j]))
+                for i in range(d)
+                for j in range(i, d)
+            ]
+        for entry, th, est_v, se_v in entries:
+            diff = th - est_v
+            if se_v > 0:
+                z = diff / se_v
+            else:
+                z = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+            p = float(2 * stdtr(df, -abs(z)))
+            raw.append((quantity, entry, th, est_v, se_v, z, p))
+    flags = _holm([r[-1] for r in raw], level)
+    return [Row(*r, flagged=f) for r, f in zip(raw, flags)]
+
+
+def crosscheck(
+    result,
+    params: Mapping | None = None,
+    *,
+    problem=None,
+    eigenvalues: Sequence | None = None,
+    quantities: Sequence[str] = QUANTITIES,
+    chains: int | None = None,
+    steps: int | None = None,
+    burn_in: int | None = None,
+    seed: int | np.random.SeedSequence | None = 0,
+    rel_se: float = 0.003,
+    level: float = 0.01,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> CrossCheck:
+    r"""Simulate the problem ``result`` was derived from at ``params`` (merged with
+    ``result.values``) and compare every entry of ``quantities`` (see the module docstring).
+
+    ``problem`` overrides what is simulated: a :class:`~symsgd.Stationary` or an ``(optimizer,
+    landscape, noise)`` triple — needed for a :class:`~symsgd.ContinuousTime` prediction, which
+    carries no recursion.  For eigen-mode results whose modes couple through a trace
+    (minibatch noise on ``LinearRegression.commuting``), ``eigenvalues=[a_1, …]`` simulates the
+    explicit diagonal problem and compares with ``result.on_modes(eigenvalues)``; without it
+    the mode is simulated alone (a one-mode spectrum).  Quantities the theory or the landscape
+    does not define are skipped with a note.  ``chains``, ``steps``, ``burn_in``, ``seed``,
+    ``rel_se``, ``workers`` and ``progress`` go to :func:`~symsgd.simulate.simulate`.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    >>> report = crosscheck(r, {"lr": 0.5, h: 1.0, c: 1.0}, chains=2000, steps=200)
+    >>> report.passed, [row.name for row in report.table]
+    (True, ['cov[0,0]', 'velocity_cov[0,0]', 'loss'])
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}.")
+    unknown = set(quantities) - set(QUANTITIES)
+    if unknown:
+        raise ValueError(f"quantities must be among {QUANTITIES}; got {sorted(unknown)}.")
+    pieces = _problem_of(result, problem)
+    given = {**getattr(result, "values", {}), **dict(params or {})}
+    if eigenvalues is not None:
+        pieces = _explicit_modes(*pieces, eigenvalues)
+        mode = next(iter(result.landscape.mode_names))
+        given = {k: v for k, v in given.items() if str(k) != str(mode)}
+    prepared = prepare(*pieces, given)
+    values = dict(prepared.values)
+    notes = []
+    theory = {}
+    for quantity in quantities:
+        value = _theory(result, quantity, values, eigenvalues)
+        if value is None:
+            notes.append(f"the theory has no {quantity}; not compared.")
+            continue
+        theory[quantity] = value
+    sim = run(
+        prepared,
+        chains=chains,
+        steps=steps,
+        burn_in=burn_in,
+        seed=seed,
+        rel_se=rel_se,
+        workers=workers,
+        progress=progress,
+    )
+    if "loss" in theory and sim.loss is None:
+        del theory["loss"]
+        notes.append(f"{pieces[1]!r} has no numeric loss; loss not compared.")
+    table = _compare(theory, sim, level)
+    return CrossCheck(
+        passed=not any(row.flagged for row in table),
+        table=table,
+        level=level,
+        simulation=sim,
+        problem=prepared.describe(),
+        notes=tuple(notes),
+    )
+
+
+def assert_crosscheck(result, params: Mapping | None = None, **kwargs) -> CrossCheck:
+    """:func:`crosscheck` for tests: returns the report, or raises ``AssertionError`` whose
+    message is the report's table.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    >>> bool(assert_crosscheck(r, {"lr": 0.5, h: 1.0, c: 1.0}, chains=2000, steps=200))
+    True
+    """
+    report = crosscheck(result, params, **kwargs)
+    if not report.passed:
+        raise AssertionError("\n" + str(report))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Theory, continuous-time prediction and simulation of one readout over a parameter grid.
+
+    Arrays have shape ``(len(values),) + shape`` with ``shape = ()`` for scalar readouts and
+    ``(d, d)`` for matrices.  Points where no stationary law exists are NaN (``messages`` says
+    why); ``continuous`` is None when the readout has no continuous-time counterpart.
+    """
+
+    param: sp.Symbol
+    what: str
+    values: np.ndarray
+    theory: np.ndarray
+    continuous: np.ndarray | None
+    estimate: np.ndarray
+    stderr: np.ndarray
+    grid: np.ndarray
+    theory_grid: np.ndarray
+    continuous_grid: np.ndarray | None
+    messages: tuple[str | None, ...] = field(repr=False, default=())
+
+    def plot(self, ax=None):
+        """A matplotlib Figure: theory curve, continuous-time curve (dashed) and simulation
+        points with ±2 s.e. bars, one colour per matrix entry."""
+        if ax is None:
+            fig, ax = _figure(figsize=(6, 4))
+        else:
+            fig = ax.figure
+        entries = (
+            [()]
+            if self.theory.ndim == 1
+            else [
+                (i, j) for i in range(self.theory.shape[1]) for j in range(i, self.theory.shape[1])
+            ]
+        )
+        for k, entry in enumerate(entries):
+            color = f"C{k % 10}"
+            label = self.what + ("" if not entry else f"[{entry[0]},{entry[1]}]")
+            index = (slice(None), *entry)
+            ax.plot(self.grid, self.theory_grid[index], color=color, label=f"{label} exact")
+            if self.continuous_grid is not None:
+                ax.plot(
+                    self.grid,
+                    self.continuous_grid[index],
+                    color=color,
+                    ls="--",
+                    label=f"{label} continuous time",
+                )
+            ax.errorbar(
+                self.values,
+                self.estimate[index],
+                yerr=2 * self.stderr[index],
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=f"{label} simulation",
+            )
+        ax.set_xlabel(str(self.param))
+        ax.set_ylabel(self.what)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+
+def _simulate_point(task):
+    """One sweep point (module level so that process pools and dask can pickle it)."""
+    pieces, params, kwargs, what = task
+    try:
+        sim = run(prepare(*pieces, params), **kwargs)
+    except UnstableError as exc:
+        return None, None, str(exc)
+    if what == "loss":
+        return np.array(sim.loss), np.array(sim.loss_stderr), None
+    return getattr(sim, what), getattr(sim, what + "_stderr"), None
+
+
+def _evaluate(function, names: dict, param_name: str, points: np.ndarray) -> np.ndarray:
+    kwargs = {k: v for k, v in names.items() if k in function.names}
+    kwargs[param_name] = points
+    return np.asarray(function(**kwargs), dtype=float)
+
+
+def sweep(
+    result,
+    param,
+    values: Sequence[float],
+    fixed_params: Mapping | None = None,
+    *,
+    what: str = "cov",
+    problem=None,
+    chains: int | None = None,
+    steps: int | None = None,
+    burn_in: int | None = None,
+    seed: int = 0,
+    rel_se: float = 0.01,
+    workers: int = 2,
+    client=None,
+    grid: int = 200,
+) -> Sweep:
+    r"""Theory (``result.lambdify``), its continuous-time prediction
+    (``result.continuous_time()``) and simulations of readout ``what`` at each of ``values`` of
+    ``param`` (symbol, name or alias), the other parameters fixed at ``fixed_params``.
+
+    Simulations run in ``workers`` local processes (``concurrent.futures``; 1 = in this
+    process), or on a ``dask.distributed`` cluster when ``client=`` is given.  Point k uses the
+    k-th child of ``numpy.random.SeedSequence(seed)``, so results do not depend on where it ran.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    >>> s = sweep(r, "lr", [0.5, 1.0], {h: 1.0, c: 1.0}, chains=1000, steps=100, workers=1)
+    >>> s.theory  # λc / (h(2 − λh))
+    array([0.33333333, 1.        ])
+    """
+    if what not in QUANTITIES:
+        raise ValueError(f"what must be one of {QUANTITIES}; got {what!r}.")
+    pieces = _problem_of(result, problem)
+    points = np.asarray(values, dtype=float)
+    if points.ndim != 1 or points.size == 0:
+        raise ValueError("values must be a non-empty 1-D sequence of numbers.")
+    symbols = set()
+    for piece in pieces:
+        symbols |= {
+            s
+            for value in vars(piece).values()
+            if isinstance(value, sp.Basic)
+            for s in value.free_symbols
+        }
+    symbols |= result._all_symbols() if hasattr(result, "_all_symbols") else set()
+    (symbol,) = resolve_values({param: 0}, symbols)
+    fixed = resolve_values(dict(fixed_params or {}), symbols)
+    fixed = {**getattr(result, "values", {}), **fixed}
+    fixed.pop(symbol, None)
+    names = {str(k): float(v) for k, v in fixed.items()}
+    kwargs = {
+        "chains": chains,
+        "steps": steps,
+        "burn_in": burn_in,
+        "rel_se": rel_se,
+        "workers": 1,
+        "progress": False,
+    }
+    children = np.random.SeedSequence(seed).spawn(points.size)
+    tasks = [
+        (pieces, {**fixed, symbol: float(v)}, {**kwargs, "seed": children[k]}, what)
+        for k, v in enumerate(points)
+    ]
+    outcomes = _map(tasks, workers, client)
+
+    shape = _theory_shape(result, what)
+    estimate = np.full((points.size, *shape), np.nan)
+    stderr = np.full((points.size, *shape), np.nan)
+    for k, (est, se, _) in enumerate(outcomes):
+        if est is not None:
+            estimate[k] = np.reshape(est, shape)
+            stderr[k] = np.reshape(se, shape)
+    fine = np.linspace(points.min(), points.max(), grid)
+    exact = result.lambdify(what, unstable="nan")
+    continuous = None
+    if what != "velocity_cov":
+        try:
+            continuous = result.continuous_time().lambdify(what, unstable="nan")
+        except (ValueError, NotImplementedError, AttributeError):
+            continuous = None
+    return Sweep(
+        param=symbol,
+        what=what,
+        values=points,
+        theory=_evaluate(exact, names, str(symbol), points),
+        continuous=None
+        if continuous is None
+        else _evaluate(continuous, names, str(symbol), points),
+        estimate=estimate,
+        stderr=stderr,
+        grid=fine,
+        theory_grid=_evaluate(exact, names, str(symbol), fine),
+        continuous_grid=None
+        if continuous is None
+        else _evaluate(continuous, names, str(symbol), fine),
+        messages=tuple(message for _, _, message in outcomes),
+    )
+
+
+def _theory_shape(result, what: str) -> tuple:
+    value = getattr(result, what)
+    return tuple(value.shape) if isinstance(value, sp.MatrixBase) else ()
+
+
+def _map(tasks: list, workers: int, client) -> list:
+    if client is not None:
+        futures = client.map(_simulate_point, tasks, pure=False)
+        return client.gather(futures)
+    if workers <= 1 or len(tasks) == 1:
+        return [_simulate_point(task) for task in tasks]
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        return list(pool.map(_simulate_point, tasks))

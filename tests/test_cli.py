@@ -1,0 +1,242 @@
+"""Tests of the ``symsgd`` command: the real entry point in a subprocess for exit codes and
+streams, in-process ``main([...])`` for the many problem combinations."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import sympy as sp
+
+from symsgd.catalogue import CATALOGUE, case
+from symsgd.cli import MAX_MINIBATCH_DIM, OPTIMIZERS, main, problem, run_check
+from symsgd.verify import verify
+
+cli_module = importlib.import_module("symsgd.cli")
+
+
+def symsgd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "symsgd.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("symsgd"), lines
+    for word in words:
+        assert word in lines[0], lines
+
+
+# --------------------------------------------------------------------------------------------
+# through the real entry point
+# --------------------------------------------------------------------------------------------
+
+
+def test_derive_prints_cov_conditions_loss_and_latex():
+    proc = symsgd("derive", "heavy-ball", "--latex")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("heavy-ball:")
+    fields = {line.split()[0] for line in lines[1:]}
+    assert {"problem", "cov", "conditions", "loss", "latex"} <= fields
+    latex = next(line for line in lines if line.strip().startswith("latex "))
+    assert r"{\left[H \left(2 \left(1 + \mu\right) I - \lambda H\right)\right]}^{-1} C" in latex
+
+
+def test_derive_json_is_an_object_of_strings_that_verify():
+    proc = symsgd("derive", "nesterov", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    for key in ("optimizer", "cov", "latex", "conditions", "loss"):
+        assert isinstance(info[key], str), key
+    assert info["optimizer"] == "Nesterov" and info["case"] == "nesterov"
+    result = case("nesterov").derive()
+    assert verify(info["cov"], result)
+    assert verify(info["loss"], SimpleNamespace(cov=result.loss, conditions=result.conditions))
+    assert info["conditions"] == sp.sstr(result.conditions)
+
+
+def test_verify_exit_codes():
+    right = symsgd("verify", r"\frac{\eta c}{h(2-\eta h)}", "--against", "sgd")
+    assert right.returncode == 0, right.stderr
+    assert right.stdout.startswith("equal")
+    wrong = symsgd("verify", "lr*c/(2*h)", "--against", "sgd")  # the continuous-time answer
+    assert wrong.returncode == 1, wrong.stderr
+    assert wrong.stdout.startswith("NOT equal")
+
+
+def test_verify_refuses_code(tmp_path):
+    target = tmp_path / "x"
+    proc = symsgd("verify", f"__import__('os').system('touch {target}')", "--against", "sgd")
+    assert_one_line_error(proc, "could not parse")
+    assert not target.exists()
+
+
+def test_unknown_optimizer_is_one_line_on_stderr():
+    assert_one_line_error(symsgd("derive", "rmsprop"), "unknown optimizer 'rmsprop'", "sgd")
+    assert_one_line_error(symsgd("verify", "x", "--against", "rmsprop"), "unknown optimizer")
+
+
+def test_usage_errors_are_one_line_on_stderr(capsys):
+    assert_one_line_error(symsgd("derive"), "OPTIMIZER")  # argparse's own error, via the shell
+    bad = [
+        (["derive", "sgd", "--noise", "pink"], "--noise"),
+        (["frobnicate"], "invalid choice"),
+        (["derive", "sgd", "--dim", "0"], "positive integer"),
+        (
+            ["derive", "sgd", "--noise", "minibatch", "--dim", str(MAX_MINIBATCH_DIM + 1)],
+            f"capped at {MAX_MINIBATCH_DIM}",
+        ),
+        (["check", "--plot", "figure.txt"], ".png"),
+    ]
+    for argv, words in bad:
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == "" and "Traceback" not in captured.err
+        assert len(captured.err.strip().splitlines()) == 1 and words in captured.err, captured
+
+
+def test_check_two_cases_with_a_plot(tmp_path):
+    figure = tmp_path / "check.png"
+    proc = symsgd("check", "--cases", "sgd,heavy-ball", "--plot", str(figure), "--seed", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["case", "theory", "cov"]
+    rows = [line for line in lines if line.split()[:1] in (["sgd"], ["heavy-ball"])]
+    assert len(rows) == 2 and all(" ok " in row for row in rows)
+    assert "2/2 cross-checks passed" in proc.stdout
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------
+# in process
+# --------------------------------------------------------------------------------------------
+
+
+# Adam's explicit problems spend 5-20 s deriving their stability conditions: not here
+COMBINATIONS = [
+    (name, options)
+    for options in ([], ["--dim", "2"], ["--noise", "minibatch"], ["--weight-decay"])
+    for name in OPTIMIZERS
+    if not (name == "adam" and ("--dim" in options or "minibatch" in options))
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), COMBINATIONS, ids=[" ".join([n, *o]) for n, o in COMBINATIONS]
+)
+def test_every_optimizer_derives(name, options, capsys):
+    assert main(["derive", name, "--json", *options]) == 0
+    info = json.loads(capsys.readouterr().out)
+    noise = "minibatch" if "minibatch" in options else "additive"
+    item = problem(
+        name, noise, dim=2 if "--dim" in options else 1, decay="--weight-decay" in options
+    )
+    assert info["case"] == item.name
+    assert info["cov"] and info["latex"] and info["conditions"]
+
+
+def test_catalogue_names_are_accepted(capsys):
+    for item in CATALOGUE:
+        assert main(["derive", item.name]) == 0
+        assert capsys.readouterr().out.startswith(f"{item.name}:")
+    assert main(["derive", "sgd-minibatch", "--dim", "2"]) == 2
+    assert "catalogue case" in capsys.readouterr().err
+
+
+def test_problems_match_the_catalogue():
+    assert problem("sgd") is case("sgd")
+    assert problem("heavy-ball", "minibatch") is case("heavy-ball-minibatch")
+    assert problem("sgd", decay=True) is case("sgd-weight-decay")
+    built = problem("preconditioned", dim=3)
+    assert built.optimizer.P == sp.diag(*sp.symbols("p_1:4", positive=True))
+    assert built.params == {}
+
+
+def test_derive_latex_notation_and_environment(capsys):
+    assert (
+        main(
+            [
+                "derive",
+                "sgd-minibatch",
+                "--latex",
+                "--lr-symbol",
+                "eta",
+                "--batch-symbol",
+                "B",
+                "--env",
+                "align",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert r"\Sigma &= \frac{\eta \sigma^{2}}{2 B - \eta a \left(2 + B\right)}" in out
+    assert r"\begin{align}" in out and r"\end{align}" in out
+
+
+def test_explicit_minibatch_problem_prints_a_where_block(capsys):
+    assert main(["derive", "sgd", "--noise", "minibatch", "--dim", "2", "--latex"]) == 0
+    out = capsys.readouterr().out
+    assert r"\frac{\lambda \sigma^{2}}{D} \begin{pmatrix}" in out
+    assert r"\text{where } D = " in out
+
+
+def test_verify_other_readouts(capsys):
+    assert main(["verify", "lr c/(2(2 - lr h))", "--against", "sgd", "--what", "loss"]) == 0
+    assert main(["verify", "lr c/(2(2 - lr h))", "--against", "sgd"]) == 1
+    assert main(["verify", r"\frac{", "--against", "sgd"]) == 2
+    assert "could not parse" in capsys.readouterr().err
+
+
+def test_check_fails_when_a_crosscheck_fails(monkeypatch, capsys):
+    """Exit code 1 and the failing report printed (a stand-in crosscheck that always fails)."""
+    real = cli_module._crosscheck()
+
+    def failing(result, params, **kwargs):
+        report = real(result, params, **kwargs)
+        return SimpleNamespace(
+            passed=False,
+            table=report.table,
+            simulation=report.simulation,
+            threshold=report.threshold,
+            __str__=lambda: "stand-in failure",
+        )
+
+    monkeypatch.setattr(cli_module, "_crosscheck", lambda: failing)
+    assert run_check([case("sgd")], seed=0) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "0/1 cross-checks passed; failed: sgd" in out
+
+
+def test_check_rejects_unknown_cases(capsys):
+    assert main(["check", "--cases", "sgd,nope"]) == 2
+    assert "unknown case(s) 'nope'" in capsys.readouterr().err
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(CATALOGUE)
+
+
+def test_help_exits_zero(capsys):
+    assert main(["--help"]) == 0
+    assert "derive" in capsys.readouterr().out
+
+
+def test_doctests():
+    failures, tried = doctest.testmod(cli_module)
+    assert tried > 0 and failures == 0
