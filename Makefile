@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check symsgd tests benchmarks
+	$(BIN)/ruff format --check symsgd tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -198,10 +198,12 @@ def describe(
 
     Keys: ``case``, ``optimizer``, ``description``, ``problem``, ``noise`` (``"additive"`` or
     ``"minibatch"``), ``dim``, ``modes`` (eigen-mode problem), ``method``, ``cov``,
-    ``conditions``, ``loss``, ``latex``, ``latex_loss`` (strings) and ``seconds``.
+    ``conditions``, ``conditions_complete`` (False when ``conditions`` are only necessary: numeric
+    parameters are then checked by the spectral radius), ``loss``, ``latex``, ``latex_loss``
+    (strings) and ``seconds``.
 
     >>> sorted(describe(problem("sgd")))[:4]
-    ['case', 'conditions', 'cov', 'description']
+    ['case', 'conditions', 'conditions_complete', 'cov']
     """
     start = time.perf_counter()
     result = item.derive() if result is None else result
@@ -217,6 +219,7 @@ def describe(
         "method": result.method,
         "cov": _str(result.cov),
         "conditions": _str(result.conditions),
+        "conditions_complete": bool(result.conditions_complete),
         "loss": _str(result.loss),
         "latex": result.latex(**opts),
         "latex_loss": result.latex(what="loss", **opts),
@@ -235,6 +238,12 @@ def show(info: dict, *, latex: bool = False, out: TextIO | None = None) -> None:
         ("conditions", info["conditions"]),
         ("loss", info["loss"]),
     ]
+    if not info.get("conditions_complete", True):
+        rows[2] = (
+            "conditions",
+            f"{info['conditions']}  [necessary only: numeric values are checked by the "
+            "spectral radius of the second-moment map]",
+        )
     if latex:
         rows += [("latex", info["latex"]), ("latex loss", info["latex_loss"])]
     for key, value in rows:

@@ -138,27 +138,53 @@ def _positive_form(expr: sp.Expr) -> sp.Basic:
     return sp.And(rel, *nonzero)
 
 
+def diagonal_blocks(T: sp.Matrix) -> list[sp.Matrix]:
+    """The diagonal blocks of ``T`` in block-triangular form (strongly connected components of
+    its sparsity graph): the eigenvalues of ``T`` are those of the blocks together.
+
+    >>> a, b = sp.symbols("a b")
+    >>> diagonal_blocks(sp.Matrix([[a, 1], [0, b]]))
+    [Matrix([[b]]), Matrix([[a]])]
+    """
+    return [T.extract(idx, idx) for idx in T.strongly_connected_components()]
+
+
 def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
     """``(conditions, complete)``: a sympy boolean, and whether it is the full criterion.
 
-    When the characteristic polynomial is too large to treat symbolically (degree above
-    :data:`MAX_SYMBOLIC_DEGREE` with symbolic entries), only Schur stability of the mean
-    recursion ``M`` is given symbolically and ``complete`` is False; numeric parameters are then
-    checked through the spectral radius itself (:func:`check_stable`).
+    The map whose spectral radius must be below one (``M`` for additive noise, the
+    second-moment map ``T`` otherwise) is split into the diagonal blocks of its block-triangular
+    form, so a diagonal d-dimensional problem costs d scalar criteria.  A block whose
+    characteristic polynomial has symbolic degree above :data:`MAX_SYMBOLIC_DEGREE` is not
+    turned into inequalities: ``complete`` is then False, the conditions hold only the
+    blocks that were, and numeric parameters are checked through the spectral radius itself
+    (:func:`check_stable`).  When a symbolic ``T`` has more than :data:`MAX_SYMBOLIC_DEGREE`
+    rows (its minors grow too fast to be useful), Schur stability of the mean recursion ``M``
+    — necessary for the second moments to stay bounded — stands in for it.
     """
     z = sp.Dummy("z")
-    state_dependent = recursion.noise.depends_on_state()
-    size = recursion.n * (recursion.n + 1) // 2 if state_dependent else recursion.n
-    symbolic = bool(recursion.M.free_symbols)
-    complete = True
-    if size > MAX_SYMBOLIC_DEGREE and symbolic:
-        complete = False
-        if recursion.n > MAX_SYMBOLIC_DEGREE:
-            return sp.true, False
-        p = _charpoly(sp.Matrix(recursion.M), z)
+    M = sp.Matrix(recursion.M)
+
+    def schur(T: sp.Matrix) -> tuple[list[sp.Expr], bool]:
+        polys, complete = [], True
+        for block in diagonal_blocks(T):
+            if block.rows > MAX_SYMBOLIC_DEGREE and block.free_symbols:
+                complete = False
+                continue
+            polys.extend(schur_conditions(_charpoly(block, z), z))
+        return polys, complete
+
+    if not recursion.noise.depends_on_state():
+        polys, complete = schur(M)
+        return conditions_from(polys), complete
+    n = recursion.n
+    if n * (n + 1) // 2 > MAX_SYMBOLIC_DEGREE and (M.free_symbols or recursion.B.free_symbols):
+        polys, complete = [], False
     else:
-        p = characteristic_polynomial(recursion, z)
-    return conditions_from(schur_conditions(p, z)), complete
+        polys, complete = schur(_operator_matrix(recursion))
+    if not complete:  # mean-square stability implies Schur stability of the mean recursion
+        polys.extend(p for p in schur(M)[0] if p not in polys)
+    return conditions_from(polys), complete
 
 
 def spectral_radius(recursion: LinearRecursion, values: dict) -> float:

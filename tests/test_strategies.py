@@ -14,6 +14,7 @@ SETTINGS = settings(
     max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
 
+
 def as_matrix(value) -> sp.Matrix:
     """Results are scalars for d = 1 and matrices otherwise."""
     return value if isinstance(value, sp.MatrixBase) else sp.Matrix([[value]])
@@ -63,9 +64,7 @@ def test_eigenmode_exact_numeric_and_scipy_agree_on_diagonal_problems(problem):
     assert auto.method in ("eigenmode", "numeric-exact")
     d = len(hs)
     assert (as_matrix(auto.cov) - as_matrix(exact.cov)).applyfunc(sp.nsimplify) == sp.zeros(d, d)
-    assert (as_matrix(numeric.cov) - as_matrix(exact.cov)).applyfunc(sp.nsimplify) == sp.zeros(
-        d, d
-    )
+    assert (as_matrix(numeric.cov) - as_matrix(exact.cov)).applyfunc(sp.nsimplify) == sp.zeros(d, d)
     want = additive_cov("sgd", np.array(H, dtype=float), np.array(C, dtype=float), float(lr))
     assert np.allclose(np.array(as_matrix(exact.cov), dtype=float), want, rtol=1e-10)
 
