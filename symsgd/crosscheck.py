@@ -199,12 +199,10 @@ def _theory(result, quantity: str, values: dict, eigenvalues) -> np.ndarray | No
         return None
     if eigenvalues is not None:
         known = result._all_symbols()
+        # on_modes gives the loss as the total over the modes
         value = result.subs({k: v for k, v in values.items() if k in known}).on_modes(
             eigenvalues, quantity
         )
-        if quantity == "loss":  # per-mode losses add up; a closed total is on every entry
-            mode = next(iter(result.landscape.mode_names))
-            value = value.trace() if result.loss.has(mode) else value[0, 0]
     else:
         value = value.xreplace(values)
         if value.has(ModeTrace):  # one mode simulated alone: the spectrum is that eigenvalue

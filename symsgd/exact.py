@@ -453,5 +453,7 @@ def canonical(expr):
         cd, fd = oriented_factor_list(den)
     except (sp.PolificationFailed, sp.PolynomialError):
         return sp.cancel(expr)
-    out = (cn / cd) * sp.Mul(*[f**e for f, e in fn]) / sp.Mul(*[f**e for f, e in fd])
-    return out.subs(back)
+    # one flat Mul: multiplying step by step would distribute the rational constant into a
+    # lone polynomial factor (sympy turns ``c * (a + b)`` into ``c*a + c*b``)
+    out = sp.Mul(cn / cd, *[f**e for f, e in fn], *[f ** (-e) for f, e in fd])
+    return out.subs(back) if back else out

@@ -370,4 +370,6 @@ class LinearRegression(Landscape):
             return f"LinearRegression.from_data(N={self.data[0].rows}, d={self.dim})"
         A = self.A[0, 0] if self.dim == 1 else f"Matrix({sp.sstr(self.A.tolist())})"
         head = "LinearRegression.commuting" if self.modes else "LinearRegression"
-        return f"{head}({A}, label_noise={self.label_noise})"
+        star = self.theta_star
+        star = "" if star is None or star.is_zero_matrix else f", theta_star={sp.sstr(list(star))}"
+        return f"{head}({A}, label_noise={self.label_noise}{star})"

@@ -46,7 +46,7 @@ from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .numeric import resolve_values
 from .optimizers import Optimizer
 from .recursion import build_recursion
-from .stability import stability_conditions
+from .stability import advice, stability_conditions
 
 __all__ = ["Problem", "Simulation", "default_burn_in", "default_size", "prepare", "run", "simulate"]
 
@@ -531,7 +531,7 @@ def _instability(problem: Problem, rho: float, what: str) -> UnstableError:
         message = (
             f"{head}for {name} that means {spelled}; the condition {sp.sstr(failing[0])} "
             f"fails at {shown} ({radius} ≥ 1). "
-            f"Lower the learning rate (or raise the momentum / batch size)."
+            f"{advice(failing[0], values)}"
         )
     else:
         message = (

@@ -222,7 +222,7 @@ def check_stable(
             raise UnstableError(
                 f"{context} needs a stable recursion: for {name} that means {_pretty(conditions)}; "
                 f"the condition {_pretty(cond)} fails at {_fmt(shown)}. "
-                f"Lower the learning rate (or raise the momentum / batch size).",
+                f"{advice(cond, values)}",
                 condition=cond,
                 values=values,
             )
@@ -239,6 +239,37 @@ def check_stable(
                 condition=None,
                 values=values,
             )
+
+
+_DESCRIBED = {"lambda": "the learning rate", "mu": "the momentum", "S": "the batch size"}
+
+
+def advice(cond: sp.Basic, values: dict) -> str:
+    """What to change so that the violated ``cond`` holds again, derived from the sign of the
+    derivative of its margin at ``values`` (raise or lower each parameter it involves).
+
+    >>> lam, h = sp.symbols("lambda h", positive=True)
+    >>> advice(sp.StrictLessThan(h * lam, 2), {lam: 3, h: 1})
+    'Lower the learning rate lambda (or lower h).'
+    """
+    if not isinstance(cond, sp.core.relational.Relational):
+        return "Lower the learning rate."
+    margin = cond.gts - cond.lts
+    moves = []
+    for s in sorted(cond.free_symbols & set(values), key=str):
+        try:
+            slope = float(sp.diff(margin, s).xreplace(values))
+        except (TypeError, ValueError):
+            continue
+        if slope != 0:
+            name = f"{_DESCRIBED[str(s)]} {s}" if str(s) in _DESCRIBED else str(s)
+            moves.append((str(s) != "lambda", f"{'raise' if slope > 0 else 'lower'} {name}"))
+    if not moves:
+        return "Lower the learning rate."
+    moves.sort(key=lambda m: m[0])  # the learning rate first
+    first, *rest = (text for _, text in moves)
+    tail = f" (or {' or '.join(rest)})" if rest else ""
+    return f"{first[0].upper()}{first[1:]}{tail}."
 
 
 def _pretty(cond: sp.Basic) -> str:

@@ -113,7 +113,17 @@ class _Result:
         return self._with_values(merged)
 
     def _all_symbols(self) -> set:
-        return self._cov.free_symbols | self.conditions.free_symbols
+        return self._cov.free_symbols | self._raw_conditions().free_symbols
+
+    def _raw_conditions(self) -> sp.Basic:
+        """The conditions before the substituted :attr:`values` are applied."""
+        raise NotImplementedError
+
+    @property
+    def conditions(self) -> sp.Basic:
+        """Where the stationary law exists, at the substituted :attr:`values` (a sympy boolean;
+        ``True`` once every value is fixed inside the stable region)."""
+        return self._apply(self._raw_conditions())
 
     def _check(self, values: dict, context: str) -> None:
         raise NotImplementedError
@@ -140,13 +150,18 @@ class _Result:
         batch: str | None = None,
         what: str = "cov",
     ) -> str:
-        r"""LaTeX of ``cov`` (or ``what="loss"``): matrix-function form for eigen-mode results,
-        a common-denominator block for explicit matrices.  ``lr="\\eta"`` and ``batch="B"``
-        change notation; ``env="align"`` wraps it in an align environment."""
-        value = getattr(self, what)
-        names = self.mode_names() if what == "cov" else {}
-        lhs = r"\Sigma" if what == "cov" else r"\mathbb{E}[L]"
-        denominator = getattr(self, "denominator", None)
+        r"""LaTeX of ``cov`` (or ``what=`` any readout: ``"velocity_cov"``, ``"cross_cov"``,
+        ``"noise_cov"``, ``"loss"``, ``"test_loss"``): matrix-function form for eigen-mode
+        results, a common-denominator block for explicit matrices.  ``lr="\\eta"`` and
+        ``batch="B"`` change notation; ``env="align"`` wraps it in an align environment."""
+        lhs = _LATEX_LHS.get(what)
+        if lhs is None:
+            raise ValueError(f"latex(what=...) must be one of {sorted(_LATEX_LHS)}; got {what!r}.")
+        value = getattr(self, what, None)
+        if value is None:
+            raise ValueError(f"this result has no {what!r}.")
+        names = self.mode_names() if what not in ("loss", "test_loss") else {}
+        denominator = getattr(self, "denominator", None) if what == "cov" else None
         try:
             return render(
                 lhs,
@@ -182,7 +197,18 @@ class _Result:
             if value is None:
                 raise ValueError(f"this result has no {name!r}.")
             outputs[name] = value
-        return lambdify_result(outputs, self._apply(self.conditions), backend, unstable)
+        return lambdify_result(outputs, self.conditions, backend, unstable)
+
+
+#: left-hand side printed by ``latex(what=...)``
+_LATEX_LHS = {
+    "cov": r"\Sigma",
+    "velocity_cov": r"\operatorname{Var}[v]",
+    "cross_cov": r"\operatorname{Cov}(\theta, v)",
+    "noise_cov": r"\bar C",
+    "loss": r"\mathbb{E}[L]",
+    "test_loss": r"\mathbb{E}[L_{\text{test}}]",
+}
 
 
 class Stationary(_Result):
@@ -225,8 +251,7 @@ class Stationary(_Result):
         )
 
     # -- readouts -------------------------------------------------------------------------
-    @property
-    def conditions(self) -> sp.Basic:
+    def _raw_conditions(self) -> sp.Basic:
         """Where the stationary law exists (derived on first access: spectral radius of the
         second-moment map < 1 as explicit polynomial inequalities)."""
         if self._conditions is None:
@@ -237,7 +262,7 @@ class Stationary(_Result):
     def conditions_complete(self) -> bool:
         """False when :attr:`conditions` only states Schur stability of the mean recursion
         (the full criterion was too large); numeric checks then use the spectral radius."""
-        self.conditions  # noqa: B018 - derive on demand
+        self._raw_conditions()  # derive on demand
         return self._conditions[1]
 
     @property
@@ -310,9 +335,13 @@ class Stationary(_Result):
     def _weight_decay(self):
         return self.recursion.optimizer.weight_decay
 
-    def on_modes(self, eigenvalues, what: str = "cov") -> sp.Matrix:
+    def on_modes(self, eigenvalues, what: str = "cov") -> sp.Matrix | sp.Expr:
         """For an eigen-mode result: the explicit diagonal matrix (in the eigenbasis) for the
         given eigenvalues of the mode matrix, with every mode trace summed over them.
+
+        For the scalar readouts ``"loss"`` and ``"test_loss"`` the answer is the total over the
+        modes (a per-mode additive-noise loss is summed; a trace-coupled one already is the
+        total).
 
         >>> import sympy as sp, symsgd as ss
         >>> h, c = sp.symbols("h c", positive=True)
@@ -327,7 +356,7 @@ class Stationary(_Result):
         if not self.landscape.modes:
             raise ValueError("on_modes() is for eigen-mode results (Quadratic.commuting, ...).")
         (mode,) = [s for s, name in self.landscape.mode_names.items()]
-        conditions = expand_traces(self._apply(self.conditions), eigenvalues)
+        conditions = expand_traces(self.conditions, eigenvalues)
         for e in eigenvalues:
             holds = conditions.subs(mode, sp.sympify(e))
             if holds == sp.false:
@@ -335,13 +364,16 @@ class Stationary(_Result):
 
                 raise UnstableError(
                     f"no stationary law for the eigenvalues {list(eigenvalues)}: the conditions "
-                    f"{sp.sstr(self._apply(self.conditions))} fail at {mode} = {e}. Lower the "
+                    f"{sp.sstr(self.conditions)} fail at {mode} = {e}. Lower the "
                     f"learning rate.",
-                    condition=self.conditions,
+                    condition=self._raw_conditions(),
                     values={mode: e},
                 )
         value = expand_traces(getattr(self, what), eigenvalues)
-        return sp.diag(*[canonical(value.subs(mode, sp.sympify(e))) for e in eigenvalues])
+        per_mode = [canonical(value.subs(mode, sp.sympify(e))) for e in eigenvalues]
+        if what in ("loss", "test_loss"):
+            return per_mode[0] if mode not in value.free_symbols else canonical(sp.Add(*per_mode))
+        return sp.diag(*per_mode)
 
     def mode_names(self) -> dict:
         r = self.recursion
@@ -374,7 +406,7 @@ class Stationary(_Result):
 
     # -- protocol for _Result --------------------------------------------------------------
     def _check(self, values, context):
-        check_stable(self.recursion, self.conditions, values, context)
+        check_stable(self.recursion, self._raw_conditions(), values, context)
 
     def _with_values(self, values):
         return Stationary(
@@ -419,10 +451,13 @@ class ContinuousTime(_Result):
     def __init__(self, landscape, cov, conditions, names, values, denominator):
         self.landscape = landscape
         self._cov = sp.ImmutableMatrix(cov)
-        self.conditions = conditions
+        self._cond = conditions
         self._names = names
         self.values = dict(values)
         self.denominator = denominator
+
+    def _raw_conditions(self) -> sp.Basic:
+        return self._cond
 
     @classmethod
     def of(cls, result: Stationary) -> ContinuousTime:
@@ -461,7 +496,7 @@ class ContinuousTime(_Result):
         return self._names
 
     def _check(self, values, context):
-        for cond in sp.And.make_args(self.conditions):
+        for cond in sp.And.make_args(self._cond):
             if cond.subs(values) == sp.false:
                 from .errors import UnstableError
 
@@ -473,7 +508,7 @@ class ContinuousTime(_Result):
 
     def _with_values(self, values):
         return ContinuousTime(
-            self.landscape, self._cov, self.conditions, self._names, values, self.denominator
+            self.landscape, self._cov, self._cond, self._names, values, self.denominator
         )
 
 
