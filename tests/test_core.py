@@ -255,3 +255,90 @@ def test_subs_keeps_exactness_and_names():
     half = result.subs(lr=sp.Rational(1, 2), h=1)
     assert half.cov == c / 3
     assert half.values[lam] == sp.Rational(1, 2)
+
+
+def test_subs_applies_to_conditions_and_fixes_them_once_every_value_is_given():
+    result = ss.stationary(ss.HeavyBall(lam, mu), ss.Quadratic(h), ss.AdditiveNoise(c))
+    partial = result.subs(momentum=sp.Rational(1, 2))
+    assert mu not in partial.conditions.free_symbols
+    # the remaining condition is λh < 3 and nothing else
+    assert partial.conditions.subs({lam: sp.Rational(29, 10), h: 1}) == sp.true
+    assert partial.conditions.subs({lam: sp.Rational(31, 10), h: 1}) == sp.false
+    assert result.subs(lr=1, momentum=sp.Rational(1, 2), h=1).conditions == sp.true
+
+
+def test_unstable_error_advice_is_derived_from_the_violated_condition():
+    sgd = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=1), ss.MinibatchNoise())
+    with pytest.raises(ss.UnstableError, match="raise the batch size S") as info:
+        sgd.subs(lr=1, a=1, batch_size=1)
+    assert "Lower the learning rate" in str(info.value)
+    hb = ss.stationary(ss.HeavyBall(lam, mu), ss.Quadratic(h), ss.AdditiveNoise(c))
+    with pytest.raises(ss.UnstableError, match="raise the momentum mu"):
+        hb.subs(lr=3, momentum=sp.Rational(1, 10), h=1)
+    # plain SGD: nothing about momentum or batch size
+    plain = ss.stationary(ss.SGD(lam), ss.Quadratic(h), ss.AdditiveNoise(c))
+    with pytest.raises(ss.UnstableError) as info:
+        plain.subs(lr=3, h=1)
+    assert "momentum" not in str(info.value) and "batch" not in str(info.value)
+
+
+def test_on_modes_loss_is_the_total_over_the_modes():
+    values = {lam: sp.Rational(1, 10), ss.batch_size: 2}
+    coupled = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=1), ss.MinibatchNoise()
+    )
+    explicit = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression(sp.diag(1, 2), label_noise=1), ss.MinibatchNoise()
+    )
+    assert coupled.subs(values).on_modes([1, 2], "loss") == explicit.subs(values).loss
+    additive = ss.stationary(ss.SGD(lam), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
+    explicit = ss.stationary(
+        ss.SGD(lam), ss.Quadratic(sp.diag(1, 2)), ss.AdditiveNoise(sp.diag(c, c))
+    )
+    got = additive.subs({lam: sp.Rational(1, 10)}).on_modes([1, 2], "loss")
+    assert sp.cancel(got - explicit.subs({lam: sp.Rational(1, 10)}).loss) == 0
+
+
+def test_canonical_keeps_a_rational_constant_out_of_a_lone_factor():
+    from symsgd.exact import canonical
+
+    expr = (sp.Rational(29, 2) - sp.Rational(797, 80) * lam) / (40 - 59 * lam)
+    out = canonical(expr)
+    assert sp.cancel(out - expr) == 0
+    num, den = sp.fraction(out)
+    assert num == 1160 - 797 * lam and den == 80 * (40 - 59 * lam)
+
+
+@pytest.mark.parametrize("what", ["cov", "velocity_cov", "cross_cov", "noise_cov", "loss"])
+def test_latex_of_every_readout_of_an_eigen_mode_result(what):
+    result = ss.stationary(ss.HeavyBall(lam, mu), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
+    text = result.latex(what=what)
+    if what == "loss":  # a per-mode scalar
+        assert "h" in text and "H" not in text
+    else:  # matrix functions of H and C
+        assert "C" in text and " h" not in text
+    with pytest.raises(ValueError, match="must be one of"):
+        result.latex(what="covariance")
+
+
+def test_conditions_of_a_diagonal_problem_come_block_by_block_at_any_dimension():
+    d = 8
+    land = ss.Quadratic.diagonal(d)
+    cs = sp.symbols(f"c_1:{d + 1}", positive=True)
+    result = ss.stationary(ss.SGD(lam), land, ss.AdditiveNoise(sp.diag(*cs)))
+    assert result.conditions_complete
+    hs = [land.hessian[k, k] for k in range(d)]
+    assert result.conditions == sp.And(*[sp.StrictLessThan(lam * hk, 2) for hk in hs])
+
+
+def test_too_large_mean_square_criterion_falls_back_to_the_mean_recursion():
+    A = sp.diag(*sp.symbols("a_1:3", positive=True))
+    result = ss.stationary(
+        ss.HeavyBall(lam, mu), ss.LinearRegression(A, label_noise=1), ss.MinibatchNoise()
+    )
+    assert not result.conditions_complete
+    # necessary: Schur stability of the mean recursion, mode by mode
+    assert result.conditions.subs({mu: 0, lam: 1, A[0, 0]: 1, A[1, 1]: 3}) == sp.false
+    # and the numeric check still uses the full spectral radius of the second-moment map
+    with pytest.raises(ss.UnstableError, match="spectral radius"):
+        result.subs(lr=sp.Rational(19, 10), momentum=0, a_1=1, a_2=1, batch_size=1)
