@@ -200,6 +200,19 @@ class _Result:
         return lambdify_result(outputs, self.conditions, backend, unstable)
 
 
+def congruence(T: sp.MatrixBase, S: sp.MatrixBase) -> sp.Matrix:
+    """``T S Tᵀ``; when ``T`` merely selects coordinates (rows of the identity) the entries are
+    picked out instead of multiplied, which keeps large symbolic entries untouched."""
+    T = sp.Matrix(T)
+    picks = []
+    for i in range(T.rows):
+        nonzero = [j for j in range(T.cols) if T[i, j] != 0]
+        if len(nonzero) != 1 or T[i, nonzero[0]] != 1:
+            return T * sp.Matrix(S) * T.T
+        picks.append(nonzero[0])
+    return sp.Matrix(S).extract(picks, picks)
+
+
 #: left-hand side printed by ``latex(what=...)``
 _LATEX_LHS = {
     "cov": r"\Sigma",
@@ -239,8 +252,7 @@ class Stationary(_Result):
         self._denominator = denominator
         self.method = method
         self.values = dict(values or {})
-        Theta = sp.Matrix(recursion.theta_map)
-        self._cov = sp.ImmutableMatrix(Theta * self._state_cov * Theta.T)
+        self._cov = sp.ImmutableMatrix(congruence(recursion.theta_map, self._state_cov))
         self.landscape = recursion.landscape
 
     def __repr__(self) -> str:
@@ -278,7 +290,7 @@ class Stationary(_Result):
 
     def _noise(self, sigma) -> sp.Matrix:
         r = self.recursion
-        return r.noise_cov(sp.Matrix(r.K) * sigma * sp.Matrix(r.K).T)
+        return r.noise_cov(congruence(r.K, sigma))
 
     @property
     def noise_cov(self):
@@ -289,7 +301,7 @@ class Stationary(_Result):
         r = self.recursion
         Th, M, B = sp.Matrix(r.theta_map), sp.Matrix(r.M), sp.Matrix(r.B)
         S = sp.Matrix(self._state_cov)
-        noise = Th * B * self._noise(S) * B.T * Th.T
+        noise = congruence(Th * B, self._noise(S))
         D = M - sp.eye(r.n)
         return Th, M, D, S, noise
 
@@ -571,8 +583,7 @@ def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
 
     land = recursion.landscape
     (mode,) = list(land.mode_names)
-    Th = sp.Matrix(recursion.theta_map)
-    cov = Th * sp.Matrix(solution.state_cov) * Th.T
+    cov = congruence(recursion.theta_map, solution.state_cov)
     density = sp.cancel(land.coupling_density(cov, recursion.optimizer.weight_decay))
     if sp.cancel(sp.diff(density, COUPLING, 2)) != 0:  # pragma: no cover - linear theory
         raise RuntimeError("the mode coupling is not affine in the trace; cannot close it.")
