@@ -16,13 +16,13 @@ demo: $(STAMP)
 	$(BIN)/python -m symsgd.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check symsgd tests benchmarks
-	$(BIN)/ruff format --check symsgd tests benchmarks
+	$(BIN)/ruff check symsgd tests benchmarks docs
+	$(BIN)/ruff format --check symsgd tests benchmarks docs
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check symsgd tests benchmarks
-	$(BIN)/ruff format --check symsgd tests benchmarks
+	$(BIN)/ruff check symsgd tests benchmarks docs
+	$(BIN)/ruff format --check symsgd tests benchmarks docs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/derive.py
