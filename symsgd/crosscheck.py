@@ -466,15 +466,95 @@ def _simulate_point(task):
         sim = run(prepare(*pieces, params), **kwargs)
     except UnstableError as exc:
         return None, None, str(exc)
+    return _readout(sim, what)
+
+
+def _run_point(problem, kwargs: dict, seed, what: str) -> tuple:
+    """One sweep point already prepared (in this process)."""
+    try:
+        sim = run(problem, **kwargs, seed=seed)
+    except UnstableError as exc:  # the simulation diverged
+        return None, None, str(exc)
+    return _readout(sim, what)
+
+
+def _readout(sim: Simulation, what: str) -> tuple:
     if what == "loss":
         return np.array(sim.loss), np.array(sim.loss_stderr), None
     return getattr(sim, what), getattr(sim, what + "_stderr"), None
 
 
 def _evaluate(function, names: dict, param_name: str, points: np.ndarray) -> np.ndarray:
+    r"""``function`` on the grid ``points`` of the swept parameter, shape ``(len(points),) +
+    shape``.  Only the parameters ``function`` depends on are passed; a function that does not
+    depend on the swept parameter (a continuous-time prediction free of the batch size, say) is
+    constant along the grid and broadcast over it."""
     kwargs = {k: v for k, v in names.items() if k in function.names}
+    if param_name not in function.names:
+        value = np.asarray(function(**kwargs), dtype=float)
+        return np.broadcast_to(value, (points.size, *value.shape)).copy()
     kwargs[param_name] = points
     return np.asarray(function(**kwargs), dtype=float)
+
+
+def _grid_values(values) -> np.ndarray:
+    """The swept values as a finite, non-empty 1-D float array (else ``ValueError``)."""
+    try:
+        points = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"values must be a non-empty 1-D sequence of numbers; got {values!r}."
+        ) from None
+    if points.ndim != 1 or points.size == 0:
+        raise ValueError("values must be a non-empty 1-D sequence of numbers.")
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"values must be finite numbers; got {values!r}.")
+    return points
+
+
+def _number(symbol, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"fixed parameter {symbol} must be a number; got {value!r}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"fixed parameter {symbol} must be finite; got {value!r}.")
+    return number
+
+
+def _check_sizes(chains, steps, burn_in, rel_se, workers, grid) -> None:
+    for name, value, low in (("chains", chains, 2), ("steps", steps, 1), ("burn_in", burn_in, 0)):
+        if value is not None and (int(value) != value or value < low):
+            raise ValueError(f"{name} must be an integer ≥ {low}; got {value!r}.")
+    if not rel_se > 0:
+        raise ValueError(f"rel_se must be positive; got {rel_se!r}.")
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be an integer ≥ 1; got {workers!r}.")
+    if int(grid) != grid or grid < 2:
+        raise ValueError(f"grid must be an integer ≥ 2; got {grid!r}.")
+
+
+def _theory_functions(result, what: str, given: set):
+    """``(exact, continuous)`` numeric functions of readout ``what`` (``continuous`` None when
+    the readout has no continuous-time counterpart); raises ``ValueError`` if they depend on a
+    parameter that has no value."""
+    if getattr(result, what, None) is None:
+        raise ValueError(f"this result has no {what!r}; sweep one of its readouts instead.")
+    exact = result.lambdify(what, unstable="nan")
+    continuous = None
+    if what != "velocity_cov":
+        try:
+            continuous = result.continuous_time().lambdify(what, unstable="nan")
+        except (ValueError, NotImplementedError, AttributeError):
+            continuous = None
+    for function, label in ((exact, "theory"), (continuous, "continuous-time prediction")):
+        missing = sorted(set(() if function is None else function.names) - given)
+        if missing:
+            raise ValueError(
+                f"the {label} of {what} depends on {', '.join(missing)}; pass values for them "
+                f"in fixed_params."
+            )
+    return exact, continuous
 
 
 def sweep(
@@ -496,11 +576,18 @@ def sweep(
 ) -> Sweep:
     r"""Theory (``result.lambdify``), its continuous-time prediction
     (``result.continuous_time()``) and simulations of readout ``what`` at each of ``values`` of
-    ``param`` (symbol, name or alias), the other parameters fixed at ``fixed_params``.
+    ``param`` (symbol, name or alias), the other parameters fixed at ``fixed_params`` (a value
+    given there for ``param`` itself is ignored).  A curve that does not depend on ``param``
+    — e.g. the continuous-time prediction when ``param`` is the batch size and the learning
+    rate scales with it — is constant over the grid.
 
-    Simulations run in ``workers`` local processes (``concurrent.futures``; 1 = in this
-    process), or on a ``dask.distributed`` cluster when ``client=`` is given.  Point k uses the
-    k-th child of ``numpy.random.SeedSequence(seed)``, so results do not depend on where it ran.
+    Every input is checked before any simulation starts: ``param`` and the keys of
+    ``fixed_params`` must be parameters of the problem, every parameter the theory or the
+    simulation needs must have a value, and each point is prepared (points without a stationary
+    law become NaN, with a message).  Simulations then run in ``workers`` local processes
+    (``concurrent.futures``; 1 = in this process), or on a ``dask.distributed`` cluster when
+    ``client=`` is given.  Point k uses the k-th child of ``numpy.random.SeedSequence(seed)``,
+    so results do not depend on where it ran.
 
     >>> import sympy as sp, symsgd as ss
     >>> h, c = sp.symbols("h c", positive=True)
@@ -508,13 +595,15 @@ def sweep(
     >>> s = sweep(r, "lr", [0.5, 1.0], {h: 1.0, c: 1.0}, chains=1000, steps=100, workers=1)
     >>> s.theory  # λc / (h(2 − λh))
     array([0.33333333, 1.        ])
+    >>> s.continuous  # λc / (2h)
+    array([0.25, 0.5 ])
     """
+    # -- validate everything before the first simulation ----------------------------------
     if what not in QUANTITIES:
         raise ValueError(f"what must be one of {QUANTITIES}; got {what!r}.")
+    _check_sizes(chains, steps, burn_in, rel_se, workers, grid)
     pieces = _problem_of(result, problem)
-    points = np.asarray(values, dtype=float)
-    if points.ndim != 1 or points.size == 0:
-        raise ValueError("values must be a non-empty 1-D sequence of numbers.")
+    points = _grid_values(values)
     symbols = set()
     for piece in pieces:
         symbols |= {
@@ -525,10 +614,29 @@ def sweep(
         }
     symbols |= result._all_symbols() if hasattr(result, "_all_symbols") else set()
     (symbol,) = resolve_values({param: 0}, symbols)
+    preset = dict(getattr(result, "values", {}))
+    if symbol in preset:
+        raise ValueError(
+            f"the result already has {symbol} = {preset[symbol]} substituted, so its theory "
+            f"cannot vary with {symbol}; sweep the result before subs()."
+        )
     fixed = resolve_values(dict(fixed_params or {}), symbols)
-    fixed = {**getattr(result, "values", {}), **fixed}
     fixed.pop(symbol, None)
-    names = {str(k): float(v) for k, v in fixed.items()}
+    fixed = {**preset, **fixed}
+    names = {str(k): _number(k, v) for k, v in fixed.items()}
+    exact, continuous = _theory_functions(result, what, set(names) | {str(symbol)})
+    shape = _theory_shape(result, what)
+    messages: list[str | None] = [None] * points.size
+    problems = {}
+    for k, v in enumerate(points):
+        try:
+            problems[k] = prepare(*pieces, {**fixed, symbol: float(v)})
+        except UnstableError as exc:
+            messages[k] = str(exc)
+    if what == "loss" and any(p.loss_model is None for p in problems.values()):
+        raise ValueError(f"{pieces[1]!r} has no numeric loss to simulate; sweep cov instead.")
+
+    # -- simulate ---------------------------------------------------------------------------
     kwargs = {
         "chains": chains,
         "steps": steps,
@@ -538,27 +646,25 @@ def sweep(
         "progress": False,
     }
     children = np.random.SeedSequence(seed).spawn(points.size)
-    tasks = [
-        (pieces, {**fixed, symbol: float(v)}, {**kwargs, "seed": children[k]}, what)
-        for k, v in enumerate(points)
-    ]
-    outcomes = _map(tasks, workers, client)
+    if client is None and (workers <= 1 or len(problems) <= 1):
+        outcomes = {
+            k: _run_point(problem, kwargs, children[k], what) for k, problem in problems.items()
+        }
+    else:
+        tasks = [
+            (pieces, {**fixed, symbol: float(points[k])}, {**kwargs, "seed": children[k]}, what)
+            for k in problems
+        ]
+        outcomes = dict(zip(problems, _map(tasks, workers, client)))
 
-    shape = _theory_shape(result, what)
     estimate = np.full((points.size, *shape), np.nan)
     stderr = np.full((points.size, *shape), np.nan)
-    for k, (est, se, _) in enumerate(outcomes):
+    for k, (est, se, message) in outcomes.items():
         if est is not None:
             estimate[k] = np.reshape(est, shape)
             stderr[k] = np.reshape(se, shape)
+        messages[k] = message
     fine = np.linspace(points.min(), points.max(), grid)
-    exact = result.lambdify(what, unstable="nan")
-    continuous = None
-    if what != "velocity_cov":
-        try:
-            continuous = result.continuous_time().lambdify(what, unstable="nan")
-        except (ValueError, NotImplementedError, AttributeError):
-            continuous = None
     return Sweep(
         param=symbol,
         what=what,
@@ -574,7 +680,7 @@ def sweep(
         continuous_grid=None
         if continuous is None
         else _evaluate(continuous, names, str(symbol), fine),
-        messages=tuple(message for _, _, message in outcomes),
+        messages=tuple(messages),
     )
 
 

@@ -18,7 +18,10 @@ of functions; LaTeX goes through sympy's ANTLR LaTeX parser behind a whitelist o
 Names are matched to the derived result's symbols by name, after normalising Greek letters
 (``λ``, ``\lambda``, ``lambda``) and subscripts (``h_{11}``, ``h_11``, ``h11``), and by alias:
 ``λ``/``η``/``lr`` is the learning rate, ``μ``/``β``/``momentum`` the momentum, ``S``/``B`` the
-batch size, ``N`` the data-set size, ``γ`` the weight decay, ``σ`` the label noise.
+batch size, ``N`` the data-set size, ``γ`` the weight decay, ``σ`` the label noise.  Against an
+eigen-mode result (``Quadratic.commuting``) a formula may also use the result's matrix names —
+``λ[H(2I - λH)]^{-1}C``, as :meth:`~symsgd.Stationary.latex` prints it — which are read mode by
+mode (``H`` → h, ``C`` → c, ``I`` → 1; see :func:`verify`).
 
     >>> import sympy as sp
     >>> from symsgd.symbols import lr
@@ -37,7 +40,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import mpmath
@@ -97,6 +100,15 @@ _CONSTANTS: dict[str, sp.Expr] = {"e": sp.E, "pi": sp.pi}
 _UNIT_INTERVAL_GROUPS = {_GROUP_OF["mu"], _GROUP_OF["beta1"], _GROUP_OF["beta2"]}
 
 
+#: names that look like the matrices of an eigen-mode result (for a hint in error messages)
+_MATRIX_LOOKING = frozenset({"H", "C", "I", "P", "A", "F"})
+_NO_TRACES = (
+    "reading traces over the modes (minibatch LinearRegression.commuting results) is not "
+    "supported; compare result.on_modes([...]) on an explicit spectrum, or pass a sympy "
+    "expression built from the result's own traces"
+)
+
+
 def _normalize(name: str) -> str:
     r"""Canonical spelling of a name: ``\lambda``, ``λ`` -> ``lambda``; ``h_{11}`` -> ``h11``."""
     s = "".join(_GREEK_CHARS.get(ch, ch) for ch in name.strip())
@@ -115,12 +127,22 @@ class _Names:
     normalised name, else to the unique known symbol of its alias group, else to ``e``/``π``;
     anything else is unknown.  Without (free mode) aliases give the library symbols and other
     names become plain symbols.
+
+    ``matrices`` (eigen-mode results only) maps matrix names to what they are on one mode:
+    ``{"H": h, "C": c, "I": 1}``; a name spelled exactly like a known symbol stays that symbol.
+    The matrix names a formula used are collected in :attr:`used`.
     """
 
-    def __init__(self, known: Iterable[sp.Symbol] | None):
+    def __init__(
+        self, known: Iterable[sp.Symbol] | None, matrices: Mapping[str, sp.Expr] | None = None
+    ):
         self.context = known is not None
         self.known = sorted(set(known or ()), key=sp.default_sort_key)
         self.by_raw = {s.name: s for s in self.known}
+        self.matrices = dict(matrices or {})
+        self.used: set[str] = set()
+        #: appended to unknown-name errors that look like matrix names (set by :func:`verify`)
+        self.matrix_hint = ""
         self.by_norm: dict[str, list[sp.Symbol]] = {}
         for s in self.known:
             self.by_norm.setdefault(_normalize(s.name), []).append(s)
@@ -128,6 +150,9 @@ class _Names:
     def resolve(self, name: str, constants: bool = True) -> sp.Expr | None:
         if name in self.by_raw:
             return self.by_raw[name]
+        if name in self.matrices:
+            self.used.add(name)
+            return self.matrices[name]
         n = _normalize(name)
         hits = self.by_norm.get(n, [])
         if len(hits) > 1:
@@ -177,12 +202,20 @@ class _Names:
 
     def unknown_error(self, names: Iterable[str], what: str) -> ValueError:
         listed = ", ".join(s.name for s in self.known) or "no symbols"
-        shown = "{" + ", ".join(repr(n) for n in sorted(set(names))) + "}"
+        names = sorted(set(names))
+        shown = "{" + ", ".join(repr(n) for n in names) + "}"
+        if self.matrices:
+            listed += " (per mode: " + ", ".join(self.matrices) + ")"
+        hint = ""
+        if self.matrices and set(names) & {"Tr", "tr", "trace", "Trace", "det"}:
+            hint = f"; a trace or determinant sums or multiplies over all modes: {_NO_TRACES}"
+        if not self.matrices and set(names) & _MATRIX_LOOKING:
+            hint = self.matrix_hint
         return ValueError(
             f"hand formula uses symbols {shown} that {what} does not have: "
             f"{what} uses {listed}. Rename them (the learning rate may be written λ, η or lr, the "
             f"momentum μ, β or momentum, the batch size S or B), or compare against a result "
-            f"that has them"
+            f"that has them{hint}"
         )
 
 
@@ -418,6 +451,11 @@ class _Plain:
             self.pos += 1
             args = self._args(")")
             f, low, high = _FUNCTIONS[word]
+            if f in (_trace, _det) and self.names.matrices:
+                raise _ParseError(
+                    f"{word}() sums or multiplies over all eigen-modes, so it cannot be read "
+                    f"mode by mode; {_NO_TRACES}"
+                )
             if len(args) < low or (high is not None and len(args) > high):
                 raise _ParseError(f"{word}() takes {low}{'' if high == low else '+'} argument(s)")
             return [f(*args)]
@@ -453,7 +491,54 @@ _LATEX_MATRIX = re.compile(
     r"(?:\\right\s*[\])]|[\])])?$",
     re.DOTALL,
 )
+_LATEX_ENV = re.compile(r"^\\begin\{(align\*?|equation\*?)\}(.*)\\end\{\1\}$", re.DOTALL)
 _PLACEHOLDER = "zzsymsgzz"  # no "d": ANTLR lexes d<letter> as a differential
+_OPEN = re.compile(r"\\left\s*\(|\(")
+_CLOSE = re.compile(r"\\right\s*\)|\)")
+# a function command (with optional sub/superscripts) right before a parenthesis: its argument
+_CALL_BEFORE = re.compile(
+    r"\\(?:exp|log|ln|sin|cos|tan|sinh|cosh|tanh|arcsin|arccos|arctan|sqrt)"
+    r"(?:\s*[_^]\s*(?:\{[^{}]*\}|\\[A-Za-z]+|[^\s{}\\]))*\s*$"
+)
+
+_POWER_NEXT = re.compile(r"\s*\^")
+_COMMAND = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
+
+
+def _brace_powers(text: str) -> str:
+    r"""``h(2-\lambda h)^{2}`` -> ``h{(2-\lambda h)}^{2}``: the power belongs to the parentheses.
+
+    sympy's LaTeX grammar reads a name followed by parentheses as a function call, so the power
+    would apply to the whole call, ``(h(2-λh))²``; :func:`_parse_latex_text` turns calls of
+    unknown names into products, which would then be ``h²(2-λh)²``.  Bracing each parenthesised
+    group that is raised to a power (unless it is the argument of ``\exp``, ``\sin``, ...,
+    whose power does apply to the call: ``\sin(x)^{2}`` is sin²x) keeps the power on the group,
+    as written.  Groups in brackets or braces are never read as calls and are left alone.
+    """
+    opens: list[int] = []
+    inserts: list[tuple[int, str]] = []
+    at = 0
+    while at < len(text):
+        if (m := _OPEN.match(text, at)) is not None:
+            opens.append(at)
+            at = m.end()
+        elif (m := _CLOSE.match(text, at)) is not None:
+            at = m.end()
+            if not opens:
+                continue
+            start = opens.pop()
+            if _POWER_NEXT.match(text, at) is None:
+                continue
+            before = text[:start].rstrip()
+            if before and before[-1] not in "_^" and _CALL_BEFORE.search(before) is None:
+                inserts += [(start, "{"), (at, "}")]
+        elif (m := _COMMAND.match(text, at)) is not None:  # a command (or \\, \{) as a whole
+            at = m.end()
+        else:
+            at += 1
+    for position, brace in sorted(inserts, reverse=True):
+        text = text[:position] + brace + text[position:]
+    return text
 
 
 def _parse_latex_text(text: str, names: _Names, unknown: list[str]) -> Any:
@@ -463,6 +548,15 @@ def _parse_latex_text(text: str, names: _Names, unknown: list[str]) -> Any:
             s = s[len(left) : len(s) - len(right)].strip()
             break
     s = _LATEX_DROP.sub(" ", s).strip().rstrip(".,").strip()
+    env = _LATEX_ENV.match(s)
+    if env:  # render(env="align"/"equation"): one line "lhs &= rhs", read as rhs
+        s = env.group(2).strip()
+        if re.search(r"\\\\|\\text\s*\{\s*where", s):
+            raise _ParseError(
+                "the 'where D = …' layout of a matrix result cannot be read back; write the "
+                "matrix entrywise"
+            )
+        s = re.sub(r"^[^=]*=", "", s, count=1).rstrip(".,").strip()
     m = _LATEX_MATRIX.match(s)
     if m:
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip() and r.strip() != "\\hline"]
@@ -500,7 +594,7 @@ def _parse_latex_text(text: str, names: _Names, unknown: list[str]) -> Any:
     except ImportError as err:  # pragma: no cover - sympy always ships the module
         raise _latex_import_error(err) from err
     try:
-        parsed = parse_latex(s)
+        parsed = parse_latex(_brace_powers(s))
     except ImportError as err:
         raise _latex_import_error(err) from err
     except LaTeXParsingError as err:
@@ -672,7 +766,8 @@ class Verdict:
     high-precision points) or ``"shape"`` (the shapes differ).  ``counterexample`` is ``None``
     when equal, else ``{"point": {symbol: value}, "hand": value, "derived": value}`` (plus
     ``"entry": (i, j)`` for matrices); ``hand`` is the parsed hand formula and ``derived`` the
-    expression it was compared with.
+    expression it was compared with — for an eigen-mode result both are per-mode scalars and
+    :attr:`modes` says which matrix names were read as eigenvalues.
     """
 
     equal: bool
@@ -681,6 +776,9 @@ class Verdict:
     hand: Any
     derived: Any
     explanation: str = ""
+    #: for a hand formula in the matrix names of an eigen-mode result: ``{matrix name:
+    #: eigenvalue}`` of the names it used (read mode by mode, see :func:`verify`); else ``None``
+    modes: dict | None = None
 
     def __bool__(self) -> bool:
         return self.equal
@@ -761,6 +859,42 @@ def _exact(hand: list, derived: list, timeout: float | None) -> tuple[str, int |
     if nonzero is not None:
         return "nonzero", nonzero
     return ("unknown", None) if unknown else ("zero", None)
+
+
+def _matrices(source: Any) -> dict[str, sp.Expr]:
+    """``{matrix name: its eigenvalue on one mode}`` (with ``"I": 1``) of an eigen-mode result,
+    or of a ``{eigenvalue symbol: matrix name}`` mapping; ``{}`` for anything else."""
+    if isinstance(source, Mapping):
+        given = dict(source)
+    else:
+        landscape = getattr(source, "landscape", None)
+        method = getattr(source, "mode_names", None)
+        if not getattr(landscape, "modes", False) or not callable(method):
+            return {}
+        given = dict(method())
+    out: dict[str, sp.Expr] = {}
+    for symbol, name in given.items():
+        if not isinstance(symbol, sp.Symbol) or not isinstance(name, str):
+            raise TypeError(
+                f"modes must map eigenvalue Symbols to matrix names, like {{h: 'H', c: 'C'}}; "
+                f"got {symbol!r}: {name!r}"
+            )
+        if name in out and out[name] != symbol:
+            raise ValueError(f"modes names two eigenvalues {name!r}: {out[name]} and {symbol}")
+        out[name] = symbol
+    if out and "I" not in out:
+        out["I"] = sp.Integer(1)
+    return out
+
+
+def _mode_note(matrices: dict[str, sp.Expr], used: set[str]) -> str:
+    """How the verdict read the matrix names ``used`` of an eigen-mode formula."""
+    order = sorted(used, key=lambda n: (n == "I", list(matrices).index(n)))
+    return (
+        f"compared mode by mode: {', '.join(order)} read as the eigenvalues "
+        f"{', '.join(str(matrices[n]) for n in order)} of one eigen-mode of the commuting "
+        f"matrices"
+    )
 
 
 def _unpack(derived: Any) -> tuple[Any, sp.Basic]:
@@ -904,6 +1038,7 @@ def verify(
     digits: int = 50,
     seed: int | None = 0,
     timeout: float | None = 5.0,
+    modes: Mapping | None = None,
 ) -> Verdict:
     r"""Decide whether a hand-derived formula equals a derived result.
 
@@ -920,6 +1055,19 @@ def verify(
 
     ``timeout`` (seconds) bounds the exact attempt; ``seed`` makes the points reproducible.
 
+    **Eigen-mode results** (``Quadratic.commuting``, ...) are matrix functions
+    :math:`f(H, C, \dots)` of commuting matrices that share their eigenvectors, so on each
+    eigen-mode the formula is the scalar function :math:`f(h, c, \dots)` of that mode's
+    eigenvalues.  When ``derived`` is such a result, the hand formula may be written in its
+    matrix names (``result.mode_names()``: H, C, P, A, F, ``C^{1/2}``, ...; ``I`` the
+    identity): it is read mode by mode — ``H`` → h, ``C`` → c, ``I`` → 1, ``X^{-1}`` → 1/x,
+    products commute — and compared with the per-mode result as above, e.g.
+    :math:`\lambda[H(2I - \lambda H)]^{-1}C` → :math:`\lambda c/(h(2 - \lambda h))`.  The
+    verdict then says so (and :attr:`Verdict.modes` lists the matrix names read).  ``modes``
+    (``{eigenvalue symbol: matrix name}``, e.g. ``result.mode_names()``) does the same for a bare
+    expression such as ``result.cov``; ``modes={}`` turns the reading off.  Explicit matrices are
+    never read this way (their ``H`` is not a scalar).
+
     >>> import sympy as sp
     >>> from symsgd.symbols import lr
     >>> h, c = sp.symbols("h c", positive=True)
@@ -931,7 +1079,16 @@ def verify(
     (False, 'exact', ['derived', 'hand', 'point'])
     >>> verify("sqrt(λh + 2 sqrt(λh) + 1)", 1 + sp.sqrt(lr*h)).method  # √ defeats cancel
     'numeric'
+    >>> import symsgd as ss
+    >>> modes = ss.stationary(ss.SGD(lr), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
+    >>> v = verify(r"\lambda [H(2I - \lambda H)]^{-1} C", modes)
+    >>> print(v)  # doctest: +NORMALIZE_WHITESPACE
+    equal: the hand formula agrees with the derived result (exact cancellation); compared mode
+    by mode: H, C, I read as the eigenvalues h, c, 1 of one eigen-mode of the commuting matrices
+    >>> v.hand == lr*c/(h*(2 - lr*h)), v.modes  # the per-mode scalar, and what was read
+    (True, {'C': c, 'H': h, 'I': 1})
     """
+    matrices = _matrices(derived if modes is None else modes)
     target, conditions = _unpack(derived)
     target = _as_object(target)
 
@@ -943,9 +1100,21 @@ def verify(
         region_extra = sp.sympify(assumptions, strict=True)
     range_syms = [k for k in ranges_in if isinstance(k, sp.Symbol)]
     known = set(target.free_symbols) | set(conditions.free_symbols) | set(range_syms)
-    names = _Names(known)
+    names = _Names(known, matrices)
+    if getattr(getattr(derived, "landscape", None), "modes", True):
+        names.matrix_hint = (
+            "; to read a matrix-function formula (H, C, I, ...) of an eigen-mode result "
+            "(Quadratic.commuting, ...) mode by mode, pass the result itself, "
+            "verify(hand, result), or modes=result.mode_names()"
+        )
+    else:
+        names.matrix_hint = (
+            "; this result has explicit matrices, so its H, C, ... are not scalars: write the "
+            "hand formula in their entries (a [[.., ..], [.., ..]] matrix for a matrix result)"
+        )
     what = "the derived result"
     parsed = _parse(hand, names, what)
+    used = set(names.used)
 
     # assumptions name symbols by object or by name; bring them onto the derived symbols
     ranges: dict[sp.Symbol, tuple] = {}
@@ -967,6 +1136,39 @@ def verify(
         region_extra = region_extra.xreplace(mapping)
     region = sp.And(conditions, region_extra)
 
+    verdict = _decide(
+        parsed,
+        target,
+        region,
+        ranges,
+        points=points,
+        rtol=rtol,
+        digits=digits,
+        seed=seed,
+        timeout=timeout,
+    )
+    if not used:  # written in eigenvalues (or not an eigen-mode result): nothing was reread
+        return verdict
+    return replace(
+        verdict,
+        explanation=f"{verdict.explanation}; {_mode_note(matrices, used)}",
+        modes={name: matrices[name] for name in sorted(used)},
+    )
+
+
+def _decide(
+    parsed: Any,
+    target: Any,
+    region: sp.Basic,
+    ranges: dict,
+    *,
+    points: int,
+    rtol: float,
+    digits: int,
+    seed: int | None,
+    timeout: float | None,
+) -> Verdict:
+    """The comparison of :func:`verify` once both sides are sympy objects on the same symbols."""
     # shapes
     h_mat, d_mat = isinstance(parsed, sp.MatrixBase), isinstance(target, sp.MatrixBase)
     if h_mat and parsed.shape == (1, 1) and not d_mat:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -9,6 +11,8 @@ from scipy import stats
 
 import symsgd as ss
 from symsgd.crosscheck import CrossCheck, _holm, assert_crosscheck, crosscheck, sweep
+
+crosscheck_module = importlib.import_module("symsgd.crosscheck")  # ss.crosscheck is the function
 
 h, c = sp.symbols("h c", positive=True)
 lr = ss.lr
@@ -138,3 +142,106 @@ def test_sweep_on_a_dask_cluster_matches_local(sgd):
         remote = sweep(sgd, lr, values, {h: 1.0, c: 0.5}, client=client, **kwargs)
     np.testing.assert_array_equal(remote.estimate, local.estimate)
     np.testing.assert_array_equal(remote.stderr, local.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# sweep: readouts that do not depend on the swept parameter, and validation before simulating
+# --------------------------------------------------------------------------------------------
+
+a, k, sigma = sp.symbols("a k sigma", positive=True)
+S = ss.batch_size
+
+
+@pytest.fixture(scope="module")
+def scaled_batch():
+    """SGD with λ = kS on online regression: the SDE prediction kσ²/(2(1 − ak)) has no S."""
+    return ss.stationary(
+        ss.SGD(k * S), ss.LinearRegression(a, label_noise=sigma**2), ss.MinibatchNoise(S)
+    )
+
+
+def test_sweep_over_a_parameter_the_sde_does_not_depend_on(scaled_batch):
+    fixed = {a: 1.0, k: 0.1, sigma: 1.0}
+    s = sweep(scaled_batch, S, [1, 2], fixed, chains=512, steps=64, workers=1, grid=5)
+    np.testing.assert_allclose(s.theory, 0.1 / (2 - 0.1 * (s.values + 2)))  # kσ²/(2 − ak(S+2))
+    np.testing.assert_allclose(s.continuous, [0.1 / 1.8] * 2)  # flat: kσ²/(2(1 − ak))
+    np.testing.assert_allclose(s.continuous_grid, np.full(5, 0.1 / 1.8))
+    assert np.all(np.isfinite(s.estimate)) and s.messages == (None, None)
+
+
+def test_evaluate_passes_only_the_parameters_a_readout_depends_on():
+    from symsgd.crosscheck import _evaluate
+    from symsgd.numeric import lambdify_result
+
+    f = lambdify_result({"cov": sp.Matrix([[h, 0], [0, 2 * h]])})  # free of λ and of c
+    points = np.array([0.1, 0.2, 0.3])
+    out = _evaluate(f, {"h": 1.5, "c": 0.5}, "lambda", points)
+    assert out.shape == (3, 2, 2)
+    np.testing.assert_array_equal(out[:, 1, 1], [3.0, 3.0, 3.0])
+    scalar = _evaluate(lambdify_result({"cov": lr * c}), {"h": 1.5, "c": 0.5}, "lambda", points)
+    np.testing.assert_allclose(scalar, 0.5 * points)
+
+
+@pytest.fixture
+def no_simulation(monkeypatch):
+    """Fail the test if sweep starts a simulation (in this process or through a pool)."""
+    module = crosscheck_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a simulation started before the inputs were validated")
+
+    monkeypatch.setattr(module, "run", forbidden)
+    monkeypatch.setattr(module, "_map", forbidden)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: sweep(r, "q", [0.5], {h: 1.0, c: 0.5}), "unknown parameter 'q'"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, "q": 0.5}), "unknown parameter 'q'"),
+        (lambda r: sweep(r, lr, [], {h: 1.0, c: 0.5}), "non-empty 1-D"),
+        (lambda r: sweep(r, lr, ["fast"], {h: 1.0, c: 0.5}), "sequence of numbers"),
+        (lambda r: sweep(r, lr, [0.5, np.nan], {h: 1.0, c: 0.5}), "finite"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0}), "missing c|depends on c"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: sp.Symbol("z")}), "must be a number"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: 0.5}, chains=1), "chains must be"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: 0.5}, what="mean"), "what must be"),
+        # the theory cannot follow a parameter the result already substitutes
+        (lambda r: sweep(r.subs({c: 0.5}), c, [0.5, 1.0], {h: 1.0, lr: 0.5}), "already has c"),
+        # a continuous-time result has no velocity_cov (and carries no problem of its own)
+        (
+            lambda r: sweep(
+                r.continuous_time(),
+                lr,
+                [0.5],
+                {h: 1.0, c: 0.5},
+                what="velocity_cov",
+                problem=(ss.SGD(lr), ss.Quadratic(h), ss.AdditiveNoise(c)),
+            ),
+            "has no 'velocity_cov'",
+        ),
+    ],
+)
+def test_sweep_rejects_bad_input_before_any_simulation(sgd, no_simulation, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(sgd)
+
+
+def test_sweep_rejects_a_bad_point_before_simulating_the_good_ones(scaled_batch, no_simulation):
+    # batch sizes must be integers: S = 1.5 is refused before S = 1 is simulated
+    with pytest.raises(ValueError, match="batch_size must be an integer"):
+        sweep(scaled_batch, S, [1, 1.5], {a: 1.0, k: 0.1, sigma: 1.0}, workers=1)
+
+
+def test_sweep_unstable_points_are_nan_without_simulating_them(sgd, monkeypatch):
+    module = crosscheck_module
+    calls = []
+    real_run = module.run
+
+    def counting_run(problem, **kwargs):
+        calls.append(problem.values)
+        return real_run(problem, **kwargs)
+
+    monkeypatch.setattr(module, "run", counting_run)
+    s = sweep(sgd, lr, [1.0, 2.5], {h: 1.0, c: 0.5}, chains=256, steps=32, workers=1)
+    assert len(calls) == 1 and np.isnan(s.estimate[1]) and "h*lambda < 2" in s.messages[1]

@@ -390,6 +390,184 @@ def test_plain_and_latex_round_trips_of_random_expressions(expr):
 
 
 # --------------------------------------------------------------------------------------------
+# LaTeX powers: of a parenthesised group after a name, of a whole function call
+# --------------------------------------------------------------------------------------------
+
+a_, b_, n_, x_ = sp.symbols("a b n x", positive=True)
+h1 = sp.Symbol("h_1", positive=True)
+
+
+@pytest.mark.parametrize(
+    ("latex", "meant"),
+    [
+        # powers of a group that is not a call
+        (r"\frac{\lambda}{(2-\lambda h)^{2}}", lr / (2 - lr * h) ** 2),
+        (r"\sqrt{c}^{2}", c),
+        (r"\sqrt{x}^{3}", x_ ** sp.Rational(3, 2)),
+        (r"\left(\frac{a}{b}\right)^{n}", (a_ / b_) ** n_),
+        # powers of a whole function call: f(x)^n = f(x)·…·f(x)
+        (r"\exp(x)^2", sp.exp(x_) ** 2),
+        (r"\exp\left(x\right)^{2}", sp.exp(x_) ** 2),
+        (r"\sin(x)^{2}", sp.sin(x_) ** 2),
+        (r"\cos\left(x\right)^{2}", sp.cos(x_) ** 2),
+        (r"\log(x)^2", sp.log(x_) ** 2),
+        (r"\log_{2}(x)^2", (sp.log(x_) / sp.log(2)) ** 2),
+        (r"\sin^{2}(x)", sp.sin(x_) ** 2),
+        # a name before parentheses is a product; the power belongs to the parentheses only
+        # (sympy's grammar reads h(...) as a call, which used to give h²(2 - λh)²)
+        (r"h(2-\lambda h)^{2}", h * (2 - lr * h) ** 2),
+        (r"h\left(2-\lambda h\right)^{2}", h * (2 - lr * h) ** 2),
+        (r"\frac{c}{h(2-\lambda h)^2}", c / (h * (2 - lr * h) ** 2)),
+        (r"h\left(2-\lambda h\right)^{-1}", h / (2 - lr * h)),
+        (r"\lambda(2-\lambda h)^{2}", lr * (2 - lr * h) ** 2),
+        (r"h_{1}(2-x)^{2}", h1 * (2 - x_) ** 2),
+        (r"h (2)^{2}", 4 * h),
+        (sp.latex(c * h * (2 - lr * h) ** 2), c * h * (2 - lr * h) ** 2),  # sympy's own output
+        # ... unless the group with the name is bracketed or braced as a whole
+        (r"{h(2-\lambda h)}^{-1}", 1 / (h * (2 - lr * h))),
+        (r"\left[h(2-\lambda h)\right]^{-1}", 1 / (h * (2 - lr * h))),
+        (r"[h(2-\lambda h)]^{2}", (h * (2 - lr * h)) ** 2),
+    ],
+)
+def test_latex_powers_bind_as_written(latex, meant):
+    verdict = verify(latex, meant)
+    assert verdict.equal, (latex, verdict.hand, str(verdict))
+
+
+@pytest.mark.parametrize(
+    ("plain", "meant"),
+    [
+        ("h(2-λh)^2", h * (2 - lr * h) ** 2),
+        ("exp(x)^2", sp.exp(x_) ** 2),
+        ("sin(x)^2", sp.sin(x_) ** 2),
+        ("sqrt(c)^2", c),
+        ("(a/b)^n", (a_ / b_) ** n_),
+        ("λ/(2-λh)^2", lr / (2 - lr * h) ** 2),
+    ],
+)
+def test_plain_powers_bind_like_latex(plain, meant):
+    assert verify(plain, meant).equal
+
+
+def test_brace_powers_only_touches_groups_raised_to_a_power():
+    brace = verify_module._brace_powers
+    assert brace(r"h(2-\lambda h)^{2}") == r"h{(2-\lambda h)}^{2}"
+    assert brace(r"h\left(x\right) ^2") == r"h{\left(x\right)} ^2"
+    assert brace(r"h(2-\lambda h)") == r"h(2-\lambda h)"  # no power: untouched
+    assert brace(r"\sin(x)^{2}") == r"\sin(x)^{2}"  # a real function's argument
+    assert brace(r"\log_{2}(x)^{2}") == r"\log_{2}(x)^{2}"
+    assert brace(r"x^(a)^2") == r"x^(a)^2"  # exponents and subscripts are left alone
+
+
+# --------------------------------------------------------------------------------------------
+# eigen-mode results: hand formulas in matrix names, read mode by mode
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def modes():
+    import symsgd as ss
+
+    return ss.stationary(ss.SGD(lr), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
+
+
+@pytest.mark.parametrize(
+    "hand",
+    [
+        r"\lambda [H(2I-\lambda H)]^{-1} C",
+        r"\lambda {\left[H \left(2 I - \lambda H\right)\right]}^{-1} C",
+        r"\lambda C H^{-1} (2I - \lambda H)^{-1}",  # any order: the matrices commute
+        r"\frac{\lambda}{2} H^{-1} \left(I - \frac{\lambda}{2} H\right)^{-1} C",
+        "λ (H(2I-λH))^-1 C",
+        "lr*C*H^-1*(2*I - lr*H)^-1",
+    ],
+)
+def test_matrix_function_formula_of_an_eigen_mode_result(hand, modes):
+    verdict = verify(hand, modes)
+    assert verdict.equal and verdict.method == "exact", str(verdict)
+    assert sp.cancel(verdict.hand - SGD_VAR) == 0  # the per-mode scalar that was compared
+    assert verdict.modes == {"H": h, "C": c, "I": 1}
+    assert "compared mode by mode: H, C, I read as the eigenvalues h, c, 1" in str(verdict)
+
+
+def test_wrong_matrix_formula_fails_per_mode_with_an_eigenvalue_counterexample(modes):
+    verdict = verify(r"\frac{\lambda}{2} H^{-1} C", modes)  # the continuous-time answer
+    assert not verdict.equal and verdict.method == "exact"
+    assert set(verdict.counterexample["point"]) == {lr, h, c}
+    assert str(verdict).startswith("NOT equal") and "mode by mode" in str(verdict)
+    assert verdict.modes == {"H": h, "C": c}
+
+
+def test_scalar_formula_of_an_eigen_mode_result_is_not_reread(modes):
+    verdict = verify(r"\frac{\lambda c}{h(2-\lambda h)}", modes)
+    assert verdict.equal and verdict.modes is None
+    assert "mode by mode" not in str(verdict)
+
+
+def test_matrix_names_of_a_bare_expression_need_modes(modes):
+    hand = r"\lambda [H(2I-\lambda H)]^{-1} C"
+    with pytest.raises(ValueError, match=r"pass the result itself.*modes=result.mode_names\(\)"):
+        verify(hand, modes.cov)
+    assert verify(hand, modes.cov, modes=modes.mode_names()).modes == {"H": h, "C": c, "I": 1}
+    with pytest.raises(ValueError, match="uses symbols"):  # modes={} turns the reading off
+        verify(hand, modes, modes={})
+    with pytest.raises(TypeError, match="eigenvalue Symbols to matrix names"):
+        verify(hand, modes.cov, modes={"H": h})
+
+
+def test_explicit_matrices_are_never_read_per_mode():
+    import symsgd as ss
+
+    result = ss.stationary(
+        ss.SGD(lr), ss.Quadratic(sp.Matrix([[2, 1], [1, 3]])), ss.AdditiveNoise(sp.eye(2))
+    )
+    with pytest.raises(ValueError, match=re.escape("explicit matrices, so its H, C, ... are")):
+        verify(r"\lambda [H(2I-\lambda H)]^{-1}", result)
+
+
+def test_traces_and_determinants_cannot_be_read_per_mode(modes):
+    with pytest.raises(ValueError, match="cannot be read mode by mode"):
+        verify("lr*tr(H)*C", modes)
+    with pytest.raises(ValueError, match="cannot be read mode by mode"):
+        verify("det(H)", modes)
+    with pytest.raises(ValueError, match="trace or determinant sums or multiplies over all"):
+        verify(r"\operatorname{Tr}\left[H\right] C", modes)
+
+
+def _eigen_mode_cases():
+    from symsgd.catalogue import CATALOGUE
+
+    # all of them round-trip: each is Quadratic.commuting with additive noise, so no mode traces
+    # (the minibatch cases use an explicit scalar LinearRegression(a): not eigen-mode results)
+    cases = [case for case in CATALOGUE if case.landscape.modes]
+    assert cases
+    return cases
+
+
+@pytest.mark.parametrize("case", _eigen_mode_cases(), ids=lambda case: case.name)
+def test_catalogue_eigen_mode_latex_round_trips(case):
+    result = case.derive()
+    text = result.latex()
+    verdict = verify(text, result)
+    assert verdict.equal, (text, str(verdict))
+    assert "mode by mode" in str(verdict) and "H" in verdict.modes
+    sde = result.continuous_time()
+    assert verify(sde.latex(), sde).equal
+    for env in ("align", "equation*"):
+        assert verify(result.latex(env=env, lr="eta"), result).equal
+
+
+def test_explicit_matrix_where_layout_is_refused_with_a_reason():
+    import symsgd as ss
+
+    result = ss.stationary(
+        ss.SGD(lr), ss.Quadratic(sp.Matrix([[2, 1], [1, 3]])), ss.AdditiveNoise(sp.eye(2))
+    )
+    with pytest.raises(ValueError, match="'where D = …' layout"):
+        verify(result.latex(env="align"), result)
+
+
+# --------------------------------------------------------------------------------------------
 # the Verdict value and the module's examples
 # --------------------------------------------------------------------------------------------
 
