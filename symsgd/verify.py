@@ -907,7 +907,30 @@ def _unpack(derived: Any) -> tuple[Any, sp.Basic]:
         return derived.cov, sp.true if conditions is None else sp.sympify(conditions, strict=True)
     if isinstance(derived, str):
         raise TypeError("derived must be a sympy expression, a Matrix or a result with .cov")
-    return derived, sp.true
+    return derived, _denominator_region(derived)
+
+
+def _denominator_region(derived: Any) -> sp.Basic:
+    """For a bare expression (no ``conditions`` known): the region around small learning rates
+    where every denominator factor keeps the sign it has there.  For the library's results the
+    denominator is the stability polynomial, so this keeps sampled points inside the region
+    where the stationary law exists (no negative "variances" as counterexamples)."""
+    from .exact import oriented_factor_list
+
+    entries = list(derived) if isinstance(derived, sp.MatrixBase) else [derived]
+    region = []
+    for entry in entries:
+        if not isinstance(entry, sp.Expr) or entry.is_number or sp.count_ops(entry) > 400:
+            continue
+        den = sp.fraction(sp.together(entry))[1]
+        try:
+            _, factors = oriented_factor_list(den)
+        except (sp.PolificationFailed, sp.PolynomialError):
+            continue
+        for factor, _power in factors:
+            if factor.free_symbols and not factor.is_positive:
+                region.append(sp.StrictGreaterThan(factor, 0))
+    return sp.And(*region)
 
 
 def _as_object(value: Any) -> sp.Expr | sp.ImmutableMatrix:

@@ -13,6 +13,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import symsgd as ss
 from symsgd.symbols import batch_size, dataset_size, lr, momentum
 from symsgd.verify import Verdict, parse_formula, verify
 
@@ -622,3 +623,16 @@ def test_docstring_examples():
         verify_module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     )
     assert tried > 0 and failures == 0
+
+
+def test_counterexamples_for_a_bare_expression_stay_where_its_denominators_keep_their_sign():
+    """Without ``conditions`` the sampler must not report a point outside the stability region
+    (where the derived "variance" is negative)."""
+    h, c = sp.symbols("h c", positive=True)
+    derived = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c)).cov
+    for seed in range(5):
+        verdict = ss.verify(r"\frac{\eta c}{h(2+\eta h)}", derived, seed=seed)
+        assert not verdict.equal
+        point = verdict.counterexample["point"]
+        assert point[ss.lr] * point[h] < 2
+        assert verdict.counterexample["derived"] > 0
