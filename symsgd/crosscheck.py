@@ -31,6 +31,7 @@ from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
 from .numeric import resolve_values
 from .simulate import Simulation, prepare, run
+from .tails import fourth_moment_radius
 
 __all__ = ["CrossCheck", "Row", "Sweep", "assert_crosscheck", "crosscheck", "sweep"]
 
@@ -69,6 +70,15 @@ class CrossCheck:
     problem: str
     method: str = "holm"
     notes: tuple[str, ...] = field(default=())
+    #: estimated spectral radius of the fourth-moment map (None: additive noise or too large);
+    #: ≥ 1 means power-law tails, and then the standard errors (so the verdict) are not valid
+    fourth_moment_radius: float | None = None
+
+    @property
+    def reliable(self) -> bool:
+        """False when the stationary law appears to have an infinite fourth moment."""
+        rho4 = self.fourth_moment_radius
+        return rho4 is None or rho4 < 1
 
     def __bool__(self) -> bool:
         return self.passed
@@ -364,6 +374,14 @@ def crosscheck(
         del theory["loss"]
         notes.append(f"{pieces[1]!r} has no numeric loss; loss not compared.")
     table = _compare(theory, sim, level)
+    rho4 = fourth_moment_radius(prepared)
+    if rho4 is not None and rho4 >= 1:
+        notes.append(
+            f"the stationary law appears to have an infinite fourth moment (ρ₄ ≈ {rho4:.3g} ≥ 1: "
+            "power-law tails), so simulated second moments converge slowly, their standard "
+            "errors are not valid and this verdict is not reliable. Check the formula at a "
+            "smaller learning rate or a larger batch."
+        )
     return CrossCheck(
         passed=not any(row.flagged for row in table),
         table=table,
@@ -371,6 +389,7 @@ def crosscheck(
         simulation=sim,
         problem=prepared.describe(),
         notes=tuple(notes),
+        fourth_moment_radius=rho4,
     )
 
 

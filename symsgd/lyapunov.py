@@ -134,7 +134,7 @@ class ExactSolver(Solver):
     >>> h, c = sp.symbols("h c", positive=True)
     >>> r = build_recursion(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
     >>> ExactSolver().solve(r).state_cov[0, 0]
-    c*lambda/(h*(2 - h*lambda))
+    c*lambda/(h*(-h*lambda + 2))
     """
 
     name = "exact"

@@ -64,7 +64,7 @@ def schur_conditions(p: sp.Expr, z: sp.Symbol) -> list[sp.Expr]:
 
     >>> z, a = sp.symbols("z a", real=True)
     >>> schur_conditions(z - a, z)
-    [1 - a, a + 1]
+    [a + 1, 1 - a]
     """
     poly = sp.Poly(p, z)
     n = poly.degree()

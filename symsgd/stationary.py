@@ -360,8 +360,8 @@ class Stationary(_Result):
         >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
         >>> r.subs(lr=sp.Rational(1, 2), c=1).on_modes([1, 2])
         Matrix([
-        [1/3, 0],
-        [  0, 1]])
+        [1/3,   0],
+        [  0, 1/4]])
         """
         from .modes import expand_traces
 
@@ -539,7 +539,7 @@ def stationary(
     >>> h, c = sp.symbols("h c", positive=True)
     >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
     >>> r.cov
-    c*lambda/(h*(2 - h*lambda))
+    c*lambda/(h*(-h*lambda + 2))
     >>> r.conditions
     h*lambda < 2
     """
