@@ -96,10 +96,67 @@ def main() -> None:
         else:
             tb = baseline(kind, d, args.cap)
             base = f">{args.cap:.0f}" if tb is None else f"{tb:.2f}"
-            ratio = f">{args.cap / t:.0f}x" if tb is None else f"{tb / t:.0f}x"
+            ratio = f">{args.cap / t:.0f}x" if tb is None else f"{tb / t:.2g}x"
         print(
             f"{kind + ' d=' + str(d):18s} {unknowns:8d} {t:9.3f} {tc:13.3f} {base:>11s} {ratio:>8s}"
         )
+        if (kind, d) == ("sgd", 3):
+            usable = result
+
+    print()
+    print("the fully symbolic SGD d = 3 result stays usable (seconds)")
+    values = {s: 1 for s in usable.free_symbols}
+    values[ss.lr] = sp.Rational(1, 100)
+    _, t_subs = timed(lambda: usable.cov.subs(values))
+    _, t_latex = timed(lambda: usable.latex())
+    _, t_lambdify = timed(lambda: usable.lambdify())
+    print(f"subs {t_subs:.3f}   latex {t_latex:.3f}   lambdify {t_lambdify:.3f}")
+
+    print()
+    lambdify_vs_scipy()
+
+
+def lambdify_vs_scipy(points: int = 10**6, scipy_points: int = 2000) -> None:
+    """A lambdified heavy-ball d = 2 result over ``points`` random parameter points against
+    ``scipy.linalg.solve_discrete_lyapunov`` called point by point (timed on ``scipy_points``
+    points and scaled), in this process."""
+    import numpy as np
+    from scipy.linalg import solve_discrete_lyapunov
+
+    h1, h2, c1, c2 = sp.symbols("h_1 h_2 c_1 c_2", positive=True)
+    H, C = sp.diag(h1, h2), sp.Matrix([[c1, c1 / 2], [c1 / 2, c2]])
+    result = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(H), ss.AdditiveNoise(C))
+    f = result.lambdify()
+    rng = np.random.default_rng(0)
+    p = {
+        "h_1": rng.uniform(0.5, 2, points),
+        "h_2": rng.uniform(0.5, 2, points),
+        "c_1": rng.uniform(1, 2, points),
+        "c_2": rng.uniform(1, 2, points),
+        "momentum": rng.uniform(0, 0.9, points),
+    }
+    p["lr"] = (
+        rng.uniform(0.01, 0.9, points) * 2 * (1 + p["momentum"]) / np.maximum(p["h_1"], p["h_2"])
+    )
+    out, t_fast = timed(lambda: f(**p))
+
+    def one(k):
+        lr, m = p["lr"][k], p["momentum"][k]
+        Hk = np.diag([p["h_1"][k], p["h_2"][k]])
+        Ck = np.array([[p["c_1"][k], p["c_1"][k] / 2], [p["c_1"][k] / 2, p["c_2"][k]]])
+        I, Z = np.eye(2), np.zeros((2, 2))
+        M = np.block([[(1 + m) * I - lr * Hk, -m * I], [I, Z]])
+        B = np.vstack([-lr * I, Z])
+        return solve_discrete_lyapunov(M, B @ Ck @ B.T)[:2, :2]
+
+    ref, t_slow = timed(lambda: [one(k) for k in range(scipy_points)])
+    ok = all(np.allclose(out[k], r, rtol=1e-8) for k, r in enumerate(ref[:50]))
+    per_point = t_slow / scipy_points
+    print(f"heavy-ball d = 2, lambdified over {points:.0e} points: {t_fast:.3f} s; scipy point by")
+    print(
+        f"point: {per_point * 1e6:.1f} µs/point ({per_point * points:.1f} s for {points:.0e});"
+        f" ratio {per_point * points / t_fast:.0f}x; same values: {ok}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 >>> import sympy as sp, symsgd as ss
 >>> h, c = sp.symbols("h c", positive=True)
 >>> ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(h), ss.AdditiveNoise(c)).cov
-c*lambda*(mu + 1)/(h*(1 - mu)*(2*mu - h*lambda + 2))
+c*lambda*(mu + 1)/(h*(1 - mu)*(-h*lambda + 2*mu + 2))
 """
 
+from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
 from .crosscheck import CrossCheck, Sweep, assert_crosscheck, crosscheck, sweep
 from .errors import UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SGD",
     "Adam",
+    "AdamFixedPoint",
     "AdditiveNoise",
     "ContinuousTime",
     "CrossCheck",
@@ -61,6 +63,8 @@ __all__ = [
     "Sweep",
     "UnstableError",
     "Verdict",
+    "adam_self_consistency_equations",
+    "adam_self_consistent",
     "assert_crosscheck",
     "batch_size",
     "beta1",

@@ -30,7 +30,8 @@ from .errors import UnstableError
 from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
 from .numeric import resolve_values
-from .simulate import Simulation, prepare, run
+from .sampling import prepare
+from .simulate import Simulation, run
 from .tails import fourth_moment_radius
 
 __all__ = ["CrossCheck", "Row", "Sweep", "assert_crosscheck", "crosscheck", "sweep"]

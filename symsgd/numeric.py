@@ -58,6 +58,105 @@ def resolve_values(values: Mapping, symbols) -> dict[sp.Symbol, object]:
     return out
 
 
+_NUMPY_FUNCTIONS = {
+    sp.exp: "exp",
+    sp.log: "log",
+    sp.sin: "sin",
+    sp.cos: "cos",
+    sp.tan: "tan",
+    sp.Abs: "abs",
+}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def numpy_source(symbols: list, exprs: list) -> str:
+    """Python source of ``def f(x0, x1, ...): return [e0, e1, ...]`` evaluating ``exprs`` with
+    numpy, written straight from the expression trees.
+
+    sympy's printers sort the terms of every sum, which takes seconds on the ~10⁴-term
+    polynomials of fully symbolic matrix results; this walks each tree once, in its stored order,
+    and names every repeated subexpression once (common-subexpression elimination by structural
+    equality).  Only rational functions, powers and ``exp``/``log``/``sin``/``cos``/``tan``/
+    ``Abs`` are written; anything else raises ``_Unsupported``.
+
+    >>> x, y = sp.symbols("x y")
+    >>> print(numpy_source([x, y], [(x + y) ** 2 / (x + y + 1) + sp.sqrt(x + y)]))
+    def f(x0, x1):
+        _t0 = x0 + x1
+        return [_t0**0.5 + _t0**2*((1.0 + x0 + x1)**-1)]
+    """
+    args = {s: f"x{k}" for k, s in enumerate(symbols)}
+    counts: dict = {}
+    stack = list(exprs)
+    while stack:
+        node = stack.pop()
+        if node.is_Atom:
+            continue
+        counts[node] = counts.get(node, 0) + 1
+        if counts[node] == 1:
+            stack.extend(node.args)
+    lines: list[str] = []
+    names: dict = {}
+
+    def emit(node) -> str:
+        if node in names:
+            return names[node]
+        if node.is_Symbol:
+            if node not in args:
+                raise _Unsupported(node)
+            return args[node]
+        if node.is_Number:
+            if not node.is_real:
+                raise _Unsupported(node)
+            return repr(float(node))
+        if node.is_Add:
+            code = " + ".join(emit(a) for a in node.args)
+        elif node.is_Mul:
+            code = "*".join(_wrap(a, emit(a)) for a in node.args)
+        elif node.is_Pow:
+            base, exp = node.args
+            if not exp.is_Number:
+                raise _Unsupported(node)
+            power = int(exp) if exp.is_Integer else float(exp)
+            code = f"{_wrap(base, emit(base))}**{power!r}"
+        elif node.func in _NUMPY_FUNCTIONS:
+            (arg,) = node.args
+            code = f"{_NUMPY_FUNCTIONS[node.func]}({emit(arg)})"
+        else:
+            raise _Unsupported(node)
+        if counts.get(node, 0) > 1:
+            name = f"_t{len(names)}"
+            lines.append(f"    {name} = {code}")
+            names[node] = name
+            return name
+        return code
+
+    results = [emit(e) for e in exprs]
+    header = f"def f({', '.join(args[s] for s in symbols)}):"
+    return "\n".join([header, *lines, f"    return [{', '.join(results)}]"])
+
+
+def _wrap(node, code: str) -> str:
+    atomic = node.is_Atom and not (node.is_Number and node.is_negative)
+    return code if atomic or code.startswith("_t") or node.func in _NUMPY_FUNCTIONS else f"({code})"
+
+
+def _fast_numpy(symbols: list, exprs: list):
+    """A numpy function of ``symbols`` returning ``exprs`` (see :func:`numpy_source`), or None
+    when an expression holds something the fast writer does not handle."""
+    try:
+        source = numpy_source(symbols, [sp.sympify(e) for e in exprs])
+    except _Unsupported:
+        return None
+    namespace = {name: getattr(np, name) for name in _NUMPY_FUNCTIONS.values() if name != "abs"}
+    namespace["abs"] = np.abs
+    exec(compile(source, "<symsgd.numeric>", "exec"), namespace)
+    return namespace["f"]
+
+
 class NumericFunction:
     """A vectorised numeric function of a result's free symbols (see :func:`lambdify_result`)."""
 
@@ -77,8 +176,9 @@ class NumericFunction:
         flat = []
         for value in outputs.values():
             flat.extend(list(value) if isinstance(value, sp.MatrixBase) else [value])
+        fast = _fast_numpy(self.symbols, flat) if backend == "numpy" else None
         modules = "mpmath" if backend == "mpmath" else "numpy"
-        self._f = sp.lambdify(self.symbols, flat, modules=modules, cse=True)
+        self._f = fast or sp.lambdify(self.symbols, flat, modules=modules, cse=True)
         cond_symbols = (
             sorted(set().union(*[c.free_symbols for c in cond_parts]), key=str)
             if (cond_parts)

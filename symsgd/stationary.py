@@ -87,6 +87,10 @@ class _Result:
                 value = canonical(value)
         if not self.values:
             return value
+        if all(isinstance(k, sp.Symbol) for k in self.values):
+            # a plain replacement of symbols: rebuilding the tree once is much faster than
+            # subs() on the ~10⁴-term entries of fully symbolic matrix results
+            return value.xreplace(self.values)
         return value.subs(self.values)
 
     def _outputs(self) -> dict:

@@ -50,12 +50,12 @@ def _sampled_hessians(problem, samples: int, seed: int) -> np.ndarray:
 
 def fourth_moment_radius(problem, samples: int | None = None, seed: int = 0) -> float | None:
     r"""Monte Carlo estimate of :math:`\rho(\mathbb E[A^{\otimes 4}])` for a prepared numeric
-    problem (:func:`symsgd.simulate.prepare`); ``None`` when the noise is additive (every moment
+    problem (:func:`symsgd.sampling.prepare`); ``None`` when the noise is additive (every moment
     is finite) or the state has more than :data:`MAX_STATE_DIM` dimensions.  ``samples``
     defaults to :data:`SAMPLES`; the estimate's own error is a few per cent there.
 
     >>> import sympy as sp, symsgd as ss
-    >>> from symsgd.simulate import prepare
+    >>> from symsgd.sampling import prepare
     >>> a = sp.Symbol("a", positive=True)
     >>> p = prepare(ss.SGD(ss.lr), ss.LinearRegression(a, label_noise=1),
     ...             ss.MinibatchNoise(ss.batch_size), {ss.lr: 0.8, a: 1, ss.batch_size: 2})

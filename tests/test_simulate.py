@@ -18,9 +18,9 @@ import symsgd as ss
 from symsgd.catalogue import CATALOGUE
 from symsgd.crosscheck import assert_crosscheck, crosscheck
 from symsgd.errors import UnstableError
+from symsgd.sampling import _float_fields
 from symsgd.simulate import (
     Simulation,
-    _float_fields,
     default_burn_in,
     default_size,
     prepare,

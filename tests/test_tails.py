@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
-from symsgd.simulate import prepare
+from symsgd.sampling import prepare
 from symsgd.tails import SAMPLES, fourth_moment_radius
 
 a = sp.Symbol("a", positive=True)

@@ -18,6 +18,7 @@ from symsgd.symbols import batch_size, dataset_size, lr, momentum
 from symsgd.verify import Verdict, parse_formula, verify
 
 verify_module = importlib.import_module("symsgd.verify")
+parsing_module = importlib.import_module("symsgd.parsing")
 h, c = sp.symbols("h c", positive=True)
 mu = momentum
 
@@ -451,7 +452,7 @@ def test_plain_powers_bind_like_latex(plain, meant):
 
 
 def test_brace_powers_only_touches_groups_raised_to_a_power():
-    brace = verify_module._brace_powers
+    brace = parsing_module._brace_powers
     assert brace(r"h(2-\lambda h)^{2}") == r"h{(2-\lambda h)}^{2}"
     assert brace(r"h\left(x\right) ^2") == r"h{\left(x\right)} ^2"
     assert brace(r"h(2-\lambda h)") == r"h(2-\lambda h)"  # no power: untouched

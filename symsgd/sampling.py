@@ -1,0 +1,488 @@
+r"""Turn a symbolic problem into a numeric one with real noise samplers.
+
+:func:`prepare` substitutes the parameter values into an optimizer, landscape and noise model and
+returns a :class:`Problem`: the optimizer as a numeric stepper, the preconditioner, the minimiser,
+the spectral radius of the second-moment map and a stochastic-gradient oracle that samples real
+gradients at the absolute parameters θ:
+
+* :class:`~symsgd.noise.AdditiveNoise`: :math:`g(\theta) = H(\theta - \theta_*) + \xi`,
+  :math:`\xi\sim N(0, C)` (``C`` may be singular; its symmetric square root is used);
+* :class:`~symsgd.noise.MinibatchNoise` on :class:`~symsgd.landscapes.LinearRegression`:
+  :math:`g(\theta) = \frac1S\sum_{i\in\text{batch}} x_i(x_i^\top\theta - y_i)` with fresh Gaussian
+  samples :math:`x_i\sim N(0, A)`, :math:`y_i = \theta_*^\top x_i + \epsilon_i` (``dataset_size =
+  oo``) or a batch of rows of the data set drawn with or without replacement.
+
+The optimizer adds ``weight_decay·θ`` itself, so the chains settle around the minimiser
+:math:`\theta_\gamma = (H+\gamma I)^{-1} H\theta_*` of the weight-decayed training loss, which the
+problem carries (with the training loss as a function of the deviation from it).  A problem whose
+second-moment map has spectral radius ρ ≥ 1 has no stationary law: :func:`prepare` raises
+:class:`~symsgd.UnstableError` naming the violated condition.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+import sympy as sp
+
+from .errors import UnstableError
+from .landscapes import Landscape, LinearRegression, Quadratic
+from .noise import AdditiveNoise, MinibatchNoise, Noise
+from .numeric import resolve_values
+from .optimizers import Optimizer
+from .recursion import build_recursion
+from .stability import advice, stability_conditions
+
+__all__ = ["Problem", "prepare"]
+
+
+# ---------------------------------------------------------------------------------------------
+# substituting the parameter values
+# ---------------------------------------------------------------------------------------------
+
+
+def _free_symbols(obj) -> set:
+    """Free symbols of every sympy value held by a value object (fields, tuples of them)."""
+    out: set = set()
+    for value in vars(obj).values():
+        out |= _symbols_in(value)
+    return out
+
+
+def _symbols_in(value) -> set:
+    if isinstance(value, sp.Basic):
+        return set(value.free_symbols)
+    if isinstance(value, (tuple, list)):
+        out: set = set()
+        for v in value:
+            out |= _symbols_in(v)
+        return out
+    return set()
+
+
+def _substitute(obj, values: dict):
+    """A copy of the frozen value object ``obj`` with ``values`` substituted in every sympy field.
+
+    Fields are replaced directly (the constructors validated the symbolic object already)."""
+    new = copy.copy(obj)
+    for name, value in vars(obj).items():
+        object.__setattr__(new, name, _subs_value(value, values))
+    return new
+
+
+def _subs_value(value, values):
+    if isinstance(value, sp.Basic):
+        return value.xreplace(values)
+    if isinstance(value, tuple):
+        return tuple(_subs_value(v, values) for v in value)
+    if isinstance(value, list):
+        return [_subs_value(v, values) for v in value]
+    return value
+
+
+def _as_number(key, value) -> sp.Expr:
+    number = sp.sympify(value)
+    if not isinstance(number, sp.Expr) or number.free_symbols or not number.is_number:
+        raise ValueError(f"parameter {key} must be a number; got {value!r}.")
+    if number.is_Float and float(number).is_integer():
+        return sp.Integer(int(number))
+    return number
+
+
+def _float_fields(optimizer: Optimizer) -> Optimizer:
+    """A copy of a numeric optimizer whose scalar fields are Python floats, so that
+    :meth:`~symsgd.optimizers.Optimizer.step` runs on numpy arrays at numpy speed."""
+    new = copy.copy(optimizer)
+    for f in fields(optimizer):
+        value = getattr(optimizer, f.name)
+        if (
+            isinstance(value, sp.Expr)
+            and not isinstance(value, sp.MatrixBase)
+            and (value.is_number)
+        ):
+            object.__setattr__(new, f.name, float(value))
+    return new
+
+
+def _array(m) -> np.ndarray:
+    return np.array(sp.Matrix(m).evalf(), dtype=float)
+
+
+def _sqrt_psd(C: np.ndarray, name: str) -> np.ndarray:
+    """Symmetric square root of a positive semi-definite matrix (singular allowed)."""
+    w, V = np.linalg.eigh((C + C.T) / 2)
+    scale = max(1.0, float(np.max(np.abs(w)))) if w.size else 1.0
+    if w.size and w.min() < -1e-10 * scale:
+        raise ValueError(
+            f"{name} must be positive semi-definite; its smallest eigenvalue is "
+            f"{w.min():.6g} at these parameters."
+        )
+    return (V * np.sqrt(np.clip(w, 0.0, None))) @ V.T
+
+
+def _minimiser(landscape: Landscape, weight_decay) -> sp.Matrix:
+    r"""The minimiser :math:`\theta_\gamma = (H + \gamma I)^{-1} H\theta_*` of the weight-decayed
+    training loss, exactly (sympy) for a numeric landscape."""
+    d = landscape.dim
+    star = getattr(landscape, "theta_star", None)
+    star = sp.zeros(d, 1) if star is None else sp.Matrix(star)
+    if star.is_zero_matrix:
+        return sp.zeros(d, 1)
+    H = sp.Matrix(landscape.hessian)
+    return (H + sp.sympify(weight_decay) * sp.eye(d)).LUsolve(H * star)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradient oracles
+# ---------------------------------------------------------------------------------------------
+
+
+class _Oracle:
+    """A stochastic-gradient oracle for one block of chains (created in the block's thread)."""
+
+    #: array elements touched per chain and step, relative to a scalar additive problem
+    work: int = 1
+
+    def make(self, rng: np.random.Generator, n: int) -> Callable[[np.ndarray], np.ndarray]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Additive(_Oracle):
+    r""":math:`g(\theta) = H\theta - H\theta_* + L z` with :math:`z\sim N(0, I)` and
+    :math:`LL^\top = C`."""
+
+    H: np.ndarray
+    shift: np.ndarray  # H θ*
+    L: np.ndarray
+
+    @property
+    def work(self) -> int:
+        return self.H.shape[0] ** 2
+
+    def make(self, rng, n):
+        d = self.H.shape[0]
+        z = np.empty((d, n))
+        normal = rng.standard_normal
+        if d == 1:
+            h, s, c = float(self.H[0, 0]), float(self.L[0, 0]), float(self.shift[0])
+
+            def grad(x):
+                normal(out=z)
+                g = x * h
+                np.multiply(z, s, out=z)
+                g += z
+                if c:
+                    g -= c
+                return g
+
+            return grad
+        H, L, shift = self.H, self.L, self.shift[:, None]
+        diagonal = np.count_nonzero(L - np.diag(np.diagonal(L))) == 0
+        scale = np.diagonal(L)[:, None].copy()
+        has_shift = bool(np.any(shift))
+
+        def grad_matrix(x):
+            normal(out=z)
+            g = H @ x
+            if diagonal:
+                np.multiply(z, scale, out=z)
+                g += z
+            else:
+                g += L @ z
+            if has_shift:
+                g -= shift
+            return g
+
+        return grad_matrix
+
+
+@dataclass(frozen=True)
+class _Online(_Oracle):
+    r"""Fresh Gaussian minibatches: :math:`x_i = L_A z_i`, :math:`y_i = \theta_*^\top x_i +
+    \sigma\epsilon_i`, :math:`g = \frac1S\sum_i x_i(x_i^\top\theta - y_i)`."""
+
+    LA: np.ndarray
+    star: np.ndarray
+    sigma: float
+    batch: int
+
+    @property
+    def work(self) -> int:
+        return self.LA.shape[0] * (self.batch + 1)
+
+    def make(self, rng, n):
+        d, S = self.LA.shape[0], self.batch
+        LA, star, sigma = self.LA, self.star[:, None], self.sigma
+        z = np.empty((S, d, n))
+        eps = np.empty((S, n))
+        has_star = bool(np.any(star))
+
+        def grad(x):
+            rng.standard_normal(out=z)
+            xs = np.matmul(LA, z)  # (S, d, n): x_i = L_A z_i
+            u = x - star if has_star else x
+            r = np.einsum("sin,in->sn", xs, u)
+            if sigma:
+                rng.standard_normal(out=eps)
+                r -= sigma * eps
+            return np.einsum("sin,sn->in", xs, r) / S
+
+        return grad
+
+
+@dataclass(frozen=True)
+class _Data(_Oracle):
+    r"""Minibatches of a finite data set: S rows drawn uniformly with replacement, or a uniformly
+    random S-subset without;
+    :math:`g = \frac1S\sum_{i\in\text{batch}} x_i(x_i^\top\theta - y_i)`."""
+
+    X: np.ndarray  # (N, d)
+    Y: np.ndarray  # (N,)
+    batch: int
+    replacement: bool
+
+    @property
+    def work(self) -> int:
+        N, d = self.X.shape
+        return d * (self.batch + 1) + (0 if self.replacement else N)
+
+    def make(self, rng, n):
+        X, Y, S = self.X, self.Y, self.batch
+        N = X.shape[0]
+        uniform = np.empty((N, n))
+
+        def indices():
+            if self.replacement:
+                return rng.integers(0, N, size=(S, n))
+            if S == N:
+                return np.broadcast_to(np.arange(N)[:, None], (N, n))
+            rng.random(out=uniform)  # the S smallest of N i.i.d. uniforms: a uniform S-subset
+            return np.argpartition(uniform, S - 1, axis=0)[:S]
+
+        def grad(x):
+            idx = indices()
+            xs = X[idx]  # (S, n, d)
+            r = np.einsum("snd,dn->sn", xs, x) - Y[idx]
+            return np.einsum("snd,sn->dn", xs, r) / S
+
+        return grad
+
+
+def _make_oracle(land: Landscape, noise: Noise) -> _Oracle:
+    d = land.dim
+    star = getattr(land, "theta_star", None)
+    star = np.zeros(d) if star is None else _array(star).reshape(d)
+    if isinstance(noise, AdditiveNoise):
+        noise.covariance(land, sp.zeros(d, d))  # validates the shape
+        H = _array(land.hessian)
+        return _Additive(H=H, shift=H @ star, L=_sqrt_psd(_array(noise.C), "C"))
+    if isinstance(noise, MinibatchNoise):
+        N = noise.resolved_dataset_size(land)  # raises for landscapes without samples
+        S = noise.batch_size
+        if not (S.is_Integer and S >= 1):
+            raise ValueError(f"MinibatchNoise: batch_size must be an integer ≥ 1; got {S}.")
+        S = int(S)
+        if land.data is None:
+            sigma2 = float(land.label_noise)
+            return _Online(
+                LA=_sqrt_psd(_array(land.A), "A"), star=star, sigma=math.sqrt(sigma2), batch=S
+            )
+        if not noise.replacement and S > int(N):
+            raise ValueError(
+                f"MinibatchNoise: without replacement the batch (S = {S}) cannot "
+                f"exceed the data set (N = {N})."
+            )
+        X, Y = (_array(m) for m in land.data)
+        return _Data(X=X, Y=Y.ravel(), batch=S, replacement=noise.replacement)
+    raise NotImplementedError(
+        f"simulate() samples AdditiveNoise and MinibatchNoise gradients; got {noise!r}."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the prepared problem
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LossModel:
+    r"""Training loss :math:`\tfrac12(\delta + b)^\top H(\delta + b) + \text{const}` of the
+    deviation δ from the minimiser (``b`` = minimiser − least-squares/noiseless optimum)."""
+
+    H: np.ndarray
+    b: np.ndarray
+    const: float
+
+    def per_chain(self, m1: np.ndarray, s2: np.ndarray, pairs) -> np.ndarray:
+        i, j = pairs
+        weight = np.where(i == j, 0.5, 1.0) * self.H[i, j]
+        out = weight @ s2 + (self.H @ self.b) @ m1
+        return out + 0.5 * self.b @ self.H @ self.b + self.const
+
+
+def _loss_model(landscape: Landscape, theta_min: sp.Matrix) -> _LossModel | None:
+    d = landscape.dim
+    H = _array(landscape.hessian)
+    if isinstance(landscape, Quadratic):
+        return _LossModel(H, np.zeros(d), 0.0)
+    if isinstance(landscape, LinearRegression):
+        star = sp.Matrix(landscape.theta_star)
+        b = _array(theta_min - star).ravel()
+        if landscape.data is None:
+            return _LossModel(H, b, float(landscape.label_noise) / 2)
+        X, Y = (_array(m) for m in landscape.data)
+        residual = X @ _array(star).ravel() - Y.ravel()
+        return _LossModel(H, b, float(residual @ residual) / (2 * X.shape[0]))
+    return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A simulation-ready numeric problem (see :func:`prepare`)."""
+
+    optimizer: Optimizer  # the symbolic pieces, for messages and stability conditions
+    landscape: Landscape
+    noise: Noise
+    values: dict  # symbol -> sympy number
+    stepper: Optimizer  # numeric copy whose scalar fields are floats
+    P: np.ndarray | None
+    oracle: _Oracle
+    theta_min: np.ndarray
+    loss_model: _LossModel | None
+    rho: float
+
+    @property
+    def dim(self) -> int:
+        return self.theta_min.shape[0]
+
+    def precondition(self) -> Callable[[np.ndarray], np.ndarray]:
+        P = self.P
+        if P is None:
+            return _identity
+        if P.shape == (1, 1):
+            p = float(P[0, 0])
+            return lambda v: p * v
+        if np.count_nonzero(P - np.diag(np.diagonal(P))) == 0:
+            diag = np.diagonal(P)[:, None].copy()
+            return lambda v: diag * v
+        return lambda v: P @ v
+
+    def describe(self) -> str:
+        return f"{type(self.optimizer).__name__} on {self.landscape!r} with {self.noise!r}"
+
+    def instability(self, rho: float, what: str) -> UnstableError:
+        """The :class:`UnstableError` naming the violated stability condition."""
+        return _instability(self, rho, what)
+
+
+def _identity(v):
+    return v
+
+
+def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Mapping) -> Problem:
+    """Substitute ``params`` (keys: symbols, names or aliases) into the problem and build its
+    numeric gradient oracle; raises :class:`UnstableError` if no stationary law exists there.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> p = prepare(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c), {"lr": 0.5, h: 1, c: 1})
+    >>> round(p.rho, 6)  # (1 - λh)²
+    0.25
+    """
+    symbols = _free_symbols(optimizer) | _free_symbols(landscape) | _free_symbols(noise)
+    resolved = resolve_values(params, symbols)
+    values = {k: _as_number(k, v) for k, v in resolved.items()}
+    missing = symbols - set(values)
+    pieces = _free_symbols(landscape) | _free_symbols(noise)
+    if missing - pieces:  # optimizer fields the update does not use (Adam's beta2) need no value
+        rec = build_recursion(optimizer, landscape, noise)
+        missing &= rec.M.free_symbols | rec.B.free_symbols | pieces
+    if missing:
+        names = ", ".join(sorted(map(str, missing)))
+        raise ValueError(f"simulate() needs a value for every parameter; missing {names}.")
+    opt, land, nz = (_substitute(x, values) for x in (optimizer, landscape, noise))
+    if land.modes:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
+        object.__setattr__(land, "modes", False)
+        object.__setattr__(land, "mode_names", {})
+    d = land.dim
+    gamma = opt.weight_decay
+    theta_min = _minimiser(land, gamma)
+    P = opt.preconditioner(land, nz)
+    oracle = _make_oracle(land, nz)
+    rho = _second_moment_radius(opt, land, nz)
+    problem = Problem(
+        optimizer=optimizer,
+        landscape=landscape,
+        noise=noise,
+        values=values,
+        stepper=_float_fields(opt),
+        P=None if P is None else _array(P),
+        oracle=oracle,
+        theta_min=_array(theta_min).reshape(d),
+        loss_model=_loss_model(land, theta_min),
+        rho=rho,
+    )
+    if not rho < 1:
+        raise problem.instability(rho, "")
+    return problem
+
+
+def _second_moment_radius(opt: Optimizer, land: Landscape, noise: Noise) -> float:
+    r"""Spectral radius of :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top`
+    for a numeric problem.
+
+    The same quantity as :func:`symsgd.stability.spectral_radius`, assembled in numpy as
+    :math:`M\otimes M + (B\otimes B)\,\mathcal L\,(K\otimes K)` with :math:`\mathcal L` probed at
+    the d(d+1)/2 symmetric unit matrices — one noise-covariance call each instead of two per
+    state-space unit matrix, so large momentum problems stay fast.
+    """
+    rec = build_recursion(opt, land, noise)
+    M = _array(rec.M)
+    if not noise.depends_on_state():
+        return float(np.max(np.abs(np.linalg.eigvals(M)))) ** 2 if M.size else 0.0
+    B, K = _array(rec.B), _array(rec.K)
+    d = land.dim
+    Q0 = _array(rec.noise_cov(sp.zeros(d, d)))
+    L = np.zeros((d * d, d * d))
+    for i in range(d):
+        for j in range(i, d):
+            E = sp.zeros(d, d)
+            E[i, j] = E[j, i] = 1
+            column = (_array(rec.noise_cov(E)) - Q0).reshape(-1)
+            if i == j:
+                L[:, i * d + i] = column
+            else:  # L acts on the symmetric part: e_i e_jᵀ ↦ L(E_ij)/2
+                L[:, i * d + j] = L[:, j * d + i] = column / 2
+    T = np.kron(M, M) + np.kron(B, B) @ L @ np.kron(K, K)
+    return float(np.max(np.abs(np.linalg.eigvals(T))))
+
+
+def _instability(problem: Problem, rho: float, what: str) -> UnstableError:
+    values = problem.values
+    shown = ", ".join(f"{k} = {sp.sstr(v)}" for k, v in sorted(values.items(), key=str))
+    name = problem.describe()
+    failing, conditions = [], None
+    rec = build_recursion(problem.optimizer, problem.landscape, problem.noise)
+    if rec.M.free_symbols | rec.B.free_symbols | rec.forcing().free_symbols:
+        conditions, _ = stability_conditions(rec)
+        failing = [c for c in sp.And.make_args(conditions) if c.xreplace(values) == sp.false]
+    radius = f"spectral radius of the second-moment map ρ = {rho:.6g}"
+    head = f"simulate() needs a stable recursion{what}: "
+    if failing:
+        spelled = " and ".join(sp.sstr(c) for c in sp.And.make_args(conditions))
+        message = (
+            f"{head}for {name} that means {spelled}; the condition {sp.sstr(failing[0])} "
+            f"fails at {shown} ({radius} ≥ 1). "
+            f"{advice(failing[0], values)}"
+        )
+    else:
+        message = (
+            f"{head}the second moments of {name} grow at {shown} ({radius}"
+            f"{' ≥ 1' if not rho < 1 else ''}). Lower the learning rate."
+        )
+    return UnstableError(message, condition=failing[0] if failing else None, values=values)
