@@ -164,6 +164,13 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
     """
     z = sp.Dummy("z")
     M = sp.Matrix(recursion.M)
+    state_dependent = recursion.noise.depends_on_state()
+    if not (M.free_symbols or recursion.B.free_symbols) and not (
+        state_dependent and _operator_matrix(recursion).free_symbols
+    ):
+        # a numeric map: decide by the spectral radius itself (Hurwitz minors of a float
+        # characteristic polynomial cancel catastrophically and can reject a stable recursion)
+        return (sp.true if spectral_radius(recursion, {}) < 1 else sp.false), True
 
     def schur(T: sp.Matrix) -> tuple[list[sp.Expr], bool]:
         polys, complete = [], True
@@ -174,7 +181,7 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
             polys.extend(schur_conditions(_charpoly(block, z), z))
         return polys, complete
 
-    if not recursion.noise.depends_on_state():
+    if not state_dependent:
         polys, complete = schur(M)
         return conditions_from(polys), complete
     n = recursion.n
@@ -215,7 +222,7 @@ def check_stable(
     """Raise :class:`UnstableError` when ``values`` violate ``conditions`` (or, once every
     symbol has a value, when the numeric spectral radius is ≥ 1)."""
     name = f"{type(recursion.optimizer).__name__} on {type(recursion.landscape).__name__}"
-    for cond in sp.And.make_args(conditions):
+    for cond in sp.And.make_args(conditions) if conditions is not sp.false else ():
         got = cond.subs(values)
         if got == sp.false:
             shown = {k: v for k, v in values.items() if k in cond.free_symbols}

@@ -342,3 +342,26 @@ def test_too_large_mean_square_criterion_falls_back_to_the_mean_recursion():
     # and the numeric check still uses the full spectral radius of the second-moment map
     with pytest.raises(ss.UnstableError, match="spectral radius"):
         result.subs(lr=sp.Rational(19, 10), momentum=0, a_1=1, a_2=1, batch_size=1)
+
+
+def test_numeric_problems_are_decided_by_the_spectral_radius():
+    """Float problems with a large state: Hurwitz minors of a float characteristic polynomial
+    would cancel catastrophically; the spectral radius decides instead."""
+    rng = np.random.default_rng(5)
+    R = rng.normal(size=(5, 5))
+    H = R @ R.T / 5 + np.eye(5)
+    C = np.eye(5) + 0.1 * np.ones((5, 5))
+    top = float(np.max(np.linalg.eigvalsh(H)))
+    lr_, mu_ = 0.9 * 2 * 1.9 / top, 0.9  # close to the edge λh < 2(1 + μ)
+    result = ss.stationary(
+        ss.HeavyBall(lr_, mu_), ss.Quadratic(sp.Matrix(H)), ss.AdditiveNoise(sp.Matrix(C))
+    )
+    assert result.conditions == sp.true
+    want = additive_cov("heavy-ball", H, C, lr_, mu=mu_)
+    assert np.allclose(np.array(result.cov, dtype=float), want, rtol=1e-8)
+    with pytest.raises(ss.UnstableError, match="spectral radius"):
+        ss.stationary(
+            ss.HeavyBall(1.05 * 2 * 1.9 / top, mu_),
+            ss.Quadratic(sp.Matrix(H)),
+            ss.AdditiveNoise(sp.Matrix(C)),
+        )
