@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import sympy as sp
@@ -53,3 +54,54 @@ def check_psd(m: sp.MatrixBase, name: str, strict: bool = False) -> None:
             f"{name} must be {kind}; its smallest eigenvalue is {low:.6g}. "
             f"A covariance or curvature with negative eigenvalues has no stationary law here."
         )
+
+
+def _fields(obj) -> dict:
+    return dict(vars(obj))
+
+
+def field_symbols(obj) -> set:
+    """Free symbols of every sympy value a frozen value object holds (fields, tuples of them)."""
+    out: set = set()
+    stack = list(_fields(obj).values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, sp.Basic):
+            out |= value.free_symbols
+        elif isinstance(value, (tuple, list)):
+            stack.extend(value)
+    return out
+
+
+def field_atoms(obj, kind: type) -> set:
+    """Atoms of type ``kind`` (e.g. ``sp.Float``) in the sympy values a value object holds."""
+    out: set = set()
+    stack = list(_fields(obj).values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, sp.Basic):
+            out |= value.atoms(kind)
+        elif isinstance(value, (tuple, list)):
+            stack.extend(value)
+    return out
+
+
+def replace_fields(obj, values: dict, *, exact: bool = False):
+    """A copy of the frozen value object ``obj`` with ``values`` substituted (``xreplace``) in
+    every sympy field — fields are set directly, the constructor validated the symbolic object
+    already.  With ``exact`` every float is replaced by the rational number it stores."""
+
+    def subs(value):
+        if isinstance(value, sp.Basic):
+            value = value.xreplace(values) if values else value
+            if exact:
+                value = value.xreplace({f: sp.Rational(f) for f in value.atoms(sp.Float)})
+            return value
+        if isinstance(value, (tuple, list)):
+            return type(value)(subs(v) for v in value)
+        return value
+
+    new = copy.copy(obj)
+    for key, value in _fields(obj).items():
+        object.__setattr__(new, key, subs(value))
+    return new

@@ -27,13 +27,13 @@ preconditioner and the stationary variance are smaller.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
 
+from ._util import field_symbols, replace_fields
 from .errors import UnstableError
 from .exact import canonical
 from .landscapes import Landscape
@@ -179,39 +179,6 @@ class _Unstable(Exception):
 
     def __init__(self, rho: float):
         self.rho = rho
-
-
-def _symbols_of(obj) -> set:
-    """Free symbols of every sympy value held by a frozen value object."""
-    out: set = set()
-    stack = list(vars(obj).values())
-    while stack:
-        value = stack.pop()
-        if isinstance(value, sp.Basic):
-            out |= value.free_symbols
-        elif isinstance(value, (tuple, list)):
-            stack.extend(value)
-    return out
-
-
-def _substituted(obj, values: dict, exact: bool = False):
-    """A copy of a frozen value object with ``values`` substituted in every sympy field (and,
-    with ``exact``, every float replaced by the rational number it stores)."""
-
-    def subs(value):
-        if isinstance(value, sp.Basic):
-            value = value.xreplace(values)
-            if exact:
-                value = value.xreplace({f: sp.Rational(f) for f in value.atoms(sp.Float)})
-            return value
-        if isinstance(value, (tuple, list)):
-            return type(value)(subs(v) for v in value)
-        return value
-
-    new = copy.copy(obj)
-    for key, value in vars(obj).items():
-        object.__setattr__(new, key, subs(value))
-    return new
 
 
 def _number(key, value) -> sp.Expr:
@@ -413,13 +380,13 @@ def _stationary_at(
     derived again in exact rationals (floats replaced by the rationals they store, √v rounded to
     a rational), where the criterion is exact.
     """
-    pieces = [_substituted(x, values) for x in (optimizer, landscape, noise)]
+    pieces = [replace_fields(x, values) for x in (optimizer, landscape, noise)]
     frozen = replace(pieces[0], v=tuple(float(x) for x in v))
     try:
         return frozen, stationary(frozen, *pieces[1:], method="numeric")
     except UnstableError:
         pass
-    exact = [_substituted(x, values, exact=True) for x in (optimizer, landscape, noise)]
+    exact = [replace_fields(x, values, exact=True) for x in (optimizer, landscape, noise)]
     roots = [sp.Rational(float(np.sqrt(x))).limit_denominator(10**15) for x in v]
     frozen = replace(exact[0], v=tuple(r**2 for r in roots))
     return frozen, stationary(frozen, *exact[1:], method="numeric")
@@ -473,7 +440,7 @@ def adam_self_consistent(
         )
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"tol must be > 0 and max_iter ≥ 1; got tol={tol}, max_iter={max_iter}.")
-    accepted = optimizer.symbols() | _symbols_of(landscape) | _symbols_of(noise)
+    accepted = optimizer.symbols() | field_symbols(landscape) | field_symbols(noise)
     values = {k: _number(k, x) for k, x in resolve_values(dict(params or {}), accepted).items()}
     family = _FrozenFamily(optimizer, landscape, noise, values)
     if family.missing:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import sympy as sp
 
+from ._util import field_symbols, replace_fields
 from .errors import UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise, Noise
@@ -43,45 +44,6 @@ __all__ = ["Problem", "prepare"]
 # ---------------------------------------------------------------------------------------------
 # substituting the parameter values
 # ---------------------------------------------------------------------------------------------
-
-
-def _free_symbols(obj) -> set:
-    """Free symbols of every sympy value held by a value object (fields, tuples of them)."""
-    out: set = set()
-    for value in vars(obj).values():
-        out |= _symbols_in(value)
-    return out
-
-
-def _symbols_in(value) -> set:
-    if isinstance(value, sp.Basic):
-        return set(value.free_symbols)
-    if isinstance(value, (tuple, list)):
-        out: set = set()
-        for v in value:
-            out |= _symbols_in(v)
-        return out
-    return set()
-
-
-def _substitute(obj, values: dict):
-    """A copy of the frozen value object ``obj`` with ``values`` substituted in every sympy field.
-
-    Fields are replaced directly (the constructors validated the symbolic object already)."""
-    new = copy.copy(obj)
-    for name, value in vars(obj).items():
-        object.__setattr__(new, name, _subs_value(value, values))
-    return new
-
-
-def _subs_value(value, values):
-    if isinstance(value, sp.Basic):
-        return value.xreplace(values)
-    if isinstance(value, tuple):
-        return tuple(_subs_value(v, values) for v in value)
-    if isinstance(value, list):
-        return [_subs_value(v, values) for v in value]
-    return value
 
 
 def _as_number(key, value) -> sp.Expr:
@@ -394,18 +356,18 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     >>> round(p.rho, 6)  # (1 - λh)²
     0.25
     """
-    symbols = _free_symbols(optimizer) | _free_symbols(landscape) | _free_symbols(noise)
+    symbols = field_symbols(optimizer) | field_symbols(landscape) | field_symbols(noise)
     resolved = resolve_values(params, symbols)
     values = {k: _as_number(k, v) for k, v in resolved.items()}
     missing = symbols - set(values)
-    pieces = _free_symbols(landscape) | _free_symbols(noise)
+    pieces = field_symbols(landscape) | field_symbols(noise)
     if missing - pieces:  # optimizer fields the update does not use (Adam's beta2) need no value
         rec = build_recursion(optimizer, landscape, noise)
         missing &= rec.M.free_symbols | rec.B.free_symbols | pieces
     if missing:
         names = ", ".join(sorted(map(str, missing)))
         raise ValueError(f"simulate() needs a value for every parameter; missing {names}.")
-    opt, land, nz = (_substitute(x, values) for x in (optimizer, landscape, noise))
+    opt, land, nz = (replace_fields(x, values) for x in (optimizer, landscape, noise))
     if land.modes:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
         object.__setattr__(land, "modes", False)
         object.__setattr__(land, "mode_names", {})

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import sympy as sp
 
+from ._util import field_atoms, replace_fields
 from .exact import canonical
 from .landscapes import Landscape
 from .latex import render
@@ -546,8 +547,16 @@ def stationary(
     c*lambda/(h*(-h*lambda + 2))
     >>> r.conditions
     h*lambda < 2
+
+    Floats among symbols are read as the decimals they print as (``0.3`` → 3/10), so the exact
+    solver works over the rationals; all-numeric problems keep their floats.
     """
     recursion = build_recursion(optimizer, landscape, noise)
+    pieces = (optimizer, landscape, noise)
+    floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
+    if floats and (recursion.M.free_symbols or recursion.forcing().free_symbols):
+        decimals = {f: sp.Rational(repr(float(f))) for f in floats}
+        recursion = build_recursion(*(replace_fields(p, decimals) for p in pieces))
     conditions = complete = None
     numeric = not (recursion.M.free_symbols or recursion.forcing().free_symbols)
     if numeric or recursion.n <= 2:  # cheap, and numeric problems must be checked first

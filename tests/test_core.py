@@ -365,3 +365,12 @@ def test_numeric_problems_are_decided_by_the_spectral_radius():
             ss.Quadratic(sp.Matrix(H)),
             ss.AdditiveNoise(sp.Matrix(C)),
         )
+
+
+def test_floats_among_symbols_are_read_as_their_decimals():
+    result = ss.stationary(ss.SGD(lam, weight_decay=0.3), ss.Quadratic(h), ss.AdditiveNoise(c))
+    exact = ss.stationary(
+        ss.SGD(lam, weight_decay=sp.Rational(3, 10)), ss.Quadratic(h), ss.AdditiveNoise(c)
+    )
+    assert sp.cancel(result.cov - exact.cov) == 0
+    assert not result.cov.atoms(sp.Float)

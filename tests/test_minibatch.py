@@ -89,6 +89,15 @@ def test_online_explicit_matrix_matches_textbook_fixed_point():
     for name, opt, kw in [
         ("sgd", ss.SGD(sp.Rational(1, 5)), {}),
         ("heavy-ball", ss.HeavyBall(sp.Rational(1, 10), sp.Rational(1, 2)), {"mu": 0.5}),
+        (
+            "preconditioned",
+            ss.Preconditioned(
+                sp.Rational(1, 5),
+                sp.Matrix([[1, sp.Rational(1, 4)], [sp.Rational(1, 4), sp.Rational(1, 2)]]),
+            ),
+            {"P": np.array([[1, 0.25], [0.25, 0.5]])},
+        ),
+        ("sgd", ss.SGD(sp.Rational(1, 5), weight_decay=sp.Rational(1, 10)), {"wd": 0.1}),
     ]:
         result = ss.stationary(
             opt, ss.LinearRegression(A, label_noise=sigma2), ss.MinibatchNoise(S)

@@ -79,6 +79,14 @@ def test_online_regression_with_offset_and_weight_decay():
     assert np.all(np.abs(report.simulation.mean) < 5 * report.simulation.mean_stderr)
 
 
+def test_preconditioned_minibatch_regression():
+    A = sp.Matrix([[1, sp.Rational(1, 2)], [sp.Rational(1, 2), 2]])
+    P = sp.Matrix([[1, sp.Rational(1, 4)], [sp.Rational(1, 4), sp.Rational(1, 2)]])
+    land = ss.LinearRegression(A, label_noise=sp.Rational(1, 2))
+    result = ss.stationary(ss.Preconditioned(lr, P), land, ss.MinibatchNoise(2))
+    assert_crosscheck(result, {lr: 0.3}, seed=6)
+
+
 @pytest.mark.parametrize("replacement", [True, False])
 def test_finite_data_minibatches(replacement):
     X = sp.Matrix([[1, 0], [0, 1], [1, 1], [2, -1], [-1, 1], [1, 2]]) / 2
