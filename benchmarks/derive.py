@@ -105,9 +105,11 @@ def main() -> None:
 
     print()
     print("the fully symbolic SGD d = 3 result stays usable (seconds)")
-    values = {s: 1 for s in usable.free_symbols}
-    values[ss.lr] = sp.Rational(1, 100)
-    _, t_subs = timed(lambda: usable.cov.subs(values))
+    # a stable point: H = 2I + 1/10 off the diagonal, C = I + 1/10 off the diagonal, λ = 1/10
+    values = {s: sp.Rational(1, 10) for s in usable.free_symbols}
+    values.update({s: 2 for s in usable.free_symbols if str(s) in ("h_11", "h_22", "h_33")})
+    values.update({s: 1 for s in usable.free_symbols if str(s) in ("c_11", "c_22", "c_33")})
+    _, t_subs = timed(lambda: usable.subs(values).cov)
     _, t_latex = timed(lambda: usable.latex())
     _, t_lambdify = timed(lambda: usable.lambdify())
     print(f"subs {t_subs:.3f}   latex {t_latex:.3f}   lambdify {t_lambdify:.3f}")
@@ -138,7 +140,8 @@ def lambdify_vs_scipy(points: int = 10**6, scipy_points: int = 2000) -> None:
     p["lr"] = (
         rng.uniform(0.01, 0.9, points) * 2 * (1 + p["momentum"]) / np.maximum(p["h_1"], p["h_2"])
     )
-    out, t_fast = timed(lambda: f(**p))
+    out, _ = timed(lambda: f(**p))  # the first call allocates; time the best of three
+    t_fast = min(timed(lambda: f(**p))[1] for _ in range(3))
 
     def one(k):
         lr, m = p["lr"][k], p["momentum"][k]
@@ -152,7 +155,8 @@ def lambdify_vs_scipy(points: int = 10**6, scipy_points: int = 2000) -> None:
     ref, t_slow = timed(lambda: [one(k) for k in range(scipy_points)])
     ok = all(np.allclose(out[k], r, rtol=1e-8) for k, r in enumerate(ref[:50]))
     per_point = t_slow / scipy_points
-    print(f"heavy-ball d = 2, lambdified over {points:.0e} points: {t_fast:.3f} s; scipy point by")
+    print(f"heavy-ball d = 2, lambdified over {points:.0e} points: {t_fast:.3f} s (best of 3,")
+    print("stability conditions checked at every point); scipy point by")
     print(
         f"point: {per_point * 1e6:.1f} µs/point ({per_point * points:.1f} s for {points:.0e});"
         f" ratio {per_point * points / t_fast:.0f}x; same values: {ok}"

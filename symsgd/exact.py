@@ -286,7 +286,16 @@ def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
         lcm = one
         for _, den in fracs:
             lcm = lcm * (den / lcm.gcd(den))
-        rows.append([num * (lcm / den) for num, den in fracs])
+        row = [num * (lcm / den) for num, den in fracs]
+        # remove the row's content (e.g. the factor λ every entry of I − M⊗M carries for SGD):
+        # it would otherwise multiply into every minor of the elimination
+        content = zero = ctx.from_dict({})
+        for e in row:
+            if not e.is_zero():
+                content = e if content.is_zero() else content.gcd(e)
+        if content != zero and content.total_degree() > 0:
+            row = [e / content for e in row]
+        rows.append(row)
 
     # Bareiss' fraction-free forward elimination: after step k every entry below row k is a
     # (k+1)-minor of the augmented matrix, so each division by the previous pivot is exact.
