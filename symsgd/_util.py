@@ -86,17 +86,14 @@ def field_atoms(obj, kind: type) -> set:
     return out
 
 
-def replace_fields(obj, values: dict, *, exact: bool = False):
+def replace_fields(obj, values: dict):
     """A copy of the frozen value object ``obj`` with ``values`` substituted (``xreplace``) in
     every sympy field — fields are set directly, the constructor validated the symbolic object
-    already.  With ``exact`` every float is replaced by the rational number it stores."""
+    already."""
 
     def subs(value):
         if isinstance(value, sp.Basic):
-            value = value.xreplace(values) if values else value
-            if exact:
-                value = value.xreplace({f: sp.Rational(f) for f in value.atoms(sp.Float)})
-            return value
+            return value.xreplace(values) if values else value
         if isinstance(value, (tuple, list)):
             return type(value)(subs(v) for v in value)
         return value

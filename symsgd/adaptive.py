@@ -371,25 +371,11 @@ def _iterate(
 def _stationary_at(
     v: np.ndarray, optimizer: Adam, landscape: Landscape, noise: Noise, values: dict
 ) -> tuple[Adam, Stationary]:
-    """The library's exact stationary law of the frozen Adam at ``v`` (float64 entries).
-
-    :func:`~symsgd.stationary.stationary` decides stability of a float problem by the signs of
-    Hurwitz minors evaluated in floating point, which cancel catastrophically for large state
-    spaces (characteristic polynomials of degree ~10 and up) and can reject a stable recursion.
-    The fast iteration has just measured the spectral radius below 1, so in that case the law is
-    derived again in exact rationals (floats replaced by the rationals they store, √v rounded to
-    a rational), where the criterion is exact.
-    """
+    """The library's stationary law of the frozen Adam at ``v`` (float64 entries; stability of
+    the numeric problem is decided by the spectral radius of its second-moment map)."""
     pieces = [replace_fields(x, values) for x in (optimizer, landscape, noise)]
     frozen = replace(pieces[0], v=tuple(float(x) for x in v))
-    try:
-        return frozen, stationary(frozen, *pieces[1:], method="numeric")
-    except UnstableError:
-        pass
-    exact = [replace_fields(x, values, exact=True) for x in (optimizer, landscape, noise)]
-    roots = [sp.Rational(float(np.sqrt(x))).limit_denominator(10**15) for x in v]
-    frozen = replace(exact[0], v=tuple(r**2 for r in roots))
-    return frozen, stationary(frozen, *exact[1:], method="numeric")
+    return frozen, stationary(frozen, *pieces[1:], method="numeric")
 
 
 def adam_self_consistent(
