@@ -685,21 +685,21 @@ def sweep(
             stderr[k] = np.reshape(se, shape)
         messages[k] = message
     fine = np.linspace(points.min(), points.max(), grid)
+
+    def curve(readout, at):
+        return None if readout is None else _evaluate(readout, names, str(symbol), at)
+
     return Sweep(
         param=symbol,
         what=what,
         values=points,
-        theory=_evaluate(exact, names, str(symbol), points),
-        continuous=None
-        if continuous is None
-        else _evaluate(continuous, names, str(symbol), points),
+        theory=curve(exact, points),
+        continuous=curve(continuous, points),
         estimate=estimate,
         stderr=stderr,
         grid=fine,
-        theory_grid=_evaluate(exact, names, str(symbol), fine),
-        continuous_grid=None
-        if continuous is None
-        else _evaluate(continuous, names, str(symbol), fine),
+        theory_grid=curve(exact, fine),
+        continuous_grid=curve(continuous, fine),
         messages=tuple(messages),
     )
 

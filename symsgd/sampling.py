@@ -317,6 +317,9 @@ class Problem:
     theta_min: np.ndarray
     loss_model: _LossModel | None
     rho: float
+    #: numeric (M, B, K) of the recursion z' = Mz + Bξ (ξ the gradient noise at Kz)
+    state_space: tuple[np.ndarray, np.ndarray, np.ndarray]
+    hessian: np.ndarray  # numeric Hessian of the landscape (population or empirical)
 
     @property
     def dim(self) -> int:
@@ -376,7 +379,9 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     theta_min = _minimiser(land, gamma)
     P = opt.preconditioner(land, nz)
     oracle = _make_oracle(land, nz)
-    rho = _second_moment_radius(opt, land, nz)
+    rec = build_recursion(opt, land, nz)
+    state_space = (_array(rec.M), _array(rec.B), _array(rec.K))
+    rho = _second_moment_radius(rec, state_space)
     problem = Problem(
         optimizer=optimizer,
         landscape=landscape,
@@ -388,27 +393,27 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
         theta_min=_array(theta_min).reshape(d),
         loss_model=_loss_model(land, theta_min),
         rho=rho,
+        state_space=state_space,
+        hessian=_array(land.hessian),
     )
     if not rho < 1:
         raise problem.instability(rho, "")
     return problem
 
 
-def _second_moment_radius(opt: Optimizer, land: Landscape, noise: Noise) -> float:
+def _second_moment_radius(rec, state_space: tuple) -> float:
     r"""Spectral radius of :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top`
-    for a numeric problem.
+    for a numeric problem, given its recursion and numeric ``(M, B, K)``.
 
     The same quantity as :func:`symsgd.stability.spectral_radius`, assembled in numpy as
     :math:`M\otimes M + (B\otimes B)\,\mathcal L\,(K\otimes K)` with :math:`\mathcal L` probed at
     the d(d+1)/2 symmetric unit matrices — one noise-covariance call each instead of two per
     state-space unit matrix, so large momentum problems stay fast.
     """
-    rec = build_recursion(opt, land, noise)
-    M = _array(rec.M)
-    if not noise.depends_on_state():
+    M, B, K = state_space
+    if not rec.noise.depends_on_state():
         return float(np.max(np.abs(np.linalg.eigvals(M)))) ** 2 if M.size else 0.0
-    B, K = _array(rec.B), _array(rec.K)
-    d = land.dim
+    d = rec.landscape.dim
     Q0 = _array(rec.noise_cov(sp.zeros(d, d)))
     L = np.zeros((d * d, d * d))
     for i in range(d):

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .recursion import build_recursion
-
 __all__ = ["MAX_STATE_DIM", "SAMPLES", "fourth_moment_radius"]
 
 #: Monte Carlo draws of the random update per state dimension n (the operator has n⁴ rows);
@@ -64,16 +62,12 @@ def fourth_moment_radius(problem, samples: int | None = None, seed: int = 0) -> 
     """
     if not problem.noise.depends_on_state():
         return None
-    rec = build_recursion(problem.stepper, problem.landscape, problem.noise)
-    values = problem.values
-    M = np.array(rec.M.subs(values).evalf(), dtype=float)
+    M, B, K = problem.state_space
     n = M.shape[0]
     if n > MAX_STATE_DIM:
         return None
     samples = SAMPLES[n] if samples is None else int(samples)
-    B = np.array(rec.B.subs(values).evalf(), dtype=float)
-    K = np.array(rec.K.subs(values).evalf(), dtype=float)
-    H = _hessian(problem)
+    H = problem.hessian
     total = np.zeros((n**4, n**4))
     chunk = max(1, 2_000_000 // n**8)
     for start in range(0, samples, chunk):
@@ -84,8 +78,3 @@ def fourth_moment_radius(problem, samples: int | None = None, seed: int = 0) -> 
         A4 = np.einsum("kij,kab->kiajb", A2, A2).reshape(m, n**4, n**4)
         total += A4.sum(axis=0)
     return float(np.max(np.abs(np.linalg.eigvals(total / samples))))
-
-
-def _hessian(problem) -> np.ndarray:
-    """The landscape's (population or empirical) Hessian at the problem's values."""
-    return np.array(problem.landscape.hessian.subs(problem.values).evalf(), dtype=float)
