@@ -165,12 +165,18 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
     z = sp.Dummy("z")
     M = sp.Matrix(recursion.M)
     state_dependent = recursion.noise.depends_on_state()
-    if not (M.free_symbols or recursion.B.free_symbols) and not (
-        state_dependent and _operator_matrix(recursion).free_symbols
-    ):
+    symbolic_mean = bool(M.free_symbols or recursion.B.free_symbols)
+    n = recursion.n
+    if not state_dependent:
+        T = M
+    elif symbolic_mean and n * (n + 1) // 2 > MAX_SYMBOLIC_DEGREE:
+        T = None  # too large to treat symbolically (see below)
+    else:
+        T = _operator_matrix(recursion)
+    if T is not None and not T.free_symbols:
         # a numeric map: decide by the spectral radius itself (Hurwitz minors of a float
         # characteristic polynomial cancel catastrophically and can reject a stable recursion)
-        return (sp.true if spectral_radius(recursion, {}) < 1 else sp.false), True
+        return (sp.true if _radius(T, state_dependent) < 1 else sp.false), True
 
     def schur(T: sp.Matrix) -> tuple[list[sp.Expr], bool]:
         polys, complete = [], True
@@ -184,11 +190,10 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
     if not state_dependent:
         polys, complete = schur(M)
         return conditions_from(polys), complete
-    n = recursion.n
-    if n * (n + 1) // 2 > MAX_SYMBOLIC_DEGREE and (M.free_symbols or recursion.B.free_symbols):
+    if T is None:
         polys, complete = [], False
     else:
-        polys, complete = schur(_operator_matrix(recursion))
+        polys, complete = schur(T)
     if not complete:  # mean-square stability implies Schur stability of the mean recursion
         polys.extend(p for p in schur(M)[0] if p not in polys)
     return conditions_from(polys), complete
@@ -200,13 +205,18 @@ def spectral_radius(recursion: LinearRecursion, values: dict) -> float:
         T = _operator_matrix(recursion).subs(values)
     else:
         T = sp.Matrix(recursion.M).subs(values)
-    try:
-        arr = np.array(T.evalf(), dtype=float)
-    except TypeError:
+    if T.free_symbols:
         missing = sorted(map(str, T.free_symbols))
-        raise ValueError(f"spectral_radius needs values for {missing}.") from None
+        raise ValueError(f"spectral_radius needs values for {missing}.")
+    return _radius(T, recursion.noise.depends_on_state())
+
+
+def _radius(T: sp.Matrix, second_moment_map: bool) -> float:
+    """Spectral radius of the numeric second-moment map: ``T`` itself, or ``ρ(M)²`` when ``T``
+    is the mean recursion ``M`` (additive noise)."""
+    arr = np.array(T.evalf(), dtype=float)
     rho = float(np.max(np.abs(np.linalg.eigvals(arr)))) if arr.size else 0.0
-    return rho if recursion.noise.depends_on_state() else rho**2
+    return rho if second_moment_map else rho**2
 
 
 def _fmt(values: dict) -> str:
