@@ -41,6 +41,7 @@ from .noise import Noise
 from .numeric import resolve_values
 from .optimizers import Adam
 from .recursion import build_recursion
+from .sampling import noise_operator, second_moment_matrix
 from .stationary import Stationary, stationary
 from .symbols import ALIASES
 
@@ -212,32 +213,21 @@ class _FrozenFamily:
 
         M, B, K = num(rec.M), num(rec.B), num(rec.K)
         G = num(_gradient_map(frozen, landscape))
-        Q0 = num(rec.noise_cov(sp.zeros(d, d)))
         self.state_dependent = noise.depends_on_state()
-        columns = {}
-        if self.state_dependent:
-            for i in range(d):
-                for j in range(i, d):
-                    E = sp.zeros(d, d)
-                    E[i, j] = E[j, i] = 1
-                    columns[i, j] = num(rec.noise_cov(E)) - Q0
-        pieces = [M, B, K, G, Q0, *columns.values()]
+        entries = {(i, j): sp.Dummy(f"s{i}{j}") for i in range(d) for j in range(i, d)}
+        probe = sp.Matrix(d, d, lambda i, j: entries[min(i, j), max(i, j)])
+        noise_at = num(rec.noise_cov(probe))
+        pieces = [M, B, K, G, noise_at]
         free = set().union(*[m.free_symbols for m in pieces]) - set(self.v_symbols)
-        self.missing = free
-        if free:
+        self.missing = free - probe.free_symbols
+        if self.missing:
             return
         self._M = sp.lambdify([self.v_symbols], M, modules="numpy")
         self._B = sp.lambdify([self.v_symbols], B, modules="numpy")
         self.K = np.array(K.evalf(), dtype=float)
         self.G = np.array(G.evalf(), dtype=float)
-        self.Q0 = np.array(Q0.evalf(), dtype=float)
-        self.L = np.zeros((d * d, d * d))  # vec(Q(S) - Q0) = L vec(S), row-major, symmetric S
-        for (i, j), column in columns.items():
-            col = np.array(column.evalf(), dtype=float).reshape(-1)
-            if i == j:
-                self.L[:, i * d + i] = col
-            else:
-                self.L[:, i * d + j] = self.L[:, j * d + i] = col / 2
+        # vec(Q(S) - Q0) = L vec(S), row-major, symmetric S
+        self.Q0, self.L = noise_operator(rec, values)
         self.eps = float(values.get(optimizer.eps, optimizer.eps))
         self.rho = float("nan")  # spectral radius at the last evaluation
 
@@ -258,7 +248,7 @@ class _FrozenFamily:
                 raise _Unstable(rho)
             state = solve_discrete_lyapunov(M, forcing)
         else:
-            T = np.kron(M, M) + np.kron(B, B) @ self.L @ np.kron(self.K, self.K)
+            T = second_moment_matrix(M, B, self.K, self.L)
             rho = self.rho = float(np.max(np.abs(np.linalg.eigvals(T))))
             if not rho < 1:
                 raise _Unstable(rho)

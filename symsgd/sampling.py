@@ -413,20 +413,40 @@ def _second_moment_radius(rec, state_space: tuple) -> float:
     M, B, K = state_space
     if not rec.noise.depends_on_state():
         return float(np.max(np.abs(np.linalg.eigvals(M)))) ** 2 if M.size else 0.0
+    _, L = noise_operator(rec)
+    return float(np.max(np.abs(np.linalg.eigvals(second_moment_matrix(M, B, K, L)))))
+
+
+def noise_operator(rec, values: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(Q0, L)`` in float64 for the recursion's noise at ``values``: the constant part
+    :math:`Q_0 = Q(0)` and the matrix of its linear part,
+    :math:`\operatorname{vec}(Q(S) - Q_0) = L\operatorname{vec}S` for symmetric S (row-major),
+    probed at the d(d+1)/2 symmetric unit matrices (the noise must not depend on anything
+    ``values`` leaves free)."""
     d = rec.landscape.dim
-    Q0 = _array(rec.noise_cov(sp.zeros(d, d)))
+    values = values or {}
+
+    def q(S):
+        return _array(sp.Matrix(rec.noise_cov(S)).xreplace(values))
+
+    Q0 = q(sp.zeros(d, d))
     L = np.zeros((d * d, d * d))
-    for i in range(d):
-        for j in range(i, d):
-            E = sp.zeros(d, d)
-            E[i, j] = E[j, i] = 1
-            column = (_array(rec.noise_cov(E)) - Q0).reshape(-1)
-            if i == j:
-                L[:, i * d + i] = column
-            else:  # L acts on the symmetric part: e_i e_jᵀ ↦ L(E_ij)/2
-                L[:, i * d + j] = L[:, j * d + i] = column / 2
-    T = np.kron(M, M) + np.kron(B, B) @ L @ np.kron(K, K)
-    return float(np.max(np.abs(np.linalg.eigvals(T))))
+    if rec.noise.depends_on_state():
+        for i in range(d):
+            for j in range(i, d):
+                E = sp.zeros(d, d)
+                E[i, j] = E[j, i] = 1
+                column = (q(E) - Q0).reshape(-1)
+                if i == j:
+                    L[:, i * d + i] = column
+                else:  # L acts on the symmetric part: e_i e_jᵀ ↦ L(E_ij)/2
+                    L[:, i * d + j] = L[:, j * d + i] = column / 2
+    return Q0, L
+
+
+def second_moment_matrix(M, B, K, L) -> np.ndarray:
+    r"""The second-moment map :math:`M\otimes M + (B\otimes B)L(K\otimes K)` on vec Σ_z."""
+    return np.kron(M, M) + np.kron(B, B) @ L @ np.kron(K, K)
 
 
 def _instability(problem: Problem, rho: float, what: str) -> UnstableError:
