@@ -278,7 +278,6 @@ def _flint_ring(entries: list[sp.Expr]):
 def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
     n = A.rows
     fractions, gens, ctx = _flint_ring(list(A) + list(b))
-    width = n + 1
     one = ctx.from_dict({(0,) * len(ctx.gens()): 1})
     rows = []
     for i in range(n):
@@ -296,7 +295,18 @@ def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
         if content != zero and content.total_degree() > 0:
             row = [e / content for e in row]
         rows.append(row)
+    nums, dens = bareiss_solve(rows, one)
+    return _FlintSolution(nums, dens, gens, ctx)
 
+
+def bareiss_solve(rows: list[list], one) -> tuple[list, list]:
+    """Solve the augmented system ``rows`` (n rows of n + 1 ``fmpz_mpoly``) exactly.
+
+    Returns ``(nums, dens)`` with ``x_i = nums[i] / dens[i]`` cancelled and ``dens[i]`` of
+    positive leading coefficient.  ``one`` is the ring's unit; ``rows`` is consumed.
+    """
+    n = len(rows)
+    width = n + 1
     # Bareiss' fraction-free forward elimination: after step k every entry below row k is a
     # (k+1)-minor of the augmented matrix, so each division by the previous pivot is exact.
     prev = one
@@ -348,7 +358,7 @@ def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
             num, den = -num, -den
         nums.append(num)
         dens.append(den)
-    return _FlintSolution(nums, dens, gens, ctx)
+    return nums, dens
 
 
 def _to_sympy(p, gens) -> sp.Expr:

@@ -44,7 +44,9 @@ from .symbols import batch_size, beta1, beta2, eps, lr, momentum, weight_decay
 
 __all__ = [
     "ENVIRONMENTS",
+    "command",
     "latex_expr",
+    "layout",
     "matrix_function_latex",
     "matrix_latex",
     "render",
@@ -77,7 +79,7 @@ _MAX_COLLECT_TERMS = 120
 _MAX_ENTRYWISE = 1500
 
 
-def _command(name: str) -> str:
+def command(name: str) -> str:
     r"""``"eta"``/``"η"`` -> ``"\eta"``; anything else (``"\eta"``, ``"B"``) is used verbatim."""
     name = name.strip()
     if name in _GREEK_CHARS:
@@ -90,9 +92,9 @@ def _command(name: str) -> str:
 def _notation(lr_name: str | None, batch_name: str | None) -> dict:
     names = {}
     if lr_name:
-        names[lr] = _command(lr_name)
+        names[lr] = command(lr_name)
     if batch_name:
-        names[batch_size] = _command(batch_name)
+        names[batch_size] = command(batch_name)
     return names
 
 
@@ -708,6 +710,23 @@ def render(
         body = matrix_function_latex(expr, names, **opts)
     else:
         body = scalar_latex(expr, **opts)
+    return layout(lhs, body, where, env)
+
+
+def layout(lhs: str, body: str, where: str | None = None, env: str | None = None) -> str:
+    r"""``body`` (and its "where" definitions) bare (``env=None``) or as ``lhs = body`` in an
+    ``equation``/``align`` environment (see :func:`render`).
+
+    >>> print(layout(r"\Sigma", r"\frac{a}{D}", "D = 2", env="align*"))
+    \begin{align*}
+    \Sigma &= \frac{a}{D} \\
+    \text{where } D &= 2
+    \end{align*}
+    """
+    if env is not None and env not in ENVIRONMENTS:
+        raise ValueError(
+            f"env must be None or one of {', '.join(map(repr, ENVIRONMENTS))}; got {env!r}."
+        )
     if env is None:
         return body if where is None else rf"{body}, \quad \text{{where }} {where}"
     if env.startswith("equation"):

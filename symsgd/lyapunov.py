@@ -14,6 +14,11 @@ Strategies (:data:`SOLVERS`, tried in order; the first whose ``applies_to`` is t
     every entry a number: exact over the rationals (sympy ``DomainMatrix`` over QQ) when the
     entries are rational, float64 (scipy's Bartels–Stewart ``solve_discrete_lyapunov``, or the
     vectorised system for state-dependent noise) otherwise.
+``InvariantSolver``
+    symbolic explicit matrices with state-independent noise (integer-polynomial entries): the
+    characteristic-algebra formula of :mod:`symsgd.cayley` — a universal n(n+1)/2 elimination in
+    the coefficients of the characteristic polynomial only, then composition; large answers
+    (fully symbolic SGD with d ≥ 4) are kept in that structured form.
 ``ExactSolver``
     anything symbolic (scalar, eigen-mode and explicit symbolic matrices): the half-vectorised
     system (n(n+1)/2 unknowns) solved by fraction-free elimination (:func:`symsgd.exact.solve_den`).
@@ -38,6 +43,7 @@ __all__ = [
     "SOLVERS",
     "EigenmodeSolver",
     "ExactSolver",
+    "InvariantSolver",
     "NumericSolver",
     "Solution",
     "halfvec_operator_system",
@@ -55,6 +61,9 @@ class Solution:
     #: common denominator of the entries, factored (1 for numeric solutions)
     denominator: sp.Expr
     method: str
+    #: the structured characteristic-algebra form (:class:`symsgd.cayley.StructuredForm`) when
+    #: the entries are kept unexpanded; readouts must then not expand them
+    form: object = None
 
 
 def _pairs(n: int) -> list[tuple[int, int]]:
@@ -155,6 +164,51 @@ class ExactSolver(Solver):
         return Solution(state_cov, denominator, self.name)
 
 
+class InvariantSolver(Solver):
+    r"""The characteristic-algebra solution of :math:`\Sigma = M\Sigma M^\top + BQ_0B^\top`
+    (:func:`symsgd.cayley.solve_stein`) for symbolic explicit matrices with additive noise.
+
+    ``form`` is ``"auto"`` (expanded canonical entries while they are small, the structured form
+    beyond), ``"expanded"`` or ``"structured"``.
+
+    >>> import symsgd as ss
+    >>> from symsgd.landscapes import symmetric_matrix
+    >>> from symsgd.recursion import build_recursion
+    >>> C = symmetric_matrix(2, "c")
+    >>> r = build_recursion(ss.SGD(ss.lr), ss.Quadratic.symbolic(2), ss.AdditiveNoise(C))
+    >>> InvariantSolver().solve(r).denominator
+    (h_11*h_22 - h_12**2)*(-h_11*h_22*lambda + h_11 + h_12**2*lambda + h_22)*(h_11*h_22*lambda**2
+    - 2*h_11*lambda - h_12**2*lambda**2 - 2*h_22*lambda + 4)
+    """
+
+    name = "invariant"
+
+    def __init__(self, form: str = "auto"):
+        self.form = form
+
+    def applies_to(self, recursion):
+        from .cayley import NotApplicable, SteinSolution
+
+        if recursion.noise.depends_on_state() or recursion.n < 2:
+            return False
+        M, F = recursion.M, recursion.forcing()
+        if not (M.free_symbols or F.free_symbols) or desqrt([M, F])[1]:
+            return False
+        try:
+            SteinSolution(M, F)
+        except NotApplicable:
+            return False
+        return True
+
+    def solve(self, recursion):
+        from .cayley import solve_stein
+
+        X, denominator, form = solve_stein(recursion.M, recursion.forcing(), self.form)
+        if form is None:
+            return Solution(X, denominator, self.name)
+        return Solution(X, denominator, f"{self.name}-structured", form=form)
+
+
 class EigenmodeSolver(Solver):
     """Diagonal H, C and P (the commuting case in its eigenbasis), additive noise: solve one
     mode with symbolic eigenvalues and substitute — cost independent of d."""
@@ -243,12 +297,12 @@ def numeric_state_cov(recursion: LinearRecursion) -> np.ndarray:
     return np.array(_from_halfvec(recursion.n, list(x.ravel())).evalf(), dtype=float)
 
 
-SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), ExactSolver())
+SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), InvariantSolver(), ExactSolver())
 
 
 def solve(recursion: LinearRecursion, method: str = "auto") -> Solution:
     """Solve with the first strategy that applies (``method="auto"``) or the named one
-    (``"eigenmode"``, ``"numeric"``, ``"exact"``, ``"domainmatrix"``)."""
+    (``"eigenmode"``, ``"numeric"``, ``"invariant"``, ``"exact"``, ``"domainmatrix"``)."""
     if method == "auto":
         for solver in SOLVERS:
             if solver.applies_to(recursion):
@@ -256,6 +310,7 @@ def solve(recursion: LinearRecursion, method: str = "auto") -> Solution:
     named = {
         "eigenmode": EigenmodeSolver(),
         "numeric": NumericSolver(),
+        "invariant": InvariantSolver(),
         "exact": ExactSolver(),
         "domainmatrix": ExactSolver(engine="domainmatrix"),
     }

@@ -9,6 +9,7 @@ point and violated points raise :class:`~symsgd.UnstableError` (or become NaN on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -86,7 +87,7 @@ def numpy_source(symbols: list, exprs: list) -> str:
     >>> print(numpy_source([x, y], [(x + y) ** 2 / (x + y + 1) + sp.sqrt(x + y)]))
     def f(x0, x1):
         _t0 = x0 + x1
-        return [_t0**0.5 + _t0**2*((1.0 + x0 + x1)**-1)]
+        return [_t0**0.5 + (_t0**2)*((1.0 + x0 + x1)**-1)]
     """
     args = {s: f"x{k}" for k, s in enumerate(symbols)}
     counts: dict = {}
@@ -141,7 +142,11 @@ def numpy_source(symbols: list, exprs: list) -> str:
 
 def _wrap(node, code: str) -> str:
     atomic = node.is_Atom and not (node.is_Number and node.is_negative)
-    return code if atomic or code.startswith("_t") or node.func in _NUMPY_FUNCTIONS else f"({code})"
+    named = _TEMPORARY.fullmatch(code) is not None  # "_t3", but not "_t3*x0" or "_t3 + x0"
+    return code if atomic or named or node.func in _NUMPY_FUNCTIONS else f"({code})"
+
+
+_TEMPORARY = re.compile(r"_t\d+")
 
 
 def _fast_numpy(symbols: list, exprs: list):

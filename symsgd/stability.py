@@ -15,6 +15,8 @@ factors that are positive under the symbols' assumptions are dropped.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import sympy as sp
 
@@ -33,6 +35,9 @@ __all__ = [
 
 #: largest characteristic-polynomial degree for which symbolic conditions are derived
 MAX_SYMBOLIC_DEGREE = 6
+#: blocks of at least this size take their conditions from universal ones in the coefficients
+#: of the shifted characteristic polynomial (:func:`_invariant_schur`)
+INVARIANT_DEGREE = 4
 
 
 def _operator_matrix(recursion: LinearRecursion) -> sp.Matrix:
@@ -178,25 +183,75 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
         # characteristic polynomial cancel catastrophically and can reject a stable recursion)
         return (sp.true if _radius(T, state_dependent) < 1 else sp.false), True
 
-    def schur(T: sp.Matrix) -> tuple[list[sp.Expr], bool]:
-        polys, complete = [], True
+    def schur(T: sp.Matrix) -> tuple[list[sp.Basic], bool]:
+        relations, complete = [], True
         for block in diagonal_blocks(T):
             if block.rows > MAX_SYMBOLIC_DEGREE and block.free_symbols:
                 complete = False
                 continue
-            polys.extend(schur_conditions(_charpoly(block, z), z))
-        return polys, complete
+            found = _invariant_schur(block) if block.rows >= INVARIANT_DEGREE else None
+            if found is None:
+                polys = schur_conditions(_charpoly(block, z), z)
+                found = [_positive_form(p) for p in polys]
+            relations.extend(r for r in found if r not in relations)
+        return relations, complete
 
     if not state_dependent:
-        polys, complete = schur(M)
-        return conditions_from(polys), complete
+        relations, complete = schur(M)
+        return sp.And(*relations), complete
     if T is None:
-        polys, complete = [], False
+        relations, complete = [], False
     else:
-        polys, complete = schur(T)
+        relations, complete = schur(T)
     if not complete:  # mean-square stability implies Schur stability of the mean recursion
-        polys.extend(p for p in schur(M)[0] if p not in polys)
-    return conditions_from(polys), complete
+        relations.extend(r for r in schur(M)[0] if r not in relations)
+    return sp.And(*relations), complete
+
+
+@cache
+def _universal_schur(n: int) -> tuple[tuple, sp.Symbol, list]:
+    r"""Schur conditions of :math:`p_M(z) = \det(zI - I + sK)` for a generic K, as factored
+    polynomials in the coefficients ``c`` of :math:`\det(xI - K)` and ``s``:
+    :math:`p_M(z) = (-1)^n\bigl[(1-z)^n + \sum_a c_a s^{n-a}(1-z)^a\bigr]`."""
+    c = tuple(sp.Dummy(f"c{a}") for a in range(n))
+    s, z = sp.Dummy("s"), sp.Dummy("z")
+    p = (-1) ** n * ((1 - z) ** n + sum(c[a] * s ** (n - a) * (1 - z) ** a for a in range(n)))
+    return c, s, [factor_list(q) for q in schur_conditions(sp.expand(p), z)]
+
+
+def _invariant_schur(block: sp.Matrix) -> list[sp.Basic] | None:
+    """Schur stability of ``block`` from universal conditions in the coefficients of its
+    shifted characteristic polynomial (:func:`symsgd.cayley.shifted_characteristic`): compact
+    where expanding the Hurwitz minors of a symbolic block is slow and huge.  None when the
+    entries are not integer polynomials."""
+    from .cayley import NotApplicable, shifted_characteristic
+
+    try:
+        coeffs, s_value = shifted_characteristic(block)
+    except NotApplicable:
+        return None
+    c, s, conditions = _universal_schur(block.rows)
+    values = {**dict(zip(c, coeffs)), s: s_value}
+    relations = []
+    for constant, factors in conditions:
+        sign, keep, nonzero = (1 if constant > 0 else -1), [], []
+        for f, e in factors:
+            value = f.xreplace(values)
+            if value.is_positive:
+                continue
+            if value.is_negative:
+                sign *= (-1) ** e
+            elif e % 2 == 0:
+                nonzero.append(sp.Ne(value, 0))
+            else:
+                keep.append(value)
+        if not keep:
+            relations.append(sp.And(*nonzero) if sign > 0 else sp.false)
+            continue
+        body = sp.Mul(*keep)
+        rel = sp.StrictGreaterThan(body, 0) if sign > 0 else sp.StrictLessThan(body, 0)
+        relations.append(sp.And(rel, *nonzero))
+    return relations
 
 
 def spectral_radius(recursion: LinearRecursion, values: dict) -> float:

@@ -24,7 +24,7 @@ import sympy as sp
 from ._util import field_atoms, replace_fields
 from .exact import canonical
 from .landscapes import Landscape
-from .latex import render
+from .latex import command, layout, render
 from .lyapunov import solve, solve_symmetric
 from .noise import Noise
 from .numeric import NumericFunction, lambdify_result, resolve_values
@@ -62,17 +62,24 @@ class _Result:
         r"""Expected (training) loss at stationarity; for a quadratic
         :math:`\tfrac12\operatorname{Tr}(H\operatorname{Var}\theta)` (per mode for eigen-mode
         problems with additive noise)."""
-        return self._apply(canonical(self.landscape.loss(self._cov, self._weight_decay())))
+        return self._apply(self._canonical(self.landscape.loss(self._cov, self._weight_decay())))
 
     @property
     def test_loss(self) -> sp.Expr | None:
         """Expected loss on a fresh sample, where the landscape defines one (else None)."""
         method = getattr(self.landscape, "test_loss", None)
         value = None if method is None else method(self._cov, self._weight_decay())
-        return None if value is None else self._apply(canonical(value))
+        return None if value is None else self._apply(self._canonical(value))
 
     def _weight_decay(self):
         return 0
+
+    #: True for results kept in a structured exact form (:mod:`symsgd.cayley`): readouts are
+    #: then assembled without expanding into one cancelled fraction
+    structured = False
+
+    def _canonical(self, value):
+        return value if self.structured else canonical(value)
 
     @property
     def free_symbols(self) -> set:
@@ -162,6 +169,8 @@ class _Result:
         lhs = _LATEX_LHS.get(what)
         if lhs is None:
             raise ValueError(f"latex(what=...) must be one of {sorted(_LATEX_LHS)}; got {what!r}.")
+        if self.structured:
+            return self._structured_latex(what, env, lr)
         value = getattr(self, what, None)
         if value is None:
             raise ValueError(f"this result has no {what!r}.")
@@ -184,6 +193,25 @@ class _Result:
 
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle \\Sigma = {self.latex()}$"
+
+    def _structured_latex(self, what: str, env: str | None, lr_name: str | None) -> str:
+        """The characteristic-algebra formula of a structured result (``what="cov"`` only)."""
+        if what != "cov":
+            raise ValueError(
+                f"latex(what={what!r}) is not available for this structured result (its entries "
+                f"have ~10⁶ terms when expanded); latex() prints the cov formula, and "
+                f"lambdify()/subs() evaluate {what!r}."
+            )
+        form, r = self.form, self.recursion
+        K_name = "H" if form.K == sp.ImmutableMatrix(r.landscape.hessian) else "K"
+        C = getattr(r.noise, "C", None)
+        F_name = "C" if C is not None and form.F == sp.ImmutableMatrix(C) else "F"
+        lhs = r"\Sigma" if r.n == r.landscape.dim else r"\Sigma_z"
+        from .symbols import lr as lr_symbol
+
+        names = {lr_symbol: command(lr_name)} if lr_name else {}
+        body, where = form.latex(K_name, F_name, names, self.values)
+        return layout(lhs, body, where, env)
 
     def lambdify(
         self, what: str | tuple = "cov", backend: str = "numpy", unstable: str = "raise"
@@ -247,6 +275,7 @@ class Stationary(_Result):
         method: str,
         values: dict | None = None,
         closure: dict | None = None,
+        form=None,
     ):
         self.recursion = recursion
         #: substitutions that close a self-consistent coupling (eigen-mode minibatch problems:
@@ -256,6 +285,9 @@ class Stationary(_Result):
         self._conditions = (conditions, complete) if conditions is not None else None
         self._denominator = denominator
         self.method = method
+        #: the structured characteristic-algebra form (:class:`symsgd.cayley.StructuredForm`)
+        #: of a ``method="invariant-structured"`` result, else None
+        self.form = form
         self.values = dict(values or {})
         self._cov = sp.ImmutableMatrix(congruence(recursion.theta_map, self._state_cov))
         self.landscape = recursion.landscape
@@ -300,7 +332,7 @@ class Stationary(_Result):
     @property
     def noise_cov(self):
         """Stationary gradient-noise covariance Q(KΣKᵀ) at the gradient evaluation point."""
-        return _scalar(self._apply(self._noise(self._state_cov).applyfunc(canonical)))
+        return _scalar(self._apply(self._noise(self._state_cov).applyfunc(self._canonical)))
 
     def _velocity_parts(self):
         r = self.recursion
@@ -315,14 +347,14 @@ class Stationary(_Result):
         """Var v with v_t = θ_t − θ_{t−1} (any optimizer; for momentum methods the state's own
         velocity)."""
         Th, _M, D, S, noise = self._velocity_parts()
-        out = (Th * D * S * D.T * Th.T + noise).applyfunc(canonical)
+        out = (Th * D * S * D.T * Th.T + noise).applyfunc(self._canonical)
         return _scalar(self._apply(out))
 
     @property
     def cross_cov(self):
         """Cov(θ_t, v_t) = E[θ_t v_tᵀ]."""
         Th, M, D, S, noise = self._velocity_parts()
-        out = (Th * M * S * D.T * Th.T + noise).applyfunc(canonical)
+        out = (Th * M * S * D.T * Th.T + noise).applyfunc(self._canonical)
         return _scalar(self._apply(out))
 
     def autocov(self, k):
@@ -346,7 +378,7 @@ class Stationary(_Result):
                     f"not produce for this {M.rows}×{M.rows} M ({exc}); pass an integer k."
                 ) from None
         Th = sp.Matrix(r.theta_map)
-        out = (Th * Mk * sp.Matrix(self._state_cov) * Th.T).applyfunc(canonical)
+        out = (Th * Mk * sp.Matrix(self._state_cov) * Th.T).applyfunc(self._canonical)
         return _scalar(self._apply(out))
 
     def _weight_decay(self):
@@ -434,7 +466,14 @@ class Stationary(_Result):
             self.method,
             values,
             self.closure,
+            self.form,
         )
+
+    @property
+    def structured(self) -> bool:
+        """True when the solver kept the entries in the structured characteristic-algebra form
+        (``method == "invariant-structured"``, e.g. fully symbolic SGD with d ≥ 4)."""
+        return self.form is not None
 
     def _lazy_conditions(self):
         return self._conditions if self._conditions is not None else (None, None)
@@ -449,7 +488,10 @@ class Stationary(_Result):
         )
 
     def simplify(self) -> Stationary:
-        """Entries factored (they are already cancelled; this only changes their form)."""
+        """Entries factored (they are already cancelled; this only changes their form).
+        Structured results are returned unchanged: factoring would expand them."""
+        if self.structured:
+            return self
         S = self._state_cov.applyfunc(sp.factor)
         return Stationary(
             self.recursion,
@@ -459,6 +501,7 @@ class Stationary(_Result):
             self.method,
             self.values,
             self.closure,
+            self.form,
         )
 
 
@@ -579,7 +622,13 @@ def stationary(
     if COUPLING in solution.state_cov.free_symbols:
         return _close_mode_trace(recursion, solution)
     return Stationary(
-        recursion, solution.state_cov, conditions, complete, solution.denominator, solution.method
+        recursion,
+        solution.state_cov,
+        conditions,
+        complete,
+        solution.denominator,
+        solution.method,
+        form=solution.form,
     )
 
 

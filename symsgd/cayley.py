@@ -1,0 +1,517 @@
+r"""Stein and Lyapunov equations solved in the tensor square of a characteristic algebra.
+
+With :math:`M = I - sK` (``s`` the scalar content of :math:`I - M`, e.g. the learning rate of
+SGD, where :math:`K = H`), the stationary equation :math:`X - MXM^\top = F` reads
+
+.. math:: \mathcal L_s(X) \equiv KX + XK^\top - s\,KXK^\top = F/s ,
+
+and ``s = 0`` is the continuous-time Lyapunov equation :math:`KX + XK^\top = F`.
+
+Let :math:`p(x) = \det(xI - K) = x^n + \sum_{a<n} c_a x^a` and :math:`A = \mathbb Z[c, s][x]/(p)`.
+The map :math:`\varphi(x^\alpha y^\beta) = K^\alpha F K^{\top\beta}` is well defined on
+:math:`A \otimes A` (Cayley–Hamilton: :math:`p(K) = p(K^\top) = 0`) and turns multiplication by
+:math:`u = x + y - sxy` into :math:`\mathcal L_s`.  So if :math:`u\,g = 1` in the symmetric
+square :math:`\operatorname{Sym}^2 A` then :math:`X = \varphi(g)` solves the equation:
+
+.. math:: X = \frac{1}{D(c, s)} \sum_{\alpha \le \beta} g_{\alpha\beta}(c, s)\,
+   \bigl(K^\alpha F K^{\top\beta} + K^\beta F K^{\top\alpha}\bigr)\quad(\alpha<\beta;
+   \text{ one term for } \alpha=\beta),
+
+with :math:`D = \det(u \text{ on } \operatorname{Sym}^2 A) = \prod_{i \le j}(k_i + k_j - s k_i k_j)`
+over the eigenvalues of K.  The coefficients :math:`g_{\alpha\beta}` and :math:`D` are
+*universal*: polynomials in the n + 1 symbols (c, s) alone, derived once per n by fraction-free
+elimination on an n(n+1)/2 system (:func:`universal`) and cached.  A concrete problem then costs
+a characteristic polynomial, a polynomial composition and matrix products — no elimination over
+the problem's own symbols, whose size is what makes the half-vectorised system explode.
+
+Two output forms (:func:`solve_stein`):
+
+``expanded``
+    every entry one cancelled polynomial fraction (the same canonical form the elimination
+    solver gives), for problems whose expanded answer is small;
+``structured``
+    numerator :math:`\sum g_{\alpha\beta}(c, s)(K^\alpha F K^{\top\beta} + \dots)` kept in terms
+    of the characteristic coefficients and matrix powers, over the factored :math:`D`.  This is
+    exact and cancelled (checked on a random line, see :func:`_coprime_on_line`) and keeps
+    ``subs`` and ``lambdify`` fast when the expanded answer has millions of terms (fully
+    symbolic SGD with d = 4: 1.3·10⁶ terms per entry).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import cache
+
+import sympy as sp
+
+from .exact import _Converter, _FlintSolution, bareiss_solve, reference_point
+
+try:
+    import flint
+except ImportError:  # pragma: no cover - python-flint is a hard dependency
+    flint = None
+
+__all__ = [
+    "EXPAND_LIMIT",
+    "NotApplicable",
+    "SteinSolution",
+    "StructuredForm",
+    "shifted_characteristic",
+    "solve_stein",
+    "universal",
+]
+
+#: largest number of terms of the composed denominator for which the expanded form is built
+EXPAND_LIMIT = 20_000
+#: largest composed factor of D that is factored further and printed expanded
+_FACTOR_LIMIT = 3_000
+
+
+class NotApplicable(Exception):
+    """The matrices are not integer polynomials in their symbols (use the elimination solver)."""
+
+
+@dataclass(frozen=True)
+class Universal:
+    """The universal inverse of :math:`u = x + y - sxy` on :math:`\\operatorname{Sym}^2 A`."""
+
+    n: int
+    ctx: object  # fmpz_mpoly context in c_0, ..., c_{n-1}, s
+    basis: tuple[tuple[int, int], ...]  # (α, β), α ≤ β
+    g: tuple  # numerators g_{αβ}, aligned with basis
+    D: object  # common denominator
+
+
+@dataclass(frozen=True)
+class StructuredForm:
+    r"""The structured solution :math:`X = \frac{\text{scale}}{D}\sum_{\alpha\le\beta}
+    g_{\alpha\beta}\,(K^\alpha F K^{\top\beta} + \dots)`, kept for display."""
+
+    universal: Universal
+    c: tuple  # coefficients c_a of det(xI - K), in the problem's symbols
+    s: sp.Expr
+    scale: sp.Expr  # f / s
+    K: sp.ImmutableMatrix
+    F: sp.ImmutableMatrix
+
+    def latex(
+        self,
+        K_name: str = "K",
+        F_name: str = "F",
+        names: dict | None = None,
+        values: dict | None = None,
+    ) -> tuple[str, str]:
+        r"""``(body, where)``: the formula in LaTeX and the definitions of :math:`D` and of the
+        invariants :math:`e_k` of K, :math:`\det(xI - K) = \sum_k (-1)^k e_k x^{n-k}`
+        (:math:`e_1 = \operatorname{tr} K`, :math:`e_n = \det K`), in which :math:`D` and the
+        :math:`g_{\alpha\beta}` are written.  ``names`` maps sympy symbols to LaTeX;
+        ``values`` are substituted parameters."""
+        from .exact import oriented_factor_list
+
+        uni, n = self.universal, self.universal.n
+        e = [sp.Symbol(f"e_{k}", positive=True) for k in range(1, n + 1)]
+        c = [(-1) ** (n - a) * e[n - a - 1] for a in range(n)]  # c_a = (-1)^{n-a} e_{n-a}
+        names = dict(names or {})
+
+        values = dict(values or {})
+
+        def tex(expr) -> str:
+            return sp.latex(expr.xreplace(values) if values else expr, symbol_names=names)
+
+        def poly(p) -> sp.Expr:
+            return sp.expand(_Converter((*c, self.s))(p))
+
+        const, factors = oriented_factor_list(poly(uni.D))
+        Kt = K_name if self.K == self.K.T else K_name + r"^{\top}"
+
+        def power(name: str, k: int) -> str:
+            return "" if k == 0 else name if k == 1 else f"{name}^{{{k}}}"
+
+        terms = []
+        for (a, b), g in zip(uni.basis, uni.g):
+            coeff = poly(g) / const
+            if coeff == 0:
+                continue
+            word = power(K_name, a) + F_name + power(Kt, b)
+            if a != b:
+                word = rf"\left({word} + {power(K_name, b) + F_name + power(Kt, a)}\right)"
+            text = tex(coeff)
+            if coeff.is_Add:
+                text = rf"\left({text}\right)"
+            elif coeff in (1, -1):
+                text = "" if coeff == 1 else "-"
+            terms.append(f"{text} {word}".strip())
+        body = " + ".join(terms).replace("+ -", "- ")
+        D = sp.Mul(*[f**m for f, m in factors])
+        char = "".join(
+            [f"x^{{{n}}}" if n > 1 else "x"]
+            + [
+                f" {'-' if k % 2 else '+'} e_{{{k}}}"
+                + (f" x^{{{n - k}}}" if n - k > 1 else "")
+                + (" x" if n - k == 1 else "")
+                for k in range(1, n + 1)
+            ]
+        )
+        return (
+            rf"\frac{{{tex(self.scale)}}}{{D}}\Bigl[{body}\Bigr]",
+            rf"D = {tex(D)},\quad \det(x I - {K_name}) = {char}",
+        )
+
+
+def _reduction_table(n: int, c: list, one, zero) -> list[list]:
+    """``table[k][a]``: coefficient of x^a in x^k mod p(x), for k ≤ n."""
+    table = [[one if a == k else zero for a in range(n)] for k in range(n)]
+    prev = table[-1]
+    new = [zero] * n
+    for a in range(n):  # x^n = -sum_a c_a x^a
+        new[a] = -c[a] * prev[n - 1]
+    table.append(new)
+    return table
+
+
+@cache
+def universal(n: int) -> Universal:
+    r"""Solve :math:`(x + y - sxy)\,g = 1` in :math:`\operatorname{Sym}^2(\mathbb Z[c,s][x]/(p))`.
+
+    Returns the numerators :math:`g_{\alpha\beta}` (basis :math:`x^\alpha y^\beta + x^\beta
+    y^\alpha`, or :math:`x^\alpha y^\alpha`) over the common denominator
+    :math:`D = \prod_{i\le j}(k_i + k_j - s k_i k_j)`, as polynomials in the coefficients
+    :math:`c_0, \dots, c_{n-1}` of the monic :math:`p` and in ``s``.
+
+    >>> u = universal(1)
+    >>> u.D, u.g   # n = 1: p = x + c0, k = -c0, so D = 2k - s k^2
+    (c0^2*s + 2*c0, (-1,))
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}.")
+    names = (*(f"c{a}" for a in range(n)), "s")
+    ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
+    *c, s = ctx.gens()
+    zero, one = ctx.from_dict({}), ctx.from_dict({(0,) * (n + 1): 1})
+    table = _reduction_table(n, c, one, zero)
+    basis = [(a, b) for a in range(n) for b in range(a, n)]
+    index = {pair: k for k, pair in enumerate(basis)}
+
+    def times_u(a: int, b: int) -> dict:
+        out: dict = {}
+        for da, db, coef in ((1, 0, one), (0, 1, one), (1, 1, -s)):
+            for i, ri in enumerate(table[a + da]):
+                if ri.is_zero():
+                    continue
+                for j, rj in enumerate(table[b + db]):
+                    if not rj.is_zero():
+                        out[i, j] = out.get((i, j), zero) + coef * ri * rj
+        return out
+
+    N = len(basis)
+    rows = [[zero] * (N + 1) for _ in range(N)]
+    for col, (a, b) in enumerate(basis):
+        image = times_u(a, b)
+        if a != b:
+            for key, value in times_u(b, a).items():
+                image[key] = image.get(key, zero) + value
+        for (i, j), value in image.items():
+            if i <= j:  # the image is symmetric: read it on the basis
+                rows[index[i, j]][col] += value
+    rows[0][N] = one  # g * u = 1 = x^0 y^0
+    nums, dens = bareiss_solve(rows, one)
+    D = one
+    for q in dens:
+        D = D * (q / D.gcd(q))
+    g = tuple(p * (D / q) for p, q in zip(nums, dens))
+    return Universal(n, ctx, tuple(basis), g, D)
+
+
+def charpoly_coefficients(K: list[list], one) -> list:
+    """Coefficients ``c_0..c_{n-1}`` of the monic :math:`\\det(xI - K)` (Faddeev–LeVerrier;
+    every division by an integer is exact because the coefficients are integer polynomials)."""
+    n = len(K)
+    zero = one - one
+    coeffs = [one]  # coefficient of x^n, x^{n-1}, ...
+    Mk = [[one if i == j else zero for j in range(n)] for i in range(n)]
+    for k in range(1, n + 1):
+        if k > 1:
+            for i in range(n):
+                Mk[i][i] = Mk[i][i] + coeffs[-1]
+        KM = _matmul(K, Mk, zero)
+        coeffs.append(-sum((KM[i][i] for i in range(n)), zero) / k)
+        Mk = KM
+    return [coeffs[n - a] for a in range(n)]
+
+
+def _matmul(X: list[list], Y: list[list], zero) -> list[list]:
+    n, m, p = len(X), len(Y), len(Y[0])
+    return [[sum((X[i][k] * Y[k][j] for k in range(m)), zero) for j in range(p)] for i in range(n)]
+
+
+def _content(entries: list, one):
+    """gcd of the nonzero entries (``one`` if there are none)."""
+    content = None
+    for e in entries:
+        if not e.is_zero():
+            content = e if content is None else content.gcd(e)
+    if content is None or content.is_constant():
+        return one
+    return content
+
+
+class SteinSolution:
+    r"""The solution of :math:`X - MXM^\top = F` in the characteristic-algebra form.
+
+    Holds every piece as python-flint polynomials; :meth:`expanded` and :meth:`structured`
+    produce sympy output.
+    """
+
+    def __init__(self, M: sp.MatrixBase, F: sp.MatrixBase):
+        if flint is None:  # pragma: no cover
+            raise NotApplicable("python-flint is not installed")
+        n = M.rows
+        entries = [sp.expand(e) for e in list(sp.eye(n) - M) + list(F)]
+        try:
+            polys, info = sp.parallel_poly_from_expr(entries)
+        except sp.PolificationFailed:
+            raise NotApplicable("no symbols") from None
+        gens = info["gens"]
+        if any(not p.domain.is_ZZ for p in polys) or any(
+            not (g.is_Symbol or g.is_Pow or g.is_Function) for g in gens
+        ):
+            raise NotApplicable("not integer polynomials")
+        names = tuple(f"x{i}" for i in range(len(gens)))
+        ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
+        nvars = len(names)
+        self.n, self.gens, self.ctx = n, tuple(gens), ctx
+        self.one = ctx.from_dict({(0,) * nvars: 1})
+        flat = [ctx.from_dict({tuple(m): int(c) for m, c in p.terms()}) for p in polys]
+        K = [flat[i * n : (i + 1) * n] for i in range(n)]
+        F = [flat[n * n + i * n : n * n + (i + 1) * n] for i in range(n)]
+        # M = I - s K' and F = f F' with s, f the contents: L_s(X) = (f/s) F'
+        s = _content([e for row in K for e in row], self.one)
+        f = _content([e for row in F for e in row], self.one)
+        common = s.gcd(f)
+        self.s = s
+        self.ratio = (f / common, s / common)  # f/s cancelled
+        self.K = [[e / s for e in row] for row in K]
+        self.F = [[e / f for e in row] for row in F]
+        self.universal = universal(n)
+        self.c = charpoly_coefficients(self.K, self.one)
+        self._composed = None
+        self.converter = _Converter(self.gens)
+
+    # -- the universal polynomials at this problem's coefficients ---------------------------
+    def _compose(self, p):
+        return p.compose(*self.c, self.s, ctx=self.ctx)
+
+    @property
+    def denominator_terms(self) -> int:
+        """Number of terms of the composed denominator D(c(K), s) (the size of the answer)."""
+        return len(self._compose(self.universal.D))
+
+    def _products(self, zero) -> list[list[list]]:
+        """:math:`K^\\alpha F K^{\\top\\beta}` symmetrised, for the universal basis."""
+        n = self.n
+        powers = [[[self.one if i == j else zero for j in range(n)] for i in range(n)]]
+        for _ in range(1, n):
+            powers.append(_matmul(powers[-1], self.K, zero))
+        out = []
+        for a, b in self.universal.basis:
+            left = _matmul(powers[a], self.F, zero)
+            P = _matmul(left, [list(r) for r in zip(*powers[b])], zero)
+            if a != b:
+                P = [[P[i][j] + P[j][i] for j in range(n)] for i in range(n)]
+            out.append(P)
+        return out
+
+    # -- expanded output --------------------------------------------------------------------
+    def expanded(self) -> tuple[list, sp.Expr]:
+        """Upper-triangular entries (row-major), each cancelled and canonical, and the factored
+        common denominator — exactly the form :func:`symsgd.exact.solve_canonical` returns."""
+        zero = self.one - self.one
+        D = self._compose(self.universal.D)
+        g = [self._compose(p) for p in self.universal.g]
+        products = self._products(zero)
+        fnum, sden = self.ratio
+        nums, dens = [], []
+        for i in range(self.n):
+            for j in range(i, self.n):
+                num = fnum * sum((gk * P[i][j] for gk, P in zip(g, products)), zero)
+                den = sden * D
+                if num.is_zero():
+                    nums.append(num)
+                    dens.append(self.one)
+                    continue
+                common = num.gcd(den)
+                num, den = num / common, den / common
+                if den.leading_coefficient() < 0:
+                    num, den = -num, -den
+                nums.append(num)
+                dens.append(den)
+        return _FlintSolution(nums, dens, self.gens, self.ctx).canonical()
+
+    # -- structured output ------------------------------------------------------------------
+    def structured(self) -> tuple[sp.ImmutableMatrix, sp.Expr, StructuredForm] | None:
+        """The symmetric solution in the characteristic-algebra form and its factored
+        denominator (see the module docstring); None when a numerator shares a factor with
+        the denominator (the form would not be cancelled: use :meth:`expanded`)."""
+        conv = self.converter
+        n, uni = self.n, self.universal
+        cs = [sp.Dummy(f"c{a}") for a in range(n)]
+        s_dummy = sp.Dummy("s")
+        to_problem = {cs[a]: conv(self.c[a]) for a in range(n)}
+        to_problem[s_dummy] = conv(self.s)
+        ugens = (*cs, s_dummy)
+
+        def from_universal(p) -> sp.Expr:
+            return _Converter(ugens)(p).xreplace(to_problem)
+
+        denominator, sign = self._factored_denominator(from_universal)
+        if not self._coprime_on_line():
+            return None
+        Kpow = [sp.eye(n)]
+        Kmat = sp.Matrix(n, n, [conv(e) for row in self.K for e in row])
+        for _ in range(1, n):
+            Kpow.append((Kpow[-1] * Kmat).applyfunc(sp.expand))
+        Fmat = sp.Matrix(n, n, [conv(e) for row in self.F for e in row])
+        coeffs = [from_universal(p) for p in uni.g]
+        fnum, sden = self.ratio
+        scale = sign * conv(fnum) / conv(sden)
+        X = sp.zeros(n, n)
+        for (a, b), coeff in zip(uni.basis, coeffs):
+            if coeff == 0:
+                continue
+            P = Kpow[a] * Fmat * Kpow[b].T
+            if a != b:
+                P = P + P.T
+            for i in range(n):
+                for j in range(i, n):
+                    X[i, j] += coeff * P[i, j]
+        for i in range(n):
+            for j in range(i, n):
+                X[i, j] = X[j, i] = scale * X[i, j] / denominator if X[i, j] != 0 else 0
+        form = StructuredForm(
+            uni,
+            tuple(to_problem[ci] for ci in cs),
+            to_problem[s_dummy],
+            conv(fnum) / conv(sden),
+            sp.ImmutableMatrix(Kmat),
+            sp.ImmutableMatrix(Fmat),
+        )
+        return sp.ImmutableMatrix(X), denominator * conv(sden), form
+
+    def _factored_denominator(self, from_universal) -> tuple[sp.Expr, int]:
+        """``D`` as a product of oriented factors (positive at the reference point) and the
+        sign that orientation moved out."""
+        content, factors = self.universal.D.factor()
+        sign = 1 if content > 0 else -1
+        out = [(sp.Integer(abs(int(content))), 1)]
+        point = reference_point(set(self.gens))
+        for f, e in factors:
+            e = int(e)
+            composed = self._compose(f)
+            if len(composed) <= _FACTOR_LIMIT:
+                k, parts = composed.factor()
+                sign *= (1 if k > 0 else -1) ** e
+                out.append((sp.Integer(abs(int(k))), e))
+                pieces = [(self.converter(p), int(m) * e) for p, m in parts]
+            else:
+                pieces = [(from_universal(f), e)]
+            for expr, m in pieces:
+                if expr.xreplace(point).is_negative:
+                    expr = -expr
+                    sign *= (-1) ** m
+                out.append((expr, m))
+        return sp.Mul(*[b**m for b, m in out]), sign
+
+    def _coprime_on_line(self, seed: int = 0) -> bool:
+        r"""True if every numerator is coprime to :math:`D\cdot s`: restricted to a random line
+        :math:`x = a + b t` (a common factor of positive degree stays one there) the univariate
+        gcds are constants."""
+        rng = random.Random(seed)
+        line_ctx = flint.fmpz_mpoly_ctx.get(("t",), "lex")
+        (t,) = line_ctx.gens()
+        point = [rng.randint(-50, 50) + rng.randint(1, 50) * t for _ in self.gens]
+
+        def on_line(p):
+            return p.compose(*point, ctx=line_ctx)
+
+        one = on_line(self.one)
+        zero = one - one
+        K = [[on_line(e) for e in row] for row in self.K]
+        F = [[on_line(e) for e in row] for row in self.F]
+        c, s = [on_line(e) for e in self.c], on_line(self.s)
+        D = self.universal.D.compose(*c, s, ctx=line_ctx)
+        g = [p.compose(*c, s, ctx=line_ctx) for p in self.universal.g]
+        saved = self.K, self.F, self.one
+        self.K, self.F, self.one = K, F, one
+        try:
+            products = self._products(zero)
+        finally:
+            self.K, self.F, self.one = saved
+        den = D * on_line(self.ratio[1])
+        for i in range(self.n):
+            for j in range(i, self.n):
+                num = on_line(self.ratio[0]) * sum(
+                    (gk * P[i][j] for gk, P in zip(g, products)), zero
+                )
+                if not num.is_zero() and not num.gcd(den).is_constant():
+                    return False
+        return True
+
+
+def shifted_characteristic(M: sp.MatrixBase) -> tuple[list[sp.Expr], sp.Expr]:
+    r"""``(c, s)`` with :math:`M = I - sK`, ``s`` the content of :math:`I - M`, and
+    :math:`\det(xI - K) = x^n + \sum_a c_a x^a` (``c[a]`` expanded).  Raises
+    :class:`NotApplicable` unless the entries are integer polynomials.
+
+    >>> h, lam = sp.symbols("h lambda", positive=True)
+    >>> a, b = sp.symbols("a b")
+    >>> shifted_characteristic(sp.Matrix([[1 - lam * a, -lam * b], [-lam * b, 1 - lam * a]]))
+    ([a**2 - b**2, -2*a], lambda)
+    """
+    solution = SteinSolution(M, sp.zeros(M.rows, M.rows))
+    conv = solution.converter
+    return [conv(c) for c in solution.c], conv(solution.s)
+
+
+def solve_stein(
+    M: sp.MatrixBase, F: sp.MatrixBase, form: str = "auto"
+) -> tuple[sp.ImmutableMatrix, sp.Expr, StructuredForm | None]:
+    r"""Solve :math:`X = MXM^\top + F` for symmetric X by the characteristic-algebra formula.
+
+    ``form`` is ``"expanded"``, ``"structured"`` or ``"auto"`` (expanded while the composed
+    denominator has at most :data:`EXPAND_LIMIT` terms).  Returns ``(X, denominator, form)``
+    with ``form`` the :class:`StructuredForm` (None for the expanded form).
+    Raises :class:`NotApplicable` when the entries are not integer polynomials.
+
+    >>> h, c, lam = sp.symbols("h c lambda", positive=True)
+    >>> X, den, _ = solve_stein(sp.Matrix([[1 - lam * h]]), sp.Matrix([[lam**2 * c]]))
+    >>> X[0, 0], den
+    (c*lambda/(h*(-h*lambda + 2)), h*(-h*lambda + 2))
+    >>> H = sp.Matrix([[h, 1], [1, 2]])
+    >>> C = sp.Matrix([[c, 1], [1, 2]])
+    >>> X, den, form = solve_stein(sp.eye(2) - lam * H, lam**2 * C, "structured")
+    >>> print(form.latex("H", "C")[1])
+    D = e_{2} \left(e_{1} - e_{2} \lambda\right) \left(- 2 e_{1} \lambda + e_{2} \lambda^{2}
+    + 4\right),\quad \det(x I - H) = x^{2} - e_{1} x + e_{2}
+    """
+    if form not in ("auto", "expanded", "structured"):
+        raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
+    solution = SteinSolution(M, F)
+    n = M.rows
+    if form != "expanded" and (form == "structured" or solution.denominator_terms > EXPAND_LIMIT):
+        out = solution.structured()
+        if out is not None:
+            return out
+        if form == "structured":
+            raise ValueError(
+                "form='structured' is not available here: a numerator shares a factor with the "
+                "characteristic denominator for these matrices; use form='expanded'."
+            )
+    entries, denominator = solution.expanded()
+    X = sp.zeros(n, n)
+    k = 0
+    for i in range(n):
+        for j in range(i, n):
+            X[i, j] = X[j, i] = entries[k]
+            k += 1
+    return sp.ImmutableMatrix(X), denominator, None
