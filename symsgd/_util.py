@@ -102,3 +102,67 @@ def replace_fields(obj, values: dict):
     for key, value in _fields(obj).items():
         object.__setattr__(new, key, subs(value))
     return new
+
+
+def substitute(value, mapping: dict):
+    """``value.xreplace(mapping)`` visiting every distinct subexpression once.
+
+    sympy's ``xreplace`` walks the expression *tree*; the structured results of
+    :mod:`symsgd.cayley` share subexpressions (matrix powers, characteristic coefficients), so
+    their tree is ~10⁷ nodes while the DAG has ~10⁴.  Works on expressions, booleans and
+    matrices (one memo across the entries).
+
+    >>> x, y = sp.symbols("x y")
+    >>> substitute(sp.Matrix([x + y, (x + y) ** 2]), {x: 1})
+    Matrix([
+    [    y + 1],
+    [(y + 1)**2]])
+    """
+    if not mapping:
+        return value
+    memo: dict = {}
+
+    def walk(node):
+        done = memo.get(node)
+        if done is not None:
+            return done
+        if node in mapping:
+            out = mapping[node]
+        elif not node.args:
+            out = node
+        else:
+            args = [walk(a) for a in node.args]
+            changed = any(a is not b for a, b in zip(args, node.args))
+            out = node.func(*args) if changed else node
+        memo[node] = out
+        return out
+
+    if isinstance(value, sp.MatrixBase):
+        out = value.applyfunc(walk)
+        return sp.ImmutableMatrix(out) if isinstance(value, sp.ImmutableMatrix) else out
+    return walk(sp.sympify(value))
+
+
+def symbols_in(value) -> set:
+    """``value.free_symbols`` visiting every distinct subexpression once (see
+    :func:`substitute`); ``value`` is an expression, a boolean or a matrix.
+
+    >>> x, y = sp.symbols("x y")
+    >>> sorted(symbols_in(sp.Matrix([x + y, 2 * x])), key=str)
+    [x, y]
+    """
+    seen: set = set()
+    out: set = set()
+    stack = list(value) if isinstance(value, sp.MatrixBase) else [sp.sympify(value)]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.is_Symbol:
+            out.add(node)
+        elif node.args:
+            stack.extend(node.args)
+        else:
+            out |= node.free_symbols
+    return out

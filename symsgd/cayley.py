@@ -181,7 +181,7 @@ def universal(n: int) -> Universal:
 
     >>> u = universal(1)
     >>> u.D, u.g   # n = 1: p = x + c0, k = -c0, so D = 2k - s k^2
-    (c0^2*s + 2*c0, (-1,))
+    (-c0^2*s - 2*c0, (1,))
     """
     if n < 1:
         raise ValueError(f"n must be a positive integer; got {n!r}.")
@@ -219,8 +219,16 @@ def universal(n: int) -> Universal:
     D = one
     for q in dens:
         D = D * (q / D.gcd(q))
-    g = tuple(p * (D / q) for p, q in zip(nums, dens))
-    return Universal(n, ctx, tuple(basis), g, D)
+    g = [p * (D / q) for p, q in zip(nums, dens)]
+    # fix the sign so that D is the product itself: at the roots 1..n and s = 0 it must be
+    # prod_{i<=j} (i + j) > 0
+    x = flint.fmpz_poly([1])
+    for k in range(1, n + 1):
+        x = x * flint.fmpz_poly([-k, 1])
+    at = [int(x[a]) for a in range(n)] + [0]
+    if int(D(*at)) < 0:
+        D, g = -D, [-p for p in g]
+    return Universal(n, ctx, tuple(basis), tuple(g), D)
 
 
 def charpoly_coefficients(K: list[list], one) -> list:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from ._util import substitute
 from .errors import UnstableError
 from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
@@ -215,7 +216,7 @@ def _theory(result, quantity: str, values: dict, eigenvalues) -> np.ndarray | No
             eigenvalues, quantity
         )
     else:
-        value = value.xreplace(values)
+        value = substitute(value, values)
         if value.has(ModeTrace):  # one mode simulated alone: the spectrum is that eigenvalue
             mode = next(iter(result.landscape.mode_names))
             value = expand_traces(value, [values[mode]])

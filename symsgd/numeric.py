@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from ._util import symbols_in
 from .errors import UnstableError
 from .symbols import ALIASES
 
@@ -168,7 +169,7 @@ class NumericFunction:
     def __init__(self, outputs: dict, conditions, backend: str, unstable: str):
         symbols: set = set()
         for value in outputs.values():
-            symbols |= value.free_symbols
+            symbols |= symbols_in(value)
         cond_parts = [c for c in sp.And.make_args(conditions) if c not in (sp.true,)]
         self.symbols = sorted(symbols, key=str)
         self.names = [str(s) for s in self.symbols]

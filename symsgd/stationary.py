@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import sympy as sp
 
-from ._util import field_atoms, replace_fields
+from ._util import field_atoms, replace_fields, substitute, symbols_in
 from .exact import canonical
 from .landscapes import Landscape
 from .latex import command, layout, render
@@ -83,7 +83,7 @@ class _Result:
 
     @property
     def free_symbols(self) -> set:
-        return _matrix(self.cov).free_symbols
+        return symbols_in(_matrix(self.cov))
 
     def _apply(self, value):
         closure = getattr(self, "closure", None)
@@ -96,9 +96,10 @@ class _Result:
         if not self.values:
             return value
         if all(isinstance(k, sp.Symbol) for k in self.values):
-            # a plain replacement of symbols: rebuilding the tree once is much faster than
-            # subs() on the ~10⁴-term entries of fully symbolic matrix results
-            return value.xreplace(self.values)
+            # a plain replacement of symbols: rebuilding the expression once (each shared
+            # subexpression once) is much faster than subs() on the ~10⁴-term entries of fully
+            # symbolic matrix results
+            return substitute(value, self.values)
         return value.subs(self.values)
 
     def _outputs(self) -> dict:
@@ -125,7 +126,7 @@ class _Result:
         return self._with_values(merged)
 
     def _all_symbols(self) -> set:
-        return self._cov.free_symbols | self._raw_conditions().free_symbols
+        return symbols_in(self._cov) | self._raw_conditions().free_symbols
 
     def _raw_conditions(self) -> sp.Basic:
         """The conditions before the substituted :attr:`values` are applied."""
@@ -619,7 +620,7 @@ def stationary(
     solution = solve(recursion, method)
     from .modes import COUPLING
 
-    if COUPLING in solution.state_cov.free_symbols:
+    if COUPLING in symbols_in(solution.state_cov):
         return _close_mode_trace(recursion, solution)
     return Stationary(
         recursion,
