@@ -1,11 +1,14 @@
 """Derivation speed: symsgd's solver strategies against sympy's generic exact solver.
 
-Run:  python benchmarks/derive.py [--cap SECONDS] [--d4]
+Run:  python benchmarks/derive.py [--cap SECONDS] [--no-baseline]
 
-For each case it prints symsgd's time (build the recursion + solve + canonical answer), the
-time to derive the stability conditions separately, and the generic baseline: sympy's
-``DomainMatrix.solve_den`` on the *same* half-vectorised system, run in a child process of this
-run and stopped at ``--cap`` seconds (a ratio ">" means the baseline did not finish).
+For each fully symbolic case it prints the time of ``ss.stationary(..., method="auto")`` (build
+the recursion + solve + canonical answer; the solver it picked is ``result.method``), the time to
+derive the stability conditions separately, and two baselines, each run in a child process of
+this run and stopped at ``--cap`` seconds (a ratio ">" means the baseline did not finish):
+``method="exact"`` (symsgd's fraction-free Bareiss elimination) and sympy's generic
+``DomainMatrix.solve_den`` on the *same* half-vectorised system (not run for d = 4).  Fully
+symbolic SGD d = 4 always runs (``--d4`` is accepted for compatibility and does nothing).
 Nothing here asserts on wall-clock time.
 """
 
@@ -25,8 +28,8 @@ from symsgd.recursion import build_recursion
 from symsgd.stability import stability_conditions
 
 
-def _baseline_worker(args, queue):
-    kind, d = args
+def _domainmatrix_worker(kind: str, d: int) -> float:
+    """Seconds for DomainMatrix.solve_den on the half-vectorised system (built untimed)."""
     problem = _symbolic_problem(kind, d)
     rec = build_recursion(*problem)
     A, b = halfvec_system(rec)
@@ -36,21 +39,38 @@ def _baseline_worker(args, queue):
     dm = DomainMatrix.from_Matrix(sp.Matrix.hstack(A, b)).to_field()
     n = A.rows
     dm[:, :n].solve_den(dm[:, n:])
-    queue.put(time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def baseline(kind: str, d: int, cap: float) -> float | None:
-    """Seconds for DomainMatrix.solve_den on the same system, or None past ``cap``."""
+def _exact_worker(kind: str, d: int) -> float:
+    """Seconds for ``ss.stationary(..., method="exact")`` (Bareiss elimination)."""
+    problem = _symbolic_problem(kind, d)
+    start = time.perf_counter()
+    ss.stationary(*problem, method="exact")
+    return time.perf_counter() - start
+
+
+def _child(worker, args, queue):
+    from sympy.core.cache import clear_cache
+
+    clear_cache()  # no head start from the parent's sympy cache
+    queue.put(worker(*args))
+
+
+def baseline(kind: str, d: int, cap: float, worker=_domainmatrix_worker) -> float | None:
+    """Seconds ``worker(kind, d)`` reports from a child process, or None past ``cap``."""
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_baseline_worker, args=((kind, d), queue))
+    proc = ctx.Process(target=_child, args=(worker, (kind, d), queue))
     proc.start()
     proc.join(cap)
     if proc.is_alive():
         proc.terminate()
         proc.join()
         return None
-    return queue.get()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{worker.__name__}({kind!r}, {d}) failed (exit code {proc.exitcode})")
+    return queue.get(timeout=10)
 
 
 def _symbolic_problem(kind: str, d: int):
@@ -64,11 +84,22 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+def _against(tb: float | None, t: float, cap: float) -> tuple[str, str]:
+    """A baseline's seconds and its ratio to ``t`` (">" when it did not finish)."""
+    if tb is None:
+        return f">{cap:.0f}", f">{cap / t:.0f}x"
+    return f"{tb:.2f}", f"{tb / t:.2g}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap", type=float, default=60.0, help="baseline cap in seconds")
-    parser.add_argument("--d4", action="store_true", help="also run fully symbolic SGD d = 4")
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--d4",
+        action="store_true",
+        help="no-op, kept for compatibility: fully symbolic SGD d = 4 always runs",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the child-process runs")
     args = parser.parse_args()
 
     print("eigen-mode / scalar derivations (target < 0.2 s each)")
@@ -80,42 +111,73 @@ def main() -> None:
 
     print()
     print("fully symbolic explicit matrices (H, C symmetric with symbolic entries)")
+    print('auto = method="auto"; exact = method="exact" (Bareiss); DomainMatrix = sympy solve_den')
     print(
-        f"{'case':18s} {'unknowns':>8s} {'symsgd s':>9s} {'conditions s':>13s} "
-        f"{'baseline s':>11s} {'ratio':>8s}"
+        f"{'case':14s} {'unknowns':>8s} {'auto s':>7s} {'auto solver':>20s} {'conditions s':>12s} "
+        f"{'exact s':>8s} {'ratio':>7s} {'DomainMatrix s':>14s} {'ratio':>7s}"
     )
-    cases = [("sgd", 2), ("sgd", 3), ("heavy-ball", 2)] + ([("sgd", 4)] if args.d4 else [])
-    for kind, d in cases:
+    usable = {}
+    for kind, d in [("sgd", 2), ("sgd", 3), ("heavy-ball", 2), ("sgd", 4)]:
         problem = _symbolic_problem(kind, d)
-        result, t = timed(lambda p=problem: ss.stationary(*p, method="exact"))
+        result, t = timed(lambda p=problem: ss.stationary(*p, method="auto"))
         _, tc = timed(lambda r=result: stability_conditions(r.recursion))
         n = result.recursion.n
         unknowns = n * (n + 1) // 2
         if args.no_baseline:
-            base, ratio = "skipped", ""
+            exact, exact_ratio, dm, dm_ratio = "skipped", "", "skipped", ""
         else:
-            tb = baseline(kind, d, args.cap)
-            base = f">{args.cap:.0f}" if tb is None else f"{tb:.2f}"
-            ratio = f">{args.cap / t:.0f}x" if tb is None else f"{tb / t:.2g}x"
+            exact, exact_ratio = _against(baseline(kind, d, args.cap, _exact_worker), t, args.cap)
+            if d >= 4:
+                dm, dm_ratio = "not run", ""
+            else:
+                dm, dm_ratio = _against(baseline(kind, d, args.cap), t, args.cap)
         print(
-            f"{kind + ' d=' + str(d):18s} {unknowns:8d} {t:9.3f} {tc:13.3f} {base:>11s} {ratio:>8s}"
+            f"{kind + ' d=' + str(d):14s} {unknowns:8d} {t:7.3f} {result.method:>20s} "
+            f"{tc:12.3f} {exact:>8s} {exact_ratio:>7s} {dm:>14s} {dm_ratio:>7s}"
         )
-        if (kind, d) == ("sgd", 3):
-            usable = result
+        if kind == "sgd" and d >= 3:
+            usable[d] = result
 
-    print()
-    print("the fully symbolic SGD d = 3 result stays usable (seconds)")
-    # a stable point: H = 2I + 1/10 off the diagonal, C = I + 1/10 off the diagonal, λ = 1/10
-    values = {s: sp.Rational(1, 10) for s in usable.free_symbols}
-    values.update({s: 2 for s in usable.free_symbols if str(s) in ("h_11", "h_22", "h_33")})
-    values.update({s: 1 for s in usable.free_symbols if str(s) in ("c_11", "c_22", "c_33")})
-    _, t_subs = timed(lambda: usable.subs(values).cov)
-    _, t_latex = timed(lambda: usable.latex())
-    _, t_lambdify = timed(lambda: usable.lambdify())
-    print(f"subs {t_subs:.3f}   latex {t_latex:.3f}   lambdify {t_lambdify:.3f}")
+    for d, result in usable.items():
+        print()
+        print(f"the fully symbolic SGD d = {d} result stays usable (seconds)")
+        usability(result, d)
 
     print()
     lambdify_vs_scipy()
+
+
+def usability(result, d: int) -> None:
+    """Time the readouts of a fully symbolic SGD result at a stable point, H = 2I + 1/10 off the
+    diagonal, C = I + 1/10 off the diagonal, λ = 1/10, and check its cov there against
+    ``scipy.linalg.solve_discrete_lyapunov``."""
+    import numpy as np
+    from scipy.linalg import solve_discrete_lyapunov
+
+    diagonal = {
+        f"{name}_{i}{i}": value for name, value in (("h", 2), ("c", 1)) for i in range(1, d + 1)
+    }
+    values = {s: diagonal.get(str(s), sp.Rational(1, 10)) for s in result.free_symbols}
+    _, t_conditions = timed(lambda: result.conditions)
+    _, t_loss = timed(lambda: result.loss)
+    cov, t_subs = timed(lambda: result.subs(values).cov)
+    _, t_latex = timed(lambda: result.latex())
+    f, t_lambdify = timed(lambda: result.lambdify())
+    out, t_call = timed(lambda: f(**{str(s): float(v) for s, v in values.items()}))
+    print(
+        f"conditions {t_conditions:.3f}   loss {t_loss:.3f}   subs {t_subs:.3f}   "
+        f"latex {t_latex:.3f}   lambdify {t_lambdify:.3f}   one call {t_call:.4f}"
+    )
+    H = np.array(symmetric_matrix(d, "h").xreplace(values), dtype=float)
+    C = np.array(symmetric_matrix(d, "c").xreplace(values), dtype=float)
+    lr = float(values[ss.lr])
+    ref = solve_discrete_lyapunov(np.eye(d) - lr * H, lr**2 * C)  # Σ = MΣMᵀ + λ²C
+    err_subs = np.abs(np.array(cov, dtype=float) - ref).max()
+    err_call = np.abs(np.asarray(out, dtype=float) - ref).max()
+    print(
+        f"max |subs cov - scipy| {err_subs:.1e}   max |lambdified - scipy| {err_call:.1e}"
+        f"   (method {result.method!r})"
+    )
 
 
 def lambdify_vs_scipy(points: int = 10**6, scipy_points: int = 2000) -> None:

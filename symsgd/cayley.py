@@ -310,10 +310,32 @@ class SteinSolution:
     def _compose(self, p):
         return p.compose(*self.c, self.s, ctx=self.ctx)
 
-    @property
-    def denominator_terms(self) -> int:
-        """Number of terms of the composed denominator D(c(K), s) (the size of the answer)."""
-        return len(self._compose(self.universal.D))
+    def _compose_within(self, p, cap: int):
+        """``p(c(K), s)``, or None as soon as a partial result has more than ``cap`` terms
+        (so deciding that an answer is too big to expand never builds it)."""
+        values = [*self.c, self.s]
+        powers: dict = {}
+        total = self.one - self.one
+        for monomial, coeff in p.terms():
+            term = self.one * int(coeff)
+            for var, k in enumerate(monomial):
+                if not k:
+                    continue
+                power = powers.get((var, k))
+                if power is None:
+                    power = powers[var, k] = values[var] ** k
+                if len(power) > cap:
+                    return None
+                term = term * power
+                if len(term) > cap:
+                    return None
+            total = total + term
+        return total if len(total) <= cap else None
+
+    def fits(self, cap: int = EXPAND_LIMIT) -> bool:
+        """True if the composed denominator D(c(K), s) has at most ``cap`` terms (the expanded
+        answer is then small enough to build)."""
+        return self._compose_within(self.universal.D, cap) is not None
 
     def _products(self, zero) -> list[list[list]]:
         """:math:`K^\\alpha F K^{\\top\\beta}` symmetrised, for the universal basis."""
@@ -415,8 +437,8 @@ class SteinSolution:
         point = reference_point(set(self.gens))
         for f, e in factors:
             e = int(e)
-            composed = self._compose(f)
-            if len(composed) <= _FACTOR_LIMIT:
+            composed = self._compose_within(f, _FACTOR_LIMIT)
+            if composed is not None:
                 k, parts = composed.factor()
                 sign *= (1 if k > 0 else -1) ** e
                 out.append((sp.Integer(abs(int(k))), e))
@@ -506,7 +528,7 @@ def solve_stein(
         raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
     solution = SteinSolution(M, F)
     n = M.rows
-    if form != "expanded" and (form == "structured" or solution.denominator_terms > EXPAND_LIMIT):
+    if form == "structured" or (form == "auto" and not solution.fits()):
         out = solution.structured()
         if out is not None:
             return out
