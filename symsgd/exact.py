@@ -21,7 +21,14 @@ try:  # python-flint is a hard dependency, but keep the fallback honest and test
 except ImportError:  # pragma: no cover - exercised only without python-flint
     flint = None
 
-__all__ = ["canonical", "factor_list", "oriented_factor_list", "solve_canonical", "solve_den"]
+__all__ = [
+    "canonical",
+    "factor_list",
+    "flint_fraction",
+    "oriented_factor_list",
+    "solve_canonical",
+    "solve_den",
+]
 
 
 class _NotPolynomial(Exception):
@@ -457,6 +464,83 @@ def desqrt(objects: list) -> tuple[list, dict]:
     return [obj.subs(forward) for obj in objects], back
 
 
+class _Unsupported(Exception):
+    pass
+
+
+def flint_fraction(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+    """``(numerator, denominator)`` of a rational function of symbols with rational
+    coefficients, cancelled to lowest terms (denominator with positive leading coefficient in
+    python-flint's lex order), computed in ``fmpz_mpoly`` arithmetic over the expression's
+    DAG (each shared subexpression once; sums by Henrici's gcd-of-denominators rule).  None
+    when ``expr`` holds anything else (floats, functions, non-integer powers).
+
+    >>> x, y = sp.symbols("x y")
+    >>> flint_fraction(x / (x**2 - y**2) + 1 / (x + y))
+    (2*x - y, x**2 - y**2)
+    """
+    if flint is None:  # pragma: no cover
+        return None
+    gens = sorted(expr.free_symbols, key=sp.default_sort_key)
+    if not gens:
+        return None
+    ctx = flint.fmpz_mpoly_ctx.get(tuple(f"x{i}" for i in range(len(gens))), "lex")
+    index = {g: i for i, g in enumerate(gens)}
+    one = ctx.from_dict({(0,) * len(gens): 1})
+    zero = one - one
+    memo: dict = {}
+
+    def reduce(n, d):
+        if d.leading_coefficient() < 0:
+            n, d = -n, -d
+        return n, d
+
+    def walk(node):
+        done = memo.get(node)
+        if done is not None:
+            return done
+        if node.is_Symbol:
+            out = (ctx.gens()[index[node]], one)
+        elif node.is_Rational:
+            out = reduce(one * int(node.p), one * int(node.q))
+        elif node.is_Add:
+            n, d = walk(node.args[0])
+            for arg in node.args[1:]:
+                n2, d2 = walk(arg)
+                g = d.gcd(d2)
+                n = n * (d2 / g) + n2 * (d / g)
+                d = d * (d2 / g)
+                h = n.gcd(g) if not n.is_zero() else g
+                n, d = (n / h, d / h) if not n.is_zero() else (zero, one)
+            out = reduce(n, d)
+        elif node.is_Mul:
+            n, d = one, one
+            for arg in node.args:
+                n2, d2 = walk(arg)
+                g1, g2 = n.gcd(d2), n2.gcd(d)
+                n, d = (n / g1) * (n2 / g2), (d / g2) * (d2 / g1)
+            out = reduce(n, d)
+        elif node.is_Pow and node.exp.is_Integer:
+            n, d = walk(node.base)
+            k = int(node.exp)
+            if k < 0:
+                if n.is_zero():
+                    raise _Unsupported(node)
+                n, d, k = d, n, -k
+            out = reduce(n**k, d**k)
+        else:
+            raise _Unsupported(node)
+        memo[node] = out
+        return out
+
+    try:
+        n, d = walk(expr)
+    except _Unsupported:
+        return None
+    conv = _Converter(gens)
+    return conv(n), conv(d)
+
+
 def canonical(expr):
     """Cancelled numerator / denominator, both factored with oriented signs (entrywise for
     matrices).  Square roots of symbols are handled exactly (see :func:`desqrt`)."""
@@ -466,7 +550,8 @@ def canonical(expr):
     if expr.is_number:
         return sp.nsimplify(expr) if expr.is_Rational else expr
     (work,), back = desqrt([expr])
-    num, den = sp.fraction(sp.cancel(sp.together(work)))
+    fraction = flint_fraction(work)
+    num, den = fraction if fraction is not None else sp.fraction(sp.cancel(sp.together(work)))
     try:
         cn, fn = oriented_factor_list(num)
         cd, fd = oriented_factor_list(den)
