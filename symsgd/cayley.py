@@ -119,8 +119,10 @@ class StructuredForm:
         def tex(expr) -> str:
             return sp.latex(expr.xreplace(values) if values else expr, symbol_names=names)
 
+        s_dummy = sp.Dummy("s")
+
         def poly(p) -> sp.Expr:
-            return sp.expand(_Converter((*c, self.s))(p))
+            return sp.expand(_Converter((*c, s_dummy))(p).xreplace({s_dummy: self.s}))
 
         const, factors = oriented_factor_list(poly(uni.D))
         Kt = K_name if self.K == self.K.T else K_name + r"^{\top}"
@@ -128,9 +130,22 @@ class StructuredForm:
         def power(name: str, k: int) -> str:
             return "" if k == 0 else name if k == 1 else f"{name}^{{{k}}}"
 
+        coeffs = [poly(g) for g in uni.g]
+        # the constant of D and the integer content of the g's go into the prefactor, with
+        # the sign that makes it positive
+        content = (
+            sp.gcd_list(
+                [sp.Poly(g, *e, *g.free_symbols - set(e)).content() for g in coeffs if g != 0]
+            )
+            if e
+            else 1
+        )
+        prefactor = sp.factor(self.scale * content / const)
+        if prefactor.could_extract_minus_sign():
+            prefactor, content = -prefactor, -content
         terms = []
-        for (a, b), g in zip(uni.basis, uni.g):
-            coeff = poly(g) / const
+        for (a, b), coeff in zip(uni.basis, coeffs):
+            coeff = sp.expand(coeff / content)
             if coeff == 0:
                 continue
             word = power(K_name, a) + F_name + power(Kt, b)
@@ -144,6 +159,8 @@ class StructuredForm:
             terms.append(f"{text} {word}".strip())
         body = " + ".join(terms).replace("+ -", "- ")
         D = sp.Mul(*[f**m for f, m in factors])
+        top, bottom = sp.fraction(prefactor)
+        bottom = "" if bottom == 1 else tex(bottom) + " "
         char = "".join(
             [f"x^{{{n}}}" if n > 1 else "x"]
             + [
@@ -154,7 +171,7 @@ class StructuredForm:
             ]
         )
         return (
-            rf"\frac{{{tex(self.scale)}}}{{D}}\Bigl[{body}\Bigr]",
+            rf"\frac{{{tex(top)}}}{{{bottom}D}}\Bigl[{body}\Bigr]",
             rf"D = {tex(D)},\quad \det(x I - {K_name}) = {char}",
         )
 
@@ -271,11 +288,12 @@ class SteinSolution:
     produce sympy output.
     """
 
-    def __init__(self, M: sp.MatrixBase, F: sp.MatrixBase):
+    def __init__(self, M: sp.MatrixBase, F: sp.MatrixBase, continuous: bool = False):
         if flint is None:  # pragma: no cover
             raise NotApplicable("python-flint is not installed")
         n = M.rows
-        entries = [sp.expand(e) for e in list(sp.eye(n) - M) + list(F)]
+        K0 = M if continuous else sp.eye(n) - M
+        entries = [sp.expand(e) for e in list(K0) + list(F)]
         try:
             polys, info = sp.parallel_poly_from_expr(entries)
         except sp.PolificationFailed:
@@ -293,13 +311,14 @@ class SteinSolution:
         flat = [ctx.from_dict({tuple(m): int(c) for m, c in p.terms()}) for p in polys]
         K = [flat[i * n : (i + 1) * n] for i in range(n)]
         F = [flat[n * n + i * n : n * n + (i + 1) * n] for i in range(n)]
-        # M = I - s K' and F = f F' with s, f the contents: L_s(X) = (f/s) F'
-        s = _content([e for row in K for e in row], self.one)
+        # discrete: M = I - a K' and F = f F', so L_a(X) = (f/a) F'
+        # continuous (s = 0): A = a K', so K'X + XK'^T = (f/a) F'
+        a = _content([e for row in K for e in row], self.one)
         f = _content([e for row in F for e in row], self.one)
-        common = s.gcd(f)
-        self.s = s
-        self.ratio = (f / common, s / common)  # f/s cancelled
-        self.K = [[e / s for e in row] for row in K]
+        common = a.gcd(f)
+        self.s = self.one - self.one if continuous else a
+        self.ratio = (f / common, a / common)  # f/a cancelled
+        self.K = [[e / a for e in row] for row in K]
         self.F = [[e / f for e in row] for row in F]
         self.universal = universal(n)
         self.c = charpoly_coefficients(self.K, self.one)
@@ -488,25 +507,29 @@ class SteinSolution:
         return True
 
 
-def shifted_characteristic(M: sp.MatrixBase) -> tuple[list[sp.Expr], sp.Expr]:
+def shifted_characteristic(
+    M: sp.MatrixBase, continuous: bool = False
+) -> tuple[list[sp.Expr], sp.Expr]:
     r"""``(c, s)`` with :math:`M = I - sK`, ``s`` the content of :math:`I - M`, and
     :math:`\det(xI - K) = x^n + \sum_a c_a x^a` (``c[a]`` expanded).  Raises
-    :class:`NotApplicable` unless the entries are integer polynomials.
+    :class:`NotApplicable` unless the entries are integer polynomials.  ``continuous=True``
+    reads ``M`` as :math:`sK` itself (no shift by the identity).
 
     >>> h, lam = sp.symbols("h lambda", positive=True)
     >>> a, b = sp.symbols("a b")
     >>> shifted_characteristic(sp.Matrix([[1 - lam * a, -lam * b], [-lam * b, 1 - lam * a]]))
     ([a**2 - b**2, -2*a], lambda)
     """
-    solution = SteinSolution(M, sp.zeros(M.rows, M.rows))
+    solution = SteinSolution(M, sp.zeros(M.rows, M.rows), continuous)
     conv = solution.converter
-    return [conv(c) for c in solution.c], conv(solution.s)
+    return [conv(c) for c in solution.c], conv(solution.ratio[1])
 
 
 def solve_stein(
-    M: sp.MatrixBase, F: sp.MatrixBase, form: str = "auto"
+    M: sp.MatrixBase, F: sp.MatrixBase, form: str = "auto", continuous: bool = False
 ) -> tuple[sp.ImmutableMatrix, sp.Expr, StructuredForm | None]:
-    r"""Solve :math:`X = MXM^\top + F` for symmetric X by the characteristic-algebra formula.
+    r"""Solve :math:`X = MXM^\top + F` for symmetric X by the characteristic-algebra formula
+    (``continuous=True``: the Lyapunov equation :math:`MX + XM^\top = F`).
 
     ``form`` is ``"expanded"``, ``"structured"`` or ``"auto"`` (expanded while the composed
     denominator has at most :data:`EXPAND_LIMIT` terms).  Returns ``(X, denominator, form)``
@@ -526,7 +549,7 @@ def solve_stein(
     """
     if form not in ("auto", "expanded", "structured"):
         raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
-    solution = SteinSolution(M, F)
+    solution = SteinSolution(M, F, continuous)
     n = M.rows
     if form == "structured" or (form == "auto" and not solution.fits()):
         out = solution.structured()

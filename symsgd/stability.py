@@ -28,6 +28,7 @@ __all__ = [
     "check_stable",
     "conditions_from",
     "hurwitz_conditions",
+    "invariant_hurwitz",
     "schur_conditions",
     "spectral_radius",
     "stability_conditions",
@@ -219,19 +220,35 @@ def _universal_schur(n: int) -> tuple[tuple, sp.Symbol, list]:
     return c, s, [factor_list(q) for q in schur_conditions(sp.expand(p), z)]
 
 
-def _invariant_schur(block: sp.Matrix) -> list[sp.Basic] | None:
-    """Schur stability of ``block`` from universal conditions in the coefficients of its
-    shifted characteristic polynomial (:func:`symsgd.cayley.shifted_characteristic`): compact
-    where expanding the Hurwitz minors of a symbolic block is slow and huge.  None when the
-    entries are not integer polynomials."""
+@cache
+def _universal_hurwitz(n: int) -> tuple[tuple, list]:
+    r"""Hurwitz conditions of :math:`\det(zI + K) = z^n + \sum_a (-1)^{n-a} c_a z^a` (all
+    eigenvalues of K in the right half-plane) for a generic K, factored in its coefficients."""
+    c = tuple(sp.Dummy(f"c{a}") for a in range(n))
+    coeffs = [sp.Integer(1)] + [(-1) ** k * c[n - k] for k in range(1, n + 1)]
+    return c, [factor_list(q) for q in hurwitz_conditions(coeffs)]
+
+
+def invariant_hurwitz(A: sp.Matrix) -> list[sp.Basic] | None:
+    """Every eigenvalue of the symbolic ``A`` in the open right half-plane, from universal
+    Hurwitz conditions in the coefficients of its characteristic polynomial (compact where the
+    expanded minors are huge).  None unless the entries are integer polynomials whose common
+    content is known positive."""
     from .cayley import NotApplicable, shifted_characteristic
 
     try:
-        coeffs, s_value = shifted_characteristic(block)
+        coeffs, content = shifted_characteristic(A, continuous=True)
     except NotApplicable:
         return None
-    c, s, conditions = _universal_schur(block.rows)
-    values = {**dict(zip(c, coeffs)), s: s_value}
+    if not (content.is_positive or content == 1):
+        return None
+    c, conditions = _universal_hurwitz(A.rows)
+    return _relations(conditions, dict(zip(c, coeffs)))
+
+
+def _relations(conditions: list, values: dict) -> list[sp.Basic]:
+    """``[(constant, [(factor, power)])]`` (each product > 0) with ``values`` substituted into
+    the factors: known-positive factors dropped, even powers turned into ``≠ 0``."""
     relations = []
     for constant, factors in conditions:
         sign, keep, nonzero = (1 if constant > 0 else -1), [], []
@@ -252,6 +269,21 @@ def _invariant_schur(block: sp.Matrix) -> list[sp.Basic] | None:
         rel = sp.StrictGreaterThan(body, 0) if sign > 0 else sp.StrictLessThan(body, 0)
         relations.append(sp.And(rel, *nonzero))
     return relations
+
+
+def _invariant_schur(block: sp.Matrix) -> list[sp.Basic] | None:
+    """Schur stability of ``block`` from universal conditions in the coefficients of its
+    shifted characteristic polynomial (:func:`symsgd.cayley.shifted_characteristic`): compact
+    where expanding the Hurwitz minors of a symbolic block is slow and huge.  None when the
+    entries are not integer polynomials."""
+    from .cayley import NotApplicable, shifted_characteristic
+
+    try:
+        coeffs, s_value = shifted_characteristic(block)
+    except NotApplicable:
+        return None
+    c, s, conditions = _universal_schur(block.rows)
+    return _relations(conditions, {**dict(zip(c, coeffs)), s: s_value})
 
 
 def spectral_radius(recursion: LinearRecursion, values: dict) -> float:

@@ -30,7 +30,14 @@ from .noise import Noise
 from .numeric import NumericFunction, lambdify_result, resolve_values
 from .optimizers import NaturalGradient, Optimizer, Preconditioned
 from .recursion import LinearRecursion, build_recursion
-from .stability import check_stable, conditions_from, hurwitz_conditions, stability_conditions
+from .stability import (
+    INVARIANT_DEGREE,
+    check_stable,
+    conditions_from,
+    hurwitz_conditions,
+    invariant_hurwitz,
+    stability_conditions,
+)
 
 __all__ = ["ContinuousTime", "Stationary", "stationary"]
 
@@ -74,9 +81,22 @@ class _Result:
     def _weight_decay(self):
         return 0
 
-    #: True for results kept in a structured exact form (:mod:`symsgd.cayley`): readouts are
-    #: then assembled without expanding into one cancelled fraction
-    structured = False
+    #: the structured characteristic-algebra form (:class:`symsgd.cayley.StructuredForm`) of
+    #: a result too large to expand (e.g. fully symbolic SGD with d ≥ 4), else None
+    form = None
+
+    @property
+    def structured(self) -> bool:
+        """True when the entries are kept in the structured characteristic-algebra form
+        (readouts are then assembled without expanding into one cancelled fraction)."""
+        return self.form is not None
+
+    def _noise_matrix(self):
+        """The additive noise covariance C of the problem, if it has one (for LaTeX names)."""
+        return None
+
+    def _state_name(self) -> str:
+        return r"\Sigma"
 
     def _canonical(self, value):
         return value if self.structured else canonical(value)
@@ -203,11 +223,11 @@ class _Result:
                 f"have ~10⁶ terms when expanded); latex() prints the cov formula, and "
                 f"lambdify()/subs() evaluate {what!r}."
             )
-        form, r = self.form, self.recursion
-        K_name = "H" if form.K == sp.ImmutableMatrix(r.landscape.hessian) else "K"
-        C = getattr(r.noise, "C", None)
+        form = self.form
+        K_name = "H" if form.K == sp.ImmutableMatrix(self.landscape.hessian) else "K"
+        C = self._noise_matrix()
         F_name = "C" if C is not None and form.F == sp.ImmutableMatrix(C) else "F"
-        lhs = r"\Sigma" if r.n == r.landscape.dim else r"\Sigma_z"
+        lhs = self._state_name()
         from .symbols import lr as lr_symbol
 
         names = {lr_symbol: command(lr_name)} if lr_name else {}
@@ -470,11 +490,12 @@ class Stationary(_Result):
             self.form,
         )
 
-    @property
-    def structured(self) -> bool:
-        """True when the solver kept the entries in the structured characteristic-algebra form
-        (``method == "invariant-structured"``, e.g. fully symbolic SGD with d ≥ 4)."""
-        return self.form is not None
+    def _noise_matrix(self):
+        return getattr(self.recursion.noise, "C", None)
+
+    def _state_name(self) -> str:
+        r = self.recursion
+        return r"\Sigma" if r.n == r.landscape.dim else r"\Sigma_z"
 
     def _lazy_conditions(self):
         return self._conditions if self._conditions is not None else (None, None)
@@ -509,13 +530,20 @@ class Stationary(_Result):
 class ContinuousTime(_Result):
     """The continuous-time (SDE) prediction of :meth:`Stationary.continuous_time`."""
 
-    def __init__(self, landscape, cov, conditions, names, values, denominator):
+    def __init__(
+        self, landscape, cov, conditions, names, values, denominator, form=None, noise_matrix=None
+    ):
         self.landscape = landscape
         self._cov = sp.ImmutableMatrix(cov)
         self._cond = conditions
         self._names = names
         self.values = dict(values)
         self.denominator = denominator
+        self.form = form
+        self._noise_C = noise_matrix
+
+    def _noise_matrix(self):
+        return self._noise_C
 
     def _raw_conditions(self) -> sp.Basic:
         return self._cond
@@ -538,17 +566,35 @@ class ContinuousTime(_Result):
                 out = out - rate * P * (noise.covariance(land, S, weight_decay=gamma) - Q0) * P.T
             return out
 
-        cov, den = solve_symmetric(operator, rate * P * Q0 * P.T, d)
-        cov = cov.applyfunc(canonical)
+        G = rate * P * Q0 * P.T
+        form = None
+        if noise.depends_on_state() or d == 1 or not (A.free_symbols or G.free_symbols):
+            cov, den = solve_symmetric(operator, G, d)
+        else:  # A Σ + Σ Aᵀ = G: the characteristic-algebra formula with s = 0
+            from .cayley import NotApplicable, solve_stein
+
+            try:
+                cov, den, form = solve_stein(A, G, continuous=True)
+            except NotApplicable:
+                cov, den = solve_symmetric(operator, G, d)
+        if form is None:
+            cov = cov.applyfunc(canonical)
+        relations = None
         if noise.depends_on_state():
             from .lyapunov import halfvec_operator_system
 
             F, _ = halfvec_operator_system(operator, Q0, d)
             coeffs = (-F).charpoly().all_coeffs()
         else:
-            coeffs = (-A).charpoly().all_coeffs()  # eigenvalues of A in the right half-plane
-        conditions = conditions_from(hurwitz_conditions(coeffs))
-        return cls(land, cov, conditions, result.mode_names(), result.values, den)
+            if d >= INVARIANT_DEGREE and A.free_symbols:
+                relations = invariant_hurwitz(A)
+            coeffs = None if relations is not None else (-A).charpoly().all_coeffs()
+        if relations is not None:
+            conditions = sp.And(*relations)
+        else:  # eigenvalues of A (or of the operator) in the right half-plane
+            conditions = conditions_from(hurwitz_conditions(coeffs))
+        C = getattr(noise, "C", None)
+        return cls(land, cov, conditions, result.mode_names(), result.values, den, form, C)
 
     def __repr__(self) -> str:
         return f"ContinuousTime(cov={self.cov})"
@@ -569,7 +615,14 @@ class ContinuousTime(_Result):
 
     def _with_values(self, values):
         return ContinuousTime(
-            self.landscape, self._cov, self._cond, self._names, values, self.denominator
+            self.landscape,
+            self._cov,
+            self._cond,
+            self._names,
+            values,
+            self.denominator,
+            self.form,
+            self._noise_C,
         )
 
 

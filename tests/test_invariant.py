@@ -280,3 +280,58 @@ def test_d4_agrees_with_a_monte_carlo_run_of_real_sgd(sgd4):
     H, C, lr = _random_problem(rng, 0.5)
     report = ss.crosscheck(sgd4, _values(H, C, lr), seed=3, rel_se=0.01)
     assert report.passed, report
+
+
+def test_d4_continuous_time_solves_the_lyapunov_equation_and_is_the_small_lr_limit(sgd4):
+    from scipy.linalg import solve_continuous_lyapunov
+
+    ct = sgd4.continuous_time()
+    assert ct.structured
+    f, g = ct.lambdify(), sgd4.lambdify()
+    rng = np.random.default_rng(10)
+    H, C, lr = _random_problem(rng, 0.5)
+    values = {k: float(v) for k, v in _values(H, C, lr).items()}
+    Hf, Cf = np.array(H, dtype=float), np.array(C, dtype=float)
+    sde = np.array(f(**values), dtype=float)
+    assert np.allclose(sde, solve_continuous_lyapunov(Hf, values["lr"] * Cf), rtol=1e-10)
+    # λ → 0: Σ_discrete / Σ_SDE → 1 with an O(λ) gap
+    gaps = []
+    for small in (1e-2, 1e-3):
+        at = {**values, "lr": small * values["lr"]}
+        exact, approx = np.array(g(**at), dtype=float), np.array(f(**at), dtype=float)
+        gaps.append(np.abs(exact - approx).max() / np.abs(approx).max())
+    assert gaps[1] < gaps[0] / 5 and gaps[1] < 1e-2
+    text = ct.latex()
+    assert r"\det(x I - H)" in text and "HCH" in text
+    # right half-plane conditions against the eigenvalues
+    for sign in (1, -1):
+        point = {
+            s: v
+            for s in ct.conditions.free_symbols
+            for k, v in _values(sign * H, C, lr).items()
+            if str(s) == k
+        }
+        assert bool(ct.conditions.xreplace(point)) == (sign == 1)
+
+
+def test_flint_fraction_agrees_with_sympy_cancel():
+    from symsgd.exact import flint_fraction
+
+    x, y, z = sp.symbols("x y z")
+    exprs = [
+        x / (x**2 - y**2) + 1 / (x + y),
+        (x * y - z) ** 2 / (z - x * y) + sp.Rational(3, 7) * x,
+        1 / (1 / x + 1 / y) - x * y / (x + y),
+        ((x + 1) ** 3 - 1) / x / (y + 2),
+    ]
+    for e in exprs:
+        got = flint_fraction(e)
+        if e.equals(0):
+            assert got[0] == 0
+            continue
+        num, den = got
+        assert (
+            sp.expand(num * sp.fraction(sp.cancel(e))[1] - den * sp.fraction(sp.cancel(e))[0]) == 0
+        )
+        assert sp.gcd(num, den).is_number
+    assert flint_fraction(sp.sin(x) / x) is None and flint_fraction(sp.Float(0.5) * x) is None
