@@ -1,6 +1,6 @@
 """Derivation speed: symsgd's solver strategies against sympy's generic exact solver.
 
-Run:  python benchmarks/derive.py [--cap SECONDS] [--no-baseline]
+Run:  python benchmarks/derive.py [--cap SECONDS] [--no-baseline] [--d5]
 
 For each fully symbolic case it prints the time of ``ss.stationary(..., method="auto")`` (build
 the recursion + solve + canonical answer; the solver it picked is ``result.method``), the time to
@@ -8,7 +8,8 @@ derive the stability conditions separately, and two baselines, each run in a chi
 this run and stopped at ``--cap`` seconds (a ratio ">" means the baseline did not finish):
 ``method="exact"`` (symsgd's fraction-free Bareiss elimination) and sympy's generic
 ``DomainMatrix.solve_den`` on the *same* half-vectorised system (not run for d = 4).  Fully
-symbolic SGD d = 4 always runs (``--d4`` is accepted for compatibility and does nothing).
+symbolic SGD d = 4 always runs (``--d4`` is accepted for compatibility and does nothing);
+``--d5`` adds fully symbolic SGD d = 5 (31 symbols, structured; no baselines).
 Nothing here asserts on wall-clock time.
 """
 
@@ -99,6 +100,7 @@ def main() -> None:
         action="store_true",
         help="no-op, kept for compatibility: fully symbolic SGD d = 4 always runs",
     )
+    parser.add_argument("--d5", action="store_true", help="also derive fully symbolic SGD d = 5")
     parser.add_argument("--no-baseline", action="store_true", help="skip the child-process runs")
     args = parser.parse_args()
 
@@ -117,13 +119,14 @@ def main() -> None:
         f"{'exact s':>8s} {'ratio':>7s} {'DomainMatrix s':>14s} {'ratio':>7s}"
     )
     usable = {}
-    for kind, d in [("sgd", 2), ("sgd", 3), ("heavy-ball", 2), ("sgd", 4)]:
+    cases = [("sgd", 2), ("sgd", 3), ("heavy-ball", 2), ("sgd", 4)] + ([("sgd", 5)] * args.d5)
+    for kind, d in cases:
         problem = _symbolic_problem(kind, d)
         result, t = timed(lambda p=problem: ss.stationary(*p, method="auto"))
         _, tc = timed(lambda r=result: stability_conditions(r.recursion))
         n = result.recursion.n
         unknowns = n * (n + 1) // 2
-        if args.no_baseline:
+        if args.no_baseline or d >= 5:
             exact, exact_ratio, dm, dm_ratio = "skipped", "", "skipped", ""
         else:
             exact, exact_ratio = _against(baseline(kind, d, args.cap, _exact_worker), t, args.cap)
@@ -135,7 +138,7 @@ def main() -> None:
             f"{kind + ' d=' + str(d):14s} {unknowns:8d} {t:7.3f} {result.method:>20s} "
             f"{tc:12.3f} {exact:>8s} {exact_ratio:>7s} {dm:>14s} {dm_ratio:>7s}"
         )
-        if kind == "sgd" and d >= 3:
+        if kind == "sgd" and d in (3, 4):
             usable[d] = result
 
     for d, result in usable.items():
