@@ -175,6 +175,64 @@ class StructuredForm:
             rf"D = {tex(D)},\quad \det(x I - {K_name}) = {char}",
         )
 
+    def products(self) -> list[sp.Matrix]:
+        """The symmetrised :math:`K^\alpha F K^{\top\beta}` of the basis (sympy, unexpanded
+        products of expanded matrix powers)."""
+        n = self.K.rows
+        powers = [sp.eye(n)]
+        for _ in range(1, n):
+            powers.append((powers[-1] * self.K).applyfunc(sp.expand))
+        out = []
+        for a, b in self.universal.basis:
+            P = powers[a] * self.F * powers[b].T
+            out.append(P + P.T if a != b else P)
+        return out
+
+    def series(self, symbol: sp.Symbol, n: int) -> sp.Matrix:
+        r"""Taylor series of the solution in ``symbol`` about 0 up to and excluding order
+        ``n``, when ``symbol`` is ``s`` itself and K, F and the characteristic coefficients do
+        not depend on it (e.g. the learning rate of SGD).  The coefficients of
+        :math:`g_{\alpha\beta}/D` in ``s`` are universal: with :math:`D = \sum_k d_k s^k`,
+        :math:`q_k d_0^{k+1} = g_k d_0^{k} - \sum_{j\ge1} d_j\, (q_{k-j} d_0^{k-j+1})\,
+        d_0^{j-1}`; :math:`d_0 = \prod_{i\le j}(k_i + k_j)` is the continuous-time
+        denominator."""
+        depends = set().union(*(sp.sympify(e).free_symbols for e in self.c))
+        depends |= self.K.free_symbols | self.F.free_symbols
+        if symbol != self.s or symbol in depends:
+            raise ValueError(
+                f"series() of a structured result is available in {self.s} (with K, F and the "
+                f"characteristic coefficients free of it); got {symbol}."
+            )
+        if n < 1:
+            return sp.zeros(*self.K.shape)
+        uni = self.universal
+        c = sp.symbols(f"c0:{uni.n}")
+        s = sp.Symbol("s")
+        conv = _Converter((*c, s))
+        D = sp.Poly(conv(uni.D), s)
+        d = [D.coeff_monomial(s**k) for k in range(n + 1)]
+        d0 = d[0]
+        values = dict(zip(c, self.c))
+        scale = sp.Poly(sp.series(self.scale, symbol, 0, n).removeO(), symbol)
+        scale_terms = {m[0]: coeff for m, coeff in scale.terms() if m[0] < n}
+        order = n - min(scale_terms, default=n)  # orders of g/D needed
+        per_order = [sp.zeros(*self.K.shape) for _ in range(order)]
+        for g, P in zip(uni.g, self.products()):
+            G = sp.Poly(conv(g), s)
+            gk = [G.coeff_monomial(s**k) for k in range(n + 1)]
+            nums: list = []  # nums[k] = q_k d0^{k+1}
+            for k in range(order):
+                acc = gk[k] * d0**k - sum(
+                    d[j] * nums[k - j] * d0 ** (j - 1) for j in range(1, k + 1)
+                )
+                nums.append(sp.expand(acc))
+                per_order[k] += (nums[k].xreplace(values) / d0.xreplace(values) ** (k + 1)) * P
+        out = sp.zeros(*self.K.shape)
+        for j, a in scale_terms.items():
+            for k in range(min(order, n - j)):
+                out += (a * symbol ** (j + k)) * per_order[k]
+        return out
+
 
 def _reduction_table(n: int, c: list, one, zero) -> list[list]:
     """``table[k][a]``: coefficient of x^a in x^k mod p(x), for k ≤ n."""

@@ -170,6 +170,12 @@ class _Result:
         from .symbols import lr
 
         symbol = lr if symbol is None else symbol
+        if self.structured:
+            theta = getattr(getattr(self, "recursion", None), "theta_map", None)
+            out = self.form.series(symbol, n)
+            if theta is not None:
+                out = congruence(theta, out)
+            return _scalar(self._apply(out))
         cov = _matrix(self.cov)
         out = cov.applyfunc(lambda e: sp.series(e, symbol, 0, n).removeO())
         return _scalar(out)

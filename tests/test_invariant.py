@@ -12,7 +12,7 @@ import sympy as sp
 from scipy.linalg import solve_discrete_lyapunov
 
 import symsgd as ss
-from symsgd._util import substitute
+from symsgd._util import substitute, symbols_in
 from symsgd.cayley import NotApplicable, SteinSolution, solve_stein, universal
 from symsgd.exact import _Converter
 from symsgd.landscapes import symmetric_matrix
@@ -335,3 +335,79 @@ def test_flint_fraction_agrees_with_sympy_cancel():
         )
         assert sp.gcd(num, den).is_number
     assert flint_fraction(sp.sin(x) / x) is None and flint_fraction(sp.Float(0.5) * x) is None
+
+
+# -- property test: partly symbolic matrices -------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def partly_symbolic(draw):
+    """H, C symmetric with each entry either its own symbol or a small integer (zeros
+    included, numeric diagonal ≥ 3 > the off-diagonal row sums), SGD or heavy ball (d = 2)."""
+    d = draw(st.integers(2, 3))
+    kind = draw(st.sampled_from(["sgd", "heavy-ball"] if d == 2 else ["sgd"]))
+
+    def matrix(name):
+        M = sp.zeros(d, d)
+        for i in range(d):
+            for j in range(i, d):
+                if draw(st.booleans()):
+                    value = sp.Symbol(f"{name}_{i + 1}{j + 1}", positive=i == j)
+                else:
+                    # diagonally dominant numeric parts: H and C stay positive definite
+                    value = sp.Integer(draw(st.integers(3, 5) if i == j else st.integers(-1, 1)))
+                M[i, j] = M[j, i] = value
+        return M
+
+    return kind, matrix("h"), matrix("c")
+
+
+@settings(
+    max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(partly_symbolic())
+def test_invariant_and_elimination_agree_on_partly_symbolic_problems(problem):
+    kind, H, C = problem
+    opt = ss.SGD(lam) if kind == "sgd" else ss.HeavyBall(lam, ss.momentum)
+    pieces = (opt, ss.Quadratic(H), ss.AdditiveNoise(C))
+    rec = build_recursion(*pieces)
+    if not InvariantSolver().applies_to(rec):
+        return  # e.g. no symbol at all besides the ones the eigen-mode solver takes
+    fast = ss.stationary(*pieces, method="invariant")
+    slow = ss.stationary(*pieces, method="exact")
+    symbols = sorted(symbols_in(fast.state_cov) | symbols_in(slow.state_cov), key=str)
+    rng = np.random.default_rng(len(symbols))
+    checked = 0
+    while checked < 2:
+        point = {
+            s: sp.Rational(int(rng.integers(1, 40)), int(rng.integers(2, 40))) for s in symbols
+        }
+        a, b = substitute(fast.state_cov, point), substitute(slow.state_cov, point)
+        if any(not e.is_finite for e in list(a) + list(b)):
+            continue  # a pole of both
+        assert a == b
+        checked += 1
+
+
+def test_d4_series_in_the_learning_rate(sgd4):
+    """series(lr, 2) is the SDE prediction; series(lr, 3) errs by O(λ³) (relative O(λ²))."""
+    from symsgd.numeric import lambdify_result
+
+    rng = np.random.default_rng(11)
+    H, C, lr = _random_problem(rng, 0.5)
+    values = {k: float(v) for k, v in _values(H, C, lr).items()}
+    first = lambdify_result({"s": sgd4.series(lam, 2)})
+    sde = sgd4.continuous_time().lambdify()
+    assert np.allclose(first(**values), sde(**values), rtol=1e-12)
+    second, exact = lambdify_result({"s": sgd4.series(lam, 3)}), sgd4.lambdify()
+    errors = []
+    for small in (1e-2, 1e-3):
+        at = {**values, "lr": small * values["lr"]}
+        e = np.array(exact(**at), dtype=float)
+        errors.append(np.abs(np.array(second(**at), dtype=float) - e).max() / np.abs(e).max())
+    assert 50 < errors[0] / errors[1] < 200  # relative error ∝ λ²
+    with pytest.raises(ValueError, match="structured"):
+        sgd4.series(sp.Symbol("h_11"), 2)
