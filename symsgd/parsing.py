@@ -30,6 +30,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from symsgd import symbols as _lib
+from symsgd._util import substitute, symbols_in
 
 __all__ = ["Names", "library_alias", "mode_matrices", "parse_formula", "parse_with_names"]
 
@@ -733,7 +734,7 @@ def parse_with_names(hand: Any, names: Names, what: str) -> sp.Expr | sp.Immutab
                 f"hand must be a string, a sympy expression or a Matrix; got {type(hand).__name__}"
             ) from err
         mapping, unknown = {}, []
-        for s in value.free_symbols:
+        for s in symbols_in(value):
             found = names.resolve(s.name) if isinstance(s, sp.Symbol) else s
             if found is None:
                 if names.context:
@@ -743,7 +744,7 @@ def parse_with_names(hand: Any, names: Names, what: str) -> sp.Expr | sp.Immutab
             mapping[s] = found
         if unknown:
             raise names.unknown_error(unknown, what)
-        value = value.xreplace(mapping)
+        value = substitute(value, mapping)
     if isinstance(value, sp.MatrixBase):
         return sp.ImmutableMatrix(value)
     if not isinstance(value, sp.Expr):

@@ -35,6 +35,7 @@ import mpmath
 import sympy as sp
 
 from . import symbols as _lib
+from ._util import substitute, symbols_in
 from .parsing import Names, library_alias, mode_matrices, parse_formula, parse_with_names
 
 __all__ = ["Verdict", "parse_formula", "verify"]
@@ -247,8 +248,11 @@ class _Sampler:
     def _inside(self, point: dict) -> bool:
         if self.region is sp.true:
             return True
-        value = self.region.xreplace(point)
-        return value is sp.true or value == True  # noqa: E712 - sympy booleans
+        for part in sp.And.make_args(self.region):  # stop at the first violated condition
+            value = substitute(part, point)  # shared subexpressions once
+            if not (value is sp.true or value == True):  # noqa: E712 - sympy booleans
+                return False
+        return True
 
     def points(self, tries: int = 2000) -> Iterator[dict]:
         """Yield points inside the region; raise ValueError if none is found in ``tries``."""
@@ -386,7 +390,7 @@ def verify(
     elif assumptions is not None:
         region_extra = sp.sympify(assumptions, strict=True)
     range_syms = [k for k in ranges_in if isinstance(k, sp.Symbol)]
-    known = set(target.free_symbols) | set(conditions.free_symbols) | set(range_syms)
+    known = symbols_in(target) | set(conditions.free_symbols) | set(range_syms)
     names = Names(known, matrices)
     if getattr(getattr(derived, "landscape", None), "modes", True):
         names.matrix_hint = (
@@ -493,7 +497,7 @@ def _decide(
         )
 
     symbols = sorted(
-        set().union(*(e.free_symbols for e in hand_entries + target_entries))
+        set().union(*(symbols_in(e) for e in hand_entries + target_entries))
         | set(region.free_symbols)
         | set(ranges),
         key=sp.default_sort_key,

@@ -411,3 +411,13 @@ def test_d4_series_in_the_learning_rate(sgd4):
     assert 50 < errors[0] / errors[1] < 200  # relative error ∝ λ²
     with pytest.raises(ValueError, match="structured"):
         sgd4.series(sp.Symbol("h_11"), 2)
+
+
+def test_d4_verify_rejects_a_wrong_hand_formula_with_a_counterexample(sgd4):
+    """A hand formula that misses λ c_11 / 2 in one entry, checked against the structured
+    result by high-precision evaluation inside the conditions."""
+    c11 = next(s for s in sgd4.free_symbols if str(s) == "c_11")
+    wrong = sp.Matrix(sgd4.cov)
+    wrong[0, 0] += lam * c11 / 2
+    verdict = ss.verify(wrong, sgd4)
+    assert not verdict and verdict.counterexample is not None
