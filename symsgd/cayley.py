@@ -45,7 +45,7 @@ from functools import cache
 
 import sympy as sp
 
-from .exact import _Converter, _FlintSolution, bareiss_solve, reference_point
+from .exact import _Converter, _FlintSolution, bareiss_solve, cancelled, reference_point
 
 try:
     import flint
@@ -442,15 +442,7 @@ class SteinSolution:
         for i in range(self.n):
             for j in range(i, self.n):
                 num = fnum * sum((gk * P[i][j] for gk, P in zip(g, products)), zero)
-                den = sden * D
-                if num.is_zero():
-                    nums.append(num)
-                    dens.append(self.one)
-                    continue
-                common = num.gcd(den)
-                num, den = num / common, den / common
-                if den.leading_coefficient() < 0:
-                    num, den = -num, -den
+                num, den = cancelled(num, sden * D, self.one)
                 nums.append(num)
                 dens.append(den)
         return _FlintSolution(nums, dens, self.gens, self.ctx).canonical()

@@ -352,20 +352,20 @@ def bareiss_solve(rows: list[list], one) -> tuple[list, list]:
     for i in range(n):
         rows[i][n], rows[i][i] = X[i], det
 
-    nums, dens = [], []
-    for i in range(n):
-        num, den = rows[i][n], rows[i][i]
-        if num.is_zero():
-            nums.append(num)
-            dens.append(one)
-            continue
-        g = num.gcd(den)
-        num, den = num / g, den / g
-        if den.leading_coefficient() < 0:
-            num, den = -num, -den
-        nums.append(num)
-        dens.append(den)
-    return nums, dens
+    pairs = [cancelled(rows[i][n], rows[i][i], one) for i in range(n)]
+    return [p for p, _ in pairs], [q for _, q in pairs]
+
+
+def cancelled(num, den, one) -> tuple:
+    """``num / den`` (``fmpz_mpoly``) in lowest terms with a positive leading coefficient in
+    the denominator; ``(0, one)`` for a zero numerator."""
+    if num.is_zero():
+        return num, one
+    g = num.gcd(den)
+    num, den = num / g, den / g
+    if den.leading_coefficient() < 0:
+        num, den = -num, -den
+    return num, den
 
 
 def _to_sympy(p, gens) -> sp.Expr:
