@@ -161,6 +161,8 @@ def symbols_in(value) -> set:
         seen.add(node)
         if node.is_Symbol:
             out.add(node)
+        elif getattr(node, "bound_symbols", None):  # Lambda, Sum: not the bound variables
+            out |= node.free_symbols
         elif node.args:
             stack.extend(node.args)
         else:

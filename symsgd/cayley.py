@@ -32,7 +32,8 @@ Two output forms (:func:`solve_stein`):
 ``structured``
     numerator :math:`\sum g_{\alpha\beta}(c, s)(K^\alpha F K^{\top\beta} + \dots)` kept in terms
     of the characteristic coefficients and matrix powers, over the factored :math:`D`.  This is
-    exact and cancelled (checked on a random line, see :func:`_coprime_on_line`) and keeps
+    exact and cancelled up to an integer constant (checked on random lines, see
+    :meth:`SteinSolution._coprime_on_line`) and keeps
     ``subs`` and ``lambdify`` fast when the expanded answer has millions of terms (fully
     symbolic SGD with d = 4: 1.3·10⁶ terms per entry).
 """
@@ -95,6 +96,26 @@ class StructuredForm:
     K: sp.ImmutableMatrix
     F: sp.ImmutableMatrix
 
+    def invariant_denominator(self, e: list, poly) -> tuple[sp.Expr, list]:
+        """``(constant, [(factor, power)])`` of D in the invariants ``e`` (``poly`` maps a
+        universal polynomial to them), each factor positive for a positive-definite K with
+        small ``s``: oriented at the invariants of diag(1, ..., n)."""
+        from .exact import factor_list
+
+        n = self.universal.n
+        const, factors = factor_list(poly(self.universal.D))
+        x = sp.Symbol("x")
+        roots = sp.Poly(sp.prod([x - k for k in range(1, n + 1)]), x).all_coeffs()
+        at = {e[k - 1]: (-1) ** k * roots[k] for k in range(1, n + 1)}
+        rest = set().union(*(f.free_symbols for f, _ in factors)) - set(e)
+        at.update(reference_point(rest))
+        oriented = []
+        for f, m in factors:
+            if f.xreplace(at) < 0:
+                f, const = sp.expand(-f), const * (-1) ** m
+            oriented.append((f, m))
+        return const, oriented
+
     def latex(
         self,
         K_name: str = "K",
@@ -107,8 +128,6 @@ class StructuredForm:
         (:math:`e_1 = \operatorname{tr} K`, :math:`e_n = \det K`), in which :math:`D` and the
         :math:`g_{\alpha\beta}` are written.  ``names`` maps sympy symbols to LaTeX;
         ``values`` are substituted parameters."""
-        from .exact import oriented_factor_list
-
         uni, n = self.universal, self.universal.n
         e = [sp.Symbol(f"e_{k}", positive=True) for k in range(1, n + 1)]
         c = [(-1) ** (n - a) * e[n - a - 1] for a in range(n)]  # c_a = (-1)^{n-a} e_{n-a}
@@ -124,7 +143,7 @@ class StructuredForm:
         def poly(p) -> sp.Expr:
             return sp.expand(_Converter((*c, s_dummy))(p).xreplace({s_dummy: self.s}))
 
-        const, factors = oriented_factor_list(poly(uni.D))
+        const, factors = self.invariant_denominator(e, poly)
         Kt = K_name if self.K == self.K.T else K_name + r"^{\top}"
 
         def power(name: str, k: int) -> str:
@@ -170,10 +189,11 @@ class StructuredForm:
                 for k in range(1, n + 1)
             ]
         )
-        return (
-            rf"\frac{{{tex(top)}}}{{{bottom}D}}\Bigl[{body}\Bigr]",
-            rf"D = {tex(D)},\quad \det(x I - {K_name}) = {char}",
-        )
+        where = rf"D = {tex(D)},\quad \det(x I - {K_name}) = {char}"
+        for name, matrix in ((K_name, self.K), (F_name, self.F)):
+            if name in ("K", "F"):  # not the problem's own H or C: say what it is
+                where += rf",\quad {name} = {tex(matrix)}"
+        return rf"\frac{{{tex(top)}}}{{{bottom}D}}\Bigl[{body}\Bigr]", where
 
     def products(self) -> list[sp.Matrix]:
         """The symmetrised :math:`K^\alpha F K^{\top\beta}` of the basis (sympy, unexpanded
@@ -198,10 +218,13 @@ class StructuredForm:
         denominator."""
         depends = set().union(*(sp.sympify(e).free_symbols for e in self.c))
         depends |= self.K.free_symbols | self.F.free_symbols
-        if symbol != self.s or symbol in depends:
+        rate = sp.cancel(self.s / symbol)  # s = rate * symbol, or s free of the symbol
+        linear = symbol not in rate.free_symbols and self.s != 0
+        if symbol in depends or not (linear or symbol not in self.s.free_symbols):
             raise ValueError(
-                f"series() of a structured result is available in {self.s} (with K, F and the "
-                f"characteristic coefficients free of it); got {symbol}."
+                f"series() in {symbol} of a structured result needs K, F and the "
+                f"characteristic coefficients free of {symbol} and s = {self.s} linear in it or "
+                f"free of it."
             )
         if n < 1:
             return sp.zeros(*self.K.shape)
@@ -209,10 +232,20 @@ class StructuredForm:
         c = sp.symbols(f"c0:{uni.n}")
         s = sp.Symbol("s")
         conv = _Converter((*c, s))
+        values = dict(zip(c, self.c))
+        if not linear:  # g/D does not depend on the symbol: only the prefactor is expanded
+            D = conv(uni.D).xreplace({**values, s: self.s})
+            fixed = sum(
+                (
+                    (conv(g).xreplace({**values, s: self.s}) / D) * P
+                    for g, P in zip(uni.g, self.products())
+                ),
+                sp.zeros(*self.K.shape),
+            )
+            return fixed * sp.series(self.scale, symbol, 0, n).removeO()
         D = sp.Poly(conv(uni.D), s)
         d = [D.coeff_monomial(s**k) for k in range(n + 1)]
         d0 = d[0]
-        values = dict(zip(c, self.c))
         scale = sp.Poly(sp.series(self.scale, symbol, 0, n).removeO(), symbol)
         scale_terms = {m[0]: coeff for m, coeff in scale.terms() if m[0] < n}
         order = n - min(scale_terms, default=n)  # orders of g/D needed
@@ -226,7 +259,8 @@ class StructuredForm:
                     d[j] * nums[k - j] * d0 ** (j - 1) for j in range(1, k + 1)
                 )
                 nums.append(sp.expand(acc))
-                per_order[k] += (nums[k].xreplace(values) / d0.xreplace(values) ** (k + 1)) * P
+                term = nums[k].xreplace(values) / d0.xreplace(values) ** (k + 1)
+                per_order[k] += (term * rate**k) * P
         out = sp.zeros(*self.K.shape)
         for j, a in scale_terms.items():
             for k in range(min(order, n - j)):
@@ -521,14 +555,14 @@ class SteinSolution:
                 out.append((expr, m))
         return sp.Mul(*[b**m for b, m in out]), sign
 
-    def _coprime_on_line(self, seed: int = 0) -> bool:
-        r"""True if every numerator is coprime to :math:`D\cdot s`: restricted to a random line
-        :math:`x = a + b t` (a common factor of positive degree stays one there) the univariate
-        gcds are constants."""
+    def _on_line(self, seed: int):
+        """``(numerators, denominator)`` of the solution restricted to a random line
+        :math:`x = a + b t` (univariate, exact; slopes drawn from a wide range so that no
+        polynomial of the problem is constant there by accident)."""
         rng = random.Random(seed)
         line_ctx = flint.fmpz_mpoly_ctx.get(("t",), "lex")
         (t,) = line_ctx.gens()
-        point = [rng.randint(-50, 50) + rng.randint(1, 50) * t for _ in self.gens]
+        point = [rng.randint(-(10**6), 10**6) + rng.randint(1, 10**6) * t for _ in self.gens]
 
         def on_line(p):
             return p.compose(*point, ctx=line_ctx)
@@ -546,12 +580,29 @@ class SteinSolution:
             products = self._products(zero)
         finally:
             self.K, self.F, self.one = saved
-        den = D * on_line(self.ratio[1])
-        for i in range(self.n):
-            for j in range(i, self.n):
-                num = on_line(self.ratio[0]) * sum(
-                    (gk * P[i][j] for gk, P in zip(g, products)), zero
-                )
+        fnum = on_line(self.ratio[0])
+        nums = [
+            fnum * sum((gk * P[i][j] for gk, P in zip(g, products)), zero)
+            for i in range(self.n)
+            for j in range(i, self.n)
+        ]
+        return nums, D * on_line(self.ratio[1])
+
+    def singular(self) -> bool:
+        """True if D vanishes identically (no unique solution for generic parameters): D is
+        zero on a random line."""
+        return self._on_line(0)[1].is_zero()
+
+    def _coprime_on_line(self, lines: int = 2) -> bool:
+        r"""True if every numerator is coprime to :math:`D\cdot s` up to an integer constant:
+        the univariate gcds are constants on each of ``lines`` random lines.  A common factor
+        of positive degree restricts to one of positive degree unless its leading form
+        vanishes in the line's direction, which random directions avoid (and a second line
+        guards against); an accidental common root only makes this answer False, which sends
+        the caller to the expanded form."""
+        for seed in range(lines):
+            nums, den = self._on_line(seed)
+            for num in nums:
                 if not num.is_zero() and not num.gcd(den).is_constant():
                     return False
         return True
@@ -600,6 +651,11 @@ def solve_stein(
     if form not in ("auto", "expanded", "structured"):
         raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
     solution = SteinSolution(M, F, continuous)
+    if solution.singular():
+        raise ValueError(
+            "the stationary equation is singular: the recursion has no unique stationary "
+            "second moment for generic parameters (a marginally stable mode?)."
+        )
     n = M.rows
     if form == "structured" or (form == "auto" and not solution.fits()):
         out = solution.structured()

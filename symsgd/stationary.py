@@ -170,6 +170,8 @@ class _Result:
         from .symbols import lr
 
         symbol = lr if symbol is None else symbol
+        if symbol in self.values:  # already fixed: the series is the value itself
+            return self.cov
         if self.structured:
             theta = getattr(getattr(self, "recursion", None), "theta_map", None)
             out = self.form.series(symbol, n)

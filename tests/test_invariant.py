@@ -409,8 +409,9 @@ def test_d4_series_in_the_learning_rate(sgd4):
         e = np.array(exact(**at), dtype=float)
         errors.append(np.abs(np.array(second(**at), dtype=float) - e).max() / np.abs(e).max())
     assert 50 < errors[0] / errors[1] < 200  # relative error ∝ λ²
+    h11 = next(s for s in sgd4.free_symbols if str(s) == "h_11")
     with pytest.raises(ValueError, match="structured"):
-        sgd4.series(sp.Symbol("h_11"), 2)
+        sgd4.series(h11, 2)
 
 
 def test_d4_verify_rejects_a_wrong_hand_formula_with_a_counterexample(sgd4):
@@ -421,3 +422,89 @@ def test_d4_verify_rejects_a_wrong_hand_formula_with_a_counterexample(sgd4):
     wrong[0, 0] += lam * c11 / 2
     verdict = ss.verify(wrong, sgd4)
     assert not verdict and verdict.counterexample is not None
+
+
+# -- review findings -------------------------------------------------------------------------
+
+
+def test_structured_form_refuses_a_factor_that_one_random_line_could_miss():
+    """A shared factor g7 - g8 whose leading form vanishes along some directions: the
+    structured form must not keep it (two random lines with wide slopes)."""
+    g = sp.symbols("g0:9")
+    U = sp.Matrix([[2, 1], [1, 1]])
+    A = U * sp.diag(g[7], -g[8]) * U.inv()
+    F = U * sp.diag(sum(g[:1] + g[2:7]), g[1]) * U.T
+    with pytest.raises(ValueError, match="form='expanded'"):
+        solve_stein(A, F, "structured", continuous=True)
+    X, _, _ = solve_stein(A, F, continuous=True)
+    assert sp.expand(A * X + X * A.T - F) == sp.zeros(2, 2)
+
+
+@pytest.mark.parametrize(
+    "M",
+    [sp.diag(1 - lam * sp.Symbol("a"), 1), sp.eye(2), sp.Matrix([[1 - lam, lam], [lam, 1 - lam]])],
+)
+def test_singular_stein_equations_raise(M):
+    with pytest.raises(ValueError, match="singular"):
+        solve_stein(M, lam**2 * sp.eye(2))
+
+
+def test_printed_denominator_is_positive_inside_the_stable_region(sgd4):
+    """D's factors in the invariants e_k are oriented at a realisable (positive-definite)
+    point, so D > 0 for every positive-definite H at small λ."""
+    e = [sp.Symbol(f"e_{k}", positive=True) for k in range(1, D4 + 1)]
+    c = [(-1) ** (D4 - a) * e[D4 - a - 1] for a in range(D4)]
+    s_dummy = sp.Dummy("s")
+
+    def poly(p):
+        return sp.expand(_Converter((*c, s_dummy))(p).xreplace({s_dummy: lam}))
+
+    const, factors = sgd4.form.invariant_denominator(e, poly)
+    D = const * sp.Mul(*[f**m for f, m in factors])
+    rng = np.random.default_rng(12)
+    for _ in range(5):
+        h = np.sort(rng.uniform(0.1, 10, size=D4))
+        values = {
+            e[k - 1]: sum(np.prod(s) for s in itertools.combinations(h, k)) for k in range(1, 5)
+        }
+        values[lam] = 0.01 / h.max()
+        assert float(D.xreplace(values)) > 0
+
+
+def test_structured_latex_defines_k_when_it_is_not_h():
+    r = ss.stationary(*_symbolic("sgd", D4, weight_decay=ss.weight_decay))
+    assert r.structured
+    assert r"K = \left[\begin{matrix}\gamma + h_{11}" in r.latex()
+
+
+def test_series_of_structured_results_with_scaled_and_absent_learning_rate(sgd4):
+    from symsgd.numeric import lambdify_result
+
+    ct = sgd4.continuous_time()  # s = 0: the series is the prefactor's
+    values = {
+        k: float(v) for k, v in _values(*_random_problem(np.random.default_rng(13), 0.5)).items()
+    }
+    assert np.allclose(
+        lambdify_result({"s": ct.series(lam, 2)})(**values), ct.lambdify()(**values), rtol=1e-12
+    )
+    doubled = ss.stationary(
+        *_symbolic("sgd", D4)[1:] and (ss.SGD(2 * lam), *_symbolic("sgd", D4)[1:])
+    )
+    series, exact = lambdify_result({"s": doubled.series(lam, 3)}), doubled.lambdify()
+    errors = []
+    for small in (1e-2, 1e-3):
+        at = {**values, "lr": small * values["lr"]}
+        e = np.array(exact(**at), dtype=float)
+        errors.append(np.abs(np.array(series(**at), dtype=float) - e).max() / np.abs(e).max())
+    assert 50 < errors[0] / errors[1] < 200
+    fixed = sgd4.subs(lr=sp.Rational(1, 1000))
+    assert fixed.series(lam, 2) == fixed.cov  # λ already fixed: the value itself
+
+
+def test_free_symbols_skip_bound_variables_of_mode_traces():
+    r = ss.stationary(
+        ss.SGD(lam),
+        ss.LinearRegression.commuting(label_noise=ss.label_noise),
+        ss.MinibatchNoise(ss.batch_size),
+    )
+    assert all(not s.name.startswith("_") for s in r.free_symbols)
