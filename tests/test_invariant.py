@@ -392,6 +392,17 @@ def test_invariant_and_elimination_agree_on_partly_symbolic_problems(problem):
         checked += 1
 
 
+def _error_ratio(series, exact, values) -> float:
+    """Relative error of a truncated series at λ/100 over that at λ/1000 (100 for an error
+    ∝ λ², i.e. a correct series to order λ³)."""
+    errors = []
+    for small in (1e-2, 1e-3):
+        at = {**values, "lr": small * values["lr"]}
+        e = np.array(exact(**at), dtype=float)
+        errors.append(np.abs(np.array(series(**at), dtype=float) - e).max() / np.abs(e).max())
+    return errors[0] / errors[1]
+
+
 def test_d4_series_in_the_learning_rate(sgd4):
     """series(lr, 2) is the SDE prediction; series(lr, 3) errs by O(λ³) (relative O(λ²))."""
     from symsgd.numeric import lambdify_result
@@ -402,13 +413,8 @@ def test_d4_series_in_the_learning_rate(sgd4):
     first = lambdify_result({"s": sgd4.series(lam, 2)})
     sde = sgd4.continuous_time().lambdify()
     assert np.allclose(first(**values), sde(**values), rtol=1e-12)
-    second, exact = lambdify_result({"s": sgd4.series(lam, 3)}), sgd4.lambdify()
-    errors = []
-    for small in (1e-2, 1e-3):
-        at = {**values, "lr": small * values["lr"]}
-        e = np.array(exact(**at), dtype=float)
-        errors.append(np.abs(np.array(second(**at), dtype=float) - e).max() / np.abs(e).max())
-    assert 50 < errors[0] / errors[1] < 200  # relative error ∝ λ²
+    second = lambdify_result({"s": sgd4.series(lam, 3)})
+    assert 50 < _error_ratio(second, sgd4.lambdify(), values) < 200  # relative error ∝ λ²
     h11 = next(s for s in sgd4.free_symbols if str(s) == "h_11")
     with pytest.raises(ValueError, match="structured"):
         sgd4.series(h11, 2)
@@ -487,16 +493,9 @@ def test_series_of_structured_results_with_scaled_and_absent_learning_rate(sgd4)
     assert np.allclose(
         lambdify_result({"s": ct.series(lam, 2)})(**values), ct.lambdify()(**values), rtol=1e-12
     )
-    doubled = ss.stationary(
-        *_symbolic("sgd", D4)[1:] and (ss.SGD(2 * lam), *_symbolic("sgd", D4)[1:])
-    )
-    series, exact = lambdify_result({"s": doubled.series(lam, 3)}), doubled.lambdify()
-    errors = []
-    for small in (1e-2, 1e-3):
-        at = {**values, "lr": small * values["lr"]}
-        e = np.array(exact(**at), dtype=float)
-        errors.append(np.abs(np.array(series(**at), dtype=float) - e).max() / np.abs(e).max())
-    assert 50 < errors[0] / errors[1] < 200
+    doubled = ss.stationary(ss.SGD(2 * lam), *_symbolic("sgd", D4)[1:])
+    series = lambdify_result({"s": doubled.series(lam, 3)})
+    assert 50 < _error_ratio(series, doubled.lambdify(), values) < 200
     fixed = sgd4.subs(lr=sp.Rational(1, 1000))
     assert fixed.series(lam, 2) == fixed.cov  # λ already fixed: the value itself
 
