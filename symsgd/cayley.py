@@ -414,7 +414,6 @@ class SteinSolution:
         self.F = [[e / f for e in row] for row in F]
         self.universal = universal(n)
         self.c = charpoly_coefficients(self.K, self.one)
-        self._composed = None
         self.converter = _Converter(self.gens)
 
     # -- the universal polynomials at this problem's coefficients ---------------------------
@@ -448,15 +447,16 @@ class SteinSolution:
         answer is then small enough to build)."""
         return self._compose_within(self.universal.D, cap) is not None
 
-    def _products(self, zero) -> list[list[list]]:
-        """:math:`K^\\alpha F K^{\\top\\beta}` symmetrised, for the universal basis."""
-        n = self.n
-        powers = [[[self.one if i == j else zero for j in range(n)] for i in range(n)]]
+    def _products(self, K: list[list], F: list[list], one) -> list[list[list]]:
+        """:math:`K^\alpha F K^{\top\beta}` symmetrised, for the universal basis (entries in
+        any polynomial ring: the problem's or a line's)."""
+        n, zero = self.n, one - one
+        powers = [[[one if i == j else zero for j in range(n)] for i in range(n)]]
         for _ in range(1, n):
-            powers.append(_matmul(powers[-1], self.K, zero))
+            powers.append(_matmul(powers[-1], K, zero))
         out = []
         for a, b in self.universal.basis:
-            left = _matmul(powers[a], self.F, zero)
+            left = _matmul(powers[a], F, zero)
             P = _matmul(left, [list(r) for r in zip(*powers[b])], zero)
             if a != b:
                 P = [[P[i][j] + P[j][i] for j in range(n)] for i in range(n)]
@@ -470,7 +470,7 @@ class SteinSolution:
         zero = self.one - self.one
         D = self._compose(self.universal.D)
         g = [self._compose(p) for p in self.universal.g]
-        products = self._products(zero)
+        products = self._products(self.K, self.F, self.one)
         fnum, sden = self.ratio
         nums, dens = [], []
         for i in range(self.n):
@@ -500,35 +500,27 @@ class SteinSolution:
         denominator, sign = self._factored_denominator(from_universal)
         if not self._coprime_on_line():
             return None
-        Kpow = [sp.eye(n)]
-        Kmat = sp.Matrix(n, n, [conv(e) for row in self.K for e in row])
-        for _ in range(1, n):
-            Kpow.append((Kpow[-1] * Kmat).applyfunc(sp.expand))
-        Fmat = sp.Matrix(n, n, [conv(e) for row in self.F for e in row])
-        coeffs = [from_universal(p) for p in uni.g]
         fnum, sden = self.ratio
-        scale = sign * conv(fnum) / conv(sden)
+        form = StructuredForm(
+            uni,
+            tuple(to_problem[ci] for ci in cs),
+            to_problem[s_dummy],
+            conv(fnum) / conv(sden),
+            sp.ImmutableMatrix(n, n, [conv(e) for row in self.K for e in row]),
+            sp.ImmutableMatrix(n, n, [conv(e) for row in self.F for e in row]),
+        )
+        scale = sign * form.scale
         X = sp.zeros(n, n)
-        for (a, b), coeff in zip(uni.basis, coeffs):
+        for p, P in zip(uni.g, form.products()):
+            coeff = from_universal(p)
             if coeff == 0:
                 continue
-            P = Kpow[a] * Fmat * Kpow[b].T
-            if a != b:
-                P = P + P.T
             for i in range(n):
                 for j in range(i, n):
                     X[i, j] += coeff * P[i, j]
         for i in range(n):
             for j in range(i, n):
                 X[i, j] = X[j, i] = scale * X[i, j] / denominator if X[i, j] != 0 else 0
-        form = StructuredForm(
-            uni,
-            tuple(to_problem[ci] for ci in cs),
-            to_problem[s_dummy],
-            conv(fnum) / conv(sden),
-            sp.ImmutableMatrix(Kmat),
-            sp.ImmutableMatrix(Fmat),
-        )
         return sp.ImmutableMatrix(X), denominator * conv(sden), form
 
     def _factored_denominator(self, from_universal) -> tuple[sp.Expr, int]:
@@ -574,12 +566,7 @@ class SteinSolution:
         c, s = [on_line(e) for e in self.c], on_line(self.s)
         D = self.universal.D.compose(*c, s, ctx=line_ctx)
         g = [p.compose(*c, s, ctx=line_ctx) for p in self.universal.g]
-        saved = self.K, self.F, self.one
-        self.K, self.F, self.one = K, F, one
-        try:
-            products = self._products(zero)
-        finally:
-            self.K, self.F, self.one = saved
+        products = self._products(K, F, one)
         fnum = on_line(self.ratio[0])
         nums = [
             fnum * sum((gk * P[i][j] for gk, P in zip(g, products)), zero)
