@@ -8,7 +8,7 @@ c*lambda*(mu + 1)/(h*(1 - mu)*(-h*lambda + 2*mu + 2))
 
 from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
 from .crosscheck import CrossCheck, Sweep, assert_crosscheck, crosscheck, sweep
-from .errors import UnstableError
+from .errors import InternalError, UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .optimizers import (
@@ -61,6 +61,7 @@ __all__ = [
     "Simulation",
     "Stationary",
     "Sweep",
+    "InternalError",
     "UnstableError",
     "Verdict",
     "adam_self_consistency_equations",

@@ -46,7 +46,14 @@ from functools import cache
 
 import sympy as sp
 
-from .exact import _Converter, _FlintSolution, bareiss_solve, cancelled, reference_point
+from .exact import (
+    _Converter,
+    _FlintSolution,
+    bareiss_solve,
+    cancelled,
+    flint_factor,
+    reference_point,
+)
 
 try:
     import flint
@@ -526,7 +533,7 @@ class SteinSolution:
     def _factored_denominator(self, from_universal) -> tuple[sp.Expr, int]:
         """``D`` as a product of oriented factors (positive at the reference point) and the
         sign that orientation moved out."""
-        content, factors = self.universal.D.factor()
+        content, factors = flint_factor(self.universal.D)
         sign = 1 if content > 0 else -1
         out = [(sp.Integer(abs(int(content))), 1)]
         point = reference_point(set(self.gens))
@@ -534,7 +541,7 @@ class SteinSolution:
             e = int(e)
             composed = self._compose_within(f, _FACTOR_LIMIT)
             if composed is not None:
-                k, parts = composed.factor()
+                k, parts = flint_factor(composed)
                 sign *= (1 if k > 0 else -1) ** e
                 out.append((sp.Integer(abs(int(k))), e))
                 pieces = [(self.converter(p), int(m) * e) for p, m in parts]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["UnstableError"]
+__all__ = ["InternalError", "UnstableError"]
 
 
 class UnstableError(ValueError):
@@ -17,3 +17,9 @@ class UnstableError(ValueError):
         super().__init__(message)
         self.condition = condition
         self.values = values
+
+
+class InternalError(RuntimeError):
+    """symsgd caught itself producing an answer that fails its own check (a certificate or an
+    internal invariant).  Nothing wrong was returned; please report the problem with the input
+    that triggered it."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.polys.matrices import DomainMatrix
 
+from .errors import InternalError
+
 try:  # python-flint is a hard dependency, but keep the fallback honest and testable
     import flint
 except ImportError:  # pragma: no cover - exercised only without python-flint
@@ -24,6 +26,7 @@ except ImportError:  # pragma: no cover - exercised only without python-flint
 __all__ = [
     "canonical",
     "factor_list",
+    "flint_factor",
     "flint_fraction",
     "oriented_factor_list",
     "solve_canonical",
@@ -208,11 +211,7 @@ class _FlintSolution:
         self.converter = _Converter(gens)
 
     def _factors(self, p):
-        try:
-            content, factors = p.factor()
-        except OverflowError:  # python-flint cannot hand back some huge factorisations
-            return 1, [(p, 1)]
-        return int(content), [(f, int(e)) for f, e in factors]
+        return flint_factor(p)
 
     def canonical(self) -> tuple[list, sp.Expr]:
         conv = self.converter
@@ -245,7 +244,13 @@ class _FlintSolution:
                     rest, k = quotient, k + 1
                 if k:
                     den_expr.append(expr**k)
-            # what is left of the denominator is a constant (possibly with a sign)
+            # what is left of the denominator must be a constant (possibly with a sign): q
+            # divides the common denominator, whose complete factorisation we divided out
+            if not rest.is_constant():
+                raise InternalError(
+                    "canonical(): a denominator did not divide into the factors of the common "
+                    "denominator; refusing to return a result that may be wrong."
+                )
             scale = int(rest.leading_coefficient())
             n_content, n_factors = self._factors(p)
             numerator = sp.Rational(n_content, scale) * sp.Mul(
@@ -304,6 +309,63 @@ def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
         rows.append(row)
     nums, dens = bareiss_solve(rows, one)
     return _FlintSolution(nums, dens, gens, ctx)
+
+
+def flint_factor(p) -> tuple[int, list[tuple[object, int]]]:
+    """``(content, [(factor, multiplicity), ...])`` of an ``fmpz_mpoly`` ``p``: its complete
+    factorisation over the integers, with ``content * prod(f**e) == p`` checked before returning.
+
+    python-flint's ``factor()`` raises ``OverflowError`` when it sorts factors with coefficients
+    above a machine word; the factorisation is then redone by ``fmpz_poly`` (one variable) or
+    sympy's ``factor_list`` (several), never by treating ``p`` as irreducible.
+
+    >>> ctx = flint.fmpz_mpoly_ctx.get(("x", "y"), "lex")
+    >>> x, y = ctx.gens()
+    >>> content, factors = flint_factor(2 * x**2 - 2 * y**2)
+    >>> content, sorted(str(f) for f, e in factors)
+    (2, ['x + y', 'x - y'])
+    """
+    try:
+        content, factors = p.factor()
+        content, factors = int(content), [(f, int(e)) for f, e in factors]
+    except OverflowError:
+        content, factors = _factor_fallback(p)
+    product = p.context().from_dict({(0,) * p.context().nvars(): content})
+    for f, e in factors:
+        product = product * f**e
+    if product != p:
+        raise InternalError("flint_factor(): the factors do not multiply back to the polynomial.")
+    return content, factors
+
+
+def _factor_fallback(p) -> tuple[int, list[tuple[object, int]]]:
+    ctx = p.context()
+    nvars = ctx.nvars()
+    used = [k for k in range(nvars) if p.degrees()[k] > 0]
+    data = p.to_dict()
+    if len(used) <= 1:
+        (k,) = used or [0]
+        coeffs = [0] * (max((m[k] for m in data), default=0) + 1)
+        for m, c in data.items():
+            coeffs[m[k]] = int(c)
+        content, factors = flint.fmpz_poly(coeffs).factor()
+
+        def lift(f):
+            out = {}
+            for j, c in enumerate(f.coeffs()):
+                if int(c):
+                    monom = [0] * nvars
+                    monom[k] = j
+                    out[tuple(monom)] = int(c)
+            return ctx.from_dict(out)
+
+        return int(content), [(lift(f), int(e)) for f, e in factors]
+    gens = sp.symbols(f"_g0:{nvars}")
+    poly = sp.Poly.from_dict({m: int(c) for m, c in data.items()}, *gens, domain=sp.ZZ)
+    content, factors = poly.factor_list()
+    return int(content), [
+        (ctx.from_dict({m: int(c) for m, c in f.terms()}), int(e)) for f, e in factors
+    ]
 
 
 def bareiss_solve(rows: list[list], one) -> tuple[list, list]:
@@ -390,10 +452,7 @@ def factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, int]]]:
     den = 1
     if poly.domain.is_QQ:
         den, poly = poly.clear_denoms(convert=True)
-    try:
-        content, factors = ctx.from_dict({tuple(m): int(c) for m, c in poly.terms()}).factor()
-    except OverflowError:  # python-flint cannot hand back some huge factorisations
-        return sp.factor_list(expr)
+    content, factors = flint_factor(ctx.from_dict({tuple(m): int(c) for m, c in poly.terms()}))
     return sp.Integer(int(content)) / den, [(_to_sympy(f, gens), int(e)) for f, e in factors]
 
 
