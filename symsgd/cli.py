@@ -14,11 +14,11 @@ natural-gradient, adam — or any catalogue case name (``symsgd list``), e.g.
 
 * ``--dim 1`` (default): the catalogue's eigen-mode problem ``Quadratic.commuting(h)`` with
   ``AdditiveNoise(c)``, printed as a matrix function of ``H`` and ``C``; with
-  ``--noise minibatch`` online linear regression ``LinearRegression(a, label_noise=σ²)`` with
+  ``--noise minibatch`` online linear regression ``LinearRegression(a, σ²)`` with
   ``MinibatchNoise(S)``;
 * ``--dim D > 1``: the explicit diagonal ``Quadratic.diagonal(D)`` with
   ``AdditiveNoise(diag(c_1, …, c_D))`` (preconditioner ``diag(p_1, …, p_D)``), or
-  ``LinearRegression(diag(a_1, …, a_D), label_noise=σ²)`` with minibatch noise (an explicit-matrix
+  ``LinearRegression(diag(a_1, …, a_D), σ²)`` with minibatch noise (an explicit-matrix
   problem with state-dependent noise, capped at ``D = 3``).
 
 Exit codes: 0 success (``verify``: equal; ``check``: every cross-check passed), 1 a negative
@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import keyword
+import math
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TextIO
 
@@ -48,7 +51,7 @@ from .errors import UnstableError
 from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
 from .optimizers import Preconditioned
-from .symbols import batch_size, label_noise, weight_decay
+from .symbols import ALIASES, batch_size, label_noise, weight_decay
 
 __all__ = [
     "MAX_MINIBATCH_DIM",
@@ -57,9 +60,11 @@ __all__ = [
     "describe",
     "main",
     "plot_checks",
+    "printed_names",
     "problem",
     "run_check",
     "show",
+    "symbol_table",
 ]
 
 #: the optimizer names ``derive`` and ``verify`` accept (besides catalogue case names)
@@ -79,6 +84,8 @@ MAX_MINIBATCH_DIM = 3
 MAX_ADDITIVE_DIM = 8
 
 _SIGMA2 = label_noise**2
+#: library symbol -> its Python alias (the printed name when its own name does not sympify)
+_LIBRARY = {symbol: alias for alias, symbol in ALIASES.items()}
 #: text output shortens longer conditions / losses (``--json`` prints them whole)
 _MAX_TEXT = 1500
 
@@ -162,7 +169,7 @@ def problem(name: str, noise: str = "additive", dim: int = 1, *, decay: bool = F
             A = sp.Symbol("a", positive=True)
         else:
             A = sp.diag(*sp.symbols(f"a_1:{dim + 1}", positive=True))
-        landscape = LinearRegression(A, label_noise=_SIGMA2)
+        landscape = LinearRegression(A, _SIGMA2)  # the label-noise variance σ²
         noise_model = MinibatchNoise(batch_size)
         what = "online regression, minibatch noise"
     label = (
@@ -182,7 +189,70 @@ def problem(name: str, noise: str = "additive", dim: int = 1, *, decay: bool = F
 # ---------------------------------------------------------------------------------------------
 
 
-def _str(value: Any) -> str:
+def _readable(name: str) -> bool:
+    """True when ``sympy.sympify(name)`` is the plain symbol ``name`` (not a Python keyword
+    such as ``lambda``, nor a sympy object such as ``S``, ``N``, ``gamma`` or ``beta``)."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        return False
+    try:
+        parsed = sp.sympify(name)
+    except (sp.SympifyError, SyntaxError, TypeError, ValueError, AttributeError):
+        return False
+    return isinstance(parsed, sp.Symbol) and parsed.name == name
+
+
+def printed_names(symbols) -> dict:
+    """``{symbol: printed name}``: a name ``sympy.sympify`` reads back as a plain symbol — the
+    symbol's own name when it can, else the library alias (``lambda`` → ``lr``, ``S`` →
+    ``batch_size``, ``gamma`` → ``weight_decay``), else the name with ``_`` appended until it
+    can.  Distinct symbols get distinct names.
+
+    >>> import symsgd as ss
+    >>> printed_names([ss.lr, ss.batch_size, sp.Symbol("c")])
+    {S: 'batch_size', c: 'c', lambda: 'lr'}
+    """
+    out: dict = {}
+    ordered = sorted(set(symbols), key=lambda x: (x not in _LIBRARY, x.name))
+    taken = {x.name for x in ordered if _readable(x.name)}
+    for symbol in ordered:
+        name = symbol.name
+        if not _readable(name):
+            alias = _LIBRARY.get(symbol)
+            name = alias if alias is not None and alias not in taken else name + "_"
+            while not _readable(name) or name in taken:
+                name += "_"
+            taken.add(name)
+        out[symbol] = name
+    return dict(sorted(out.items(), key=lambda kv: kv[0].name))  # by the library name
+
+
+def _assumptions(symbol) -> dict:
+    declared = getattr(symbol, "_assumptions_orig", None)
+    if declared is None:  # pragma: no cover - older sympy
+        declared = {
+            k: v
+            for k, v in symbol.assumptions0.items()
+            if k in ("positive", "nonnegative", "negative", "nonpositive", "integer", "real")
+        }
+    return {k: bool(v) for k, v in sorted(declared.items())}
+
+
+def symbol_table(names: dict) -> dict:
+    """``{printed name: {"symbol": library name, "assumptions": {...}}}`` for ``--json``:
+    ``sympy.Symbol(entry["symbol"], **entry["assumptions"])`` is the library's symbol."""
+    return {
+        printed: {"symbol": symbol.name, "assumptions": _assumptions(symbol)}
+        for symbol, printed in names.items()
+    }
+
+
+def _str(value: Any, names: dict | None = None) -> str:
+    if names:
+        renamed = {s: sp.Symbol(n, **_assumptions(s)) for s, n in names.items() if n != s.name}
+        if renamed:
+            value = value.xreplace(renamed)
+    if isinstance(value, sp.MatrixBase):  # one line, as sympify reads it
+        return f"Matrix({sp.sstr(value.tolist())})"
     return sp.sstr(value)
 
 
@@ -200,7 +270,15 @@ def describe(
     ``"minibatch"``), ``dim``, ``modes`` (eigen-mode problem), ``method``, ``cov``,
     ``conditions``, ``conditions_complete`` (False when ``conditions`` are only necessary: numeric
     parameters are then checked by the spectral radius), ``loss``, ``latex``, ``latex_loss``
-    (strings) and ``seconds``.
+    (strings), ``symbols`` and ``seconds``.
+
+    ``cov``, ``conditions`` and ``loss`` are written with names ``sympy.sympify`` reads back
+    (:func:`printed_names`: ``lambda`` is a Python keyword, ``S``, ``N`` and ``gamma`` are sympy
+    objects, so they print as ``lr``, ``batch_size``, ``dataset_size``, ``weight_decay``);
+    ``symbols`` maps every printed name to the library symbol's name and assumptions
+    (:func:`symbol_table`), so ``sympify(info["cov"], locals={k: Symbol(v["symbol"],
+    **v["assumptions"]) for k, v in info["symbols"].items()})`` is the library's expression.
+    Matrices print on one line as ``Matrix([[…], […]])``.
 
     >>> sorted(describe(problem("sgd")))[:4]
     ['case', 'conditions', 'conditions_complete', 'cov']
@@ -208,6 +286,11 @@ def describe(
     start = time.perf_counter()
     result = item.derive() if result is None else result
     opts = {"lr": lr_name, "batch": batch_name, "env": env}
+    symbols = set()
+    for value in (result.cov, result.conditions, result.loss):
+        if isinstance(value, sp.Basic) or isinstance(value, sp.MatrixBase):
+            symbols |= value.free_symbols
+    names = printed_names(symbols)
     out = {
         "case": item.name,
         "optimizer": type(item.optimizer).__name__,
@@ -217,12 +300,13 @@ def describe(
         "dim": item.landscape.dim,
         "modes": bool(item.landscape.modes),
         "method": result.method,
-        "cov": _str(result.cov),
-        "conditions": _str(result.conditions),
+        "cov": _str(result.cov, names),
+        "conditions": _str(result.conditions, names),
         "conditions_complete": bool(result.conditions_complete),
-        "loss": _str(result.loss),
+        "loss": _str(result.loss, names),
         "latex": result.latex(**opts),
         "latex_loss": result.latex(what="loss", **opts),
+        "symbols": symbol_table(names),
     }
     out["seconds"] = round(time.perf_counter() - start, 3)
     return out
@@ -244,6 +328,13 @@ def show(info: dict, *, latex: bool = False, out: TextIO | None = None) -> None:
             f"{info['conditions']}  [necessary only: numeric values are checked by the "
             "spectral radius of the second-moment map]",
         )
+    renamed = [
+        f"{printed} = {entry['symbol']}"
+        for printed, entry in info.get("symbols", {}).items()
+        if printed != entry["symbol"]
+    ]
+    if renamed:
+        rows.append(("symbols", ", ".join(renamed)))
     if latex:
         rows += [("latex", info["latex"]), ("latex loss", info["latex_loss"])]
     for key, value in rows:
@@ -299,7 +390,8 @@ def _select(names: str | None) -> list[Case]:
     unknown = [n for n in wanted if n not in known]
     if unknown or not wanted:
         raise InputError(
-            f"unknown case(s) {', '.join(map(repr, unknown)) or '(none given)'}; catalogue: "
+            f"--cases: unknown case(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+            "catalogue: "
             f"{', '.join(known)}."
         )
     return [known[n] for n in wanted]
@@ -331,7 +423,8 @@ def run_check(
     r"""Derive every case, cross-check it against a simulation of the real optimizer at the
     case's parameter point (:func:`symsgd.crosscheck.crosscheck`, every entry of ``cov``,
     ``velocity_cov`` and ``loss``, family-wise level 0.01), print one line per case and
-    optionally write a figure (:func:`plot_checks`); return 0 if every check passed, else 1.
+    optionally write a figure (:func:`plot_checks`); return 0 if every check passed, else 1
+    (a check failed, or was inconclusive because the simulation was too small for a verdict).
 
     The line shows the ``cov`` entry with the largest :math:`|z|`,
     :math:`z = (\text{theory} - \text{estimate}) / \text{s.e.}`; the verdict covers all
@@ -356,7 +449,7 @@ def run_check(
         report = crosscheck(item.derive(), item.params, seed=seed, **simulation)
         rows = [r for r in report.table if r.quantity == "cov"] or list(report.table)
         worst = max(rows, key=lambda r: abs(r.z))
-        verdict = "ok" if report.passed else "FAIL"
+        verdict = _verdict(report)
         sim = f"{_fmt(worst.estimate)} ± {_fmt(worst.stderr)}"
         print(
             f"{item.name:<22} {_fmt(worst.theory):>12} {sim:>24} {worst.z:>7.2f}  {verdict:<4}"
@@ -364,10 +457,13 @@ def run_check(
             file=out,
         )
         reports.append((item.name, report))
-    failed = [name for name, report in reports if not report.passed]
+    failed = [name for name, report in reports if _verdict(report) == "FAIL"]
+    unsure = [name for name, report in reports if _verdict(report) == "inconclusive"]
+    passed = len(reports) - len(failed) - len(unsure)
     print(
-        f"{len(reports) - len(failed)}/{len(reports)} cross-checks passed"
-        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        f"{passed}/{len(reports)} cross-checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; inconclusive (simulation too small): {', '.join(unsure)}" if unsure else ""),
         file=out,
     )
     for name, report in reports:
@@ -376,7 +472,14 @@ def run_check(
     if plot:
         plot_checks(reports).savefig(plot, dpi=120)
         print(f"wrote {plot}", file=out)
-    return 1 if failed else 0
+    return 1 if failed or unsure else 0
+
+
+def _verdict(report) -> str:
+    """``ok``, ``FAIL`` or ``inconclusive`` (a report without ``verdict`` is read from
+    ``passed``)."""
+    verdict = getattr(report, "verdict", None) or ("passed" if report.passed else "failed")
+    return {"passed": "ok", "failed": "FAIL"}.get(verdict, "inconclusive")
 
 
 def plot_checks(reports: Sequence[tuple[str, Any]]):
@@ -429,6 +532,10 @@ def _check(args) -> int:
     options = {k: v for k, v in (("rel_se", args.rel_se),) if v is not None}
     if args.plot and not args.plot.lower().endswith((".png", ".pdf", ".svg")):
         raise InputError(f"--plot needs a .png, .pdf or .svg file name; got {args.plot!r}.")
+    if args.plot:
+        folder = Path(args.plot).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise InputError(f"--plot: the folder {str(folder)!r} does not exist.")
     return run_check(cases, seed=args.seed, plot=args.plot, **options)
 
 
@@ -451,6 +558,44 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def _symbol_name(text: str) -> str:
+    r"""A LaTeX symbol: a name (``eta``, ``η``, ``B``) or LaTeX such as ``\eta`` or
+    ``\tilde{\eta}_0`` — non-empty, at most 64 characters, balanced braces, none of
+    ``$ % # & ~`` or whitespace (they would break the printed LaTeX)."""
+    depth = 0
+    for char in text:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            break
+    bad = set(text) & set("$%#&~") or any(ch.isspace() for ch in text)
+    if not text or len(text) > 64 or depth != 0 or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected a LaTeX symbol such as eta, \\eta or B (non-empty, balanced braces, no "
+            f"spaces or $%#&~), got {text!r}"
+        )
+    return text
 
 
 def _problem_options(p: argparse.ArgumentParser) -> None:
@@ -496,12 +641,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object of strings")
     p.add_argument(
         "--lr-symbol",
+        type=_symbol_name,
         default=None,
         metavar="SYMBOL",
         help=r"LaTeX learning-rate symbol (default \lambda; e.g. eta)",
     )
     p.add_argument(
         "--batch-symbol",
+        type=_symbol_name,
         default=None,
         metavar="SYMBOL",
         help="LaTeX batch-size symbol (default S; e.g. B)",
@@ -553,13 +700,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated catalogue case names (default: all; see `symsgd list`)",
     )
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a figure")
-    p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="simulation seed ≥ 0 (default 0)")
     p.add_argument(
         "--rel-se",
-        type=float,
+        type=_fraction,
         default=None,
         metavar="R",
-        help="target relative standard error of the simulation",
+        help="target relative standard error of the simulation, in (0, 1)",
     )
     p.set_defaults(func=_check)
 

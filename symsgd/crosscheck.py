@@ -14,6 +14,27 @@ Bonferroni's (:math:`\min p \le \text{level}/m`); Holm only flags more of the en
 flagged.  Both hold under any dependence between entries — and the entries are strongly correlated
 (the loss is a linear function of ``cov``), so the real false-alarm rate lies between
 ``level/m`` and ``level``.
+
+**A check cannot pass vacuously.**  A test that flags nothing proves nothing when the
+simulation is too small to see a difference, so the verdict has three states
+(:attr:`CrossCheck.verdict`): ``"failed"`` (some entry is flagged), ``"passed"`` and
+``"inconclusive"``.  It is ``inconclusive`` (and :attr:`CrossCheck.passed` is False) when
+
+* fewer than :data:`MIN_CHAINS` = 30 independent chains ran: the standard errors come from the
+  spread of the per-chain averages, and with fewer chains their t statistics rest on a
+  normality of those averages that nothing guarantees (and 2 chains give one degree of
+  freedom: a z of 24 is then not significant at level 0.01); a flagged entry is then not
+  trusted either;
+* otherwise nothing is flagged but the run holds fewer than :data:`MIN_EFFECTIVE_SAMPLES` = 800
+  effective samples :math:`n_\text{eff} = \text{chains}\cdot\text{steps}\,(1-\rho)/(1+\rho)`
+  (ρ the spectral radius of the second-moment map; :math:`(1+\rho)/(1-\rho)` is the integrated
+  autocorrelation time of a second moment), i.e. a predicted relative standard error
+  :math:`\sqrt{2/n_\text{eff}}` of the second moments above 5 %, or the *measured* relative
+  standard error of a diagonal entry of ``cov`` exceeds :data:`MAX_RELATIVE_STDERR` = 10 %
+  (heavy tails, slow modes): a formula off by 20 % could then pass.
+
+The report says which and recommends ``chains``/``steps``.  The defaults (``rel_se = 0.003``:
+:math:`n_\text{eff} \approx 2.2\cdot 10^5`) are far above the minimum.
 """
 
 from __future__ import annotations
@@ -32,12 +53,31 @@ from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
 from .numeric import resolve_values
 from .sampling import prepare
-from .simulate import Simulation, run
+from .simulate import Simulation, check_run_options, check_seed, run
 from .tails import fourth_moment_radius
 
-__all__ = ["CrossCheck", "Row", "Sweep", "assert_crosscheck", "crosscheck", "sweep"]
+__all__ = [
+    "MAX_RELATIVE_STDERR",
+    "MIN_CHAINS",
+    "MIN_EFFECTIVE_SAMPLES",
+    "CrossCheck",
+    "Row",
+    "Sweep",
+    "assert_crosscheck",
+    "crosscheck",
+    "sweep",
+]
 
 QUANTITIES = ("cov", "velocity_cov", "loss")
+#: fewer independent chains than this make the verdict inconclusive
+MIN_CHAINS = 30
+#: fewer effective samples chains·steps·(1 − ρ)/(1 + ρ) than this (a predicted relative standard
+#: error of the second moments above √(2/800) = 5 %) make a verdict without flags inconclusive
+MIN_EFFECTIVE_SAMPLES = 800
+#: a measured relative standard error of a diagonal entry of cov above this makes a verdict
+#: without flags inconclusive
+MAX_RELATIVE_STDERR = 0.1
+VERDICTS = ("passed", "failed", "inconclusive")
 
 
 @dataclass(frozen=True)
@@ -63,7 +103,12 @@ class Row:
 @dataclass(frozen=True)
 class CrossCheck:
     """The outcome of :func:`crosscheck`; ``print(report)`` shows the table, ``bool(report)`` is
-    :attr:`passed`."""
+    :attr:`passed`.
+
+    :attr:`verdict` is ``"passed"``, ``"failed"`` or ``"inconclusive"`` (the simulation was too
+    small for a verdict; :attr:`reason` says why and what to run instead); :attr:`passed` is
+    True only for ``"passed"``.
+    """
 
     passed: bool
     table: list[Row]
@@ -75,6 +120,18 @@ class CrossCheck:
     #: estimated spectral radius of the fourth-moment map (None: additive noise or too large);
     #: ≥ 1 means power-law tails, and then the standard errors (so the verdict) are not valid
     fourth_moment_radius: float | None = None
+    #: "passed", "failed" or "inconclusive" (default: from ``passed``)
+    verdict: str = ""
+    #: why the verdict is inconclusive, with the recommended chains/steps (None otherwise)
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            object.__setattr__(self, "verdict", "passed" if self.passed else "failed")
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}.")
+        if self.passed != (self.verdict == "passed"):
+            raise ValueError(f"passed={self.passed} contradicts verdict={self.verdict!r}.")
 
     @property
     def reliable(self) -> bool:
@@ -96,7 +153,7 @@ class CrossCheck:
 
     def __str__(self) -> str:
         sim = self.simulation
-        verdict = "PASSED" if self.passed else "FAILED"
+        verdict = self.verdict.upper()
         shown = ", ".join(f"{k} = {_num(v)}" for k, v in sorted(sim.params.items(), key=str))
         lines = [
             f"crosscheck {verdict}: {self.problem}",
@@ -113,7 +170,9 @@ class CrossCheck:
             )
         m = len(self.table)
         smallest = min((row.p for row in self.table), default=1.0)
-        if self.passed:
+        if self.verdict == "inconclusive":
+            lines.append(f"  verdict: inconclusive: {self.reason}")
+        elif self.passed:
             lines.append(
                 f"  verdict: no entry differs at family-wise level {self.level:g} "
                 f"(Holm over {m} entries: smallest p = {smallest:.3g} > "
@@ -130,7 +189,8 @@ class CrossCheck:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"<CrossCheck {'passed' if self.passed else 'FAILED'}: {self.problem}>"
+        shown = "FAILED" if self.verdict == "failed" else self.verdict
+        return f"<CrossCheck {shown}: {self.problem}>"
 
     def plot(self):
         """A matplotlib Figure: relative deviation of each entry with ±2 s.e. bars, and the
@@ -154,7 +214,8 @@ class CrossCheck:
         for y in (crit, -crit):
             right.axhline(y, color="C3", ls="--", lw=0.8)
         right.set_ylabel("z = (theory − estimate) / s.e.")
-        right.set_title(f"{'passed' if self.passed else 'FAILED'} at level {self.level:g}")
+        shown = "FAILED" if self.verdict == "failed" else self.verdict
+        right.set_title(f"{shown} at level {self.level:g}")
         for ax in (left, right):
             ax.set_xticks(x)
             ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
@@ -261,6 +322,38 @@ def _explicit_modes(optimizer, landscape, noise, eigenvalues):
     return optimizer, land, noise
 
 
+def _check_level(level) -> None:
+    try:
+        fine = not isinstance(level, bool) and 0 < float(level) < 1
+    except (TypeError, ValueError):
+        fine = False
+    if not fine:
+        raise ValueError(f"level must be a number in (0, 1); got {level!r}.")
+
+
+def _eigenvalues(eigenvalues) -> list:
+    """``eigenvalues=`` as a non-empty list of finite positive numbers (else ``ValueError``)."""
+    if isinstance(eigenvalues, (str, bytes)) or not hasattr(eigenvalues, "__iter__"):
+        raise ValueError(
+            f"eigenvalues must be a non-empty sequence of positive numbers; got {eigenvalues!r}."
+        )
+    out = []
+    for e in eigenvalues:
+        try:
+            value = sp.sympify(e)
+            z = complex(value)
+        except (sp.SympifyError, TypeError, ValueError):
+            z = complex(math.nan)
+        if not (math.isfinite(z.real) and z.imag == 0 and z.real > 0):
+            raise ValueError(
+                f"eigenvalues must be finite positive numbers (the modes' curvatures); got {e!r}."
+            )
+        out.append(value)
+    if not out:
+        raise ValueError("eigenvalues must be a non-empty sequence of positive numbers.")
+    return out
+
+
 def _holm(p: Sequence[float], level: float) -> list[bool]:
     """Holm's step-down: flags controlling the family-wise error rate at ``level``."""
     order = np.argsort(p, kind="stable")
@@ -306,6 +399,52 @@ def _compare(theory: dict, sim: Simulation, level: float) -> list[Row]:
     return [Row(*r, flagged=f) for r, f in zip(raw, flags)]
 
 
+def _sufficiency(sim: Simulation, table: list[Row]) -> str | None:
+    """Why ``sim`` is too small for a verdict (None when it is large enough); see the module
+    docstring for the stated minimum."""
+    from .simulate import integrated_time
+
+    tau = integrated_time(sim.spectral_radius)
+    n_eff = sim.effective_samples
+    chains = max(sim.chains, MIN_CHAINS)
+    diagonal = [
+        row.stderr / abs(row.estimate)
+        for row in table
+        if row.quantity == "cov" and row.entry[0] == row.entry[1] and row.estimate != 0
+    ]
+    measured = max(diagonal, default=0.0)
+    # steps for the stated minimum, scaled up when the measured error is the binding one
+    factor = max(1.0, (measured / MAX_RELATIVE_STDERR) ** 2 * n_eff / MIN_EFFECTIVE_SAMPLES)
+    steps = max(sim.steps, math.ceil(factor * MIN_EFFECTIVE_SAMPLES * tau / chains), math.ceil(tau))
+    advice = (
+        f"re-run with chains ≥ {chains} and steps ≥ {steps}, or leave chains and steps unset "
+        "(the default sizes the run for rel_se)"
+    )
+    if sim.chains < MIN_CHAINS:
+        return (
+            f"{sim.chains} chains are too few: the standard errors come from the spread of "
+            f"{sim.chains} independent per-chain averages ({sim.chains - 1} degrees of "
+            f"freedom), and a verdict needs at least {MIN_CHAINS} chains; {advice}."
+        )
+    if any(row.flagged for row in table):
+        return None
+    if n_eff < MIN_EFFECTIVE_SAMPLES:
+        return (
+            f"{sim.chains} chains × {sim.steps} steps hold about {n_eff:.0f} effective samples "
+            f"(chains·steps·(1−ρ)/(1+ρ) at ρ = {sim.spectral_radius:.4g}), fewer than the "
+            f"{MIN_EFFECTIVE_SAMPLES} a verdict needs (a predicted relative standard error of "
+            f"{math.sqrt(2 / n_eff):.2g} > {math.sqrt(2 / MIN_EFFECTIVE_SAMPLES):.2g}): a "
+            f"wrong formula could pass; {advice}."
+        )
+    if measured > MAX_RELATIVE_STDERR:
+        return (
+            f"the measured relative standard error of cov is {measured:.2g} > "
+            f"{MAX_RELATIVE_STDERR:g} (heavy tails or slow modes): a wrong formula could "
+            f"pass; {advice}."
+        )
+    return None
+
+
 def crosscheck(
     result,
     params: Mapping | None = None,
@@ -341,11 +480,18 @@ def crosscheck(
     >>> report.passed, [row.name for row in report.table]
     (True, ['cov[0,0]', 'velocity_cov[0,0]', 'loss'])
     """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1); got {level}.")
+    _check_level(level)
+    if isinstance(quantities, str):
+        quantities = (quantities,)
     unknown = set(quantities) - set(QUANTITIES)
-    if unknown:
-        raise ValueError(f"quantities must be among {QUANTITIES}; got {sorted(unknown)}.")
+    if unknown or not quantities:
+        raise ValueError(
+            f"quantities must be a non-empty sequence of {QUANTITIES}; got {quantities!r}."
+        )
+    check_run_options(chains, steps, burn_in, rel_se, workers)
+    check_seed(seed)
+    if eigenvalues is not None:
+        eigenvalues = _eigenvalues(eigenvalues)
     pieces = _problem_of(result, problem)
     given = {**getattr(result, "values", {}), **dict(params or {})}
     if eigenvalues is not None:
@@ -384,8 +530,15 @@ def crosscheck(
             "errors are not valid and this verdict is not reliable. Check the formula at a "
             "smaller learning rate or a larger batch."
         )
+    reason = _sufficiency(sim, table)
+    if reason is not None:
+        verdict = "inconclusive"
+    else:
+        verdict = "failed" if any(row.flagged for row in table) else "passed"
     return CrossCheck(
-        passed=not any(row.flagged for row in table),
+        passed=verdict == "passed",
+        verdict=verdict,
+        reason=reason,
         table=table,
         level=level,
         simulation=sim,
@@ -543,15 +696,12 @@ def _number(symbol, value) -> float:
     return number
 
 
-def _check_sizes(chains, steps, burn_in, rel_se, workers, grid) -> None:
-    for name, value, low in (("chains", chains, 2), ("steps", steps, 1), ("burn_in", burn_in, 0)):
-        if value is not None and (int(value) != value or value < low):
-            raise ValueError(f"{name} must be an integer ≥ {low}; got {value!r}.")
-    if not rel_se > 0:
-        raise ValueError(f"rel_se must be positive; got {rel_se!r}.")
-    if int(workers) != workers or workers < 1:
-        raise ValueError(f"workers must be an integer ≥ 1; got {workers!r}.")
-    if int(grid) != grid or grid < 2:
+def _check_sizes(chains, steps, burn_in, rel_se, workers, grid, seed) -> None:
+    check_run_options(chains, steps, burn_in, rel_se, workers)
+    if workers is None:
+        raise ValueError("workers must be an integer ≥ 1; got None.")
+    check_seed(seed)
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
         raise ValueError(f"grid must be an integer ≥ 2; got {grid!r}.")
 
 
@@ -622,7 +772,7 @@ def sweep(
     # -- validate everything before the first simulation ----------------------------------
     if what not in QUANTITIES:
         raise ValueError(f"what must be one of {QUANTITIES}; got {what!r}.")
-    _check_sizes(chains, steps, burn_in, rel_se, workers, grid)
+    _check_sizes(chains, steps, burn_in, rel_se, workers, grid, seed)
     pieces = _problem_of(result, problem)
     points = _grid_values(values)
     symbols = set()

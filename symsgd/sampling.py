@@ -37,8 +37,11 @@ from .numeric import resolve_values
 from .optimizers import Optimizer
 from .recursion import build_recursion
 from .stability import advice, stability_conditions
+from .symbols import ALIASES
 
 __all__ = ["Problem", "prepare"]
+
+_ALIAS_OF = {str(s): alias for alias, s in ALIASES.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,12 +49,72 @@ __all__ = ["Problem", "prepare"]
 # ---------------------------------------------------------------------------------------------
 
 
+#: assumption -> (the allowed range it states, its name in messages), checked in this order
+_RANGES = (
+    ("positive", "> 0"),
+    ("nonnegative", "≥ 0"),
+    ("negative", "< 0"),
+    ("nonpositive", "≤ 0"),
+)
+
+
+def _label(symbol) -> str:
+    """``lr`` for the library's learning rate λ (its alias), else the symbol's name."""
+    alias = _ALIAS_OF.get(str(symbol))
+    if alias is not None and isinstance(symbol, sp.Symbol) and ALIASES[alias] == symbol:
+        return alias
+    return str(symbol)
+
+
+def _allowed(symbol) -> tuple[str, str] | None:
+    """``(allowed range, declared assumptions)`` of ``symbol``, e.g. ``("an integer ≥ 1",
+    "positive and integer")``; None when the symbol states nothing beyond being a number."""
+    if not isinstance(symbol, sp.Symbol):
+        return None
+    declared = getattr(symbol, "_assumptions_orig", None) or {}
+    declared = [k for k, v in declared.items() if v]
+    sign = next((text for name, text in _RANGES if getattr(symbol, f"is_{name}")), None)
+    integer = bool(symbol.is_integer)
+    if sign is None and not integer:
+        return None
+    if integer:
+        low = {"> 0": "≥ 1", "< 0": "≤ -1"}.get(sign, sign)
+        allowed = "an integer" + (f" {low}" if low else "")
+    else:
+        allowed = sign
+    return allowed, " and ".join(declared) or "so"
+
+
 def _as_number(key, value) -> sp.Expr:
-    number = sp.sympify(value)
+    r"""``value`` as a finite real sympy number that satisfies the assumptions declared on the
+    symbol ``key`` (``ValueError`` naming ``key`` and the allowed range otherwise)."""
+    name = _label(key)
+    try:
+        number = sp.sympify(value)
+    except (sp.SympifyError, TypeError, ValueError):
+        number = None
     if not isinstance(number, sp.Expr) or number.free_symbols or not number.is_number:
-        raise ValueError(f"parameter {key} must be a number; got {value!r}.")
+        raise ValueError(f"parameter {name} must be a number; got {value!r}.")
+    try:
+        z = complex(number)
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name} must be a real number; got {value!r}.") from None
+    if not (math.isfinite(z.real) and math.isfinite(z.imag)):
+        raise ValueError(f"parameter {name} must be a finite number; got {value!r}.")
+    if z.imag != 0:
+        raise ValueError(f"parameter {name} must be a real number; got the complex {value!r}.")
     if number.is_Float and float(number).is_integer():
-        return sp.Integer(int(number))
+        number = sp.Integer(int(number))
+    allowed = _allowed(key)
+    if allowed is not None:
+        fine = all(
+            getattr(number, f"is_{a}") is not False
+            for a in ("integer", *(n for n, _ in _RANGES))
+            if getattr(key, f"is_{a}")
+        )
+        if not fine:
+            rng, declared = allowed
+            raise ValueError(f"{name} must be {rng} ({key} is declared {declared}); got {value!r}.")
     return number
 
 
@@ -250,14 +313,14 @@ def _make_oracle(land: Landscape, noise: Noise) -> _Oracle:
             raise ValueError(f"MinibatchNoise: batch_size must be an integer ≥ 1; got {S}.")
         S = int(S)
         if land.data is None:
-            sigma2 = float(land.label_noise)
+            sigma2 = float(_label_variance(land))
             return _Online(
                 LA=_sqrt_psd(_array(land.A), "A"), star=star, sigma=math.sqrt(sigma2), batch=S
             )
         if not noise.replacement and S > int(N):
             raise ValueError(
-                f"MinibatchNoise: without replacement the batch (S = {S}) cannot "
-                f"exceed the data set (N = {N})."
+                f"MinibatchNoise: without replacement the batch_size must be ≤ the data-set "
+                f"size N = {N}; got S = {S}. Lower the batch size or sample with replacement."
             )
         X, Y = (_array(m) for m in land.data)
         return _Data(X=X, Y=Y.ravel(), batch=S, replacement=noise.replacement)
@@ -296,7 +359,7 @@ def _loss_model(landscape: Landscape, theta_min: sp.Matrix) -> _LossModel | None
         star = sp.Matrix(landscape.theta_star)
         b = _array(theta_min - star).ravel()
         if landscape.data is None:
-            return _LossModel(H, b, float(landscape.label_noise) / 2)
+            return _LossModel(H, b, float(_label_variance(landscape)) / 2)
         X, Y = (_array(m) for m in landscape.data)
         residual = X @ _array(star).ravel() - Y.ravel()
         return _LossModel(H, b, float(residual @ residual) / (2 * X.shape[0]))
@@ -371,6 +434,7 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
         names = ", ".join(sorted(map(str, missing)))
         raise ValueError(f"simulate() needs a value for every parameter; missing {names}.")
     opt, land, nz = (replace_fields(x, values) for x in (optimizer, landscape, noise))
+    _check_domain(optimizer, landscape, noise, opt, land, nz, values)
     if land.modes:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
         object.__setattr__(land, "modes", False)
         object.__setattr__(land, "mode_names", {})
@@ -399,6 +463,57 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     if not rho < 1:
         raise problem.instability(rho, "")
     return problem
+
+
+def _at(piece, values: dict) -> str:
+    """``" (at h = -1, c = 2)"``: the given values of the symbols ``piece`` depends on."""
+    used = field_symbols(piece)
+    shown = ", ".join(
+        f"{_label(k)} = {sp.sstr(v)}" for k, v in sorted(values.items(), key=str) if k in used
+    )
+    return f" (at {shown})" if shown else ""
+
+
+def _label_variance(landscape):
+    """The label-noise variance σ² of a regression landscape (None for other landscapes)."""
+    value = getattr(landscape, "label_variance", None)
+    return getattr(landscape, "label_noise", None) if value is None else value
+
+
+def _check_domain(optimizer, landscape, noise, opt, land, nz, values: dict) -> None:
+    r"""Refuse values outside the problem's domain, whatever the symbols declare: a learning
+    rate λ ≤ 0, weight decay γ < 0, a Hessian that is not positive semi-definite (not a minimum:
+    no learning rate gives a stationary law) or a negative label-noise variance.  Each
+    ``ValueError`` names the quantity, the allowed range and the values that put it there."""
+    lr = sp.sympify(opt.lr)
+    if lr.is_number and not bool(lr > 0):
+        raise ValueError(
+            f"the learning rate {sp.sstr(optimizer.lr)} must be > 0; got {sp.sstr(lr)}"
+            f"{_at(optimizer, values)}."
+        )
+    gamma = sp.sympify(opt.weight_decay)
+    if gamma.is_number and bool(gamma < 0):
+        raise ValueError(
+            f"the weight decay {sp.sstr(optimizer.weight_decay)} must be ≥ 0; got "
+            f"{sp.sstr(gamma)}{_at(optimizer, values)}."
+        )
+    H = sp.Matrix(land.hessian)
+    if not H.free_symbols:
+        eig = np.linalg.eigvalsh(_array(H))
+        scale = max(1.0, float(np.max(np.abs(eig))))
+        if eig.min() < -1e-12 * scale:
+            raise ValueError(
+                f"the Hessian {sp.sstr(sp.Matrix(landscape.hessian))} must be positive "
+                f"semi-definite (a minimum); its smallest eigenvalue is {eig.min():.6g}"
+                f"{_at(landscape, values)}. Along a direction of negative curvature the "
+                "iterates run away whatever the learning rate."
+            )
+    sigma2 = _label_variance(land)
+    if isinstance(sigma2, sp.Expr) and sigma2.is_number and bool(sigma2 < 0):
+        raise ValueError(
+            f"the label-noise variance {sp.sstr(_label_variance(landscape))} must be ≥ 0; got "
+            f"{sp.sstr(sigma2)}{_at(landscape, values)}."
+        )
 
 
 def _second_moment_radius(rec, state_space: tuple) -> float:
@@ -465,11 +580,65 @@ def _instability(problem: Problem, rho: float, what: str) -> UnstableError:
         message = (
             f"{head}for {name} that means {spelled}; the condition {sp.sstr(failing[0])} "
             f"fails at {shown} ({radius} ≥ 1). "
-            f"{advice(failing[0], values)}"
+            f"{_advice(problem, failing[0], rho)}"
         )
     else:
         message = (
-            f"{head}the second moments of {name} grow at {shown} ({radius}"
-            f"{' ≥ 1' if not rho < 1 else ''}). Lower the learning rate."
+            f"{head}the second moments of {name} grow{' at ' + shown if shown else ''} ({radius}"
+            f"{' ≥ 1' if not rho < 1 else ''}). {_fallback_advice(problem, rho)}"
         )
     return UnstableError(message, condition=failing[0] if failing else None, values=values)
+
+
+def _advice(problem: Problem, condition, rho: float) -> str:
+    """:func:`~symsgd.stability.advice` for a violated inequality; for a condition that is
+    ``False`` outright (no parameter can fix it) the numeric diagnosis of
+    :func:`_fallback_advice`."""
+    if isinstance(condition, sp.core.relational.Relational):
+        return advice(condition, problem.values)
+    return _fallback_advice(problem, rho)
+
+
+def _fallback_advice(problem: Problem, rho: float) -> str:
+    """What to change when no symbolic stability condition names the cause: lower the learning
+    rate only if that restores ρ < 1 (tried at ½, ⅒ and 1/100 of it); otherwise say that a
+    flat direction (singular Hessian) or another parameter is the cause."""
+    if rho < 1:  # the run overflowed although the second moments are bounded
+        return (
+            "The second moments are bounded but the iterates overflowed: the stationary law "
+            "has heavy (power-law) tails here. Lower the learning rate (or raise the batch size)."
+        )
+    values = problem.values
+    opt, land, nz = (
+        replace_fields(x, values) for x in (problem.optimizer, problem.landscape, problem.noise)
+    )
+    if land.modes:
+        object.__setattr__(land, "modes", False)
+        object.__setattr__(land, "mode_names", {})
+    eig = np.linalg.eigvalsh(problem.hessian)
+    if eig.size and eig.min() <= 1e-12 * max(1.0, float(np.max(np.abs(eig)))):
+        return (
+            "The Hessian is singular here: along a flat direction the noise accumulates without "
+            "bound whatever the learning rate. Give every direction positive curvature (or "
+            "add weight decay)."
+        )
+    lr = sp.sympify(opt.lr)
+    if lr.is_number:
+        for factor in (sp.Rational(1, 2), sp.Rational(1, 10), sp.Rational(1, 100)):
+            smaller = copy.copy(opt)
+            object.__setattr__(smaller, "lr", lr * factor)
+            try:
+                rec = build_recursion(smaller, land, nz)
+                radius = _second_moment_radius(rec, (_array(rec.M), _array(rec.B), _array(rec.K)))
+            except (ValueError, TypeError, ArithmeticError):  # pragma: no cover - defensive
+                break
+            if radius < 1:
+                return (
+                    f"Lower the learning rate (ρ = {radius:.3g} < 1 at the learning rate "
+                    f"{float(lr * factor):.6g})."
+                )
+        return (
+            "Lowering the learning rate does not help (ρ ≥ 1 even at 1/100 of it): another "
+            "parameter is out of range (e.g. momentum ≥ 1)."
+        )
+    return "Lower the learning rate."

@@ -36,7 +36,21 @@ from .noise import Noise
 from .optimizers import Optimizer
 from .sampling import Problem, prepare
 
-__all__ = ["Problem", "Simulation", "default_burn_in", "default_size", "prepare", "run", "simulate"]
+__all__ = [
+    "MIN_BURN_IN_RELAXATIONS",
+    "BurnInWarning",
+    "Problem",
+    "Simulation",
+    "check_run_options",
+    "check_seed",
+    "default_burn_in",
+    "default_size",
+    "integrated_time",
+    "prepare",
+    "relaxation_time",
+    "run",
+    "simulate",
+]
 
 #: |θ| beyond this (or NaN) means the run diverged
 DIVERGENCE_BOUND = 1e100
@@ -46,6 +60,45 @@ BURN_IN_TOLERANCE = 1e-8
 MAX_BURN_IN = 1_000_000
 #: chain-steps of work (≈ array elements touched per step) in one block; sized for the L2 cache
 BLOCK_WORK = 16384
+#: an explicit burn-in shorter than this many relaxation times τ = 1/(−ln ρ) warns
+#: (:class:`BurnInWarning`): the chains start at rest, so the first measured step still carries a
+#: relative transient ρ^burn_in > e⁻⁵ ≈ 0.7 % of the second moments
+MIN_BURN_IN_RELAXATIONS = 5
+
+
+class BurnInWarning(UserWarning):
+    """An explicit ``burn_in`` shorter than :data:`MIN_BURN_IN_RELAXATIONS` relaxation times of
+    the second moments: the estimates carry the start-up transient (biased towards the initial
+    state at rest).  The message gives the recommended value."""
+
+
+def relaxation_time(rho: float) -> float:
+    r"""Steps for the second moments to relax by a factor e: :math:`	au = 1/(-\ln
+    ho)` for
+        the spectral radius ρ of the second-moment map (0 for ρ = 0, ∞ for ρ ≥ 1).
+
+        >>> round(relaxation_time(0.81), 3)
+        4.746
+    """
+    if rho <= 0:
+        return 0.0
+    if rho >= 1:
+        return math.inf
+    return -1.0 / math.log(rho)
+
+
+def integrated_time(rho: float) -> float:
+    r"""Integrated autocorrelation time :math:`(1+
+    ho)/(1-
+    ho)` of a quadratic statistic
+        whose autocorrelation decays like :math:`
+    ho^{|t|}`: a run of ``n`` chain-steps carries
+        about ``n / integrated_time(rho)`` independent samples of the second moments.
+
+        >>> round(integrated_time(0.81), 3)
+        9.526
+    """
+    return (1 + rho) / (1 - rho) if rho < 1 else math.inf
 
 
 @dataclass(frozen=True)
@@ -89,6 +142,13 @@ class Simulation:
     @property
     def dim(self) -> int:
         return self.cov.shape[0]
+
+    @property
+    def effective_samples(self) -> float:
+        r"""About how many independent samples of the second moments the run holds:
+        chains · steps / :func:`integrated_time` (ρ); the relative standard error of a
+        Gaussian second moment is about :math:`\sqrt{2/n_\text{eff}}`."""
+        return self.chains * self.steps / integrated_time(self.spectral_radius)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +313,15 @@ def simulate(
     and ``burn_in``, not on ``workers``.  A progress bar appears for long interactive runs
     (``progress=None``; force with True/False).
 
+    Every input is checked before running: ``ValueError`` names the parameter and its allowed
+    range for values that contradict the symbol's assumptions (λ ≤ 0 for the positive
+    ``lr``, a non-integer or non-positive batch size, a negative value of a symbol declared
+    positive), NaN/inf/complex values, a Hessian that is not positive semi-definite, a batch
+    larger than the data set without replacement, missing parameters, and ``chains`` (integer
+    ≥ 2), ``steps`` (≥ 1), ``burn_in`` (≥ 0), ``rel_se`` (in (0, 1)), ``workers`` and ``seed``.
+    An explicit ``burn_in`` shorter than :data:`MIN_BURN_IN_RELAXATIONS` relaxation times
+    :math:`\tau = 1/(-\ln\rho)` warns (:class:`BurnInWarning`, with the recommended value).
+
     Raises :class:`~symsgd.UnstableError`, naming the violated stability condition, before running
     when ρ ≥ 1, or when the iterates overflow.
 
@@ -264,6 +333,8 @@ def simulate(
     >>> bool(abs(sim.cov[0, 0] - exact) < 5 * sim.cov_stderr[0, 0])
     True
     """
+    check_run_options(chains, steps, burn_in, rel_se, workers)
+    check_seed(seed)
     problem = prepare(optimizer, landscape, noise, params)
     return run(
         problem,
@@ -289,14 +360,16 @@ def run(
     progress: bool | None = None,
 ) -> Simulation:
     """:func:`simulate` for a problem already :func:`prepare`-d (reuse it across seeds)."""
+    chains, steps, burn_in, rel_se, workers = check_run_options(
+        chains, steps, burn_in, rel_se, workers
+    )
+    check_seed(seed)
     block = max(64, BLOCK_WORK // max(1, problem.oracle.work))
-    burn_in = default_burn_in(problem.rho) if burn_in is None else int(burn_in)
+    if burn_in is None:
+        burn_in = default_burn_in(problem.rho)
+    else:
+        _warn_short_burn_in(burn_in, problem.rho)
     chains, steps = default_size(problem.rho, rel_se, chains, steps, block, burn_in)
-    if chains < 2 or steps < 1 or burn_in < 0:
-        raise ValueError(
-            f"need chains ≥ 2, steps ≥ 1 and burn_in ≥ 0; got chains={chains}, "
-            f"steps={steps}, burn_in={burn_in}."
-        )
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     sizes = _blocks(chains, block)
     seeds = _block_seeds(seq, len(sizes))
@@ -346,6 +419,73 @@ def run(
         params=dict(problem.values),
         elapsed=elapsed,
     )
+
+
+def _integer(name: str, value, low: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, np.integer, float, np.floating)
+    ):
+        raise ValueError(f"{name} must be an integer ≥ {low}; got {value!r}.")
+    if not (math.isfinite(value) and float(value).is_integer() and value >= low):
+        raise ValueError(f"{name} must be an integer ≥ {low}; got {value!r}.")
+    return int(value)
+
+
+def check_run_options(chains, steps, burn_in, rel_se, workers) -> tuple:
+    """The simulation sizes checked (``ValueError`` naming the option and its range) and
+    normalised to Python ints: ``chains`` ≥ 2, ``steps`` ≥ 1, ``burn_in`` ≥ 0 and ``workers``
+    ≥ 1 integers or None (integral floats such as ``1e4`` are accepted), ``rel_se`` in (0, 1).
+
+    >>> check_run_options(1e3, None, 0, 0.01, None)
+    (1000, None, 0, 0.01, None)
+    """
+    out = (
+        _integer("chains", chains, 2),
+        _integer("steps", steps, 1),
+        _integer("burn_in", burn_in, 0),
+    )
+    try:
+        fine = 0 < float(rel_se) < 1 and not isinstance(rel_se, bool)
+    except (TypeError, ValueError):
+        fine = False
+    if not fine:
+        raise ValueError(f"rel_se must be a number in (0, 1); got {rel_se!r}.")
+    return (*out, float(rel_se), _integer("workers", workers, 1))
+
+
+def _warn_short_burn_in(burn_in: int, rho: float) -> None:
+    tau = relaxation_time(rho)
+    if burn_in >= MIN_BURN_IN_RELAXATIONS * tau:
+        return
+    least = math.ceil(MIN_BURN_IN_RELAXATIONS * tau)
+    warnings.warn(
+        f"burn_in={burn_in} is shorter than {MIN_BURN_IN_RELAXATIONS} relaxation times of the "
+        f"second moments (τ = 1/(−ln ρ) = {tau:.3g} steps at ρ = {rho:.4g}): the chains start "
+        f"at rest and still carry a relative transient ρ^burn_in = {rho**burn_in:.2g}, so the "
+        f"estimates are biased. Use burn_in ≥ {least}, or burn_in=None for the default "
+        f"{_quiet_default_burn_in(rho)} (transient {BURN_IN_TOLERANCE:g}).",
+        BurnInWarning,
+        stacklevel=3,
+    )
+
+
+def _quiet_default_burn_in(rho: float) -> int:
+    """:func:`default_burn_in` without its warning (for messages)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return default_burn_in(rho)
+
+
+def check_seed(seed) -> None:
+    """``seed`` must be None, an integer ≥ 0 or a ``numpy.random.SeedSequence``."""
+    if seed is None or isinstance(seed, np.random.SeedSequence):
+        return
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            f"seed must be None, an integer ≥ 0 or a numpy.random.SeedSequence; got {seed!r}."
+        )
 
 
 def _mean_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

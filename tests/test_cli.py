@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import sympy as sp
 
+import symsgd as ss
 from symsgd.catalogue import CATALOGUE, case
 from symsgd.cli import MAX_MINIBATCH_DIM, OPTIMIZERS, main, problem, run_check
 from symsgd.verify import verify
@@ -66,7 +67,7 @@ def test_derive_json_is_an_object_of_strings_that_verify():
     result = case("nesterov").derive()
     assert verify(info["cov"], result)
     assert verify(info["loss"], SimpleNamespace(cov=result.loss, conditions=result.conditions))
-    assert info["conditions"] == sp.sstr(result.conditions)
+    assert _read_back(info, "conditions") == result.conditions
 
 
 def test_verify_exit_codes():
@@ -224,7 +225,151 @@ def test_check_fails_when_a_crosscheck_fails(monkeypatch, capsys):
 
 def test_check_rejects_unknown_cases(capsys):
     assert main(["check", "--cases", "sgd,nope"]) == 2
-    assert "unknown case(s) 'nope'" in capsys.readouterr().err
+    assert "--cases: unknown case(s) 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# --json reads back with sympy.sympify
+# --------------------------------------------------------------------------------------------
+
+
+def _read_back(info: dict, key: str):
+    """``info[key]`` parsed by plain ``sympy.sympify`` (no locals), then its printed names
+    mapped to the library symbols through ``info["symbols"]``."""
+    parsed = sp.sympify(info[key])
+    table = {
+        sp.Symbol(printed): sp.Symbol(entry["symbol"], **entry["assumptions"])
+        for printed, entry in info["symbols"].items()
+    }
+    assert {str(s) for s in parsed.free_symbols} <= set(info["symbols"]), key
+    return parsed.xreplace(table)
+
+
+def _same(parsed, expected) -> bool:
+    """Equal by cancelling the difference (entrywise for matrices; relation by relation, with
+    the same direction and strictness, for conditions)."""
+    if isinstance(expected, sp.MatrixBase):
+        return parsed.shape == expected.shape and all(
+            sp.cancel(x - y) == 0 for x, y in zip(parsed, expected)
+        )
+    if isinstance(expected, sp.logic.boolalg.Boolean) and not isinstance(expected, sp.Expr):
+        mine, theirs = sp.And.make_args(parsed), sp.And.make_args(expected)
+        key = str  # the printed order is not guaranteed: pair the relations by margin
+        margins = sorted(((type(r).__name__, sp.cancel(r.gts - r.lts)) for r in mine), key=key)
+        wanted = sorted(((type(r).__name__, sp.cancel(r.gts - r.lts)) for r in theirs), key=key)
+        return len(margins) == len(wanted) and all(
+            a[0] == b[0] and sp.cancel(a[1] - b[1]) == 0 for a, b in zip(margins, wanted)
+        )
+    return sp.cancel(parsed - expected) == 0
+
+
+JSON_PROBLEMS = [(c.name, "additive", 1, False) for c in CATALOGUE] + [
+    ("sgd", "additive", 2, False),
+    ("preconditioned", "additive", 2, False),
+    ("sgd", "minibatch", 2, False),
+    ("heavy-ball", "minibatch", 1, True),  # gamma and S: both sympy names
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "noise", "dim", "decay"),
+    JSON_PROBLEMS,
+    ids=[f"{n}-{z}-d{d}{'-decay' if w else ''}" for n, z, d, w in JSON_PROBLEMS],
+)
+def test_json_expressions_sympify_back_to_the_library_result(name, noise, dim, decay, capsys):
+    argv = ["derive", name, "--json"] + (["--noise", noise] if noise != "additive" else [])
+    argv += (["--dim", str(dim)] if dim > 1 else []) + (["--weight-decay"] if decay else [])
+    assert main(argv) == 0
+    info = json.loads(capsys.readouterr().out)
+    result = problem(name, noise, dim, decay=decay).derive()
+    for key, expected in (
+        ("cov", result.cov),
+        ("loss", result.loss),
+        ("conditions", result.conditions),
+    ):
+        assert _same(_read_back(info, key), expected), (key, info[key])
+    # every printed name is itself read by sympify as a plain symbol of that name
+    for printed in info["symbols"]:
+        assert sp.sympify(printed) == sp.Symbol(printed)
+
+
+def test_json_renames_only_names_sympify_cannot_read(capsys):
+    assert main(["derive", "heavy-ball", "--noise", "minibatch", "--weight-decay", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    renamed = {k: v["symbol"] for k, v in info["symbols"].items() if k != v["symbol"]}
+    assert renamed == {"lr": "lambda", "batch_size": "S", "weight_decay": "gamma"}
+    assert info["symbols"]["batch_size"]["assumptions"] == {"integer": True, "positive": True}
+    with pytest.raises(sp.SympifyError):  # why: the library's own names do not sympify
+        sp.sympify("c*lambda")
+
+
+def test_printed_names_avoid_collisions():
+    from symsgd.cli import printed_names
+
+    lam, S = ss.lr, ss.batch_size
+    user_lr = sp.Symbol("lr")  # a user symbol already called lr
+    names = printed_names([lam, user_lr, S, sp.Symbol("gamma"), sp.Symbol("N")])
+    assert len(set(names.values())) == 5
+    assert names[user_lr] == "lr" and names[lam] != "lr"
+    for printed in names.values():
+        assert sp.sympify(printed) == sp.Symbol(printed)
+
+
+# --------------------------------------------------------------------------------------------
+# bad option values: one line naming the option, exit code 2
+# --------------------------------------------------------------------------------------------
+
+BAD_OPTIONS = [
+    (["check", "--seed", "-1"], "--seed"),
+    (["check", "--seed", "x"], "--seed"),
+    (["check", "--rel-se", "0"], "--rel-se"),
+    (["check", "--rel-se", "1.5"], "--rel-se"),
+    (["check", "--rel-se", "nan"], "--rel-se"),
+    (["check", "--rel-se", "fast"], "--rel-se"),
+    (["check", "--cases", ","], "--cases"),
+    (["check", "--plot", "no/such/folder/figure.png"], "--plot"),
+    (["derive", "sgd", "--dim", "2.5"], "--dim"),
+    (["derive", "sgd", "--dim", "-3"], "--dim"),
+    (["derive", "sgd", "--env", "eqnarray"], "--env"),
+    (["derive", "sgd", "--lr-symbol", "{eta"], "--lr-symbol"),
+    (["derive", "sgd", "--lr-symbol", ""], "--lr-symbol"),
+    (["derive", "sgd", "--batch-symbol", "B $x$"], "--batch-symbol"),
+    (["verify", "x", "--against", "sgd", "--what", "mean"], "--what"),
+    (["verify", "x"], "--against"),
+]
+
+
+@pytest.mark.parametrize(("argv", "option"), BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_option_values_are_one_line_naming_the_option(argv, option, capsys, monkeypatch):
+    monkeypatch.setattr(cli_module, "run_check", _no_check)
+    assert main(argv) == 2, argv
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("symsgd") and option in lines[0], captured
+
+
+def _no_check(*args, **kwargs):
+    raise AssertionError("bad options must be refused before any check runs")
+
+
+def test_bad_option_value_through_the_real_entry_point():
+    assert_one_line_error(symsgd("check", "--rel-se", "-0.1"), "--rel-se", "(0, 1)")
+
+
+def test_good_latex_symbols_are_accepted(capsys):
+    assert main(["derive", "sgd", "--latex", "--lr-symbol", r"\tilde{\eta}_0"]) == 0
+    assert r"\tilde{\eta}_0" in capsys.readouterr().out
+
+
+def test_check_too_small_is_inconclusive_not_ok(capsys):
+    """A simulation below the stated minimum is neither ok nor FAIL, and the exit code is 1."""
+    assert run_check([case("sgd")], seed=0, chains=2, steps=10) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("sgd "))
+    assert "inconclusive" in row and " ok " not in row
+    assert "0/1 cross-checks passed; inconclusive (simulation too small): sgd" in out
+    assert "at least 30 chains" in out
 
 
 def test_list(capsys):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +13,18 @@ import sympy as sp
 from scipy import stats
 
 import symsgd as ss
-from symsgd.crosscheck import CrossCheck, _holm, assert_crosscheck, crosscheck, sweep
+from symsgd.crosscheck import (
+    MAX_RELATIVE_STDERR,
+    MIN_CHAINS,
+    MIN_EFFECTIVE_SAMPLES,
+    CrossCheck,
+    _holm,
+    _sufficiency,
+    assert_crosscheck,
+    crosscheck,
+    sweep,
+)
+from symsgd.simulate import BurnInWarning
 
 crosscheck_module = importlib.import_module("symsgd.crosscheck")  # ss.crosscheck is the function
 
@@ -44,6 +58,7 @@ def test_false_alarm_rate_is_the_nominal_level(sgd):
     single = family = 0
     for seed in range(runs):
         report = crosscheck(sgd, POINT, seed=seed, level=level, **TINY)
+        assert report.verdict != "inconclusive", report.reason  # TINY is above the minimum
         cov_row = report.table[0]
         single += cov_row.p <= level
         family += not report.passed
@@ -245,3 +260,144 @@ def test_sweep_unstable_points_are_nan_without_simulating_them(sgd, monkeypatch)
     monkeypatch.setattr(module, "run", counting_run)
     s = sweep(sgd, lr, [1.0, 2.5], {h: 1.0, c: 0.5}, chains=256, steps=32, workers=1)
     assert len(calls) == 1 and np.isnan(s.estimate[1]) and "h*lambda < 2" in s.messages[1]
+
+
+# --------------------------------------------------------------------------------------------
+# a check cannot pass vacuously
+# --------------------------------------------------------------------------------------------
+
+
+def test_two_chains_are_never_passed(sgd):
+    """2 chains: one degree of freedom, so even z = 24 is not significant at level 0.01 — the
+    old verdict was PASSED.  Now it is inconclusive, for the right formula and the wrong one."""
+    wrong = sgd.continuous_time()
+    verdicts = set()
+    for seed in range(20):
+        for result, extra in ((sgd, {}), (wrong, {"problem": sgd})):
+            report = crosscheck(result, POINT, seed=seed, chains=2, steps=500, **extra)
+            assert not report.passed and not bool(report)
+            verdicts.add(report.verdict)
+            assert f"at least {MIN_CHAINS} chains" in report.reason
+    assert verdicts == {"inconclusive"}
+    text = str(report)
+    assert "crosscheck INCONCLUSIVE" in text and "verdict: inconclusive: 2 chains" in text
+    assert "inconclusive" in repr(report)
+    with pytest.raises(AssertionError, match="INCONCLUSIVE"):
+        assert_crosscheck(sgd, POINT, seed=0, chains=2, steps=500)
+
+
+def test_too_few_effective_samples_is_inconclusive_and_the_advice_suffices(sgd):
+    """30 chains × 5 steps at ρ = 0.25: n_eff = 150·0.75/1.25 = 90 < 800.  Re-running with the
+    recommended chains and steps gives a verdict (passed, for the right formula)."""
+    report = crosscheck(sgd, POINT, seed=0, chains=MIN_CHAINS, steps=5)
+    assert report.verdict == "inconclusive" and not report.passed
+    assert report.simulation.effective_samples == pytest.approx(MIN_CHAINS * 5 * 0.75 / 1.25)
+    assert "effective samples" in report.reason
+    chains, steps = map(int, re.search(r"chains ≥ (\d+) and steps ≥ (\d+)", report.reason).groups())
+    assert chains * steps * 0.75 / 1.25 >= MIN_EFFECTIVE_SAMPLES
+    again = crosscheck(sgd, POINT, seed=0, chains=chains, steps=steps)
+    assert again.verdict == "passed" and again.reason is None
+
+
+def test_a_detected_difference_fails_even_in_a_small_run(sgd):
+    """With ≥ 30 chains the t statistics are valid, so a flagged entry is a real failure even
+    when the run is too small to certify a pass (the wrong formula is 4× off)."""
+    wrong = sgd.continuous_time()
+    report = crosscheck(wrong, POINT, problem=sgd, seed=0, chains=MIN_CHAINS, steps=5)
+    assert report.verdict == "failed" and report.reason is None
+
+
+def test_measured_standard_error_too_large_is_inconclusive(sgd):
+    """Heavy tails or slow modes show in the measured error: inflate it past 10 %."""
+    report = crosscheck(sgd, POINT, seed=0, **TINY)
+    assert _sufficiency(report.simulation, report.table) is None
+    inflated = [
+        dataclasses.replace(row, stderr=2 * MAX_RELATIVE_STDERR * abs(row.estimate))
+        if row.quantity == "cov"
+        else row
+        for row in report.table
+    ]
+    reason = _sufficiency(report.simulation, inflated)
+    assert reason is not None and "measured relative standard error" in reason
+
+
+def test_crosscheck_verdict_is_consistent():
+    with pytest.raises(ValueError, match="contradicts"):
+        CrossCheck(
+            passed=True,
+            table=[],
+            level=0.01,
+            simulation=None,
+            problem="",
+            verdict="inconclusive",
+        )
+
+
+def test_short_burn_in_warns_through_crosscheck(sgd):
+    point = {lr: 0.1, h: 1.0, c: 0.5}  # ρ = 0.81: τ ≈ 4.75, the minimum 5τ → 24 steps
+    least = math.ceil(5 / -math.log(0.81))
+    with pytest.warns(BurnInWarning, match=rf"burn_in=3 .*burn_in ≥ {least}"):
+        crosscheck(sgd, point, seed=0, burn_in=3, **TINY)
+
+
+# --------------------------------------------------------------------------------------------
+# crosscheck and sweep: bad values are refused before any simulation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"chains": 2.5}, r"chains must be an integer ≥ 2"),
+        ({"steps": 0}, r"steps must be an integer ≥ 1"),
+        ({"burn_in": -1}, r"burn_in must be an integer ≥ 0"),
+        ({"burn_in": 1.5}, r"burn_in must be an integer ≥ 0"),
+        ({"rel_se": 2.0}, r"rel_se must be a number in \(0, 1\)"),
+        ({"seed": -3}, r"seed must be"),
+        ({"level": 1.5}, r"level must be a number in \(0, 1\)"),
+        ({"level": "high"}, r"level must be a number"),
+        ({"quantities": "covariance"}, r"quantities must be"),
+        ({"quantities": ()}, r"quantities must be"),
+        ({"params": {**POINT, lr: -0.5}}, r"lr must be > 0"),
+        ({"params": {**POINT, c: float("nan")}}, r"parameter c must be a finite number"),
+        ({"params": {**POINT, h: 1j}}, r"parameter h must be a real number"),
+        ({"params": {lr: 0.5}}, r"missing c, h"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_crosscheck_rejects_bad_input_before_simulating(sgd, no_simulation, kwargs, message):
+    kwargs = dict(kwargs)
+    params = kwargs.pop("params", POINT)
+    with pytest.raises(ValueError, match=message) as info:
+        crosscheck(sgd, params, **kwargs)
+    assert not isinstance(info.value, ss.UnstableError)
+
+
+def test_crosscheck_rejects_bad_eigenvalues(no_simulation):
+    result = ss.stationary(
+        ss.SGD(lr), ss.LinearRegression.commuting(a, sigma**2), ss.MinibatchNoise(S)
+    )
+    point = {lr: 0.1, sigma: 1.0, S: 2}
+    for bad in ([1.0, -2.0], [1.0, math.inf], [], "12", [1 + 1j]):
+        with pytest.raises(ValueError, match="eigenvalues must be"):
+            crosscheck(result, point, eigenvalues=bad)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: sweep(r, lr, [0.5, -0.1], {h: 1.0, c: 0.5}), r"lr must be > 0"),
+        (lambda r: sweep(r, c, [0.5, -1.0], {h: 1.0, lr: 0.5}), r"c must be > 0"),
+        (lambda r: sweep(r, lr, [0.5], {h: -1.0, c: 0.5}), r"h must be > 0"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: 0.5}, seed=-1), r"seed must be"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: 0.5}, workers=0), r"workers must be"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: 0.5}, grid=2.5), r"grid must be"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: 0.5}, steps=10.5), r"steps must be"),
+        (lambda r: sweep(r, lr, [0.5], {h: 1.0, c: 0.5}, burn_in=-2), r"burn_in must be"),
+    ],
+    ids=["lr<0", "c<0", "fixed h<0", "seed", "workers", "grid", "steps", "burn_in"],
+)
+def test_sweep_rejects_domain_errors_before_any_simulation(sgd, no_simulation, call, message):
+    with pytest.raises(ValueError, match=message) as info:
+        call(sgd)
+    assert not isinstance(info.value, ss.UnstableError)

@@ -8,7 +8,10 @@ number.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -20,6 +23,8 @@ from symsgd.crosscheck import assert_crosscheck, crosscheck
 from symsgd.errors import UnstableError
 from symsgd.sampling import _float_fields
 from symsgd.simulate import (
+    MIN_BURN_IN_RELAXATIONS,
+    BurnInWarning,
     Simulation,
     default_burn_in,
     default_size,
@@ -181,7 +186,7 @@ def test_divergence_during_the_run_raises():
     p = _sgd_problem()
     unstable = dataclasses.replace(p, stepper=_float_fields(ss.SGD(sp.Float(2.5))))
     with pytest.raises(UnstableError, match="diverged at step"):
-        run(unstable, chains=16, steps=10_000, burn_in=0, seed=0)
+        run(unstable, chains=16, steps=10_000, burn_in=4, seed=0)  # 4 ≥ 5τ = 3.6 at ρ = 0.25
 
 
 def test_missing_and_unknown_parameters():
@@ -273,3 +278,135 @@ def test_crosscheck_compares_only_what_the_theory_defines():
     )
     assert [row.quantity for row in report.table] == ["cov", "loss"]
     assert any("velocity_cov" in note for note in report.notes)
+
+
+# -- values are checked where they enter -------------------------------------------------------
+
+ADDITIVE = (ss.SGD(lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+GOOD = {lr: 0.5, h: 1.0, c: 1.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({lr: -0.1}, r"lr must be > 0 \(lambda is declared positive\); got -0.1"),
+        ({lr: 0}, r"lr must be > 0"),
+        ({h: -1.0}, r"h must be > 0 \(h is declared positive\)"),
+        ({c: -0.5}, r"c must be > 0"),
+        ({c: float("nan")}, r"parameter c must be a finite number"),
+        ({c: float("inf")}, r"parameter c must be a finite number"),
+        ({lr: 0.5 + 0.1j}, r"parameter lr must be a real number"),
+        ({h: "steep"}, r"parameter h must be a number"),
+        ({h: sp.Symbol("q")}, r"parameter h must be a number"),
+    ],
+    ids=["lr<0", "lr=0", "h<0", "c<0", "nan", "inf", "complex", "text", "symbol"],
+)
+def test_values_contradicting_the_domain_raise_naming_the_parameter(change, message):
+    with pytest.raises(ValueError, match=message) as info:
+        simulate(*ADDITIVE, {**GOOD, **change}, chains=64, steps=8)
+    assert not isinstance(info.value, UnstableError)
+
+
+def test_batch_size_must_be_a_positive_integer_and_fit_the_data():
+    land = ss.LinearRegression(a, sp.Integer(1))
+    noise = ss.MinibatchNoise(ss.batch_size)
+    for S in (1.5, 0, -2):
+        with pytest.raises(ValueError, match=r"batch_size must be an integer ≥ 1 \(S is declared"):
+            simulate(ss.SGD(lr), land, noise, {lr: 0.1, a: 1.0, ss.batch_size: S})
+    X = sp.Matrix([[1, 0], [0, 1], [1, 1]])
+    data = ss.LinearRegression.from_data(X, sp.Matrix([1, 2, 3]))
+    without = ss.MinibatchNoise(ss.batch_size, replacement=False)
+    with pytest.raises(
+        ValueError, match=r"batch_size must be ≤ the data-set size N = 3; got S = 4"
+    ):
+        simulate(ss.SGD(lr), data, without, {lr: 0.1, ss.batch_size: 4})
+
+
+def test_domain_errors_of_unconstrained_symbols_are_not_instabilities():
+    """Symbols without assumptions: λ ≤ 0, negative curvature or label-noise variance are domain
+    errors (ValueError naming the quantity), never an UnstableError saying "lower the learning
+    rate"."""
+    eta, g, s2 = sp.symbols("eta g s2")  # no assumptions
+    with pytest.raises(ValueError, match=r"learning rate eta must be > 0; got -0\.1") as info:
+        simulate(ss.SGD(eta), ss.Quadratic(h), ss.AdditiveNoise(c), {eta: -0.1, h: 1, c: 1})
+    assert not isinstance(info.value, UnstableError)
+    with pytest.raises(ValueError, match=r"Hessian .* positive semi-definite.*g = -1") as info:
+        simulate(ss.SGD(lr), ss.Quadratic(g), ss.AdditiveNoise(c), {lr: 0.1, g: -1, c: 1})
+    assert not isinstance(info.value, UnstableError)
+    assert "Lower the learning rate" not in str(info.value)
+    land = ss.LinearRegression(a, s2)
+    with pytest.raises(ValueError, match=r"label-noise variance s2 must be ≥ 0; got -1"):
+        simulate(ss.SGD(lr), land, ss.MinibatchNoise(2), {lr: 0.1, a: 1, s2: -1})
+
+
+def test_instability_advice_fits_the_cause():
+    # a flat direction: no learning rate helps, so the advice must not say to lower it
+    flat = (ss.SGD(lr), ss.Quadratic(sp.diag(1, 0)), ss.AdditiveNoise(sp.eye(2)))
+    with pytest.raises(UnstableError) as info:
+        simulate(*flat, {lr: 0.1})
+    assert "singular" in str(info.value) and "Lower the learning rate" not in str(info.value)
+    # too large a numeric step (no symbolic condition to name): lowering it helps, and the
+    # advice says where (at half the learning rate ρ = (1 − 0.35·3)² < 1)
+    steep = (ss.SGD(sp.Rational(7, 10)), ss.Quadratic(sp.diag(1, 3)), ss.AdditiveNoise(sp.eye(2)))
+    rho_half = f"{(1 - 0.35) ** 2:.3g}"  # the slow mode at λ = 0.35 (the fast one: 0.05²)
+    with pytest.raises(UnstableError, match=rf"Lower the learning rate \(ρ = {rho_half} < 1 at"):
+        simulate(*steep, {})
+    # momentum ≥ 1 (a symbol without assumptions): the advice is about the momentum
+    m = sp.Symbol("m")
+    stuck = (ss.HeavyBall(lr, m), ss.Quadratic(1), ss.AdditiveNoise(1))
+    with pytest.raises(UnstableError, match=r"m < 1 fails") as info:
+        simulate(*stuck, {lr: 0.1, m: 1.2})
+    assert "Lower the learning rate" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("chains", 2.5),
+        ("chains", 1),
+        ("chains", True),
+        ("steps", 0),
+        ("steps", "100"),
+        ("burn_in", -1),
+        ("burn_in", 2.5),
+        ("rel_se", 0),
+        ("rel_se", 1.5),
+        ("workers", 0),
+        ("seed", -1),
+        ("seed", "zero"),
+    ],
+)
+def test_run_options_are_checked_before_preparing(option, value, monkeypatch):
+    module = importlib.import_module("symsgd.simulate")  # ss.simulate is the function
+
+    monkeypatch.setattr(module, "prepare", _forbidden)
+    with pytest.raises(ValueError, match=rf"^{option} must be"):
+        simulate(*ADDITIVE, GOOD, **{option: value})
+
+
+def _forbidden(*args, **kwargs):
+    raise AssertionError("the problem was prepared before the options were checked")
+
+
+def test_integral_floats_are_accepted_as_sizes():
+    sim = run(_sgd_problem(), chains=64.0, steps=1e1, seed=0)
+    assert (sim.chains, sim.steps) == (64, 10) and isinstance(sim.steps, int)
+
+
+def test_short_burn_in_warns_with_the_recommended_value():
+    """ρ = 0.81 at λh = 0.1: τ = 1/(−ln ρ) ≈ 4.75 steps, so the stated minimum is 5τ → 24."""
+    p = _sgd_problem(0.1)
+    assert p.rho == pytest.approx(0.81)
+    least = math.ceil(MIN_BURN_IN_RELAXATIONS / -math.log(0.81))
+    assert least == 24
+    with pytest.warns(BurnInWarning, match=rf"burn_in=10 .*Use burn_in ≥ {least}"):
+        run(p, chains=64, steps=8, burn_in=10, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BurnInWarning)
+        run(p, chains=64, steps=8, burn_in=least, seed=0)  # at the minimum: silent
+        run(p, chains=64, steps=8, seed=0)  # the default burn-in: silent
+
+
+def test_effective_samples():
+    sim = run(_sgd_problem(0.1), chains=100, steps=19, seed=0)  # (1 + ρ)/(1 − ρ) = 9.526
+    assert sim.effective_samples == pytest.approx(100 * 19 * 0.19 / 1.81)
