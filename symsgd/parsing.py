@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sympy as sp
-from sympy.core.function import AppliedUndef
 
 from symsgd import symbols as _lib
 from symsgd._util import substitute, symbols_in
@@ -35,8 +34,6 @@ from symsgd._util import substitute, symbols_in
 __all__ = ["Names", "library_alias", "mode_matrices", "parse_formula", "parse_with_names"]
 
 _EXAMPLE = "write it as e.g. 'lr*c/(h*(2 - lr*h))' or LaTeX '\\frac{\\lambda c}{h(2-\\lambda h)}'"
-_MAX_LENGTH = 20_000
-_MAX_DEPTH = 200
 
 # --------------------------------------------------------------------------------------------
 # names: Greek letters, subscripts, aliases
@@ -79,7 +76,8 @@ _GROUPS: tuple[tuple[frozenset[str], sp.Symbol], ...] = (
     (frozenset({"epsilon", "eps"}), _lib.eps),
 )
 _GROUP_OF: dict[str, int] = {name: i for i, (names, _) in enumerate(_GROUPS) for name in names}
-_CONSTANTS: dict[str, sp.Expr] = {"e": sp.E, "pi": sp.pi}
+#: named constants (``e`` is not one: Euler's number is ``\mathrm{e}``, ``e^{…}`` or ``exp``)
+_CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi}
 
 
 #: names that look like the matrices of an eigen-mode result (for a hint in error messages)
@@ -130,6 +128,9 @@ class Names:
         self.by_raw = {s.name: s for s in self.known}
         self.matrices = dict(matrices or {})
         self.used: set[str] = set()
+        #: names that stand for given values in a formula (e.g. ``{"H": Hessian matrix}`` for
+        #: an explicit result), before any symbol
+        self.definitions: dict[str, Any] = {}
         #: appended to unknown-name errors that look like matrix names (set by
         #: :func:`~symsgd.verify.verify`)
         self.matrix_hint = ""
@@ -201,6 +202,10 @@ class Names:
             hint = f"; a trace or determinant sums or multiplies over all modes: {_NO_TRACES}"
         if not self.matrices and set(names) & _MATRIX_LOOKING:
             hint = self.matrix_hint
+        if "e" in names:
+            hint += (
+                "; a lone e is a plain symbol: write Euler's number as \\mathrm{e}, e^{…} or exp(…)"
+            )
         return ValueError(
             f"hand formula uses symbols {shown} that {what} does not have: "
             f"{what} uses {listed}. Rename them (the learning rate may be written λ, η or lr, the "
@@ -247,7 +252,86 @@ def mode_matrices(source: Any) -> dict[str, sp.Expr]:
 
 
 # --------------------------------------------------------------------------------------------
-# plain strings: tokenizer + recursive-descent parser (no eval)
+# limits: every input is read in time linear in its length, or refused with a ValueError
+# --------------------------------------------------------------------------------------------
+
+#: longest formula read (characters)
+MAX_LENGTH = 20_000
+#: deepest nesting of brackets, signs and powers
+MAX_DEPTH = 100
+#: largest |integer exponent| of a power of a symbol or matrix (a symbolic power beyond it only
+#: slows the comparison down) and of a decimal literal's exponent (``1e400``)
+MAX_EXPONENT = 1000
+#: largest number (in bits) a power of a number may produce (10^6000 is about 20 000 bits)
+MAX_BITS = 20_000
+
+
+class _ParseError(ValueError):
+    pass
+
+
+def _check_limits(text: str) -> None:
+    """Length and nesting depth, checked in one pass before parsing."""
+    if len(text) > MAX_LENGTH:
+        raise _ParseError(
+            f"the formula has {len(text)} characters; at most {MAX_LENGTH} are read "
+            f"(symsgd.parsing.MAX_LENGTH)"
+        )
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth -= 1
+    if deepest > MAX_DEPTH:
+        raise _ParseError(
+            f"brackets are nested {deepest} levels deep; at most {MAX_DEPTH} are read "
+            f"(symsgd.parsing.MAX_DEPTH)"
+        )
+
+
+def _bits(x: sp.Rational) -> int:
+    return max(int(x.p).bit_length(), int(x.q).bit_length())
+
+
+def _power_of(base: Any, exponent: Any) -> Any:
+    """``base ** exponent`` after checking that it is small enough to build and compare."""
+    if isinstance(exponent, _Transpose):
+        return base.T if isinstance(base, sp.MatrixBase) else base
+    if isinstance(exponent, (sp.MatrixBase, list)):
+        raise _ParseError("an exponent must be a scalar")
+    exponent = sp.sympify(exponent)
+    if exponent.is_Number and exponent.is_Rational:
+        top = abs(exponent.p) + (exponent.q if not exponent.is_Integer else 0)
+        if isinstance(base, sp.Expr) and base.is_Rational and base not in (0, 1, -1):
+            if _bits(base) * abs(exponent) > MAX_BITS:
+                raise _ParseError(
+                    f"{base}^{exponent} is too large: powers of numbers may have at most "
+                    f"{MAX_BITS} bits (symsgd.parsing.MAX_BITS)"
+                )
+        elif top > MAX_EXPONENT and not (isinstance(base, sp.Expr) and base in (0, 1, -1)):
+            raise _ParseError(
+                f"the exponent {exponent} is too large: exponents may be at most "
+                f"{MAX_EXPONENT} in size (symsgd.parsing.MAX_EXPONENT)"
+            )
+    elif isinstance(base, sp.MatrixBase):
+        raise _ParseError(f"a matrix can only be raised to an integer power, not {exponent}")
+    if isinstance(base, sp.MatrixBase):
+        if not base.is_square:
+            raise _ParseError("only a square matrix has powers")
+        return sp.ImmutableMatrix(base**exponent)
+    return base**exponent
+
+
+class _Transpose:
+    """The exponent of ``X^{\\top}``."""
+
+
+_TRANSPOSE = _Transpose()
+
+# --------------------------------------------------------------------------------------------
+# tokens: plain strings and LaTeX both become (kind, text, position) for one grammar
 # --------------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
@@ -257,12 +341,250 @@ _TOKEN = re.compile(
     r"|(?P<op>\*\*|[-+*/^()\[\],√])"
 )
 
-
-class _ParseError(ValueError):
-    pass
-
-
 _REPLACE = {"²": "^2", "³": "^3", "·": "*", "⋅": "*", "×": "*", "−": "-", "–": "-"}
+
+
+def _number(text: str) -> sp.Rational:
+    exponent = text.lower().partition("e")[2]
+    if exponent and abs(int(exponent)) > MAX_EXPONENT:
+        raise _ParseError(
+            f"the number {text} is too large: a decimal exponent may be at most {MAX_EXPONENT} "
+            f"(symsgd.parsing.MAX_EXPONENT)"
+        )
+    return sp.Rational(text)
+
+
+def _plain_tokens(text: str) -> list[tuple[str, str, int]]:
+    for old, new in _REPLACE.items():
+        text = text.replace(old, new)
+    tokens = []
+    at = 0
+    while at < len(text):
+        m = _TOKEN.match(text, at)
+        if m is None:
+            ch = text[at]
+            if ch == ".":
+                why = "a '.' outside a number (attribute access is not allowed)"
+            elif ch in "'\"":
+                why = "quotes (strings are not allowed)"
+            else:
+                why = f"unexpected character {ch!r}"
+            raise _ParseError(f"{why} at position {at}")
+        kind = m.lastgroup or ""
+        if kind == "name":
+            word = m.group()
+            if word.startswith("_") or "__" in word:
+                raise _ParseError(f"names starting with '_' are not allowed ({word!r})")
+            if keyword.iskeyword(word) and word != "lambda":
+                raise _ParseError(f"{word!r} is a Python keyword, not part of a formula")
+            if word in _FUNCTIONS:
+                kind = "func"
+        if kind != "ws":
+            tokens.append((kind, m.group(), at))
+        at = m.end()
+    return tokens
+
+
+#: LaTeX commands that only change spacing or size, and delimiter sizes
+_LATEX_SKIP = frozenset(
+    """displaystyle textstyle scriptstyle limits nonumber notag quad qquad thinspace medspace
+    thickspace negthinspace hline""".split()
+)
+_LATEX_SIZES = frozenset(
+    """left right middle big Big bigg Bigg bigl bigr Bigl Bigr biggl biggr Biggl Biggr bigm Bigm
+    biggm Biggm""".split()
+)
+_LATEX_FUNCS = frozenset(
+    "exp log ln sin cos tan sinh cosh tanh arcsin arccos arctan det tr Tr min max".split()
+)
+_LATEX_WORDS = frozenset("text mathrm operatorname mathit textrm mathsf mathbf textit".split())
+_LATEX_MATRICES = frozenset({"matrix", "pmatrix", "bmatrix", "Bmatrix", "smallmatrix"})
+_LATEX_ENVS = ("align", "align*", "equation", "equation*", "gather", "gather*")
+_COMMAND_RE = re.compile(r"\\([A-Za-z]+|.)", re.DOTALL)
+_WORD_RE = re.compile(r"[^\W\d]\w*")
+
+
+def _group(text: str, at: int) -> tuple[str, int]:
+    """The raw content of the brace group starting at ``text[at] == '{'``, and the end."""
+    depth = 0
+    k = at
+    while k < len(text):
+        ch = text[k]
+        if ch == "\\":
+            k += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[at + 1 : k], k + 1
+        k += 1
+    raise _ParseError(f"unbalanced '{{' at position {at}")
+
+
+def _skip_ws(text: str, at: int) -> int:
+    while at < len(text) and text[at].isspace():
+        at += 1
+    return at
+
+
+def _flat_word(raw: str) -> str:
+    """``\\text{test}`` -> ``test``, ``{11}`` -> ``11``, ``\\lambda`` -> ``lambda``."""
+    word = re.sub(r"\\(?:" + "|".join(sorted(_LATEX_WORDS)) + r")\s*", "", raw)
+    word = word.replace("\\_", "_").replace("\\", "")
+    return re.sub(r"[{}\s]", "", word)
+
+
+def _latex_tokens(text: str) -> list[tuple[str, str, int]]:
+    tokens: list[tuple[str, str, int]] = []
+    at, n = 0, len(text)
+
+    def last_op() -> str | None:
+        return tokens[-1][1] if tokens and tokens[-1][0] == "op" else None
+
+    while at < n:
+        ch = text[at]
+        if ch.isspace() or ch == "~":
+            at += 1
+            continue
+        if ch == "\\":
+            if text.startswith("\\\\", at):
+                tokens.append(("op", "\\\\", at))
+                at += 2
+                continue
+            m = _COMMAND_RE.match(text, at)
+            if m is None:  # a lone backslash at the end
+                raise _ParseError(f"a lone '\\' at position {at}")
+            cmd, start, at = m.group(1), at, m.end()
+            if cmd in (",", ";", "!", ":", " ") or cmd in _LATEX_SKIP:
+                continue
+            if cmd in _LATEX_SIZES:
+                at = _skip_ws(text, at)
+                if text.startswith(".", at):  # \left. and \right. delimit nothing
+                    at += 1
+                continue
+            if cmd in ("{", "}"):
+                tokens.append(("op", "(" if cmd == "{" else ")", start))
+            elif cmd in ("lbrack", "rbrack"):
+                tokens.append(("op", "[" if cmd == "lbrack" else "]", start))
+            elif cmd in ("cdot", "times", "ast"):
+                tokens.append(("op", "*", start))
+            elif cmd == "div":
+                tokens.append(("op", "/", start))
+            elif cmd in ("frac", "dfrac", "tfrac", "cfrac"):
+                tokens.append(("cmd", "frac", start))
+            elif cmd in ("sqrt", "top", "intercal"):
+                tokens.append(("cmd", "T" if cmd != "sqrt" else "sqrt", start))
+            elif cmd in ("begin", "end"):
+                at = _skip_ws(text, at)
+                if not text.startswith("{", at):
+                    raise _ParseError(f"\\{cmd} needs an environment name at position {start}")
+                env, at = _group(text, at)
+                if env.strip() not in _LATEX_MATRICES:
+                    raise _ParseError(
+                        f"the environment {env!r} can only enclose the whole formula (known "
+                        f"inside a formula: {', '.join(sorted(_LATEX_MATRICES))})"
+                    )
+                tokens.append(("cmd", cmd, start))
+            elif cmd in _LATEX_WORDS:
+                at = _skip_ws(text, at)
+                if text.startswith("*", at):  # \operatorname*
+                    at += 1
+                    at = _skip_ws(text, at)
+                if not text.startswith("{", at):
+                    raise _ParseError(f"\\{cmd} needs a {{...}} argument at position {start}")
+                raw, at = _group(text, at)
+                word = _flat_word(raw)
+                if word == "e" and cmd in ("mathrm", "text", "textrm", "operatorname"):
+                    tokens.append(("cmd", "E", start))
+                elif word == "T" and last_op() == "^":
+                    tokens.append(("cmd", "T", start))
+                elif word in _FUNCTIONS:
+                    tokens.append(("func", word, start))
+                elif _WORD_RE.fullmatch(word) and not word.startswith("_"):
+                    tokens.append(("name", word, start))
+                else:
+                    raise _ParseError(f"cannot read {text[start:at]!r} as a name")
+            elif cmd in _LATEX_FUNCS:
+                tokens.append(("func", cmd, start))
+            elif cmd in _GREEK_WORDS or cmd == "pi":
+                tokens.append(("name", cmd, start))
+            else:
+                raise _ParseError(
+                    f"unsupported LaTeX command \\{cmd} at position {start} (known: \\frac, "
+                    f"\\sqrt, \\left/\\right, \\big..., \\cdot, \\exp, \\log, \\operatorname, "
+                    f"\\begin{{pmatrix}}, Greek letters)"
+                )
+            continue
+        if ch.isdigit() or (ch == "." and at + 1 < n and text[at + 1].isdigit()):
+            if last_op() in ("^", "_"):  # x^23 is x^2 * 3 in LaTeX
+                tokens.append(("num", ch, at))
+                at += 1
+                continue
+            m = re.compile(r"\d*\.?\d+|\d+\.?").match(text, at)
+            assert m is not None
+            tokens.append(("num", m.group(), at))
+            at = m.end()
+            continue
+        if ch == "_" and tokens and tokens[-1][0] == "func":  # \log_{2}: the base, as a group
+            at = _skip_ws(text, at + 1)
+            if text.startswith("{", at):
+                raw, at = _group(text, at)
+            elif at < n:
+                raw, at = text[at], at + 1
+            else:
+                raise _ParseError("a subscript '_' at the end of the formula")
+            tokens.append(("sub", raw, at))
+            continue
+        if ch == "_":
+            if not tokens or tokens[-1][0] != "name":
+                raise _ParseError(f"a subscript '_' must follow a name (position {at})")
+            at = _skip_ws(text, at + 1)
+            if text.startswith("{", at):
+                raw, end = _group(text, at)
+            elif (m := _COMMAND_RE.match(text, at)) is not None:
+                raw, end = m.group(0), m.end()
+            elif at < n:
+                raw, end = text[at], at + 1
+            else:
+                raise _ParseError("a subscript '_' at the end of the formula")
+            word = _flat_word(raw)
+            if not re.fullmatch(r"\w+", word):
+                raise _ParseError(f"cannot read the subscript {raw!r} at position {at}")
+            kind, name, pos = tokens[-1]
+            tokens[-1] = (kind, f"{name}_{word}", pos)
+            at = end
+            continue
+        if ch in _REPLACE:
+            tokens.extend(_plain_tokens(_REPLACE[ch]))
+            at += 1
+            continue
+        if ch in "+-*/^()[]{}&,=√":
+            tokens.append(("op", ch, at))
+            at += 1
+            continue
+        if ch.isalpha():
+            word = re.compile(r"[A-Za-z]+").match(text, at)
+            if (
+                word is not None
+                and word.group() in _FUNCTIONS
+                and len(word.group()) > 1
+                and text.startswith("(", _skip_ws(text, word.end()))
+            ):  # exp(x) written without the backslash
+                tokens.append(("func", word.group(), at))
+                at = word.end()
+                continue
+            tokens.append(("name", ch, at))
+            at += 1
+            continue
+        raise _ParseError(f"unexpected character {ch!r} at position {at}")
+    return tokens
+
+
+# --------------------------------------------------------------------------------------------
+# the grammar (a recursive-descent parser, no eval)
+# --------------------------------------------------------------------------------------------
 
 
 class _List(list):
@@ -328,48 +650,49 @@ _FUNCTIONS: dict[str, tuple[Callable, int, int | None]] = {
     "det": _fn(_det, 1),
     "Matrix": _fn(lambda rows: _matrix_of(rows), 1),
 }
+_TRACES = frozenset({"tr", "Tr", "trace", "Trace"})
 
 
-class _Plain:
-    """expr := term (('+'|'-') term)*;  term := unary (('*'|'/') unary | power)*;
-    unary := ('+'|'-') unary | power;  power := atom (('^'|'**') unary)?;
-    atom := number | name | function '(' args ')' | '(' expr ')' | '[' list ']' | '√' atom."""
+def _product(values: list) -> Any:
+    out = values[0]
+    for v in values[1:]:
+        out = out * v
+    return out
 
-    def __init__(self, text: str, names: Names):
+
+class _Parser:
+    """One grammar for plain strings and LaTeX (``latex=True``):
+
+    expr := term (('+'|'-') term)*;  term := unary (('*'|'/') unary | power)*;
+    unary := ('+'|'-') unary | power;  power := atom ('^' exponent)*;
+    atom := number | name | function args | '(' expr ')' | '[' list ']' | '√' atom
+            | LaTeX: '{' expr '}' | '[' expr ']' | \\frac{}{} | \\sqrt[]{} | \\mathrm{e}
+            | \\begin{pmatrix} rows \\end{pmatrix}.
+
+    In plain strings the exponent is a unary expression (``2^-1``, right-associative); in LaTeX
+    a group or one token (``x^{10}``, ``x^2``, ``X^{\\top}``).  Nesting is counted: deeper than
+    :data:`MAX_DEPTH` is an error, never a ``RecursionError``.
+    """
+
+    def __init__(
+        self,
+        tokens: list[tuple[str, str, int]],
+        names: Names,
+        latex: bool = False,
+        defs: Mapping[str, Any] | None = None,
+    ):
         self.names = names
+        self.latex = latex
+        self.defs = dict(defs or {})
         self.unknown: list[str] = []
-        self.tokens: list[tuple[str, str, int]] = []
+        self.tokens = tokens
         self.pos = 0
         self.depth = 0
-        self._tokenize(text)
-
-    def _tokenize(self, text: str) -> None:
-        at = 0
-        while at < len(text):
-            m = _TOKEN.match(text, at)
-            if m is None:
-                ch = text[at]
-                if ch == ".":
-                    why = "a '.' outside a number (attribute access is not allowed)"
-                elif ch in "'\"":
-                    why = "quotes (strings are not allowed)"
-                else:
-                    why = f"unexpected character {ch!r}"
-                raise _ParseError(f"{why} at position {at}")
-            kind = m.lastgroup or ""
-            if kind == "name":
-                word = m.group()
-                if word.startswith("_") or "__" in word:
-                    raise _ParseError(f"names starting with '_' are not allowed ({word!r})")
-                if keyword.iskeyword(word) and word != "lambda":
-                    raise _ParseError(f"{word!r} is a Python keyword, not part of a formula")
-            if kind != "ws":
-                self.tokens.append((kind, m.group(), at))
-            at = m.end()
 
     # -- helpers
-    def _peek(self) -> tuple[str, str, int] | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+    def _peek(self, ahead: int = 0) -> tuple[str, str, int] | None:
+        k = self.pos + ahead
+        return self.tokens[k] if k < len(self.tokens) else None
 
     def _accept(self, *ops: str) -> str | None:
         tok = self._peek()
@@ -377,6 +700,10 @@ class _Plain:
             self.pos += 1
             return tok[1]
         return None
+
+    def _is_cmd(self, *names: str) -> bool:
+        tok = self._peek()
+        return tok is not None and tok[0] == "cmd" and tok[1] in names
 
     def _expect(self, op: str) -> None:
         if self._accept(op) is None:
@@ -386,7 +713,21 @@ class _Plain:
 
     def _starts_atom(self) -> bool:
         tok = self._peek()
-        return tok is not None and (tok[0] in ("num", "name") or tok[1] in ("(", "[", "√"))
+        if tok is None:
+            return False
+        if tok[0] in ("num", "name", "func"):
+            return True
+        if tok[0] == "cmd":
+            return tok[1] in ("frac", "sqrt", "begin", "E")
+        return tok[1] in (("(", "[", "{", "√") if self.latex else ("(", "[", "√"))
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _ParseError(
+                f"the formula is nested more than {MAX_DEPTH} levels deep (brackets, signs and "
+                f"powers; symsgd.parsing.MAX_DEPTH)"
+            )
 
     # -- grammar
     def parse(self) -> Any:
@@ -399,9 +740,7 @@ class _Plain:
         return value
 
     def _expr(self) -> Any:
-        self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise _ParseError("the formula is nested too deeply")
+        self._enter()
         value = self._term()
         while (op := self._accept("+", "-")) is not None:
             rhs = self._term()
@@ -416,24 +755,68 @@ class _Plain:
             if op == "*":
                 value = value * self._unary()
             elif op == "/":
-                value = value / self._unary()
+                rhs = self._unary()
+                if isinstance(rhs, sp.MatrixBase):
+                    raise _ParseError("cannot divide by a matrix; write X^{-1}")
+                value = value / rhs
             elif self._starts_atom():  # implicit multiplication: 2λh, h(2-λh)
                 value = value * self._power()
             else:
                 return value
 
     def _unary(self) -> Any:
+        self._enter()
         if self._accept("-") is not None:
-            return -self._unary()
-        if self._accept("+") is not None:
-            return self._unary()
-        return self._power()
+            value = -self._unary()
+        elif self._accept("+") is not None:
+            value = self._unary()
+        else:
+            value = self._power()
+        self.depth -= 1
+        return value
 
     def _power(self) -> Any:
         factors = self._atom()
-        if self._accept("^", "**") is not None:
-            factors[-1] = factors[-1] ** self._unary()  # λh^2 is λ·h², as in sympy
-        return sp.Mul(*factors) if len(factors) > 1 else factors[0]
+        while self._accept("^", "**") is not None:
+            factors[-1] = _power_of(factors[-1], self._exponent())  # λh^2 is λ·h²
+            if not self.latex:
+                break
+        return _product(factors) if len(factors) > 1 else factors[0]
+
+    def _exponent(self) -> Any:
+        if not self.latex:
+            return self._unary()
+        if self._is_cmd("T"):
+            self.pos += 1
+            return _TRANSPOSE
+        if self._accept("{") is not None:
+            if self._is_cmd("T"):
+                self.pos += 1
+                value: Any = _TRANSPOSE
+                if self._accept("}") is None:  # X^{\top 2}
+                    raise _ParseError("write a power of a transpose as {X^{\\top}}^{k}")
+                return value
+            value = self._expr()
+            self._expect("}")
+            return value
+        self._enter()
+        tok = self._peek()
+        if tok is not None and tok[1] in ("-", "+"):  # x^-1
+            self.pos += 1
+            value = self._exponent()
+            value = -value if tok[1] == "-" else value
+        else:
+            value = _product(self._atom())
+        self.depth -= 1
+        return value
+
+    def _group_arg(self) -> Any:
+        """A LaTeX argument: ``{...}`` or one token."""
+        if self._accept("{") is not None:
+            value = self._expr()
+            self._expect("}")
+            return value
+        return _product(self._atom())
 
     def _atom(self) -> list:
         tok = self._peek()
@@ -442,18 +825,77 @@ class _Plain:
         kind, text, at = tok
         self.pos += 1
         if kind == "num":
-            return [sp.Rational(text)]
+            return [_number(text)]
         if kind == "name":
             return self._name(text, at)
-        if text == "(":
+        if kind == "func":
+            return [self._call(text, at)]
+        if kind == "cmd":
+            return [self._command(text, at)]
+        closing = {"(": ")", "{": "}"}
+        if self.latex:
+            closing["["] = "]"
+        if text in closing:
+            self._enter()
             value = self._expr()
-            self._expect(")")
+            self._expect(closing[text])
+            self.depth -= 1
             return [value]
         if text == "[":
             return [_List(self._args("]"))]
         if text == "√":
-            return [sp.sqrt(sp.Mul(*self._atom()))]
+            self._enter()
+            value = sp.sqrt(_product(self._atom()))
+            self.depth -= 1
+            return [value]
         raise _ParseError(f"unexpected {text!r} at position {at}")
+
+    def _command(self, text: str, at: int) -> Any:
+        if text == "E":
+            return sp.E
+        if text == "frac":
+            num = self._group_arg()
+            den = self._group_arg()
+            if isinstance(den, sp.MatrixBase):
+                raise _ParseError("cannot divide by a matrix; write X^{-1}")
+            return num / den
+        if text == "sqrt":
+            index = None
+            if self._accept("[") is not None:
+                index = self._expr()
+                self._expect("]")
+            value = self._group_arg()
+            if isinstance(value, sp.MatrixBase):
+                raise _ParseError("\\sqrt of a matrix is not supported")
+            return sp.sqrt(value) if index is None else sp.root(value, index)
+        if text == "begin":
+            return self._matrix()
+        shown = "\\top" if text == "T" else text
+        raise _ParseError(f"unexpected {shown!r} at position {at}")
+
+    def _matrix(self) -> sp.ImmutableMatrix:
+        rows: list[list] = [[]]
+        while True:
+            if self._is_cmd("end"):
+                self.pos += 1
+                break
+            if self._peek() is None:
+                raise _ParseError("\\begin{pmatrix} without \\end{pmatrix}")
+            rows[-1].append(self._expr())
+            if self._accept("&") is not None:
+                continue
+            if self._accept("\\\\") is not None:
+                rows.append([])
+                continue
+            if not self._is_cmd("end"):
+                tok = self._peek()
+                raise _ParseError(f"unexpected {tok[1]!r} at position {tok[2]} in a matrix")
+        rows = [r for r in rows if r]
+        if not rows or len({len(r) for r in rows}) != 1:
+            raise _ParseError("the matrix rows have different lengths")
+        if any(isinstance(x, sp.MatrixBase) for r in rows for x in r):
+            raise _ParseError("a matrix entry is itself a matrix")
+        return sp.ImmutableMatrix(rows)
 
     def _args(self, close: str) -> list:
         items = [self._expr()]
@@ -462,31 +904,98 @@ class _Plain:
         self._expect(close)
         return items
 
-    def _name(self, word: str, at: int) -> list:
+    def _call(self, word: str, at: int) -> Any:
+        f, low, high = _FUNCTIONS[word]
+        base = power = None
+        if self._peek() is not None and self._peek()[0] == "sub":  # \log_{2}
+            raw = self._peek()[1]
+            self.pos += 1
+            if word != "log":
+                raise _ParseError(f"a subscript on \\{word} is not supported")
+            sub = _Parser(_latex_tokens(raw), self.names, latex=True, defs=self.defs)
+            sub.depth = self.depth
+            base = sub.parse()
+            self.unknown += sub.unknown
+        if self.latex and self._accept("^") is not None:  # \sin^{2}(x) = (sin x)^2
+            power = self._exponent()
+        value = self._apply(word, f, low, high)
+        if base is not None:
+            value = value / sp.log(base)
+        return value if power is None else _power_of(value, power)
+
+    def _apply(self, word: str, f: Callable, low: int, high: int | None) -> Any:
         nxt = self._peek()
         if (
-            word in _FUNCTIONS
-            and nxt is not None
-            and nxt[1] == "("
-            and word not in self.names.by_raw
+            nxt is not None
+            and nxt[0] == "op"
+            and nxt[1] in ("(", "{", "[")
+            and (self.latex or nxt[1] == "(")
         ):
             self.pos += 1
-            args = self._args(")")
-            f, low, high = _FUNCTIONS[word]
-            if f in (_trace, _det) and self.names.matrices:
-                raise _ParseError(
-                    f"{word}() sums or multiplies over all eigen-modes, so it cannot be read "
-                    f"mode by mode; {_NO_TRACES}"
-                )
-            if len(args) < low or (high is not None and len(args) > high):
-                raise _ParseError(f"{word}() takes {low}{'' if high == low else '+'} argument(s)")
-            return [f(*args)]
-        if word in _FUNCTIONS and word not in self.names.by_raw:
+            self._enter()
+            args = self._args({"(": ")", "{": "}", "[": "]"}[nxt[1]])
+            self.depth -= 1
+        elif self.latex and self._starts_atom():  # \log x, \exp \lambda
+            args = [self._power()]
+        else:
             raise _ParseError(f"the function {word} needs parentheses: {word}(...)")
+        if len(args) < low or (high is not None and len(args) > high):
+            raise _ParseError(f"{word}() takes {low}{'' if high == low else '+'} argument(s)")
+        if self.names.matrices and word in _TRACES:
+            return self._mode_trace(args[0], word)
+        if f is _det and self.names.matrices:
+            raise _ParseError(
+                f"{word}() multiplies over all eigen-modes, so it cannot be read mode by mode; "
+                f"{_NO_TRACES}"
+            )
+        if any(isinstance(a, sp.MatrixBase) for a in args) and f not in (_trace, _det):
+            if not all(isinstance(a, sp.MatrixBase) and a.shape == (1, 1) for a in args):
+                raise _ParseError(f"{word}() of a matrix is not supported")
+            args = [a[0, 0] for a in args]
+        return f(*args)
+
+    def _mode_trace(self, body: Any, word: str) -> sp.Expr:
+        """``Tr f(A)`` of an eigen-mode formula: the sum of ``f`` over the eigenvalues."""
+        from .modes import mode_trace
+
+        modes = {
+            s
+            for n, s in self.names.matrices.items()
+            if isinstance(s, sp.Symbol) and n != "I" and s in sp.sympify(body).free_symbols
+        }
+        if len(modes) != 1:
+            raise _ParseError(
+                f"{word}[...] must be a function of one mode matrix to be read mode by mode "
+                f"(found {len(modes)}); {_NO_TRACES}"
+            )
+        mode = modes.pop()
+        others = [n for n, s in self.names.matrices.items() if n != "I" and s != mode]
+        if sp.sympify(body) == mode and others:
+            # Tr of the identity function does not record which matrix it sums (a sympy Lambda
+            # x -> x forgets its variable), so Tr[H] and Tr[C] would read alike
+            raise _ParseError(
+                f"{word}[X] of a lone mode matrix cannot be told apart from the other mode "
+                f"matrices ({', '.join(others)}) of this result; {_NO_TRACES}"
+            )
+        return mode_trace(sp.sympify(body), mode)
+
+    def _name(self, word: str, at: int) -> list:
+        if word in self.defs:
+            return [self.defs[word]]
+        if word in _FUNCTIONS and word not in self.names.by_raw:
+            return [self._call(word, at)]
         found = self.names.resolve(word)
+        if found is None and word == "e":
+            nxt = self._peek()
+            if nxt is not None and nxt[1] in ("^", "**"):  # e^{x} is exp(x)
+                self.pos += 1
+                exponent = self._exponent()
+                if isinstance(exponent, (sp.MatrixBase, _Transpose)):
+                    raise _ParseError("e^{...} needs a scalar exponent")
+                return [sp.exp(exponent)]
         if found is not None:
             return [found]
-        pieces = self.names.split(word)
+        pieces = None if self.latex else self.names.split(word)
         if pieces is not None:
             return pieces
         if self.names.context:
@@ -496,169 +1005,165 @@ class _Plain:
 
 
 # --------------------------------------------------------------------------------------------
-# LaTeX: sympy's ANTLR parser behind a command whitelist
+# LaTeX documents: delimiters, environments, "lhs = rhs" and "where D = ..." definitions
 # --------------------------------------------------------------------------------------------
 
-_LATEX_OK = (
-    frozenset(
-        """frac dfrac tfrac sqrt left right cdot times div exp log ln sin cos tan sinh cosh tanh
-    arcsin arccos arctan quad qquad mathit pi thinspace medspace thickspace""".split()
-    )
-    | _GREEK_WORDS
-)
-_LATEX_DROP = re.compile(r"\\(displaystyle|textstyle|limits|nonumber)\b|\\left\.|\\right\.")
-_LATEX_TEXT = re.compile(r"\\(?:mathrm|text|textrm|mathit|operatorname|mathsf)\s*\{([^{}]*)\}")
-_LATEX_MATRIX = re.compile(
-    r"^(?:\\left\s*[\[(]|[\[(])?\s*\\begin\{([pbB]?matrix)\}(.*)\\end\{\1\}\s*"
-    r"(?:\\right\s*[\])]|[\])])?$",
-    re.DOTALL,
-)
-_LATEX_ENV = re.compile(r"^\\begin\{(align\*?|equation\*?)\}(.*)\\end\{\1\}$", re.DOTALL)
-_PLACEHOLDER = "zzsymsgzz"  # no "d": ANTLR lexes d<letter> as a differential
-_OPEN = re.compile(r"\\left\s*\(|\(")
-_CLOSE = re.compile(r"\\right\s*\)|\)")
-# a function command (with optional sub/superscripts) right before a parenthesis: its argument
-_CALL_BEFORE = re.compile(
-    r"\\(?:exp|log|ln|sin|cos|tan|sinh|cosh|tanh|arcsin|arccos|arctan|sqrt)"
-    r"(?:\s*[_^]\s*(?:\{[^{}]*\}|\\[A-Za-z]+|[^\s{}\\]))*\s*$"
-)
-
-_POWER_NEXT = re.compile(r"\s*\^")
-_COMMAND = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
+_WHERE = re.compile(r"\\(?:text|mathrm|textrm)\s*\{\s*where\s*\}|\bwhere\b")
+_DET = re.compile(r"^\\det\s*(?:\\left\s*)?\(\s*x\s*I\s*-\s*([A-Za-z])\s*(?:\\right\s*)?\)$")
 
 
-def _brace_powers(text: str) -> str:
-    r"""``h(2-\lambda h)^{2}`` -> ``h{(2-\lambda h)}^{2}``: the power belongs to the parentheses.
+def _top_level_split(text: str, seps: tuple[str, ...]) -> list[str]:
+    """Split at separators outside brackets and ``\\begin{..}...\\end{..}``."""
+    parts, depth, env, start, k = [], 0, 0, 0, 0
+    while k < len(text):
+        if text.startswith("\\begin", k):
+            env += 1
+        elif text.startswith("\\end", k):
+            env -= 1
+        hit = next((s for s in seps if text.startswith(s, k) and depth == 0 and env == 0), None)
+        if hit is not None:
+            parts.append(text[start:k])
+            k += len(hit)
+            start = k
+            continue
+        ch = text[k]
+        if ch == "\\":
+            k += 2
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        k += 1
+    parts.append(text[start:])
+    return parts
 
-    sympy's LaTeX grammar reads a name followed by parentheses as a function call, so the power
-    would apply to the whole call, ``(h(2-λh))²``; :func:`_parse_latex_text` turns calls of
-    unknown names into products, which would then be ``h²(2-λh)²``.  Bracing each parenthesised
-    group that is raised to a power (unless it is the argument of ``\exp``, ``\sin``, ...,
-    whose power does apply to the call: ``\sin(x)^{2}`` is sin²x) keeps the power on the group,
-    as written.  Groups in brackets or braces are never read as calls and are left alone.
+
+def latex_document(text: str) -> tuple[str | None, str, list[tuple[str, str]]]:
+    r"""Split LaTeX as :meth:`symsgd.Stationary.latex` prints it into ``(lhs, body,
+    [(name, definition), ...])``: delimiters (``$``, ``\[``), ``align``/``equation``
+    environments, the alignment ``&``, ``lhs = body`` and the "where D = …" definitions are
+    taken apart.
+
+    >>> latex_document(r"\begin{align}\Sigma &= \frac{a}{D} \\ \text{where } D &= 2\end{align}")
+    ('\\Sigma', '\\frac{a}{D}', [('D', '2')])
     """
-    opens: list[int] = []
-    inserts: list[tuple[int, str]] = []
-    at = 0
-    while at < len(text):
-        if (m := _OPEN.match(text, at)) is not None:
-            opens.append(at)
-            at = m.end()
-        elif (m := _CLOSE.match(text, at)) is not None:
-            at = m.end()
-            if not opens:
-                continue
-            start = opens.pop()
-            if _POWER_NEXT.match(text, at) is None:
-                continue
-            before = text[:start].rstrip()
-            if before and before[-1] not in "_^" and _CALL_BEFORE.search(before) is None:
-                inserts += [(start, "{"), (at, "}")]
-        elif (m := _COMMAND.match(text, at)) is not None:  # a command (or \\, \{) as a whole
-            at = m.end()
-        else:
-            at += 1
-    for position, brace in sorted(inserts, reverse=True):
-        text = text[:position] + brace + text[position:]
-    return text
-
-
-def _parse_latex_text(text: str, names: Names, unknown: list[str]) -> Any:
     s = text.strip()
     for left, right in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)")):
         if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
             s = s[len(left) : len(s) - len(right)].strip()
             break
-    s = _LATEX_DROP.sub(" ", s).strip().rstrip(".,").strip()
-    env = _LATEX_ENV.match(s)
-    if env:  # render(env="align"/"equation"): one line "lhs &= rhs", read as rhs
-        s = env.group(2).strip()
-        if re.search(r"\\\\|\\text\s*\{\s*where", s):
-            raise _ParseError(
-                "the 'where D = …' layout of a matrix result cannot be read back; write the "
-                "matrix entrywise"
-            )
-        s = re.sub(r"^[^=]*=", "", s, count=1).rstrip(".,").strip()
-    m = _LATEX_MATRIX.match(s)
-    if m:
-        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip() and r.strip() != "\\hline"]
-        cells = [
-            [_parse_latex_text(cell, names, unknown) for cell in row.split("&")] for row in rows
-        ]
-        if len({len(r) for r in cells}) != 1:
-            raise _ParseError("the matrix rows have different lengths")
-        return sp.ImmutableMatrix(cells)
-
-    # \mathrm{lr}, \text{batch_size}, \operatorname{tr}: known functions or placeholder names
-    words: dict[str, str] = {}
-
-    def text_word(match: re.Match) -> str:
-        word = match.group(1).replace("\\_", "_").strip()
-        if word in ("exp", "log", "ln", "sin", "cos", "tan", "sinh", "cosh", "tanh"):
-            return "\\" + word
-        if not re.fullmatch(r"[^\W\d]\w*", word):
-            raise _ParseError(f"cannot read {match.group(0)!r} as a name")
-        key = _PLACEHOLDER + "".join("abcefghijk"[int(k)] for k in str(len(words)))
-        words[key] = word
-        return f"\\mathit{{{key}}}"
-
-    s = _LATEX_TEXT.sub(text_word, s)
-    bad = sorted({c for c in re.findall(r"\\([A-Za-z]+)", s) if c not in _LATEX_OK})
-    if bad:
-        raise _ParseError(
-            "unsupported LaTeX command(s) "
-            + ", ".join("\\" + c for c in bad)
-            + " (known: \\frac, \\sqrt, \\left/\\right, \\cdot, \\exp, \\log, Greek letters)"
-        )
-    try:
-        from sympy.parsing.latex import parse_latex
-        from sympy.parsing.latex.errors import LaTeXParsingError
-    except ImportError as err:  # pragma: no cover - sympy always ships the module
-        raise _latex_import_error(err) from err
-    try:
-        parsed = parse_latex(_brace_powers(s))
-    except ImportError as err:
-        raise _latex_import_error(err) from err
-    except LaTeXParsingError as err:
-        raise _ParseError(" ".join(str(err).split())) from err
-    if isinstance(parsed, sp.Equality):  # "\Sigma = ..." reads as its right-hand side
-        parsed = parsed.rhs
-    if isinstance(parsed, sp.core.relational.Relational):
-        raise _ParseError("an inequality is not a formula")
-
-    # sympy reads h(2-\lambda h) as a function h applied to (2 - λh): it is a product here
-    def as_product(f: AppliedUndef) -> sp.Expr:
-        if len(f.args) != 1:
-            raise _ParseError(f"{f} reads as a function call; write a product with \\cdot")
-        return sp.Symbol(f.func.__name__) * f.args[0]
-
-    parsed = _rebuild(parsed.replace(lambda e: isinstance(e, AppliedUndef), as_product))
-    mapping = {}
-    for s_ in parsed.free_symbols:
-        raw = words.get(s_.name, s_.name)
-        found = names.resolve(raw)
-        if found is None:
-            if names.context:
-                unknown.append(raw)
+    env = re.match(r"^\\begin\s*\{([a-z]+\*?)\}(.*)\\end\s*\{\1\}$", s, re.DOTALL)
+    if env:
+        if env.group(1) not in _LATEX_ENVS:
+            if env.group(1) not in _LATEX_MATRICES:
+                raise _ParseError(
+                    f"unsupported environment {env.group(1)!r} (known: "
+                    f"{', '.join(_LATEX_ENVS)} around a formula, pmatrix/bmatrix inside)"
+                )
+        else:
+            s = env.group(2)
+    s = " ".join(_top_level_split(s, ("&",))) if env else s
+    lines = [p for p in _top_level_split(s, ("\\\\",)) if p.strip()]
+    if not lines:
+        raise _ParseError("the formula is empty")
+    head, definitions = lines[0], []
+    where = _WHERE.search(head)
+    tail = [] if where is None else [head[where.end() :]]
+    if where is not None:
+        head = head[: where.start()]
+    for line in lines[1:]:
+        w = _WHERE.search(line)
+        tail.append(line[w.end() :] if w else line)
+    head = re.sub(r"(?:,|\\quad|\\qquad|\\[,;]|\s)+$", "", head.strip())
+    for chunk in tail:
+        for part in _top_level_split(chunk, (",",)):
+            part = re.sub(r"^(?:\\quad|\\qquad|\\[,;]|\s)+", "", part).strip().rstrip(".")
+            if not part:
                 continue
-            found = sp.Symbol(_free_name(raw))
-        mapping[s_] = found
-    return parsed.xreplace(mapping)
+            pieces = _top_level_split(part, ("=",))
+            if len(pieces) != 2:
+                raise _ParseError(f"cannot read the definition {part.strip()!r} (write 'D = …')")
+            definitions.append((pieces[0].strip(), pieces[1].strip()))
+    pieces = _top_level_split(head, ("=",))
+    if len(pieces) > 2:
+        raise _ParseError("a formula with more than one '=' (write one 'lhs = rhs')")
+    lhs = pieces[0].strip() if len(pieces) == 2 else None
+    body = pieces[-1].strip().rstrip(".,").strip()
+    return lhs, body, definitions
 
 
-def _latex_import_error(err: Exception) -> ImportError:
-    return ImportError(
-        "reading LaTeX needs the ANTLR runtime that sympy's LaTeX parser uses; install it with "
-        "`pip install 'symsgd[latex]'` (antlr4-python3-runtime==4.11.*), or write the formula as "
-        f"a plain string like 'lr*c/(h*(2 - lr*h))'. ({err})"
-    )
+def _parse_latex(text: str, names: Names) -> tuple[Any, list[str]]:
+    _lhs, body, definitions = latex_document(text)
+    defs: dict[str, Any] = dict(getattr(names, "definitions", {}) or {})
+    unknown: list[str] = []
+    pending = list(definitions)
+    for _round in range(len(pending) + 1):  # definitions may use each other, in any order
+        if not pending:
+            break
+        waiting = []
+        for name, rhs in pending:
+            try:
+                _define(name, rhs, names, defs)
+            except _Unresolved:
+                waiting.append((name, rhs))
+        if len(waiting) == len(pending):
+            name, rhs = waiting[0]
+            parser = _Parser(_latex_tokens(rhs), names, latex=True, defs=defs)
+            parser.parse()
+            raise _ParseError(f"cannot read the definition {name} = {rhs}")
+        pending = waiting
+    parser = _Parser(_latex_tokens(body), names, latex=True, defs=defs)
+    value = parser.parse()
+    unknown += parser.unknown
+    return value, unknown
 
 
-def _rebuild(expr: sp.Basic) -> sp.Basic:
-    """Re-evaluate a tree built with ``evaluate=False`` (as sympy's LaTeX parser does)."""
-    if not expr.args or isinstance(expr, sp.Symbol):
-        return expr
-    return expr.func(*[_rebuild(a) for a in expr.args])
+class _Unresolved(Exception):
+    pass
+
+
+def _define(name: str, rhs: str, names: Names, defs: dict) -> None:
+    """Read one "where" definition into ``defs`` (raise :class:`_Unresolved` if it uses names
+    not defined yet)."""
+    det = _DET.match(name)
+    if det:  # \det(x I - K) = x^n - e_1 x^{n-1} + ...: e_k are the invariants of K
+        matrix = defs.get(det.group(1))
+        if not isinstance(matrix, sp.MatrixBase):
+            raise _Unresolved
+        free = Names(None)
+        parser = _Parser(_latex_tokens(rhs), free, latex=True)
+        poly = parser.parse()
+        x = sp.Symbol("x")
+        unknowns = sorted(poly.free_symbols - {x}, key=sp.default_sort_key)
+        char = matrix.charpoly(x).as_expr()
+        equations = sp.Poly(sp.expand(poly - char), x).all_coeffs()
+        solution = sp.solve(equations, unknowns, dict=True)
+        if len(solution) != 1 or set(solution[0]) != set(unknowns):
+            raise _ParseError(
+                f"the definition {name} = {rhs} does not determine {', '.join(map(str, unknowns))}"
+            )
+        for s, value in solution[0].items():
+            defs[s.name] = value
+            defs[_normalize(s.name)] = value
+        return
+    tokens = _latex_tokens(name)
+    if len(tokens) != 1 or tokens[0][0] != "name":
+        raise _ParseError(f"cannot read the definition of {name!r}: define a single name")
+    parser = _Parser(_latex_tokens(rhs), names, latex=True, defs=defs)
+    value = parser.parse()
+    if parser.unknown:
+        raise _Unresolved
+    defs[tokens[0][1]] = value
+
+
+def _parse_plain(text: str, names: Names) -> tuple[Any, list[str]]:
+    body = text
+    if body.count("=") == 1:  # "Var = ..." reads as its right-hand side
+        body = body.split("=")[1]
+    defs = dict(getattr(names, "definitions", {}) or {})
+    parser = _Parser(_plain_tokens(body), names, defs=defs)
+    return parser.parse(), parser.unknown
 
 
 # --------------------------------------------------------------------------------------------
@@ -698,26 +1203,24 @@ def parse_with_names(hand: Any, names: Names, what: str) -> sp.Expr | sp.Immutab
     """
     if isinstance(hand, str):
         text = hand
-        if len(text) > _MAX_LENGTH:
-            raise ValueError(f"could not parse hand formula: longer than {_MAX_LENGTH} characters")
+        shown = text if len(text) <= 200 else text[:200] + f"… ({len(text)} characters)"
         try:
+            _check_limits(text)
             if _is_latex(text):
-                unknown: list[str] = []
-                value = _parse_latex_text(text, names, unknown)
+                value, unknown = _parse_latex(text, names)
             else:
-                body = text
-                for old, new in _REPLACE.items():
-                    body = body.replace(old, new)
-                if body.count("=") == 1:  # "Var = ..." reads as its right-hand side
-                    body = body.split("=")[1]
-                parser = _Plain(body, names)
-                value = parser.parse()
-                unknown = parser.unknown
+                value, unknown = _parse_plain(text, names)
         except _ParseError as err:
-            raise ValueError(f"could not parse hand formula {text!r}: {err}; {_EXAMPLE}") from None
+            raise ValueError(f"could not parse hand formula {shown!r}: {err}; {_EXAMPLE}") from None
         except (TypeError, AttributeError, sp.SympifyError, sp.ShapeError) as err:
             raise ValueError(
-                f"could not parse hand formula {text!r}: {type(err).__name__}: {err}; {_EXAMPLE}"
+                f"could not parse hand formula {shown!r}: {type(err).__name__}: {err}; {_EXAMPLE}"
+            ) from None
+        except (ValueError, ZeroDivisionError, NotImplementedError) as err:
+            raise ValueError(f"could not parse hand formula {shown!r}: {err}; {_EXAMPLE}") from None
+        except RecursionError:  # pragma: no cover - the depth limit comes first
+            raise ValueError(
+                f"could not parse hand formula {shown!r}: nested too deeply; {_EXAMPLE}"
             ) from None
         if unknown:
             raise names.unknown_error(unknown, what)

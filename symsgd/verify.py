@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +37,15 @@ import sympy as sp
 
 from . import symbols as _lib
 from ._util import substitute, symbols_in
-from .parsing import Names, library_alias, mode_matrices, parse_formula, parse_with_names
+from .modes import ModeTrace
+from .parsing import (
+    Names,
+    latex_document,
+    library_alias,
+    mode_matrices,
+    parse_formula,
+    parse_with_names,
+)
 
 __all__ = ["Verdict", "parse_formula", "verify"]
 
@@ -62,6 +71,9 @@ class Verdict:
     #: for a hand formula in the matrix names of an eigen-mode result: ``{matrix name:
     #: eigenvalue}`` of the names it used (read mode by mode, see :func:`verify`); else ``None``
     modes: dict | None = None
+    #: ``n`` when the comparison was of Taylor series in the learning rate up to O(λⁿ)
+    #: (``verify(..., order=n)``), else ``None``
+    order: int | None = None
 
     def __bool__(self) -> bool:
         return self.equal
@@ -154,17 +166,84 @@ def _mode_note(matrices: dict[str, sp.Expr], used: set[str]) -> str:
     )
 
 
-def _unpack(derived: Any) -> tuple[Any, sp.Basic]:
-    if (
+#: left-hand sides :meth:`symsgd.Stationary.latex` prints, and the readout each names
+_LHS_READOUT = {
+    r"\Sigma": "cov",
+    r"\Sigma_z": "cov",
+    r"\Sigma_{z}": "cov",
+    r"\operatorname{Var}[v]": "velocity_cov",
+    r"\operatorname{Cov}(\theta,v)": "cross_cov",
+    r"\barC": "noise_cov",
+    r"\mathbb{E}[L]": "loss",
+    r"\mathbb{E}[L_{\text{test}}]": "test_loss",
+}
+_READOUTS = ("cov", "velocity_cov", "cross_cov", "noise_cov", "loss", "test_loss")
+
+
+def _is_result(derived: Any) -> bool:
+    return (
         hasattr(derived, "cov")
         and hasattr(derived, "conditions")
         and not isinstance(derived, (sp.Basic, sp.MatrixBase))
-    ):
+    )
+
+
+def _readout_of(hand: Any) -> str | None:
+    r"""The readout a LaTeX hand formula names on its left-hand side (``\operatorname{Var}[v]
+    = …`` -> ``"velocity_cov"``), else ``None``."""
+    if not isinstance(hand, str) or "=" not in hand or not _is_latex_text(hand):
+        return None
+    try:
+        lhs = latex_document(hand)[0]
+    except ValueError:
+        return None
+    if lhs is None:
+        return None
+    return _LHS_READOUT.get(re.sub(r"\s+", "", lhs))
+
+
+def _is_latex_text(text: str) -> bool:
+    return any(ch in text for ch in "\\{}$")
+
+
+def _unpack(derived: Any, what: str) -> tuple[Any, sp.Basic]:
+    if _is_result(derived):
         conditions = derived.conditions
-        return derived.cov, sp.true if conditions is None else sp.sympify(conditions, strict=True)
+        value = derived.cov if what == "cov" else getattr(derived, what, None)
+        if value is None:
+            raise ValueError(
+                f"what={what!r}: the derived result has no {what}; it has "
+                f"{', '.join(w for w in _READOUTS if getattr(derived, w, None) is not None)}"
+            )
+        return value, sp.true if conditions is None else sp.sympify(conditions, strict=True)
     if isinstance(derived, str):
         raise TypeError("derived must be a sympy expression, a Matrix or a result with .cov")
     return derived, _denominator_region(derived)
+
+
+def _matrix_definitions(derived: Any, known: set) -> dict[str, Any]:
+    """``{"H": Hessian, "C": noise covariance, "I": identity}`` of an explicit-matrix result,
+    so that a hand formula may be written in its matrices (as the structured LaTeX is)."""
+    landscape = getattr(derived, "landscape", None)
+    if landscape is None or getattr(landscape, "modes", True) or not _is_result(derived):
+        return {}
+    hessian = getattr(landscape, "hessian", None)
+    if not isinstance(hessian, sp.MatrixBase):
+        return {}
+    out: dict[str, Any] = {"H": hessian, "I": sp.eye(hessian.rows)}
+    if isinstance(getattr(landscape, "A", None), sp.MatrixBase):
+        out["A"] = landscape.A
+    noise = getattr(derived, "_noise_matrix", None)
+    C = noise() if callable(noise) else None
+    if isinstance(C, sp.MatrixBase):
+        out["C"] = C
+    values = dict(getattr(derived, "values", {}) or {})
+    taken = {s.name for s in known}
+    return {
+        name: sp.ImmutableMatrix(substitute(m, values) if values else m)
+        for name, m in out.items()
+        if name not in taken
+    }
 
 
 def _denominator_region(derived: Any) -> sp.Basic:
@@ -329,6 +408,8 @@ def verify(
     seed: int | None = 0,
     timeout: float | None = 5.0,
     modes: Mapping | None = None,
+    what: str | None = None,
+    order: int | None = None,
 ) -> Verdict:
     r"""Decide whether a hand-derived formula equals a derived result.
 
@@ -379,8 +460,16 @@ def verify(
     >>> v.hand == lr*c/(h*(2 - lr*h)), v.modes  # the per-mode scalar, and what was read
     (True, {'C': c, 'H': h, 'I': 1})
     """
+    if what is None:
+        what = (_readout_of(hand) if _is_result(derived) else None) or "cov"
+    if what not in _READOUTS:
+        raise ValueError(f"what must be one of {', '.join(map(repr, _READOUTS))}; got {what!r}")
+    if order is not None and (isinstance(order, bool) or not isinstance(order, int) or order < 1):
+        raise ValueError(
+            f"order must be a positive integer (agreement up to O(λ^order)); got {order!r}"
+        )
     matrices = mode_matrices(derived if modes is None else modes)
-    target, conditions = _unpack(derived)
+    target, conditions = _unpack(derived, what)
     target = _as_object(target)
 
     ranges_in: dict = {}
@@ -392,6 +481,7 @@ def verify(
     range_syms = [k for k in ranges_in if isinstance(k, sp.Symbol)]
     known = symbols_in(target) | set(conditions.free_symbols) | set(range_syms)
     names = Names(known, matrices)
+    names.definitions = _matrix_definitions(derived, known) if not matrices else {}
     if getattr(getattr(derived, "landscape", None), "modes", True):
         names.matrix_hint = (
             "; to read a matrix-function formula (H, C, I, ...) of an eigen-mode result "
@@ -400,11 +490,12 @@ def verify(
         )
     else:
         names.matrix_hint = (
-            "; this result has explicit matrices, so its H, C, ... are not scalars: write the "
-            "hand formula in their entries (a [[.., ..], [.., ..]] matrix for a matrix result)"
+            "; this result has explicit matrices: write the hand formula in their entries (a "
+            "[[.., ..], [.., ..]] matrix for a matrix result) or in its matrices "
+            f"{', '.join(sorted(names.definitions)) or '(none known)'}"
         )
-    what = "the derived result"
-    parsed = parse_with_names(hand, names, what)
+    what_name = "the derived result"
+    parsed = _parse_in_time(hand, names, what_name, timeout)
     used = set(names.used)
 
     # assumptions name symbols by object or by name; bring them onto the derived symbols
@@ -412,7 +503,7 @@ def verify(
     for key, bounds in ranges_in.items():
         found = names.resolve(key.name if isinstance(key, sp.Symbol) else str(key))
         if not isinstance(found, sp.Symbol):
-            raise names.unknown_error([str(key)], what)
+            raise names.unknown_error([str(key)], what_name)
         low, high = (_to_rational(b) for b in bounds)
         if not low < high:
             raise ValueError(f"assumptions[{key}] = {bounds}: need low < high")
@@ -422,10 +513,20 @@ def verify(
         for s in region_extra.free_symbols:
             found = names.resolve(s.name)
             if found is None:
-                raise names.unknown_error([s.name], what)
+                raise names.unknown_error([s.name], what_name)
             mapping[s] = found
         region_extra = region_extra.xreplace(mapping)
     region = sp.And(conditions, region_extra)
+
+    if order is not None:
+        lr_symbol = names.resolve("lr")
+        if not isinstance(lr_symbol, sp.Symbol):
+            raise ValueError(
+                f"order={order} compares Taylor series in the learning rate, but the derived "
+                f"result has no learning-rate symbol (it uses "
+                f"{', '.join(sorted(s.name for s in known)) or 'no symbols'})"
+            )
+        parsed, target = _series_pair(parsed, target, derived, what, lr_symbol, order, timeout)
 
     verdict = _decide(
         parsed,
@@ -437,7 +538,22 @@ def verify(
         digits=digits,
         seed=seed,
         timeout=timeout,
+        traces=[m for n, m in matrices.items() if n != "I" and isinstance(m, sp.Symbol)]
+        or not _is_result(derived),
     )
+    if order is not None:
+        power = f"{_pretty(lr_symbol)}^{order}" if order > 1 else _pretty(lr_symbol)
+        verdict = replace(
+            verdict,
+            method=f"series O({power}), {verdict.method}",
+            order=order,
+            explanation=(
+                f"Taylor series in {_pretty(lr_symbol)} up to and excluding order {order} "
+                f"(terms before O({power})): {verdict.explanation}"
+            ),
+        )
+    if what != "cov":
+        verdict = replace(verdict, explanation=f"{verdict.explanation} [compared with {what}]")
     if not used:  # written in eigenvalues (or not an eigen-mode result): nothing was reread
         return verdict
     return replace(
@@ -445,6 +561,103 @@ def verify(
         explanation=f"{verdict.explanation}; {_mode_note(matrices, used)}",
         modes={name: matrices[name] for name in sorted(used)},
     )
+
+
+class _ParseTimeout(ValueError):
+    pass
+
+
+def _parse_in_time(hand: Any, names: Names, what: str, timeout: float | None) -> Any:
+    """:func:`~symsgd.parsing.parse_with_names` within ``timeout`` seconds (a ValueError
+    after that; the parser's own limits normally refuse a hostile input much sooner)."""
+    try:
+        with _time_limit(timeout):
+            return parse_with_names(hand, names, what)
+    except _Timeout:
+        raise ValueError(
+            f"reading the hand formula took longer than timeout={timeout} s; simplify it or "
+            f"pass a larger timeout"
+        ) from None
+
+
+def _series_pair(
+    hand: Any, target: Any, derived: Any, what: str, lr: sp.Symbol, order: int, timeout
+) -> tuple[Any, Any]:
+    """Taylor polynomials in ``lr`` of both sides, up to and excluding ``lr**order``."""
+
+    def taylor(value: Any) -> Any:
+        if isinstance(value, sp.MatrixBase):
+            return sp.ImmutableMatrix(value.applyfunc(taylor))
+        value = sp.sympify(value)
+        if lr not in value.free_symbols:
+            return value
+        return sp.series(value, lr, 0, order).removeO()
+
+    try:
+        with _time_limit(timeout):
+            left = taylor(hand)
+            series = getattr(derived, "series", None)
+            if what == "cov" and _is_result(derived) and callable(series):
+                right = series(lr, order)
+                if isinstance(target, sp.MatrixBase) and not isinstance(right, sp.MatrixBase):
+                    right = sp.ImmutableMatrix([[right]])
+                right = taylor(right) if not isinstance(right, sp.MatrixBase) else right
+            else:
+                right = taylor(target)
+    except _Timeout:
+        raise ValueError(
+            f"the Taylor series to order {order} took longer than timeout={timeout} s; pass a "
+            f"larger timeout or compare at a lower order"
+        ) from None
+    if isinstance(right, sp.MatrixBase):
+        right = sp.ImmutableMatrix(right)
+    return left, right
+
+
+def _opaque_traces(entries: list) -> dict:
+    """``{ModeTrace: Dummy}``, one Dummy per trace function (bodies compared after
+    cancelling)."""
+    out: dict = {}
+    keys: list[tuple[sp.Expr, sp.Dummy]] = []
+    x = sp.Dummy("x")
+    for e in entries:
+        if not isinstance(e, sp.Basic):
+            continue
+        for t in e.atoms(ModeTrace):
+            body = t.args[0]
+            key = sp.cancel(body.expr.xreplace({body.variables[0]: x}))
+            for k, d in keys:
+                if k == key:
+                    out[t] = d
+                    break
+            else:
+                d = sp.Dummy(f"Tr{len(keys)}")
+                keys.append((key, d))
+                out[t] = d
+    return out
+
+
+def _expand_on_spectrum(entries: list, modes: list) -> tuple[dict, list]:
+    """``{ModeTrace: its sum over three modes}`` and the eigenvalues used: the trace's own mode
+    eigenvalue (one of ``modes``, the eigenvalue symbols of the result) and two more like it."""
+    out: dict = {}
+    used: list = []
+    for e in entries:
+        if not isinstance(e, sp.Basic):
+            continue
+        for t in e.atoms(ModeTrace):
+            x = t.args[0].variables[0]
+            named = [m for m in modes if m.name == x.name.lstrip("_")]
+            if named:
+                mode = named[0]
+            elif len(modes) == 1:
+                mode = modes[0]
+            else:
+                mode = sp.Symbol(x.name.lstrip("_"), **x.assumptions0)
+            spectrum = [mode] + [sp.Symbol(f"{mode.name}_{k}", **mode.assumptions0) for k in (2, 3)]
+            out[t] = sp.Add(*[t.args[0](v) for v in spectrum])
+            used += [v for v in spectrum if v not in used]
+    return out, used
 
 
 def _decide(
@@ -458,8 +671,11 @@ def _decide(
     digits: int,
     seed: int | None,
     timeout: float | None,
+    traces: Any = True,
 ) -> Verdict:
-    """The comparison of :func:`verify` once both sides are sympy objects on the same symbols."""
+    """The comparison of :func:`verify` once both sides are sympy objects on the same symbols
+    (``traces``: false if they cannot contain traces over eigen-modes, else the eigenvalue
+    symbols of the modes, or ``True`` when unknown)."""
     # shapes
     h_mat, d_mat = isinstance(parsed, sp.MatrixBase), isinstance(target, sp.MatrixBase)
     if h_mat and parsed.shape == (1, 1) and not d_mat:
@@ -485,6 +701,38 @@ def _decide(
     target_entries = list(target) if d_mat else [target]
     cols = target.cols if d_mat else 1
 
+    traces_note = ""
+    if traces and any(
+        e.has(ModeTrace) for e in hand_entries + target_entries if isinstance(e, sp.Basic)
+    ):
+        # traces over the modes: equal as functions of the traces (each distinct trace one
+        # unknown) proves equality; otherwise compare on a three-mode spectrum
+        opaque = _opaque_traces(hand_entries + target_entries)
+        status, _ = _exact(
+            [e.xreplace(opaque) for e in hand_entries],
+            [e.xreplace(opaque) for e in target_entries],
+            timeout,
+        )
+        if status == "zero":
+            return Verdict(
+                True,
+                "exact",
+                None,
+                parsed,
+                target,
+                "the hand formula agrees with the derived result (exact cancellation, each "
+                "trace over the modes taken as one unknown)",
+            )
+        expanded, spectrum = _expand_on_spectrum(
+            [*hand_entries, *target_entries, region], traces if isinstance(traces, list) else []
+        )
+        hand_entries = [e.xreplace(expanded) for e in hand_entries]
+        target_entries = [e.xreplace(expanded) for e in target_entries]
+        region = region.xreplace(expanded)
+        traces_note = (
+            f" (traces over the modes expanded on the spectrum {', '.join(map(str, spectrum))})"
+        )
+
     status, _ = _exact(hand_entries, target_entries, timeout)
     if status == "zero":
         return Verdict(
@@ -493,7 +741,14 @@ def _decide(
             None,
             parsed,
             target,
-            "the hand formula agrees with the derived result (exact cancellation)",
+            "the hand formula agrees with the derived result (exact cancellation"
+            f"{traces_note or ')'}"
+            + (
+                "; traces that differ as functions may still agree on more modes, so this "
+                "is evidence on three modes, not a proof)"
+                if traces_note
+                else ""
+            ),
         )
 
     symbols = sorted(
@@ -546,7 +801,7 @@ def _decide(
                             target,
                             f"at {_format_point(point)} the hand formula gives "
                             f"{mpmath.nstr(a, shown)} but the derived result gives "
-                            f"{mpmath.nstr(b, shown)}{entry} ({how})",
+                            f"{mpmath.nstr(b, shown)}{entry} ({how}){traces_note}",
                         )
             checked += 1
             if checked >= (points if method == "numeric" else max(points, 64)) or not used:
