@@ -22,8 +22,14 @@ natural-gradient, adam — or any catalogue case name (``symsgd list``), e.g.
   problem with state-dependent noise, capped at ``D = 3``).
 
 Exit codes: 0 success (``verify``: equal; ``check``: every cross-check passed), 1 a negative
-answer (``verify``: not equal; ``check``: a cross-check failed), 2 bad input (a one-line message
-on stderr, never a traceback).
+answer (``verify``: not equal; ``check``: a cross-check failed, or was inconclusive because the
+simulation was too small for a verdict), 2 bad input (a one-line message on stderr naming the
+option, never a traceback).
+
+``derive --json`` writes ``cov``, ``conditions`` and ``loss`` with names ``sympy.sympify`` reads
+back (``lambda`` → ``lr``, ``S`` → ``batch_size``, ``N`` → ``dataset_size``, ``gamma`` →
+``weight_decay``) and a ``symbols`` table from each printed name to the library symbol's name and
+assumptions (see :func:`describe`).
 
 >>> main(["verify", "lr*c/(h*(2 - lr*h))", "--against", "sgd"])
 equal: the hand formula agrees with the derived result (exact cancellation)
@@ -494,7 +500,7 @@ def plot_checks(reports: Sequence[tuple[str, Any]]):
     left, right = fig.subplots(1, 2, sharey=True)
     markers = {"cov": "o", "velocity_cov": "s", "loss": "D"}
     for k, (_, report) in enumerate(reports):
-        color = "C0" if report.passed else "C3"
+        color = {"ok": "C0", "FAIL": "C3"}.get(_verdict(report), "C7")  # grey: inconclusive
         for row in report.table:
             if row.quantity == "cov":
                 scale = abs(row.theory) or 1.0
