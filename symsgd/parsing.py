@@ -740,12 +740,10 @@ class _Parser:
         return value
 
     def _expr(self) -> Any:
-        self._enter()
         value = self._term()
         while (op := self._accept("+", "-")) is not None:
             rhs = self._term()
             value = value + rhs if op == "+" else value - rhs
-        self.depth -= 1
         return value
 
     def _term(self) -> Any:
@@ -835,11 +833,9 @@ class _Parser:
         closing = {"(": ")", "{": "}"}
         if self.latex:
             closing["["] = "]"
-        if text in closing:
-            self._enter()
+        if text in closing:  # the nesting is counted by _unary
             value = self._expr()
             self._expect(closing[text])
-            self.depth -= 1
             return [value]
         if text == "[":
             return [_List(self._args("]"))]

@@ -543,13 +543,14 @@ def verify(
     )
     if order is not None:
         power = f"{_pretty(lr_symbol)}^{order}" if order > 1 else _pretty(lr_symbol)
+        first = "" if verdict.equal else _first_difference(parsed, target, lr_symbol, timeout)
         verdict = replace(
             verdict,
             method=f"series O({power}), {verdict.method}",
             order=order,
             explanation=(
                 f"Taylor series in {_pretty(lr_symbol)} up to and excluding order {order} "
-                f"(terms before O({power})): {verdict.explanation}"
+                f"(terms before O({power})): {first}{verdict.explanation}"
             ),
         )
     if what != "cov":
@@ -612,6 +613,32 @@ def _series_pair(
     if isinstance(right, sp.MatrixBase):
         right = sp.ImmutableMatrix(right)
     return left, right
+
+
+def _first_difference(hand: Any, target: Any, lr: sp.Symbol, timeout: float | None) -> str:
+    """``"the λ^k coefficients differ (…): "`` for the lowest power of ``lr`` at which two
+    Taylor polynomials differ, or ``""`` when that is too costly to find."""
+    pairs = list(zip(hand, target)) if isinstance(hand, sp.MatrixBase) else [(hand, target)]
+    cols = hand.cols if isinstance(hand, sp.MatrixBase) else 1
+    name = _pretty(lr)
+    try:
+        with _time_limit(timeout):
+            for k in range(64):
+                for index, (a, b) in enumerate(pairs):
+                    if not (_small(a, 2_000) and _small(b, 2_000)):
+                        return ""
+                    ca = sp.cancel(sp.diff(a, lr, k).subs(lr, 0) / sp.factorial(k))
+                    cb = sp.cancel(sp.diff(b, lr, k).subs(lr, 0) / sp.factorial(k))
+                    if sp.cancel(ca - cb) != 0:
+                        where = f" in entry {divmod(index, cols)}" if cols > 1 or index else ""
+                        power = "1" if k == 0 else name if k == 1 else f"{name}^{k}"
+                        return (
+                            f"the {power} coefficients differ{where} (hand {sp.sstr(ca)}, "
+                            f"derived {sp.sstr(cb)}); "
+                        )
+    except _Timeout:
+        return ""
+    return ""
 
 
 def _opaque_traces(entries: list) -> dict:

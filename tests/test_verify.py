@@ -616,3 +616,212 @@ def test_counterexamples_for_a_bare_expression_stay_where_its_denominators_keep_
         point = verdict.counterexample["point"]
         assert point[ss.lr] * point[h] < 2
         assert verdict.counterexample["derived"] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Euler's number: only \mathrm{e}, e^{…} or exp(…); a lone e is a symbol
+# --------------------------------------------------------------------------------------------
+
+E_SYM = sp.Symbol("e")
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [
+        (r"\mathrm{e}", sp.E),
+        (r"\text{e}", sp.E),
+        (r"e^{x}", sp.exp(sp.Symbol("x"))),
+        (r"e^{-\lambda h}", sp.exp(-lr * sp.Symbol("h"))),
+        (r"\exp(x)", sp.exp(sp.Symbol("x"))),
+        ("exp(x)", sp.exp(sp.Symbol("x"))),
+        ("e^x", sp.exp(sp.Symbol("x"))),
+        ("e**2", sp.exp(2)),
+        ("e", E_SYM),
+        (r"e", E_SYM),
+        ("2e", 2 * E_SYM),
+        (r"\frac{e}{2}", E_SYM / 2),
+        ("e*x", E_SYM * sp.Symbol("x")),
+        (r"e x", E_SYM * sp.Symbol("x")),
+        ("1e3", sp.Integer(1000)),  # a plain decimal exponent stays a number
+        (r"\mathrm{e}^{2}", sp.exp(2)),
+    ],
+)
+def test_euler_number_only_where_written_as_such(text, meant):
+    assert parse_formula(text) == meant
+
+
+def test_a_lone_e_against_a_result_is_an_unknown_symbol_with_a_hint():
+    with pytest.raises(ValueError, match=r"a lone e is a plain symbol.*\\mathrm\{e\}"):
+        verify("λ c e/(h(2-λh))", SGD_RESULT)
+    # the exponential is read as such and compared (here: not equal)
+    assert not verify(r"\frac{\lambda c}{h(2-\lambda h)} e^{\lambda}", SGD_RESULT).equal
+    assert verify(r"\frac{\lambda c}{h(2-\lambda h)} e^{0}", SGD_RESULT).equal
+
+
+def test_a_result_symbol_named_e_is_that_symbol():
+    e = sp.Symbol("e", positive=True)
+    derived = Result(lr * e, sp.true)
+    assert verify("lr e", derived).equal
+    assert verify(r"\lambda e", derived).equal
+    assert not verify(r"\lambda \mathrm{e}", derived).equal
+
+
+# --------------------------------------------------------------------------------------------
+# order=n: agreement up to O(λⁿ) of a small-λ expansion
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scalar_sgd():
+    result = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    # the exact law is λc/(h(2 − λh)) = λc/(2h) + λ²c/4 + λ³ch/8 + … (independent check)
+    assert sp.cancel(result.cov - SGD_VAR) == 0
+    return result
+
+
+@pytest.mark.parametrize(
+    ("hand", "order", "equal"),
+    [
+        (r"\frac{\lambda c}{2h} + \frac{\lambda^{2} c}{4}", 3, True),
+        (r"\frac{\lambda c}{2h} + \frac{\lambda^{2} c}{3}", 3, False),  # wrong λ² term
+        (r"\frac{\lambda c}{2h}", 2, True),
+        (r"\frac{\lambda c}{2h}", 3, False),  # misses the λ² term
+        (r"\frac{\eta c}{3h}", 2, False),  # wrong first-order term
+        (r"\frac{\lambda c}{2h} + \frac{\lambda^{2} c}{4} + 7 \lambda^{3}", 3, True),  # O(λ³)
+        ("λc/(2h) + λ^2 c/4 + λ^3 c h/8", 4, True),
+        ("λc/(2h) + λ^2 c/4 + λ^3 c h/9", 4, False),
+        (r"\frac{\lambda c}{h(2-\lambda h)}", 5, True),  # the exact formula at any order
+    ],
+)
+def test_order_compares_taylor_series_in_the_learning_rate(scalar_sgd, hand, order, equal):
+    verdict = verify(hand, scalar_sgd, order=order)
+    assert verdict.equal is equal, str(verdict)
+    assert verdict.order == order
+    assert verdict.method.startswith(f"series O(λ^{order})") or (
+        order == 1 and verdict.method.startswith("series O(λ)")
+    )
+    assert f"up to and excluding order {order}" in verdict.explanation
+    # without order= a truncated expansion is never equal to the exact law
+    if hand != r"\frac{\lambda c}{h(2-\lambda h)}":
+        assert not verify(hand, scalar_sgd).equal
+
+
+def test_order_reports_the_first_differing_coefficient(scalar_sgd):
+    verdict = verify("λc/(2h) + λ^2 c/3", scalar_sgd, order=3)
+    assert not verdict.equal
+    assert "λ^2 coefficient" in verdict.explanation
+    assert "c/3" in verdict.explanation and "c/4" in verdict.explanation
+
+
+def test_order_on_matrices_and_eigen_modes(modes):
+    # eigen-mode: λ[H(2I − λH)]^{-1}C = λ C/(2H) + λ² C/4 + O(λ³), read mode by mode
+    assert verify(r"\frac{\lambda}{2} H^{-1} C + \frac{\lambda^{2}}{4} C", modes, order=3).equal
+    assert not verify(r"\frac{\lambda}{2} H^{-1} C", modes, order=3).equal
+    # explicit 2×2: the first order is λ times the Lyapunov solution of HΣ + ΣH = C
+    H = sp.Matrix([[2, 1], [1, 3]])
+    result = ss.stationary(ss.SGD(lr), ss.Quadratic(H), ss.AdditiveNoise(sp.eye(2)))
+    X = sp.Matrix(2, 2, sp.symbols("x0:4"))
+    solved = sp.solve(list(H * X + X * H.T - sp.eye(2)), list(X))
+    first = lr * X.subs(solved)
+    assert verify(first, result, order=2).equal
+    assert not verify(first * 2, result, order=2).equal
+
+
+def test_order_needs_a_positive_integer_and_a_learning_rate():
+    with pytest.raises(ValueError, match="order must be a positive integer"):
+        verify("h", SGD_RESULT, order=0)
+    with pytest.raises(ValueError, match="order must be a positive integer"):
+        verify("h", SGD_RESULT, order=2.0)
+    with pytest.raises(ValueError, match="no learning-rate symbol"):
+        verify("h", Result(h * c), order=2)
+
+
+# --------------------------------------------------------------------------------------------
+# bounded parsing: hostile inputs fail fast with a ValueError that names the limit
+# --------------------------------------------------------------------------------------------
+
+HOSTILE = [
+    ("10^(10^10)", "at most 20000 bits"),
+    ("10**10**10", "at most 20000 bits"),
+    ("2^2^2^2^2^2^2", "at most 20000 bits"),
+    (r"2^{2^{2^{2^{2^{2}}}}}", "at most 20000 bits"),
+    (r"10^{10^{10}}", "at most 20000 bits"),
+    ("h^(10^10)", "exponents may be at most 1000"),
+    (r"h^{100000}", "exponents may be at most 1000"),
+    ("1e999999", "a decimal exponent may be at most 1000"),
+    ("(" * 10_000 + "h" + ")" * 10_000, "at most 20000 are read"),  # too long, first
+    ("(" * 5_000 + "h" + ")" * 5_000, "nested 5000 levels deep; at most 100 are read"),
+    (r"\left(" * 1_000 + "h" + r"\right)" * 1_000, "at most 100 are read"),
+    ("{" * 5_000 + "h" + "}" * 5_000, "at most 100 are read"),
+    (r"\frac{1}{" * 1_000 + "h" + "}" * 1_000, "at most 100 are read"),
+    ("[" * 5_000 + "h" + "]" * 5_000, "at most 100 are read"),
+    ("-" * 10_000 + "h", "nested more than 100 levels"),
+    ("√" * 10_000 + "h", "nested more than 100 levels"),
+    ("h" + "^{h" * 3_000 + "}" * 3_000, "at most 100 are read"),
+    ("h" + "^h" * 5_000, "nested more than 100 levels"),
+    ("h+" * 50_000 + "h", "at most 20000 are read"),
+    (r"\lambda+" * 12_500 + "h", "at most 20000 are read"),
+    ("1" * 100_000, "at most 20000 are read"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), HOSTILE, ids=lambda x: str(x)[:24])
+def test_hostile_inputs_fail_fast_with_the_limit_named(text, message):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        verify(text, SGD_RESULT)
+    assert time.perf_counter() - start < 1.0
+    assert not isinstance(info.value.__cause__, RecursionError)
+    assert len(str(info.value)) < 1000  # the input is not echoed in full
+
+
+def test_nesting_up_to_the_limit_is_read():
+    deep = "(" * 98 + "λ c/(h(2-λh))" + ")" * 98  # 100 levels with the formula's own
+    assert verify(deep, SGD_RESULT).equal
+    assert verify(
+        r"\left(" * 60 + r"\frac{\lambda c}{h(2-\lambda h)}" + r"\right)" * 60, SGD_RESULT
+    )
+
+
+def test_the_timeout_covers_parsing(monkeypatch):
+    real = parsing_module._Parser.parse
+
+    def slow_parse(self):
+        time.sleep(30)
+        return real(self)
+
+    monkeypatch.setattr(parsing_module._Parser, "parse", slow_parse)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"longer than timeout=0\.3 s"):
+        verify("λ c/(h(2-λh))", SGD_RESULT, timeout=0.3)
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os').system('echo hacked')",
+        "__import__",
+        "h.__class__",
+        "h.__class__.__mro__",
+        "().__class__.__bases__[0].__subclasses__()",
+        "import os",
+        "exec('1')",
+        "eval('h')",
+        "getattr(h, 'real')",
+        "lambda: h",
+        "open('/etc/passwd')",
+        "h; import os",
+        "h___class__",
+        r"\input{/etc/passwd}",
+        r"\def\x{h}\x",
+        r"\mathrm{__import__}",
+        r"\operatorname{os.system}",
+        r"\begin{verbatim}h\end{verbatim}",
+    ],
+)
+def test_malicious_strings_are_refused_by_the_safe_parser(text):
+    with pytest.raises(ValueError, match="could not parse hand formula"):
+        parse_formula(text)
+    with pytest.raises(ValueError):
+        verify(text, SGD_RESULT)
