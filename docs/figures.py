@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import sympy as sp
 
 import symsgd as ss
+from symsgd.tails import sgd_fourth_moment_edge
 
 HERE = Path(__file__).parent
 
@@ -26,13 +27,15 @@ def sweep_figure() -> None:
     left.set_yscale("log")
 
     mini = ss.stationary(
-        ss.SGD(ss.lr), ss.LinearRegression(a, label_noise=1), ss.MinibatchNoise(ss.batch_size)
+        ss.SGD(ss.lr), ss.LinearRegression(a, label_variance=1), ss.MinibatchNoise(ss.batch_size)
     )
     # mean-square edge: λa = 2S/(S+2) = 1 at S = 2.  Well before it the stationary law has
-    # power-law tails (Mori et al. 2022): E θ⁴ is infinite from λ ≈ 0.65 on (E(1 − λu/2)⁴ > 1 with
-    # u ~ χ²₂), and without a finite fourth moment no standard error of the variance is valid,
-    # so the sweep stops at λ = 0.6.
+    # power-law tails (Mori et al. 2022): E θ⁴ is infinite from the real root λ ≈ 0.6265 of
+    # 6λ³ − 6λ² + 3λ − 1 on (where E(1 − λu/2)⁴ = 1 with u ~ χ²₂), and without a finite fourth
+    # moment no standard error of the variance is valid, so the sweep stops at λ = 0.6.
+    edge = float(sgd_fourth_moment_edge(1, 2))
     rates = [0.05, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert max(rates) < edge, (rates, edge)
     ss.sweep(mini, ss.lr, rates, {a: 1.0, ss.batch_size: 2}, seed=2).plot(ax=right)
     right.set_title("SGD, real minibatches (S = 2), a = 1, σ² = 1")
     right.set_yscale("log")

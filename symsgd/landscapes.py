@@ -15,6 +15,7 @@ Three forms of ``H`` are supported:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -178,14 +179,38 @@ def _pairings(items: tuple) -> list[list[tuple]]:
     return out
 
 
+_UNSET = object()
+
+
+def _label_variance(label_variance, label_noise, where: str) -> sp.Expr:
+    """The label-noise variance from ``label_variance=`` or the deprecated ``label_noise=``."""
+    if label_noise is not _UNSET:
+        if label_variance is not _UNSET:
+            raise TypeError(
+                f"{where}: pass the label-noise variance once, as label_variance=σ²; "
+                f"label_noise= is its deprecated old name."
+            )
+        warnings.warn(
+            f"{where}: label_noise= is deprecated because it takes the variance σ² while "
+            f"ss.label_noise is the standard deviation σ; use label_variance= (same value).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        label_variance = label_noise
+    return sp.S.Zero if label_variance is _UNSET else label_variance
+
+
 @dataclass(frozen=True, init=False)
 class LinearRegression(Landscape):
     r"""Linear regression with per-sample loss :math:`\ell = \tfrac12(\theta^\top x - y)^2`.
 
-    *Gaussian (online) form* ``LinearRegression(A, label_noise=σ², theta_star=None)``: inputs
+    *Gaussian (online) form* ``LinearRegression(A, label_variance=σ², theta_star=None)``: inputs
     :math:`x\sim N(0, A)`, labels :math:`y = \theta_*^\top x + \epsilon` with
     :math:`\operatorname{Var}\epsilon = \sigma^2`; the Hessian is ``A``.  ``A`` is a scalar, an
-    explicit matrix, or (:meth:`commuting`) an eigenvalue symbol.
+    explicit matrix, or (:meth:`commuting`) an eigenvalue symbol.  ``label_variance`` is the
+    label-noise *variance* σ²; the library symbol :data:`symsgd.label_noise` is the standard
+    deviation σ, so a symbolic variance is ``label_variance=ss.label_noise**2``.  The old keyword
+    ``label_noise=`` (also σ²) still works and raises a :class:`DeprecationWarning`.
 
     *Finite data* ``LinearRegression.from_data(X, y)``: rows of ``X`` are the inputs; the loss is
     the mean over the N samples; the Hessian is :math:`\hat H = X^\top X/N`; ``theta_star`` is
@@ -196,34 +221,47 @@ class LinearRegression(Landscape):
 
     >>> import sympy as sp, symsgd as ss
     >>> a = sp.Symbol("a", positive=True)
-    >>> ss.LinearRegression(a, label_noise=ss.label_noise**2).hessian
-    Matrix([[a]])
+    >>> land = ss.LinearRegression(a, label_variance=ss.label_noise**2)
+    >>> land.hessian, land.label_variance
+    (Matrix([[a]]), sigma**2)
     """
 
     A: sp.ImmutableMatrix | None = None
-    label_noise: sp.Expr = sp.S.Zero
+    #: the label-noise variance σ² (0 for finite data)
+    label_variance: sp.Expr = sp.S.Zero
     theta_star: sp.ImmutableMatrix | None = None
     data: tuple | None = None
 
     def __init__(
         self,
         A,
-        label_noise=0,
+        label_variance=_UNSET,
         theta_star=None,
         *,
+        label_noise=_UNSET,
         _modes: bool = False,
         _names: dict | None = None,
         _data: tuple | None = None,
     ):
+        label_variance = _label_variance(label_variance, label_noise, "LinearRegression")
         matrix = as_matrix(A, "A")
         check_symmetric(matrix, "A")
         from ._util import check_psd
 
         check_psd(matrix, "A")
-        sigma2 = sp.sympify(label_noise)
-        if sigma2.is_negative:
+        try:
+            sigma2 = sp.sympify(label_variance)
+        except (sp.SympifyError, TypeError):
+            sigma2 = None
+        if not isinstance(sigma2, sp.Expr) or sigma2.is_real is False:
             raise ValueError(
-                f"label_noise is the label-noise *variance* σ² and must be ≥ 0; got {sigma2}."
+                f"LinearRegression: label_variance must be a real number or sympy expression "
+                f"(the label-noise variance σ²); got {label_variance!r}."
+            )
+        if sigma2.is_negative or sigma2.has(sp.nan, sp.oo, -sp.oo, sp.zoo):
+            raise ValueError(
+                f"LinearRegression: label_variance is the label-noise *variance* σ² and must be "
+                f"a finite number ≥ 0; got {sigma2}."
             )
         d = matrix.rows
         if theta_star is None:
@@ -240,22 +278,39 @@ class LinearRegression(Landscape):
         object.__setattr__(self, "modes", _modes)
         object.__setattr__(self, "mode_names", dict(_names or {}))
         object.__setattr__(self, "A", matrix)
-        object.__setattr__(self, "label_noise", sigma2)
+        object.__setattr__(self, "label_variance", sigma2)
         object.__setattr__(self, "theta_star", star)
         object.__setattr__(self, "data", _data)
 
+    @property
+    def label_noise(self) -> sp.Expr:
+        """Old name of :attr:`label_variance` (the variance σ², not σ); kept for reading."""
+        return self.label_variance
+
     @classmethod
     def commuting(
-        cls, a: sp.Symbol | None = None, label_noise=0, theta_star=None
+        cls,
+        a: sp.Symbol | None = None,
+        label_variance=_UNSET,
+        theta_star=None,
+        *,
+        label_noise=_UNSET,
     ) -> LinearRegression:
         r"""Eigen-mode form: ``a`` is one eigenvalue of the input covariance ``A`` (and
-        ``theta_star`` the component of θ* along that mode).  Minibatch noise couples the modes
-        through :math:`\operatorname{Tr}(A\Sigma)`; :func:`symsgd.stationary` closes that
-        trace self-consistently and answers with traces of matrix functions of ``A``."""
+        ``theta_star`` the component of θ* along that mode); ``label_variance`` is σ².  Minibatch
+        noise couples the modes through :math:`\operatorname{Tr}(A\Sigma)`;
+        :func:`symsgd.stationary` closes that trace self-consistently and answers with traces of
+        matrix functions of ``A``.
+
+        >>> import symsgd as ss
+        >>> ss.LinearRegression.commuting(label_variance=1)
+        LinearRegression.commuting(a, label_variance=1)
+        """
+        label_variance = _label_variance(label_variance, label_noise, "LinearRegression.commuting")
         a = sp.Symbol("a", positive=True) if a is None else a
         if not isinstance(a, sp.Symbol):
             raise ValueError(f"LinearRegression.commuting(a) needs a sympy Symbol; got {a!r}.")
-        return cls(a, label_noise, theta_star, _modes=True, _names={a: "A"})
+        return cls(a, label_variance, theta_star, _modes=True, _names={a: "A"})
 
     @classmethod
     def from_data(cls, X, y) -> LinearRegression:
@@ -313,7 +368,7 @@ class LinearRegression(Landscape):
         from .modes import COUPLING
 
         trace = COUPLING if self.modes else None
-        return isserlis_quartic(A, U, trace) - A * U * A + self.label_noise * A
+        return isserlis_quartic(A, U, trace) - A * U * A + self.label_variance * A
 
     def coupling_density(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr:
         r"""One mode's share :math:`a(\Sigma + b^2)` of the coupling trace
@@ -348,10 +403,10 @@ class LinearRegression(Landscape):
             if self.modes:  # ½ Tr(A E[uuᵀ]) is half the closed coupling trace
                 from .modes import COUPLING
 
-                return sp.Rational(1, 2) * (COUPLING + self.label_noise)
+                return sp.Rational(1, 2) * (COUPLING + self.label_variance)
             b = self.offset(weight_decay)
             return sp.Rational(1, 2) * (
-                (sp.Matrix(self.A) * (cov + b * b.T)).trace() + self.label_noise
+                (sp.Matrix(self.A) * (cov + b * b.T)).trace() + self.label_variance
             )
         X, Y = self.data
         N = X.rows
@@ -372,4 +427,4 @@ class LinearRegression(Landscape):
         head = "LinearRegression.commuting" if self.modes else "LinearRegression"
         star = self.theta_star
         star = "" if star is None or star.is_zero_matrix else f", theta_star={sp.sstr(list(star))}"
-        return f"{head}({A}, label_noise={self.label_noise}{star})"
+        return f"{head}({A}, label_variance={self.label_variance}{star})"

@@ -36,7 +36,9 @@ class Noise:
         raise NotImplementedError
 
     def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
-        """The per-sample gradient covariance at the minimum (used by natural gradient)."""
+        r"""The default Fisher of :class:`~symsgd.NaturalGradient`: the covariance :math:`C_1` of
+        *one* gradient sample at the (weight-decayed) minimum.  For a model whose gradient noise
+        is not built from samples this is the noise covariance at the minimum, :math:`Q(0)`."""
         d = landscape.dim
         return self.covariance(landscape, sp.zeros(d, d), weight_decay)
 
@@ -145,7 +147,7 @@ class MinibatchNoise(Noise):
     >>> import sympy as sp, symsgd as ss
     >>> a = sp.Symbol("a", positive=True)
     >>> noise = ss.MinibatchNoise(batch_size=ss.batch_size)
-    >>> noise.covariance(ss.LinearRegression(a, label_noise=1), sp.Matrix([[0]]))
+    >>> noise.covariance(ss.LinearRegression(a, label_variance=1), sp.Matrix([[0]]))
     Matrix([[a/S]])
     """
 
@@ -188,7 +190,7 @@ class MinibatchNoise(Noise):
         if not isinstance(landscape, LinearRegression):
             raise ValueError(
                 "MinibatchNoise needs per-sample gradients, which Quadratic does not define; use "
-                "LinearRegression(A, label_noise=σ²) or LinearRegression.from_data(X, y), or "
+                "LinearRegression(A, label_variance=σ²) or LinearRegression.from_data(X, y), or "
                 "AdditiveNoise(C) for a quadratic loss."
             )
         own = landscape.dataset_size
@@ -222,9 +224,34 @@ class MinibatchNoise(Noise):
         return (alpha * own + beta * (X_sum * Sigma * X_sum + c_sum * c_sum.T)) / S**2
 
     def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
-        """Per-sample gradient covariance at the minimum: S · Q(0) (N = oo), i.e. σ²A."""
+        r"""The per-sample gradient covariance at the minimum, :math:`C_1 =
+        \operatorname{Cov}_i[\nabla\ell_i]` for one sample i — independent of the batch size S
+        and of the sampling design (those only scale how much of :math:`C_1` a minibatch
+        average keeps):
+
+        * Gaussian inputs (N = oo): :math:`C_1 = \sigma^2 A` without weight decay (in general
+          :meth:`~symsgd.landscapes.LinearRegression.gradient_covariance` at Σ = 0);
+        * a finite data set, i uniform over the N samples:
+          :math:`C_1 = \frac1N\sum_i c_ic_i^\top - \bar c\,\bar c^\top`,
+          :math:`\bar c = \frac1N\sum_i c_i` (zero without weight decay).
+
+        With replacement :math:`C_1 = S\,Q(0)`; without replacement
+        :math:`S\,Q(0) = \frac{N-S}{N-1}C_1`, which vanishes at S = N — the batch noise, not the
+        per-sample covariance.
+
+        >>> import sympy as sp, symsgd as ss
+        >>> a, S = sp.Symbol("a", positive=True), ss.batch_size
+        >>> ss.MinibatchNoise(S).fisher(ss.LinearRegression(a, label_variance=2))
+        Matrix([[2*a]])
+        """
+        N = self.resolved_dataset_size(landscape)
         d = landscape.dim
-        return self.covariance(landscape, sp.zeros(d, d), weight_decay) * self.batch_size
+        if N is sp.oo:
+            return landscape.gradient_covariance(sp.zeros(d, d), weight_decay)
+        terms = landscape.sample_terms(weight_decay)
+        mean = sum((c for _, c in terms), sp.zeros(d, 1)) / N
+        own = sum((c * c.T for _, c in terms), sp.zeros(d, d)) / N
+        return (own - mean * mean.T).applyfunc(sp.cancel)
 
     def mode_names(self, landscape: Landscape) -> dict:
         return {}

@@ -265,9 +265,26 @@ class DampedNewton(SGD):
 class NaturalGradient(SGD):
     r"""Natural-gradient descent :math:`\theta_{t+1} = \theta_t - \lambda F^{-1} g_t`.
 
-    ``F`` is the Fisher information.  By default it is the *per-sample gradient covariance at
-    the minimum*, which for a well-specified likelihood model equals the Fisher; for additive
-    noise that is ``C``.  Pass ``fisher=`` to use another matrix (e.g. the Hessian).
+    ``F`` is the Fisher information.  **Convention:** by default ``F`` is the *per-sample
+    gradient covariance at the minimum*, :math:`C_1 = \operatorname{Cov}[\nabla\ell_i(\theta_*)]`
+    for one sample i (:meth:`~symsgd.noise.Noise.fisher`), the same for every noise model and
+    landscape:
+
+    * additive noise: ``C``;
+    * online Gaussian regression: :math:`\sigma^2 A` (plus the weight-decay offset terms);
+    * a finite data set: the covariance of :math:`\nabla\ell_i` over the N samples (divisor N).
+
+    It does not depend on the batch size S or on sampling with/without replacement: those are
+    choices of the optimizer's noise, while the Fisher is a property of the model and the data.
+    (The minibatch noise itself, :math:`Q(0) = \frac{N-S}{N-1}C_1/S` without replacement, would
+    change with S and vanish at S = N.)  Why this rather than the model's Fisher
+    :math:`\mathbb E_{y\sim p_\theta}[\nabla\log p\,\nabla\log p^\top]`: it is defined for
+    every landscape and noise model (a quadratic with additive noise has no likelihood), and
+    where the loss is the negative log-likelihood of a well-specified model it *is* the Fisher
+    (online: at the minimum the data's gradient covariance equals the model's — e.g. squared
+    loss with unit label variance, :math:`C_1 = A = F`; finite data: the empirical Fisher).
+    Pass ``fisher=`` for another matrix (the Hessian, or :math:`A/\sigma^2` for the Gaussian
+    likelihood with label variance σ²).
 
     >>> import symsgd as ss
     >>> ss.NaturalGradient(ss.lr).fisher is None
@@ -372,5 +389,34 @@ class Adam(Optimizer):
         return self
 
     def preconditioner(self, landscape, noise):
+        r""":math:`P = \operatorname{diag}(1/(\sqrt{v_i}+\epsilon))`.
+
+        Exact where that is cheap: rational entries when every :math:`\sqrt{v_i}` is rational,
+        symbolic ones when the problem has free symbols.  A problem whose every parameter is a
+        number but some :math:`\sqrt{v_i}` is irrational gets float entries (correctly rounded
+        from a 30-digit evaluation): eliminating over :math:`\mathbb Q(\sqrt{v_1}, \dots)` is
+        orders of magnitude slower (minutes at d = 2), so such a problem is solved — and its
+        result certified — in floating point, like any problem with float entries.
+        """
         v = self.second_moment(landscape, noise)
-        return sp.diag(*[1 / (sp.sqrt(x) + self.eps) for x in v])
+        entries = [1 / (sp.sqrt(x) + self.eps) for x in v]
+        if _irrational_numbers(entries) and _all_numeric(self, landscape, noise):
+            entries = [sp.Float(e.evalf(30), 17) if not e.is_Rational else e for e in entries]
+        return sp.diag(*entries)
+
+
+def _irrational_numbers(entries: list) -> bool:
+    """True if some entry is a number that is not rational (e.g. 1/√2)."""
+    return any(
+        (not e.free_symbols) and e.is_number and not e.is_Rational and not e.is_Float
+        for e in entries
+    )
+
+
+def _all_numeric(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> bool:
+    """True if no field of the three value objects that enters the recursion holds a free
+    symbol."""
+    from ._util import field_symbols
+
+    unused = sp.sympify(getattr(optimizer, "beta2", 0)).free_symbols  # β₂ does not enter
+    return not ((optimizer.symbols() - unused) | field_symbols(landscape) | field_symbols(noise))

@@ -45,7 +45,8 @@ beta1 = sp.Symbol("beta_1", nonnegative=True)
 beta2 = sp.Symbol("beta_2", nonnegative=True)
 #: Adam's ε > 0
 eps = sp.Symbol("epsilon", positive=True)
-#: standard deviation σ of the label noise (its variance is ``label_noise**2``)
+#: standard deviation σ of the label noise; its variance σ² = ``label_noise**2`` is what
+#: ``LinearRegression(A, label_variance=...)`` takes
 label_noise = sp.Symbol("sigma", positive=True)
 
 #: Python alias -> library symbol.

@@ -47,7 +47,7 @@ PROBLEMS = {
     ),
     "2d-coupled-minibatch": (
         ss.Adam(0.05, 0.9, eps=1e-8, weight_decay=0.1),
-        ss.LinearRegression(sp.Matrix([[2, 1], [1, 3]]), label_noise=1, theta_star=[1, -1]),
+        ss.LinearRegression(sp.Matrix([[2, 1], [1, 3]]), label_variance=1, theta_star=[1, -1]),
         ss.MinibatchNoise(4),
     ),
     "2d-finite-data": (
@@ -320,3 +320,65 @@ def test_other_errors():
     with pytest.raises(ValueError, match="another name="):
         v_1 = sp.Symbol("v_1", positive=True)
         ss.adam_self_consistency_equations(ss.Adam(lr), ss.Quadratic(h), ss.AdditiveNoise(v_1))
+
+
+# -- numeric non-diagonal problems with irrational √v ------------------------------------------
+
+H_COUPLED = sp.Matrix([[2, 1], [1, 3]])
+IRRATIONAL_NOISE = {
+    "C=I/2": sp.eye(2) / 2,  # √v = 1/√2 in both coordinates
+    "C-correlated": sp.Matrix([[sp.Rational(1, 2), sp.Rational(1, 5)], [sp.Rational(1, 5), 3]]),
+}
+
+
+def _frozen_adam_by_hand(H, C, v, lr_, beta1, eps_) -> np.ndarray:
+    """Stationary state covariance of (θ, m) for frozen Adam, from the update rule:
+    m' = β₁m + (1−β₁)(Hθ + ξ), θ' = θ − λP m', P = diag(1/(√v + ε)), Cov ξ = C."""
+    d = H.shape[0]
+    P = np.diag(1 / (np.sqrt(v) + eps_))
+    eye = np.eye(d)
+    M = np.block(
+        [[eye - lr_ * (1 - beta1) * P @ H, -lr_ * beta1 * P], [(1 - beta1) * H, beta1 * eye]]
+    )
+    B = np.vstack([-lr_ * (1 - beta1) * P, (1 - beta1) * eye])
+    return solve_discrete_lyapunov(M, B @ C @ B.T)
+
+
+@pytest.mark.parametrize("name", list(IRRATIONAL_NOISE))
+@pytest.mark.parametrize("eps_", [0, sp.Rational(1, 10)])
+def test_numeric_problem_with_irrational_sqrt_v_is_fast_and_right(name, eps_):
+    """Once > 100 s (exact elimination over ℚ(√2, …)); now a certified float solve."""
+    import time
+
+    C = IRRATIONAL_NOISE[name]
+    lr_, beta1 = sp.Rational(1, 10), sp.Rational(1, 2)
+    start = time.perf_counter()
+    result = ss.stationary(
+        ss.Adam(lr_, beta1, eps=eps_), ss.Quadratic(H_COUPLED), ss.AdditiveNoise(C)
+    )
+    elapsed = time.perf_counter() - start
+    assert elapsed < 10, elapsed  # measured: about 0.3 s
+    H_, C_ = _array(H_COUPLED), _array(C)
+    want = _frozen_adam_by_hand(H_, C_, np.diagonal(C_), float(lr_), float(beta1), float(eps_))
+    np.testing.assert_allclose(_array(result.state_cov), want, rtol=1e-10, atol=1e-15)
+
+
+def test_self_consistent_v_with_irrational_roots_matches_a_hand_fixed_point():
+    """adam_self_consistent on the coupled problem against scipy's root of the hand-written
+    v = diag(HΣ_θH + C)."""
+    from scipy.optimize import fsolve
+
+    C = IRRATIONAL_NOISE["C-correlated"]
+    H_, C_ = _array(H_COUPLED), _array(C)
+    lr_, beta1 = 0.1, 0.5
+
+    def excess(v):
+        sigma = _frozen_adam_by_hand(H_, C_, v, lr_, beta1, 0.0)[:2, :2]
+        return np.diagonal(H_ @ sigma @ H_ + C_) - v
+
+    reference = fsolve(excess, np.diagonal(C_), xtol=1e-13)
+    assert np.max(np.abs(excess(reference))) < 1e-12
+    fp = ss.adam_self_consistent(
+        ss.Adam(lr_, beta1, eps=0), ss.Quadratic(H_COUPLED), ss.AdditiveNoise(C)
+    )
+    np.testing.assert_allclose(fp.v, reference, rtol=1e-10)

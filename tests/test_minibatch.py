@@ -100,7 +100,7 @@ def test_online_explicit_matrix_matches_textbook_fixed_point():
         ("sgd", ss.SGD(sp.Rational(1, 5), weight_decay=sp.Rational(1, 10)), {"wd": 0.1}),
     ]:
         result = ss.stationary(
-            opt, ss.LinearRegression(A, label_noise=sigma2), ss.MinibatchNoise(S)
+            opt, ss.LinearRegression(A, label_variance=sigma2), ss.MinibatchNoise(S)
         )
         want = gaussian_minibatch_cov(
             name, np.array(A, dtype=float), float(sigma2), S, float(opt.lr), **kw
@@ -112,7 +112,7 @@ def test_weight_decay_gives_noise_without_label_noise():
     """With L2 the minimum moves off θ*, so per-sample gradients there do not vanish: the noise
     has a rank-one part and the variance is non-zero even with σ² = 0."""
     gamma = ss.weight_decay
-    land = ss.LinearRegression(a, label_noise=0, theta_star=2)
+    land = ss.LinearRegression(a, label_variance=0, theta_star=2)
     result = ss.stationary(ss.SGD(lam, weight_decay=gamma), land, ss.MinibatchNoise(1))
     assert result.cov != 0
     assert sp.cancel(result.cov.subs(gamma, 0)) == 0
@@ -129,7 +129,7 @@ def test_weight_decay_gives_noise_without_label_noise():
 def test_noise_cov_exposes_how_far_c_proportional_to_h_is():
     s = ss.label_noise
     result = ss.stationary(
-        ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2), ss.MinibatchNoise(ss.batch_size)
+        ss.SGD(lam), ss.LinearRegression(a, label_variance=s**2), ss.MinibatchNoise(ss.batch_size)
     )
     Q = result.noise_cov
     # Q = (a²V + aV·a + σ²a)/S at the stationary V: larger than the σ²a/S of "C ∝ H"
@@ -141,7 +141,7 @@ def test_linear_scaling_rule_fails():
     """At fixed λ/S the stationary variance still changes with S (exact result)."""
     s = ss.label_noise
     result = ss.stationary(
-        ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2), ss.MinibatchNoise(ss.batch_size)
+        ss.SGD(lam), ss.LinearRegression(a, label_variance=s**2), ss.MinibatchNoise(ss.batch_size)
     )
     f = result.lambdify()
     ratio = 0.2
@@ -172,7 +172,7 @@ def test_eigen_mode_trace_closure_matches_explicit_diagonal(optimizer):
     s = ss.label_noise
     modes = ss.stationary(
         optimizer,
-        ss.LinearRegression.commuting(a, label_noise=s**2),
+        ss.LinearRegression.commuting(a, label_variance=s**2),
         ss.MinibatchNoise(ss.batch_size),
     )
     values = {"lr": sp.Rational(1, 10), "batch_size": 2, "sigma": 1}
@@ -187,7 +187,7 @@ def test_eigen_mode_trace_closure_matches_explicit_diagonal(optimizer):
     )
     explicit = ss.stationary(
         explicit_opt,
-        ss.LinearRegression(sp.diag(*eigenvalues), label_noise=1),
+        ss.LinearRegression(sp.diag(*eigenvalues), label_variance=1),
         ss.MinibatchNoise(2),
     )
     assert by_modes == explicit.cov
@@ -198,7 +198,7 @@ def test_eigen_mode_closed_form_matches_published_reference():
     """REFERENCES.md 3 in the commuting form, at exact eigenvalues."""
     s, S = ss.label_noise, ss.batch_size
     result = ss.stationary(
-        ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2), ss.MinibatchNoise(S)
+        ss.SGD(lam), ss.LinearRegression.commuting(a, label_variance=s**2), ss.MinibatchNoise(S)
     )
     eig = [sp.Rational(1, 2), 1, sp.Rational(5, 2)]
     point = {lam: sp.Rational(1, 7), S: 3, s: 2}
@@ -215,7 +215,84 @@ def test_eigen_mode_trace_condition_is_enforced():
     """λ Tr(...) < 1 can fail although every mode is stable on its own."""
     s = ss.label_noise
     result = ss.stationary(
-        ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=s**2), ss.MinibatchNoise(1)
+        ss.SGD(lam), ss.LinearRegression.commuting(a, label_variance=s**2), ss.MinibatchNoise(1)
     ).subs(lr=sp.Rational(1, 10), sigma=1)
     with pytest.raises(ss.UnstableError, match="Tr"):
         result.on_modes([1] * 30)  # each mode alone is fine (λa = 0.1 < 2/3)
+
+
+# -- the label-noise keyword ----------------------------------------------------------------------
+
+
+def test_label_variance_is_the_keyword_and_label_noise_is_deprecated():
+    s = ss.label_noise  # the symbol is the standard deviation σ
+    new = ss.LinearRegression(a, label_variance=s**2, theta_star=1)
+    assert new.label_variance == s**2 and new.label_noise == s**2  # old attribute still reads
+    assert "label_variance=sigma**2" in repr(new)
+    with pytest.warns(DeprecationWarning, match="use label_variance=") as caught:
+        old = ss.LinearRegression(a, label_noise=s**2, theta_star=1)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert old == new
+    with pytest.warns(DeprecationWarning, match="use label_variance="):
+        old_modes = ss.LinearRegression.commuting(a, label_noise=2)
+    assert old_modes == ss.LinearRegression.commuting(a, label_variance=2)
+    assert ss.LinearRegression(a, 3) == ss.LinearRegression(a, label_variance=3)  # positional
+    with pytest.raises(TypeError, match="once"):
+        ss.LinearRegression(a, label_variance=1, label_noise=1)
+    # both keywords give the same derived law
+    noise = ss.MinibatchNoise(2)
+    with pytest.warns(DeprecationWarning):
+        legacy = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=s**2), noise)
+    assert legacy.cov == ss.stationary(ss.SGD(lam), new.__class__(a, s**2), noise).cov
+
+
+@pytest.mark.parametrize("bad", [-1, sp.nan, 1j, sp.oo])
+def test_label_variance_must_be_a_finite_non_negative_real(bad):
+    with pytest.raises(ValueError, match="label_variance"):
+        ss.LinearRegression(a, label_variance=bad)
+
+
+# -- natural gradient's default Fisher ------------------------------------------------------------
+
+
+def _per_sample_covariance(X: np.ndarray, Y: np.ndarray, gamma: float) -> np.ndarray:
+    """Cov_i of the per-sample gradients x_i(x_iᵀθ − y_i) at θ_γ = (XᵀX/N + γ)⁻¹XᵀY/N, i uniform
+    over the N samples (divisor N)."""
+    N, d = X.shape
+    theta = np.linalg.solve(X.T @ X / N + gamma * np.eye(d), X.T @ Y / N)
+    grads = X * (X @ theta - Y)[:, None]
+    mean = grads.mean(axis=0)
+    return grads.T @ grads / N - np.outer(mean, mean)
+
+
+@pytest.mark.parametrize("gamma", [0, sp.Rational(1, 3)])
+def test_natural_gradient_fisher_is_the_per_sample_covariance_for_every_batch_size(gamma):
+    land = ss.LinearRegression.from_data(_rational(X_SMALL), _rational(Y_SMALL))
+    want = _per_sample_covariance(X_SMALL, Y_SMALL, float(gamma))
+    N = X_SMALL.shape[0]
+    optimizer = ss.NaturalGradient(lam, weight_decay=gamma)
+    preconditioners = set()
+    for replacement in (True, False):
+        for S in range(1, N + 1):
+            noise = ss.MinibatchNoise(S, replacement=replacement)
+            F = noise.fisher(land, gamma)
+            assert np.allclose(np.array(F, dtype=float), want, rtol=1e-12, atol=1e-15)
+            preconditioners.add(sp.ImmutableMatrix(optimizer.preconditioner(land, noise)))
+    assert len(preconditioners) == 1  # independent of S and of the sampling design
+    # at S = N without replacement the batch noise vanishes, the Fisher does not
+    full = ss.MinibatchNoise(N, replacement=False)
+    assert full.covariance(land, sp.zeros(2, 2), gamma) == sp.zeros(2, 2)
+    assert abs(np.linalg.det(want)) > 1e-6
+    P = np.array(optimizer.preconditioner(land, full), dtype=float)
+    assert np.allclose(P @ want, np.eye(2), atol=1e-12)
+    result = ss.stationary(optimizer, land, full)  # full batch: no noise, no fluctuations
+    assert result.cov == sp.zeros(2, 2)
+
+
+def test_natural_gradient_fisher_online_is_label_variance_times_a():
+    A = sp.Matrix([[2, 1], [1, 3]])
+    s2 = sp.Rational(3, 4)
+    land = ss.LinearRegression(A, label_variance=s2)
+    for S in (1, 3, ss.batch_size):
+        assert ss.MinibatchNoise(S).fisher(land) == s2 * A
+    assert ss.AdditiveNoise(A).fisher(ss.Quadratic(A)) == A
