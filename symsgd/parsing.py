@@ -3,20 +3,40 @@ r"""Read a hand formula — a plain string, LaTeX or a sympy object — into sym
 :func:`parse_formula` turns what you typed into a sympy expression or matrix; :func:`verify
 <symsgd.verify.verify>` uses the same reader against the symbols of a derived result.
 
-Plain strings go through a small recursive-descent parser that knows numbers, names,
-``+ - * / ^ **``, parentheses, implicit multiplication and a short whitelist of functions; LaTeX
-goes through sympy's ANTLR LaTeX parser behind a whitelist of commands (display environments and
-``\left/\right`` stripped, a power on a parenthesised group kept on the group).  Names are matched
-to known symbols by name, after normalising Greek letters (``λ``, ``\lambda``, ``lambda``) and
-subscripts (``h_{11}``, ``h_11``, ``h11``), and by alias: ``λ``/``η``/``lr`` is the learning rate,
-``μ``/``β``/``momentum`` the momentum, ``S``/``B`` the batch size, ``N`` the data-set size, ``γ``
-the weight decay, ``σ`` the label noise.  Against an eigen-mode result (``Quadratic.commuting``) a
-formula may also use the result's matrix names — ``λ[H(2I - λH)]^{-1}C``, as
-:meth:`~symsgd.Stationary.latex` prints it — which are read mode by mode (``H`` → h, ``C`` → c,
-``I`` → 1; see :func:`mode_matrices`).
+Plain strings and LaTeX are tokenised separately and read by one small recursive-descent grammar:
+numbers, names, ``+ - * / ^ **``, brackets, implicit multiplication and a short whitelist of
+functions; in LaTeX also ``\frac``, ``\sqrt[n]{}``, ``\cdot``, ``\left``/``\right`` and
+``\big``/``\Big``/``\bigl``/``\Bigr``… (sizes are ignored), ``\operatorname{..}``/
+``\mathrm{..}``/``\text{..}`` names, ``\begin{pmatrix}`` matrices, ``X^{\top}`` and the
+``align``/``equation`` environments.  A LaTeX document as :meth:`symsgd.Stationary.latex` prints
+it is read whole: ``lhs = body`` (the body is read), and "where D = …" definitions (also
+``\det(x I - H) = x^n - e_1 x^{n-1} + …``, which defines the invariants ``e_k`` of H, and
+``K = \begin{pmatrix}…``) are substituted into the body (see :func:`latex_document`).
+Products keep their order, so matrix formulas (``H C H^{\top}``) are read as matrix products.
+
+Names are matched to known symbols by name, after normalising Greek letters (``λ``, ``\lambda``,
+``lambda``) and subscripts (``h_{11}``, ``h_11``, ``h11``), and by alias: ``λ``/``η``/``lr`` is
+the learning rate, ``μ``/``β``/``momentum`` the momentum, ``S``/``B`` the batch size, ``N`` the
+data-set size, ``γ`` the weight decay, ``σ`` the label noise.  Against an eigen-mode result
+(``Quadratic.commuting``) a formula may also use the result's matrix names —
+``λ[H(2I - λH)]^{-1}C``, as :meth:`~symsgd.Stationary.latex` prints it — which are read mode by
+mode (``H`` → h, ``C`` → c, ``I`` → 1; ``\operatorname{Tr}[f(A)]`` → the trace over the modes;
+see :func:`mode_matrices`).
+
+**Euler's number** is ``\mathrm{e}`` (LaTeX), ``e^{…}``/``e^x``/``e**x`` (the exponential, in
+LaTeX and plain strings) or ``exp(…)``; anywhere else ``e`` is a plain symbol (``2e`` is 2·e),
+and a plain decimal exponent stays a number (``1e3`` = 1000).  A symbol named ``e`` in the
+derived result takes precedence: ``e^{2}`` is then its square.
+
+**Limits.**  Every input is read in time linear in its length or refused with a ValueError that
+names the limit: at most :data:`MAX_LENGTH` characters, brackets/signs/powers nested at most
+:data:`MAX_DEPTH` deep, powers of symbols with exponents up to :data:`MAX_EXPONENT` and powers of
+numbers up to :data:`MAX_BITS` bits (``10^(10^10)`` and ``2^2^2^2^2^2^2`` are refused at once).
 
     >>> parse_formula(r"\frac{\eta c}{h(2-\eta h)}") == parse_formula("lr c/(h(2 - lr h))")
     True
+    >>> parse_formula(r"e^{-x} + \mathrm{e} + e")
+    e + E + exp(-x)
 """
 
 from __future__ import annotations
@@ -518,7 +538,13 @@ def _latex_tokens(text: str) -> list[tuple[str, str, int]]:
                 )
             continue
         if ch.isdigit() or (ch == "." and at + 1 < n and text[at + 1].isdigit()):
-            if last_op() in ("^", "_"):  # x^23 is x^2 * 3 in LaTeX
+            after_frac = (tokens and tokens[-1] == ("cmd", "frac", tokens[-1][2])) or (
+                len(tokens) > 1
+                and tokens[-2][:2] == ("cmd", "frac")
+                and tokens[-1][0] == "num"
+                and text[at - 1].isdigit()
+            )
+            if last_op() in ("^", "_") or after_frac:  # x^23 is x^2·3, \frac12 is 1/2
                 tokens.append(("num", ch, at))
                 at += 1
                 continue
@@ -775,8 +801,14 @@ class _Parser:
 
     def _power(self) -> Any:
         factors = self._atom()
+        previous = None
         while self._accept("^", "**") is not None:
-            factors[-1] = _power_of(factors[-1], self._exponent())  # λh^2 is λ·h²
+            exponent = self._exponent()
+            if previous is not None and _TRANSPOSE not in (previous, exponent):
+                # a^{b}^{c} is an error in LaTeX; only X^{\top}^{k} (as printed) is read
+                raise _ParseError("a double superscript: write {a^{b}}^{c} or a^{b c}")
+            factors[-1] = _power_of(factors[-1], exponent)  # λh^2 is λ·h²
+            previous = exponent
             if not self.latex:
                 break
         return _product(factors) if len(factors) > 1 else factors[0]
@@ -914,6 +946,11 @@ class _Parser:
             self.unknown += sub.unknown
         if self.latex and self._accept("^") is not None:  # \sin^{2}(x) = (sin x)^2
             power = self._exponent()
+            if isinstance(power, sp.Expr) and power.is_number and power.is_negative:
+                raise _ParseError(
+                    f"\\{word}^{{{power}}} is ambiguous (an inverse function or a power?): "
+                    f"write \\arc{word} or (\\{word} x)^{{{power}}}"
+                )
         value = self._apply(word, f, low, high)
         if base is not None:
             value = value / sp.log(base)
@@ -1254,8 +1291,8 @@ def parse_with_names(hand: Any, names: Names, what: str) -> sp.Expr | sp.Immutab
 def parse_formula(text: Any, symbols: Any = None) -> sp.Expr | sp.ImmutableMatrix:
     r"""Read a formula — a plain string, LaTeX, or a sympy object — without running any code.
 
-    A string containing ``\``, ``{``, ``}`` or ``$`` is LaTeX (read by sympy's ANTLR parser,
-    ``pip install 'symsgd[latex]'``); any other string is plain: numbers, names, ``+ - * / ^ **``,
+    A string containing ``\``, ``{``, ``}`` or ``$`` is LaTeX (read by this module's own
+    parser: no extra dependency); any other string is plain: numbers, names, ``+ - * / ^ **``,
     parentheses, implicit multiplication (``2λh``, ``h(2-λh)``; ``λh^2`` is λ·h²), ``√``, ``²``,
     ``[[a, b], [c, d]]`` for matrices and the functions sqrt, exp, log, ln, abs, sin, cos, tan,
     (a)sinh…, min, max, tr, det, Matrix.  ``lhs = rhs`` reads as ``rhs``.
@@ -1265,7 +1302,8 @@ def parse_formula(text: Any, symbols: Any = None) -> sp.Expr | sp.ImmutableMatri
     letters and subscript braces (``λ`` = ``\lambda`` = ``lambda``, ``h_{11}`` = ``h_11`` =
     ``h11``), else the one symbol of its alias group (λ, η, lr: learning rate; μ, β, momentum;
     S, B, batch_size; N, dataset_size; γ, weight_decay; σ, label_noise); runs of letters split
-    into known names (``λh`` = λ·h); ``e`` and ``pi`` are constants; any other name is an error.
+    into known names (``λh`` = λ·h); ``pi`` is π, and Euler's number is ``\mathrm{e}``,
+    ``e^{…}`` or ``exp(…)`` (a lone ``e`` is a symbol); any other name is an error.
     Without ``symbols``, aliases give the library symbols of :mod:`symsgd.symbols` and other
     names plain symbols.
 

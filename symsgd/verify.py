@@ -425,7 +425,36 @@ def verify(
       ``digits`` significant digits: equal iff ``|hand - derived| <= rtol·max(|hand|, |derived|)``
       everywhere.  Points are rational; the learning rate is halved until the point is inside.
 
-    ``timeout`` (seconds) bounds the exact attempt; ``seed`` makes the points reproducible.
+    ``timeout`` (seconds) bounds reading the hand formula (a ValueError after that; the
+    parser's limits — length, nesting, exponent size, see :mod:`symsgd.parsing` — refuse hostile
+    input long before), the exact attempt (then the numeric route decides), and the Taylor
+    series of ``order=``; ``seed`` makes the points reproducible.
+
+    **What is compared.**  Against a result, ``hand`` is compared with ``result.cov``, or with
+    the readout ``what=`` names (``"velocity_cov"``, ``"cross_cov"``, ``"noise_cov"``,
+    ``"loss"``, ``"test_loss"``).  LaTeX whose left-hand side is one that
+    :meth:`~symsgd.Stationary.latex` prints (``\operatorname{Var}[v] = …``, ``\mathbb{E}[L] =
+    …``) picks that readout when ``what`` is not given, so ``verify(result.latex(what=w,
+    env="align"), result)`` compares the right thing; an explicit ``what`` wins.  Everything
+    ``latex()`` prints reads back: the ``\frac{g}{D}\begin{pmatrix}…\end{pmatrix}`` layout with
+    "where D = …", the structured ``\frac{λ}{D}\Bigl[…\Bigr]`` form with ``D`` and the
+    invariants ``e_k`` of H defined after "where", ``\operatorname{Tr}[…]`` over eigen-modes,
+    and ``\left``/``\big``/``\Bigl``… delimiters.
+
+    **Small-λ expansions.**  ``order=n`` compares the Taylor series of both sides in the
+    learning rate (the derived result's learning-rate symbol; the hand formula may write it λ, η
+    or lr) up to and excluding order n: a hand formula that is an expansion agrees to
+    :math:`O(\lambda^n)`.  The verdict's ``method`` then starts with ``"series O(λ^n)"``,
+    :attr:`Verdict.order` is n, and a disagreement names the lowest differing coefficient.
+
+    **Euler's number** is ``\mathrm{e}``, ``e^{…}`` (also ``e^x`` in plain strings) or
+    ``exp(…)``; a lone ``e`` is a plain symbol (an unknown name against a result without one),
+    so ``2e`` never silently means 2·2.718….
+
+    **Explicit matrices.**  Against an explicit result (``Quadratic(Matrix(...))``), the names
+    ``H`` (the Hessian; ``A`` for ``LinearRegression``), ``C`` (the additive noise covariance) and
+    ``I`` stand for the problem's matrices, unless the result has scalar symbols so named:
+    ``λ[H(2I - λH)]^{-1}`` is read as matrix algebra, in the order written.
 
     **Eigen-mode results** (``Quadratic.commuting``, ...) are matrix functions
     :math:`f(H, C, \dots)` of commuting matrices that share their eigenvectors, so on each
@@ -459,6 +488,10 @@ def verify(
     by mode: H, C, I read as the eigenvalues h, c, 1 of one eigen-mode of the commuting matrices
     >>> v.hand == lr*c/(h*(2 - lr*h)), v.modes  # the per-mode scalar, and what was read
     (True, {'C': c, 'H': h, 'I': 1})
+    >>> verify(r"\frac{\lambda c}{2h} + \frac{\lambda^2 c}{4}", modes, order=3).method
+    'series O(λ^3), exact'
+    >>> bool(verify(modes.latex(what="velocity_cov", env="align"), modes))
+    True
     """
     if what is None:
         what = (_readout_of(hand) if _is_result(derived) else None) or "cov"

@@ -317,7 +317,6 @@ def test_parse_error_message_says_how_to_write_it():
 
 
 def test_parsing_never_evaluates_python(monkeypatch):
-    # (LaTeX is read by sympy's ANTLR parser, which passes only digit strings to sympy.Number)
     import builtins
 
     def forbidden(*args, **kwargs):
@@ -326,7 +325,9 @@ def test_parsing_never_evaluates_python(monkeypatch):
     monkeypatch.setattr(builtins, "eval", forbidden)
     monkeypatch.setattr(builtins, "exec", forbidden)
     assert verify("λ c/(h(2-λh))", SGD_VAR).equal
+    assert verify(r"\frac{\lambda c}{h\bigl(2-\lambda h\bigr)}", SGD_VAR).equal
     assert parse_formula("[[a, b], [c, sqrt(d)]]").shape == (2, 2)
+    assert parse_formula(r"\begin{pmatrix} a & b \\ c & \sqrt{d} \end{pmatrix}").shape == (2, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -825,3 +826,36 @@ def test_malicious_strings_are_refused_by_the_safe_parser(text):
         parse_formula(text)
     with pytest.raises(ValueError):
         verify(text, SGD_RESULT)
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [
+        (r"\frac12", sp.Rational(1, 2)),
+        (r"\frac{12}{5}", sp.Rational(12, 5)),
+        (r"{x}^23", 3 * sp.Symbol("x") ** 2),  # LaTeX: one character after ^ (x^23 is plain)
+        (r"\Bigl[x\Bigr]^{2}", sp.Symbol("x") ** 2),
+        (r"\bigl(x + 1\bigr)\big(x\big)", (sp.Symbol("x") + 1) * sp.Symbol("x")),
+        (r"\left\{x\right\}^{2}", sp.Symbol("x") ** 2),
+        (r"\sqrt[3]{8}", sp.Integer(2)),
+        (r"\log_{2}(8)", sp.Integer(3)),
+    ],
+)
+def test_latex_details_read_as_typeset(text, meant):
+    assert sp.simplify(parse_formula(text) - meant) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (r"a^{b}^{c}", "double superscript"),
+        (r"\sin^{-1}(x)", "ambiguous"),
+        (r"\frac{1}{\begin{pmatrix} 1 & 0 \\ 0 & 1 \end{pmatrix}}", "cannot divide by a matrix"),
+        (r"\begin{pmatrix} 1 & 0 \\ 0 \end{pmatrix}", "different lengths"),
+        (r"\begin{cases} 1 \end{cases}", "environment"),
+        (r"\Sigma = a = b", "more than one '='"),
+    ],
+)
+def test_ambiguous_latex_is_refused_not_guessed(text, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_formula(text)
