@@ -509,16 +509,29 @@ def oriented_factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, in
 def desqrt(objects: list) -> tuple[list, dict]:
     """Replace every ``sqrt(x)`` (x a symbol) by a fresh positive symbol ``r`` and ``x`` by
     ``r**2``, so expressions in ``x`` and ``sqrt(x)`` become polynomial; returns the rewritten
-    objects and the substitution that maps back."""
+    objects and the substitution that maps back.
+
+    An irrational constant ``sqrt(q)`` (q a positive rational) becomes a fresh symbol too: the
+    rewritten linear system holds for every value of that symbol, so its solution, a rational
+    function of it, is exact at ``sqrt(q)`` (the certificate checks the final answer)."""
     roots = set()
     for obj in objects:
-        roots |= {a for a in obj.atoms(sp.Pow) if a.exp == sp.S.Half and a.base.is_Symbol}
+        free = obj.free_symbols  # not the bound variables of mode traces (Lambda)
+        roots |= {
+            a
+            for a in obj.atoms(sp.Pow)
+            if a.exp == sp.S.Half
+            and ((a.base.is_Symbol and a.base in free) or (a.base.is_Rational and a.base > 0))
+        }
     if not roots:
         return list(objects), {}
     forward, back = {}, {}
     for root in sorted(roots, key=str):
         r = sp.Dummy(f"sqrt_{root.base}", positive=True)
-        forward[root.base] = r**2
+        if root.base.is_Symbol:
+            forward[root.base] = r**2
+        else:
+            forward[root] = r
         back[r] = root
     return [obj.subs(forward) for obj in objects], back
 

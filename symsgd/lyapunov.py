@@ -30,11 +30,13 @@ denominator`` entries and the common denominator (the stability polynomial).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
 
+from .certify import certify_stationary
+from .errors import InternalError
 from .exact import canonical, desqrt, solve_canonical
 from .noise import AdditiveNoise
 from .recursion import LinearRecursion
@@ -64,6 +66,8 @@ class Solution:
     #: the structured characteristic-algebra form (:class:`symsgd.cayley.StructuredForm`) when
     #: the entries are kept unexpanded; readouts must then not expand them
     form: object = None
+    #: what was checked before the solution was returned (:class:`symsgd.certify.Certificate`)
+    certificate: object = None
 
 
 def _pairs(n: int) -> list[tuple[int, int]]:
@@ -300,13 +304,16 @@ def numeric_state_cov(recursion: LinearRecursion) -> np.ndarray:
 SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), InvariantSolver(), ExactSolver())
 
 
-def solve(recursion: LinearRecursion, method: str = "auto") -> Solution:
+def solve(recursion: LinearRecursion, method: str = "auto", conditions=None) -> Solution:
     """Solve with the first strategy that applies (``method="auto"``) or the named one
-    (``"eigenmode"``, ``"numeric"``, ``"invariant"``, ``"exact"``, ``"domainmatrix"``)."""
-    if method == "auto":
-        for solver in SOLVERS:
-            if solver.applies_to(recursion):
-                return solver.solve(recursion)
+    (``"eigenmode"``, ``"numeric"``, ``"invariant"``, ``"exact"``, ``"domainmatrix"``).
+
+    Every candidate is certified against the stationary equation (:mod:`symsgd.certify`,
+    points drawn inside ``conditions`` when given) before it is returned.  With ``"auto"`` a
+    candidate that fails its certificate is discarded and the next applicable strategy is
+    tried; when none passes (or the named strategy fails) :class:`~symsgd.InternalError` is
+    raised — a wrong answer is never returned.
+    """
     named = {
         "eigenmode": EigenmodeSolver(),
         "numeric": NumericSolver(),
@@ -314,11 +321,28 @@ def solve(recursion: LinearRecursion, method: str = "auto") -> Solution:
         "exact": ExactSolver(),
         "domainmatrix": ExactSolver(engine="domainmatrix"),
     }
-    if method not in named:
+    if method == "auto":
+        candidates = [solver for solver in SOLVERS if solver.applies_to(recursion)]
+        if any(isinstance(s, ExactSolver) for s in candidates):
+            candidates.append(named["domainmatrix"])
+    elif method in named:
+        candidates = [named[method]]
+        if not candidates[0].applies_to(recursion):
+            raise ValueError(f"the {method!r} solver does not apply to this problem.")
+    else:
         raise ValueError(
             f"method must be one of 'auto', {', '.join(map(repr, named))}; got {method!r}."
         )
-    solver = named[method]
-    if not solver.applies_to(recursion):
-        raise ValueError(f"the {method!r} solver does not apply to this problem.")
-    return solver.solve(recursion)
+    failures = []
+    for solver in candidates:
+        try:
+            solution = solver.solve(recursion)
+            certificate = certify_stationary(recursion, solution.state_cov, conditions)
+        except InternalError as exc:
+            failures.append(f"{solver.name}: {exc}")
+            continue
+        return replace(solution, certificate=certificate)
+    raise InternalError(
+        "no solver strategy produced a certified stationary law; nothing was returned. "
+        + " | ".join(failures)
+    )

@@ -73,11 +73,11 @@ def mode_trace(expr: sp.Expr, mode: sp.Symbol) -> sp.Expr:
             rest.append(part)
         else:
             coeff *= part
-    if not rest:
-        raise ValueError("mode_trace needs an expression of the mode eigenvalue.")
     # a fixed bound variable, so that traces of the same function compare equal
     x = sp.Symbol(f"_{mode}", **mode.assumptions0)
-    return coeff * ModeTrace(sp.Lambda(x, sp.Mul(*rest).subs(mode, x)))
+    # a constant c is the matrix function c·I: its trace is c·Tr(I) = c·d
+    body = sp.Mul(*rest).subs(mode, x) if rest else sp.Integer(1)
+    return coeff * ModeTrace(sp.Lambda(x, body))
 
 
 def expand_traces(expr, eigenvalues: Sequence):

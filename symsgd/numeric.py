@@ -16,6 +16,7 @@ import numpy as np
 import sympy as sp
 
 from ._util import symbols_in
+from .domain import check_values
 from .errors import UnstableError
 from .symbols import ALIASES
 
@@ -166,7 +167,20 @@ def _fast_numpy(symbols: list, exprs: list):
 class NumericFunction:
     """A vectorised numeric function of a result's free symbols (see :func:`lambdify_result`)."""
 
-    def __init__(self, outputs: dict, conditions, backend: str, unstable: str):
+    def __init__(
+        self,
+        outputs: dict,
+        conditions,
+        backend: str,
+        unstable: str,
+        constraints: tuple = (),
+        radius=None,
+    ):
+        #: domain relations checked before evaluating (:mod:`symsgd.domain`)
+        self._constraints = tuple(constraints)
+        #: ``radius(point) -> float``: the numeric spectral radius of the second-moment map,
+        #: checked at every point when the symbolic conditions are incomplete
+        self._radius = radius
         symbols: set = set()
         for value in outputs.values():
             symbols |= symbols_in(value)
@@ -208,10 +222,16 @@ class NumericFunction:
 
     def __call__(self, **kwargs):
         values = self._arguments(kwargs)
+        check_values(values, "lambdify()", self._constraints)
         args = [values[s] for s in self.symbols]
         if self.backend == "numpy":
             args = [np.asarray(a, dtype=float) for a in args]
         bad = self._check(values)
+        if bad is not None and self.backend == "mpmath":
+            import mpmath
+
+            nan = {k: self._nan_like(self._shapes[k], mpmath.nan) for k in self._keys}
+            return nan if len(nan) > 1 else nan[self._keys[0]]
         raw = self._f(*args)
         out = {}
         i = 0
@@ -226,6 +246,12 @@ class NumericFunction:
                 lead = arr.shape[: arr.ndim - len(shape)]
                 arr[np.broadcast_to(bad, lead)] = np.nan
         return out if len(out) > 1 else out[self._keys[0]]
+
+    @staticmethod
+    def _nan_like(shape, nan):
+        if not shape:
+            return nan
+        return [[nan] * shape[1] for _ in range(shape[0])]
 
     def _assemble(self, part, shape, args):
         if self.backend == "mpmath":
@@ -242,10 +268,12 @@ class NumericFunction:
         return stacked.reshape(stacked.shape[:-1] + tuple(shape))
 
     def _check(self, values):
+        ok = self._radius_check(values)
         if not self._cond_f:
-            return None
+            return None if ok is None or np.all(ok) else ~ok
         args = [np.asarray(values[s], dtype=float) for s in self._cond_symbols]
-        ok = np.ones(np.broadcast(*args).shape if args else (), dtype=bool)
+        shape = np.broadcast(*args).shape if args else ()
+        ok = np.ones(shape, dtype=bool) if ok is None else np.broadcast_to(ok, shape).copy()
         for cond, f in zip(self._conditions, self._cond_f):
             holds = np.asarray(f(*args), dtype=bool)
             if self.unstable == "raise" and not np.all(holds):
@@ -264,9 +292,39 @@ class NumericFunction:
             ok = ok & holds
         return None if np.all(ok) else ~ok
 
+    def _radius_check(self, values):
+        """Stability by the numeric spectral radius at every point (None when not needed)."""
+        if self._radius is None:
+            return None
+        arrays = np.broadcast_arrays(*[np.asarray(values[s], dtype=float) for s in self.symbols])
+        shape = arrays[0].shape if arrays else ()
+        ok = np.ones(shape, dtype=bool)
+        for idx in np.ndindex(*shape):
+            point = {s: float(a[idx]) for s, a in zip(self.symbols, arrays)}
+            rho = self._radius(point)
+            if rho < 1:
+                continue
+            if self.unstable == "raise":
+                shown = {str(s): v for s, v in point.items()}
+                raise UnstableError(
+                    f"no stationary law at {shown}: the spectral radius of the second-moment "
+                    f"map is {rho:.6g} ≥ 1 there (the symbolic conditions are incomplete for "
+                    f"this problem, so it is checked numerically). Lower the learning rate, "
+                    f"or lambdify(unstable='nan') to get NaN.",
+                    condition=None,
+                    values=shown,
+                )
+            ok[idx] = False
+        return ok
+
 
 def lambdify_result(
-    outputs: dict, conditions=sp.true, backend: str = "numpy", unstable: str = "raise"
+    outputs: dict,
+    conditions=sp.true,
+    backend: str = "numpy",
+    unstable: str = "raise",
+    constraints: tuple = (),
+    radius=None,
 ) -> NumericFunction:
     """Build a :class:`NumericFunction` for ``outputs`` (name -> Expr or Matrix).
 
@@ -279,4 +337,4 @@ def lambdify_result(
         raise ValueError(f"backend must be 'numpy' or 'mpmath'; got {backend!r}.")
     if unstable not in ("raise", "nan"):
         raise ValueError(f"unstable must be 'raise' or 'nan'; got {unstable!r}.")
-    return NumericFunction(outputs, conditions, backend, unstable)
+    return NumericFunction(outputs, conditions, backend, unstable, constraints, radius)

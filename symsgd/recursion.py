@@ -100,7 +100,7 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
     H = sp.Matrix(landscape.hessian)
     P = optimizer.preconditioner(landscape, noise)
     if P is not None:
-        P = sp.Matrix(P)
+        P = _at_minimum(sp.Matrix(P), landscape, optimizer.weight_decay)
 
     def precondition(v):
         return v if P is None else P * v
@@ -143,3 +143,18 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
         landscape=landscape,
         noise=noise,
     )
+
+
+def _at_minimum(P: sp.Matrix, landscape: Landscape, weight_decay) -> sp.Matrix:
+    r"""A preconditioner built from the noise at the minimum (natural gradient's Fisher, Adam's
+    second moment) is a fixed matrix: in an eigen-mode problem its cross-mode trace placeholder
+    :math:`\kappa = \operatorname{Tr}(A\,\mathbb E[uu^\top])` takes its value at
+    :math:`\Sigma = 0`, i.e. :math:`\operatorname{Tr}(A bb^\top)` (zero without weight decay)."""
+    from .modes import COUPLING, mode_trace
+
+    if COUPLING not in P.free_symbols:
+        return P
+    density = sp.cancel(landscape.coupling_density(sp.zeros(1, 1), weight_decay))
+    (mode,) = list(landscape.mode_names)
+    kappa0 = sp.Integer(0) if density == 0 else mode_trace(density, mode)
+    return P.xreplace({COUPLING: kappa0})

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ._util import field_atoms, replace_fields, substitute, symbols_in
+from .certify import certify, certify_modes
+from .domain import check_values, problem_constraints
 from .exact import canonical
 from .landscapes import Landscape
 from .latex import command, layout, render
@@ -128,6 +130,25 @@ class _Result:
     def mode_names(self) -> dict:
         return {}
 
+    #: the optimizer's learning rate (set by the concrete result)
+    _lr = None
+
+    def _lr_symbol(self) -> sp.Symbol:
+        """The learning-rate symbol of the problem: the optimizer's own when it is a symbol
+        (``series()`` and ``latex(lr=...)`` act on it), else the library's ``lr``."""
+        from .symbols import lr
+
+        own = self._lr
+        return own if isinstance(own, sp.Symbol) else lr
+
+    def _library_lr(self, value):
+        """``value`` with the optimizer's own learning-rate symbol written as the library's
+        (so the printers' ``lr=`` notation applies to it)."""
+        from .symbols import lr
+
+        own = self._lr_symbol()
+        return value if own == lr or value is None else value.xreplace({own: lr})
+
     # -- manipulation ---------------------------------------------------------------------
     def subs(self, values: Mapping | None = None, **kwargs):
         """Substitute parameter values (symbols, names or aliases as keys).
@@ -141,6 +162,7 @@ class _Result:
             k: sp.nsimplify(v) if isinstance(v, float) and v == int(v) else sp.sympify(v)
             for k, v in resolved.items()
         }
+        check_values(resolved, "subs()", self._constraints())
         merged = {**self.values, **resolved}
         self._check(merged, "subs()")
         return self._with_values(merged)
@@ -167,9 +189,7 @@ class _Result:
     def series(self, symbol: sp.Symbol | None = None, n: int = 3):
         """Taylor series of ``cov`` in ``symbol`` (default: the learning rate) about 0, up to
         and excluding order ``n``."""
-        from .symbols import lr
-
-        symbol = lr if symbol is None else symbol
+        symbol = self._lr_symbol() if symbol is None else symbol
         if symbol in self.values:  # already fixed: the series is the value itself
             return self.cov
         if self.structured:
@@ -205,6 +225,8 @@ class _Result:
             raise ValueError(f"this result has no {what!r}.")
         names = self.mode_names() if what not in ("loss", "test_loss") else {}
         denominator = getattr(self, "denominator", None) if what == "cov" else None
+        if lr:
+            value, denominator = self._library_lr(value), self._library_lr(denominator)
         try:
             return render(
                 lhs,
@@ -236,9 +258,7 @@ class _Result:
         C = self._noise_matrix()
         F_name = "C" if C is not None and form.F == sp.ImmutableMatrix(C) else "F"
         lhs = self._state_name()
-        from .symbols import lr as lr_symbol
-
-        names = {lr_symbol: command(lr_name)} if lr_name else {}
+        names = {self._lr_symbol(): command(lr_name)} if lr_name else {}
         body, where = form.latex(K_name, F_name, names, self.values)
         return layout(lhs, body, where, env)
 
@@ -259,7 +279,17 @@ class _Result:
             if value is None:
                 raise ValueError(f"this result has no {name!r}.")
             outputs[name] = value
-        return lambdify_result(outputs, self.conditions, backend, unstable)
+        return lambdify_result(
+            outputs, self.conditions, backend, unstable, self._constraints(), self._radius()
+        )
+
+    def _constraints(self) -> tuple:
+        """Domain relations of the problem's parameters (:mod:`symsgd.domain`)."""
+        return ()
+
+    def _radius(self):
+        """A numeric stability check for lambdify when :attr:`conditions` are incomplete."""
+        return None
 
 
 def congruence(T: sp.MatrixBase, S: sp.MatrixBase) -> sp.Matrix:
@@ -305,8 +335,12 @@ class Stationary(_Result):
         values: dict | None = None,
         closure: dict | None = None,
         form=None,
+        certificate=None,
     ):
         self.recursion = recursion
+        self._lr = recursion.optimizer.lr
+        #: what was checked before this result was returned (:class:`symsgd.certify.Certificate`)
+        self.certificate = certificate
         #: substitutions that close a self-consistent coupling (eigen-mode minibatch problems:
         #: κ = Tr(A E[uuᵀ]) -> its closed form in traces of matrix functions of A)
         self.closure = dict(closure or {})
@@ -434,6 +468,11 @@ class Stationary(_Result):
         if not self.landscape.modes:
             raise ValueError("on_modes() is for eigen-mode results (Quadratic.commuting, ...).")
         (mode,) = [s for s, name in self.landscape.mode_names.items()]
+        eigenvalues = list(eigenvalues)
+        if not eigenvalues:
+            raise ValueError("on_modes(eigenvalues): give at least one eigenvalue.")
+        for e in eigenvalues:
+            check_values({mode: sp.sympify(e)}, f"on_modes(): the eigenvalue {mode}")
         conditions = expand_traces(self.conditions, eigenvalues)
         for e in eigenvalues:
             holds = conditions.subs(mode, sp.sympify(e))
@@ -483,6 +522,22 @@ class Stationary(_Result):
         return ContinuousTime.of(self)
 
     # -- protocol for _Result --------------------------------------------------------------
+    def _constraints(self) -> tuple:
+        r = self.recursion
+        return tuple(problem_constraints(r.noise, r.landscape))
+
+    def _radius(self):
+        if self.conditions_complete is not False:
+            return None
+        from .stability import spectral_radius
+
+        fixed = dict(self.values)
+
+        def radius(point: dict) -> float:
+            return spectral_radius(self.recursion, {**fixed, **point})
+
+        return radius
+
     def _check(self, values, context):
         check_stable(self.recursion, self._raw_conditions(), values, context)
 
@@ -496,6 +551,7 @@ class Stationary(_Result):
             values,
             self.closure,
             self.form,
+            self.certificate,
         )
 
     def _noise_matrix(self):
@@ -532,6 +588,7 @@ class Stationary(_Result):
             self.values,
             self.closure,
             self.form,
+            self.certificate,
         )
 
 
@@ -539,8 +596,20 @@ class ContinuousTime(_Result):
     """The continuous-time (SDE) prediction of :meth:`Stationary.continuous_time`."""
 
     def __init__(
-        self, landscape, cov, conditions, names, values, denominator, form=None, noise_matrix=None
+        self,
+        landscape,
+        cov,
+        conditions,
+        names,
+        values,
+        denominator,
+        form=None,
+        noise_matrix=None,
+        lr=None,
+        certificate=None,
     ):
+        #: what was checked before this result was returned (:class:`symsgd.certify.Certificate`)
+        self.certificate = certificate
         self.landscape = landscape
         self._cov = sp.ImmutableMatrix(cov)
         self._cond = conditions
@@ -549,6 +618,7 @@ class ContinuousTime(_Result):
         self.denominator = denominator
         self.form = form
         self._noise_C = noise_matrix
+        self._lr = lr
 
     def _noise_matrix(self):
         return self._noise_C
@@ -602,7 +672,24 @@ class ContinuousTime(_Result):
         else:  # eigenvalues of A (or of the operator) in the right half-plane
             conditions = conditions_from(hurwitz_conditions(coeffs))
         C = getattr(noise, "C", None)
-        return cls(land, cov, conditions, result.mode_names(), result.values, den, form, C)
+        certificate = certify(
+            lambda X, point: sp.Matrix(operator(X)).xreplace(point) - G.xreplace(point),
+            cov,
+            symbols_in(cov) | A.free_symbols | G.free_symbols | _operator_symbols(operator, d),
+            equation="AΣ + ΣAᵀ − λ_eff P(Q(Σ) − Q₀)Pᵀ = λ_eff P Q₀ Pᵀ (continuous time)",
+        )
+        return cls(
+            land,
+            cov,
+            conditions,
+            result.mode_names(),
+            result.values,
+            den,
+            form,
+            C,
+            opt.lr,
+            certificate,
+        )
 
     def __repr__(self) -> str:
         return f"ContinuousTime(cov={self.cov})"
@@ -631,6 +718,8 @@ class ContinuousTime(_Result):
             self.denominator,
             self.form,
             self._noise_C,
+            self._lr,
+            self.certificate,
         )
 
 
@@ -656,6 +745,8 @@ def stationary(
     Floats among symbols are read as the decimals they print as (``0.3`` → 3/10), so the exact
     solver works over the rationals; all-numeric problems keep their floats.
     """
+    _refuse_unsupported(optimizer, landscape, noise)
+    _refuse_name_clashes(optimizer, landscape, noise)
     recursion = build_recursion(optimizer, landscape, noise)
     pieces = (optimizer, landscape, noise)
     floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
@@ -678,7 +769,7 @@ def stationary(
                 )
             raise _unstable(recursion, why)
         check_stable(recursion, conditions, {}, "stationary()")
-    solution = solve(recursion, method)
+    solution = solve(recursion, method, conditions)
     from .modes import COUPLING
 
     if COUPLING in symbols_in(solution.state_cov):
@@ -691,7 +782,68 @@ def stationary(
         solution.denominator,
         solution.method,
         form=solution.form,
+        certificate=solution.certificate,
     )
+
+
+def _operator_symbols(operator, d: int) -> set:
+    probe = sp.Matrix(d, d, lambda i, j: sp.Integer(1 + i + j))
+    return set(sp.Matrix(operator(probe)).free_symbols)
+
+
+def _refuse_name_clashes(*pieces) -> None:
+    """Refuse a user symbol that shares its name with a library symbol (or another user
+    symbol) but is a different symbol: printed formulas, LaTeX and keyword arguments would
+    silently merge them (``\\gamma + \\gamma``)."""
+    from ._util import field_symbols
+    from .modes import COUPLING
+    from .symbols import ALIASES
+
+    library = {str(s): s for s in ALIASES.values()}
+    library[str(COUPLING)] = COUPLING
+    seen: dict = {}
+    for piece in pieces:
+        for symbol in sorted(field_symbols(piece), key=str):
+            name = str(symbol)
+            own = library.get(name)
+            if own is not None and own != symbol:
+                alias = next((a for a, s in ALIASES.items() if s == own), None)
+                use = f"ss.{alias}" if alias else "another name"
+                raise ValueError(
+                    f"stationary(): the symbol {name!r} in {type(piece).__name__} is not the "
+                    f"library's {name!r} ({'internal cross-mode trace' if own == COUPLING else use}"
+                    f", {_assumptions(own)}) but has its name, so results would mix the two. "
+                    f"Use {use} itself, or rename your symbol (e.g. {name + '_0'!r})."
+                )
+            other = seen.setdefault(name, symbol)
+            if other != symbol:
+                raise ValueError(
+                    f"stationary(): two different symbols are both named {name!r} "
+                    f"({_assumptions(other)} vs {_assumptions(symbol)}); rename one."
+                )
+
+
+def _assumptions(symbol: sp.Symbol) -> str:
+    kept = [k for k in ("positive", "nonnegative", "integer", "real") if symbol.assumptions0.get(k)]
+    return "assumptions: " + (", ".join(kept) if kept else "none")
+
+
+def _refuse_unsupported(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> None:
+    """Refuse problems whose answer is not of the form asked for (rather than return a wrong
+    one)."""
+    if not (getattr(landscape, "modes", False) and noise.depends_on_state()):
+        return
+    star = getattr(landscape, "theta_star", None)
+    gamma = sp.sympify(getattr(optimizer, "weight_decay", 0))
+    if gamma != 0 and star is not None and not sp.Matrix(star).is_zero_matrix:
+        raise ValueError(
+            f"stationary(): minibatch noise with weight_decay={gamma} and theta_star={star[0]} "
+            f"has no eigen-mode form: the weight-decayed minimum is offset along every mode "
+            f"at once, and the noise then correlates different modes (Var θ is not diagonal in "
+            f"the eigenbasis). Use an explicit matrix, e.g. "
+            f"LinearRegression(sp.diag(a1, a2, ...), label_variance, theta_star=[...]), or "
+            f"set theta_star=0 or weight_decay=0."
+        )
 
 
 def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
@@ -707,8 +859,10 @@ def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
 
     land = recursion.landscape
     (mode,) = list(land.mode_names)
-    cov = congruence(recursion.theta_map, solution.state_cov)
-    density = sp.cancel(land.coupling_density(cov, recursion.optimizer.weight_decay))
+    # the trace couples the modes through the noise, i.e. at the gradient-evaluation point
+    # x = Kz (θ for SGD, the look-ahead point for Nesterov), not through θ itself
+    at_gradient = congruence(recursion.K, solution.state_cov)
+    density = sp.cancel(land.coupling_density(at_gradient, recursion.optimizer.weight_decay))
     if sp.cancel(sp.diff(density, COUPLING, 2)) != 0:  # pragma: no cover - linear theory
         raise RuntimeError("the mode coupling is not affine in the trace; cannot close it.")
     slope = sp.cancel(sp.diff(density, COUPLING))
@@ -718,7 +872,7 @@ def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
     kappa = t_intercept / (1 - t_slope)
     mode_conditions, complete = stability_conditions(recursion)
     conditions = sp.And(mode_conditions, sp.StrictLessThan(t_slope, 1))
-    return Stationary(
+    result = Stationary(
         recursion,
         solution.state_cov,
         conditions,
@@ -727,6 +881,8 @@ def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
         solution.method,
         closure={COUPLING: kappa},
     )
+    result.certificate = certify_modes(result)
+    return result
 
 
 def _unstable(recursion, why):
