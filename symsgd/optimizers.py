@@ -399,6 +399,19 @@ class Adam(Optimizer):
         result certified — in floating point, like any problem with float entries.
         """
         v = self.second_moment(landscape, noise)
+        for i, x in enumerate(v, start=1):
+            if x.is_negative or x.is_real is False:
+                raise ValueError(
+                    f"Adam: the second moment v_{i} = {x} must be real and ≥ 0 (it is a mean "
+                    f"of squared gradients); pass a non-negative v."
+                )
+            if (sp.sqrt(x) + self.eps).is_zero:
+                source = "v" if self.v is not None else "the gradient noise at the minimum"
+                raise ValueError(
+                    f"Adam: v_{i} = 0 (from {source}) with eps = 0 makes the preconditioner "
+                    f"1/(√v + ε) infinite in coordinate {i}; give Adam an eps > 0 or a positive "
+                    f"v."
+                )
         entries = [1 / (sp.sqrt(x) + self.eps) for x in v]
         if _irrational_numbers(entries) and _all_numeric(self, landscape, noise):
             entries = [sp.Float(e.evalf(30), 17) if not e.is_Rational else e for e in entries]

@@ -382,3 +382,11 @@ def test_self_consistent_v_with_irrational_roots_matches_a_hand_fixed_point():
         ss.Adam(lr_, beta1, eps=0), ss.Quadratic(H_COUPLED), ss.AdditiveNoise(C)
     )
     np.testing.assert_allclose(fp.v, reference, rtol=1e-10)
+
+
+def test_frozen_preconditioner_rejects_zero_or_negative_v():
+    land = ss.Quadratic(sp.diag(1, 2))
+    with pytest.raises(ValueError, match=r"v_2 = 0 .* eps > 0"):
+        ss.stationary(ss.Adam(sp.Rational(1, 10), 0, eps=0), land, ss.AdditiveNoise(sp.diag(1, 0)))
+    with pytest.raises(ValueError, match=r"v_1 = -1 must be real and ≥ 0"):
+        ss.stationary(ss.Adam(0.1, 0, eps=0, v=[-1, 1]), land, ss.AdditiveNoise(sp.eye(2)))
