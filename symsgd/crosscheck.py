@@ -748,7 +748,9 @@ def sweep(
     r"""Theory (``result.lambdify``), its continuous-time prediction
     (``result.continuous_time()``) and simulations of readout ``what`` at each of ``values`` of
     ``param`` (symbol, name or alias), the other parameters fixed at ``fixed_params`` (a value
-    given there for ``param`` itself is ignored).  A curve that does not depend on ``param``
+    given there for ``param`` itself is ignored).  The curves are drawn on ``grid`` points
+    (the integers in range, at most ``grid`` of them, for an integer parameter such as the
+    batch size).  A curve that does not depend on ``param``
     — e.g. the continuous-time prediction when ``param`` is the batch size and the learning
     rate scales with it — is constant over the grid.
 
@@ -835,7 +837,7 @@ def sweep(
             estimate[k] = np.reshape(est, shape)
             stderr[k] = np.reshape(se, shape)
         messages[k] = message
-    fine = np.linspace(points.min(), points.max(), grid)
+    fine = _fine_grid(symbol, points, grid)
 
     def curve(readout, at):
         return None if readout is None else _evaluate(readout, names, str(symbol), at)
@@ -853,6 +855,16 @@ def sweep(
         continuous_grid=curve(continuous, fine),
         messages=tuple(messages),
     )
+
+
+def _fine_grid(symbol, points: np.ndarray, grid: int) -> np.ndarray:
+    """``grid`` points spanning ``points`` for the curves; for an integer parameter (a batch
+    size) the integers in that range (at most ``grid`` of them, evenly spread), since the
+    theory is not defined between them."""
+    low, high = points.min(), points.max()
+    if not symbol.is_integer:
+        return np.linspace(low, high, grid)
+    return np.unique(np.round(np.linspace(math.ceil(low), math.floor(high), grid)))
 
 
 def _theory_shape(result, what: str) -> tuple:
