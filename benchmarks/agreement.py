@@ -26,7 +26,7 @@ def extra_problems():
     A = sp.Matrix([[2, sp.Rational(1, 2)], [sp.Rational(1, 2), 1]])
     yield (
         "sgd-minibatch-explicit-2d",
-        ss.stationary(ss.SGD(lam), ss.LinearRegression(A, label_noise=1), ss.MinibatchNoise(S)),
+        ss.stationary(ss.SGD(lam), ss.LinearRegression(A, label_variance=1), ss.MinibatchNoise(S)),
         {lam: 0.2, S: 4},
     )
     X = sp.Matrix([[1, 0], [0, 1], [1, 1], [2, -1], [-1, 1]])
@@ -43,7 +43,7 @@ def extra_problems():
         "heavy-ball-minibatch-explicit-2d",
         ss.stationary(
             ss.HeavyBall(lam, ss.momentum),
-            ss.LinearRegression(A, label_noise=1),
+            ss.LinearRegression(A, label_variance=1),
             ss.MinibatchNoise(S),
         ),
         {lam: 0.05, ss.momentum: 0.5, S: 4},

@@ -24,12 +24,13 @@ import os
 import random
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 import sympy as sp
 
 import symsgd as ss
-from symsgd.simulate import prepare, run
+from symsgd.simulate import BurnInWarning, prepare, run
 
 LR, H, C = 0.1, 1.0, 0.5
 
@@ -111,7 +112,7 @@ def regression(quick: bool) -> None:
     rng = np.random.default_rng(0)
     G = rng.standard_normal((d, d))
     A = sp.Matrix(np.round(G @ G.T / d + 0.5 * np.eye(d), 3)).applyfunc(sp.nsimplify)
-    land = ss.LinearRegression(A, label_noise=sp.Rational(1, 4))
+    land = ss.LinearRegression(A, label_variance=sp.Rational(1, 4))
     start = time.perf_counter()
     problem = prepare(ss.SGD(ss.lr), land, ss.MinibatchNoise(S), {ss.lr: 0.05})
     setup = time.perf_counter() - start
@@ -153,6 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     args = parser.parse_args()
+    # throughput runs start at rest on purpose (burn_in=0): no statistics are read from them
+    warnings.simplefilter("ignore", BurnInWarning)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{os.cpu_count()} CPUs, load average {load:.2f} before starting\n")
     scalar(args.quick)

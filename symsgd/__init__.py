@@ -22,7 +22,7 @@ from .optimizers import (
     Preconditioned,
 )
 from .recursion import LinearRecursion, build_recursion
-from .simulate import Simulation, simulate
+from .simulate import BurnInWarning, Simulation, simulate
 from .stationary import ContinuousTime, Stationary, stationary
 from .symbols import (
     batch_size,
@@ -44,6 +44,7 @@ __all__ = [
     "Adam",
     "AdamFixedPoint",
     "AdditiveNoise",
+    "BurnInWarning",
     "ContinuousTime",
     "CrossCheck",
     "DampedNewton",

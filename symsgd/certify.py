@@ -11,9 +11,9 @@ total degree :math:`\delta` vanishes at a random point drawn from :math:`m` valu
 coordinate with probability at most :math:`\delta/m` (Schwartz–Zippel), so two points with
 :math:`m \approx 10^{12}` values turn every wrong formula into a failed certificate in practice.
 Points are drawn inside the stability ``conditions`` when they are known, and always respect the
-symbols' assumptions (positive symbols get squares of rationals, so square roots of parameters
-stay rational).  All-numeric float problems are checked by their float residual relative to the
-size of the terms.
+symbols' assumptions (nonnegative symbols get squares of integers, so square roots of
+parameters stay rational; the learning rate gets 1/q).  All-numeric float problems are
+checked by their float residual relative to the size of the terms.
 
 A failed certificate raises :class:`~symsgd.InternalError`; the solver driver
 (:func:`symsgd.lyapunov.solve`) then tries the next strategy.
@@ -76,6 +76,10 @@ class _NotExact(Exception):
     pass
 
 
+class _ForeignSymbol(Exception):
+    """The candidate holds a symbol the equation does not: it cannot be its solution."""
+
+
 def evaluate_exact(expr: sp.Basic, point: dict, memo: dict | None = None):
     """The exact value (``flint.fmpq``) of the rational expression ``expr`` at ``point``
     (symbol -> ``fmpq``), visiting each shared subexpression once.
@@ -85,67 +89,84 @@ def evaluate_exact(expr: sp.Basic, point: dict, memo: dict | None = None):
 
     >>> x, y = sp.symbols("x y")
     >>> evaluate_exact((x + y) ** 2 / x + sp.sqrt(y), {x: flint.fmpq(1, 2), y: flint.fmpq(4)})
-    169/2
+    85/2
     """
+    return evaluate_many([expr], [point], memo)[0][0]
+
+
+def evaluate_many(exprs: Sequence[sp.Basic], points: Sequence[dict], memo: dict | None = None):
+    """``[[value of expr at point for point in points] for expr in exprs]`` exactly, in one
+    walk of the expressions' DAG (the walk, not the arithmetic, is what costs)."""
     memo = {} if memo is None else memo
+    k = len(points)
+    Add, Mul, Pow, Symbol = sp.Add, sp.Mul, sp.Pow, sp.Symbol
+    fmpq = flint.fmpq
 
     def walk(node):
-        done = memo.get(node)
+        # keyed by identity: sympy's Python-level __hash__ would cost more than the
+        # arithmetic, and shared subexpressions are shared objects
+        done = memo.get(id(node))
         if done is not None:
-            return done
-        if node.is_Symbol:
-            if node not in point:
-                raise _NotExact(f"no value for {node}")
-            out = point[node]
-        elif node.is_Rational:
-            out = flint.fmpq(int(node.p), int(node.q))
-        elif node.is_Add:
-            out = flint.fmpq(0)
-            for a in node.args:
-                out += walk(a)
-        elif node.is_Mul:
-            out = flint.fmpq(1)
-            for a in node.args:
-                out *= walk(a)
-        elif node.is_Pow and node.exp.is_Integer:
-            base, k = walk(node.base), int(node.exp)
-            if k < 0:
-                if base == 0:
+            return done[1]
+        cls = type(node)
+        if cls is Add:
+            out = list(walk(node.args[0]))
+            for a in node.args[1:]:
+                v = walk(a)
+                out = [x + y for x, y in zip(out, v)]
+        elif cls is Mul:
+            out = list(walk(node.args[0]))
+            for a in node.args[1:]:
+                v = walk(a)
+                out = [x * y for x, y in zip(out, v)]
+        elif cls is Pow and node.exp.is_Integer:
+            base, e = walk(node.base), int(node.exp)
+            if e < 0:
+                if any(b == 0 for b in base):
                     raise ZeroDivisionError(str(node))
-                out = (1 / base) ** (-k)
+                out = [(1 / b) ** (-e) for b in base]
             else:
-                out = base**k
-        elif node.is_Pow and node.exp.is_Rational and node.exp.q == 2:
-            base = walk(node.base)
-            if base < 0:
-                raise _NotExact("square root of a negative number")
-            try:
-                root = base.sqrt()
-            except Exception:  # python-flint: DomainError, not a square
-                raise _NotExact(f"{node} is irrational at this point") from None
-            out = root ** int(node.exp.p) if node.exp.p > 0 else (1 / root) ** int(-node.exp.p)
+                out = [b**e for b in base]
+        elif node.is_Rational:
+            out = [fmpq(int(node.p), int(node.q))] * k
+        elif isinstance(node, Symbol):
+            if node not in points[0]:
+                raise _ForeignSymbol(node)
+            out = [p[node] for p in points]
+        elif cls is Pow and node.exp.is_Rational and node.exp.q == 2:
+            out = []
+            for b in walk(node.base):
+                if b < 0:
+                    raise _NotExact("square root of a negative number")
+                try:
+                    root = b.sqrt()
+                except Exception:  # python-flint: DomainError, not a square
+                    raise _NotExact(f"{node} is irrational at this point") from None
+                e = int(node.exp.p)
+                out.append(root**e if e > 0 else (1 / root) ** (-e))
         else:
             raise _NotExact(f"cannot evaluate {type(node).__name__} exactly")
-        memo[node] = out
+        memo[id(node)] = (node, out)  # the node is kept alive so its id stays unique
         return out
 
-    return walk(sp.sympify(expr))
+    return [walk(sp.sympify(e)) for e in exprs]
 
 
 def _draw(symbol: sp.Symbol, rng: random.Random, scale: int):
-    """A random rational value respecting ``symbol``'s assumptions."""
+    """A random value respecting ``symbol``'s assumptions: integers (squares for nonnegative
+    symbols, so that square roots of parameters stay rational), except the learning rate,
+    ``1/q`` — small, so that the point tends to lie inside the stability region, and with one
+    prime-power denominator, which keeps the exact arithmetic on integers cheap."""
     from .symbols import lr
 
     if symbol.is_integer:
         return flint.fmpq(rng.randint(2, 40))
-    num, den = rng.randint(1, scale), rng.randint(1, scale)
     if symbol == lr:
-        value = flint.fmpq(num, den * rng.randint(20, 200))  # small: inside most stable regions
-        return value
+        return flint.fmpq(1, rng.randint(scale // 10, scale))
+    value = rng.randint(1, scale)
     if symbol.is_nonnegative or symbol.is_positive:
-        return flint.fmpq(num, den) ** 2  # a square: √symbol stays rational
-    sign = rng.choice((-1, 1))
-    return flint.fmpq(sign * num, den)
+        return flint.fmpq(value) ** 2
+    return flint.fmpq(rng.choice((-1, 1)) * value)
 
 
 def _to_sympy(point: dict) -> dict:
@@ -189,42 +210,53 @@ def certify(
     if not symbols and any(e.has(sp.Float) for e in solution):
         return _certify_float(residual, solution, equation)
     rng = random.Random(seed)
-    checked: list[dict] = []
-    tries = 0
-    while len(checked) < max(points, 1 if not symbols else points):
-        tries += 1
-        if tries > 400:
-            raise InternalError(
-                f"certificate: could not find {points} points where the solution is defined "
-                f"({len(checked)} found); the result was not returned."
-            )
-        point = {s: _draw(s, rng, 10**6) for s in symbols}
-        if tries <= 100 and not _inside(conditions, point):
-            continue
-        memo: dict = {}
+    wanted = max(points, 1) if symbols else 1
+    for attempt in range(40):
+        drawn = []
+        for _ in range(100 * wanted):  # inside the conditions when possible
+            point = {s: _draw(s, rng, 10**6) for s in symbols}
+            if attempt > 0 or _inside(conditions, point):
+                drawn.append(point)
+                if len(drawn) == wanted:
+                    break
+        while len(drawn) < wanted:
+            drawn.append({s: _draw(s, rng, 10**6) for s in symbols})
         try:
-            values = [evaluate_exact(e, point, memo) for e in solution]
-        except ZeroDivisionError:
+            columns = evaluate_many(list(solution), drawn)
+        except ZeroDivisionError:  # a pole of the candidate: draw again
             continue
         except _NotExact:
-            return _certify_float(residual, solution, equation, _to_sympy(point))
-        exact_point = _to_sympy(point)
-        X = sp.Matrix(
-            solution.rows, solution.cols, [sp.Rational(int(v.p), int(v.q)) for v in values]
-        )
-        try:
-            R = residual(X, exact_point)
-            bad = [e for e in R if sp.nsimplify(e.xreplace(exact_point)) != 0]
-        except ZeroDivisionError:
-            continue
-        if bad:
+            return _certify_float(residual, solution, equation, _to_sympy(drawn[0]))
+        except _ForeignSymbol as exc:
             raise InternalError(
-                f"certificate failed: the candidate does not solve {equation} at "
-                f"{_show(exact_point)} (residual entry {bad[0]}); it was not returned."
-            )
-        checked.append(exact_point)
-        if not symbols:
-            break
+                f"certificate failed: the candidate depends on {exc.args[0]}, which the "
+                f"equation {equation} does not contain; it was not returned."
+            ) from None
+        checked = []
+        try:
+            for i, point in enumerate(drawn):
+                exact_point = _to_sympy(point)
+                X = sp.Matrix(
+                    solution.rows,
+                    solution.cols,
+                    [sp.Rational(int(v[i].p), int(v[i].q)) for v in columns],
+                )
+                R = residual(X, exact_point)
+                bad = [e for e in R if sp.nsimplify(e.xreplace(exact_point)) != 0]
+                if bad:
+                    raise InternalError(
+                        f"certificate failed: the candidate does not solve {equation} at "
+                        f"{_show(exact_point)} (residual entry {bad[0]}); it was not returned."
+                    )
+                checked.append(exact_point)
+        except ZeroDivisionError:  # a pole of the equation's coefficients
+            continue
+        break
+    else:
+        raise InternalError(
+            f"certificate: could not find {wanted} points where the solution is defined; "
+            f"the result was not returned."
+        )
     return Certificate(equation, "exact", tuple(checked))
 
 
@@ -266,11 +298,9 @@ def certify_stationary(
 ) -> Certificate:
     """:func:`certify` the candidate ``state_cov`` of ``recursion`` against its stationary
     equation."""
-    from ._util import symbols_in
-
+    # a solution's symbols are the equation's (a foreign one fails the certificate)
     symbols = (
-        symbols_in(state_cov)
-        | recursion.M.free_symbols
+        recursion.M.free_symbols
         | recursion.B.free_symbols
         | recursion.K.free_symbols
         | recursion.forcing().free_symbols

@@ -99,7 +99,7 @@ def test_published_online_regression_closed_form():
     A = sp.Matrix([[2, 1], [1, 3]]) / 2
     S, s = ss.batch_size, ss.label_noise
     result = ss.stationary(
-        ss.SGD(lam), ss.LinearRegression(A, label_noise=s**2), ss.MinibatchNoise(S)
+        ss.SGD(lam), ss.LinearRegression(A, label_variance=s**2), ss.MinibatchNoise(S)
     )
     G = 2 * sp.eye(2) - lam * (1 + 1 / S) * A
     Ginv = G.inv()
@@ -165,7 +165,9 @@ def test_conditions_agree_with_numeric_spectral_radius(rng):
 
 def test_minibatch_stability_is_stricter_than_additive():
     """1-D online regression, S = 1: the learning-rate limit is 2/(3a), well below 2/a."""
-    result = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=1), ss.MinibatchNoise(1))
+    result = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression(a, label_variance=1), ss.MinibatchNoise(1)
+    )
     edge = sp.solve(sp.Eq(result.denominator, 0), lam)
     assert sp.Rational(2, 3) / a in edge
     with pytest.raises(ss.UnstableError, match="lambda"):
@@ -209,7 +211,7 @@ def test_unstable_parameters_raise_with_the_condition():
             lambda: ss.stationary(ss.SGD(lam), ss.Quadratic(h), ss.MinibatchNoise()),
             "per-sample gradients",
         ),
-        (lambda: ss.LinearRegression(a, label_noise=-1), "variance"),
+        (lambda: ss.LinearRegression(a, label_variance=-1), "variance"),
     ],
 )
 def test_bad_input_errors(make, message):
@@ -268,7 +270,7 @@ def test_subs_applies_to_conditions_and_fixes_them_once_every_value_is_given():
 
 
 def test_unstable_error_advice_is_derived_from_the_violated_condition():
-    sgd = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_noise=1), ss.MinibatchNoise())
+    sgd = ss.stationary(ss.SGD(lam), ss.LinearRegression(a, label_variance=1), ss.MinibatchNoise())
     with pytest.raises(ss.UnstableError, match="raise the batch size S") as info:
         sgd.subs(lr=1, a=1, batch_size=1)
     assert "Lower the learning rate" in str(info.value)
@@ -285,10 +287,10 @@ def test_unstable_error_advice_is_derived_from_the_violated_condition():
 def test_on_modes_loss_is_the_total_over_the_modes():
     values = {lam: sp.Rational(1, 10), ss.batch_size: 2}
     coupled = ss.stationary(
-        ss.SGD(lam), ss.LinearRegression.commuting(a, label_noise=1), ss.MinibatchNoise()
+        ss.SGD(lam), ss.LinearRegression.commuting(a, label_variance=1), ss.MinibatchNoise()
     )
     explicit = ss.stationary(
-        ss.SGD(lam), ss.LinearRegression(sp.diag(1, 2), label_noise=1), ss.MinibatchNoise()
+        ss.SGD(lam), ss.LinearRegression(sp.diag(1, 2), label_variance=1), ss.MinibatchNoise()
     )
     assert coupled.subs(values).on_modes([1, 2], "loss") == explicit.subs(values).loss
     additive = ss.stationary(ss.SGD(lam), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
@@ -334,7 +336,7 @@ def test_conditions_of_a_diagonal_problem_come_block_by_block_at_any_dimension()
 def test_too_large_mean_square_criterion_falls_back_to_the_mean_recursion():
     A = sp.diag(*sp.symbols("a_1:3", positive=True))
     result = ss.stationary(
-        ss.HeavyBall(lam, mu), ss.LinearRegression(A, label_noise=1), ss.MinibatchNoise()
+        ss.HeavyBall(lam, mu), ss.LinearRegression(A, label_variance=1), ss.MinibatchNoise()
     )
     assert not result.conditions_complete
     # necessary: Schur stability of the mean recursion, mode by mode

@@ -171,7 +171,7 @@ S = ss.batch_size
 def scaled_batch():
     """SGD with λ = kS on online regression: the SDE prediction kσ²/(2(1 − ak)) has no S."""
     return ss.stationary(
-        ss.SGD(k * S), ss.LinearRegression(a, label_noise=sigma**2), ss.MinibatchNoise(S)
+        ss.SGD(k * S), ss.LinearRegression(a, label_variance=sigma**2), ss.MinibatchNoise(S)
     )
 
 

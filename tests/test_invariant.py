@@ -503,7 +503,7 @@ def test_series_of_structured_results_with_scaled_and_absent_learning_rate(sgd4)
 def test_free_symbols_skip_bound_variables_of_mode_traces():
     r = ss.stationary(
         ss.SGD(lam),
-        ss.LinearRegression.commuting(label_noise=ss.label_noise),
+        ss.LinearRegression.commuting(label_variance=ss.label_noise),
         ss.MinibatchNoise(ss.batch_size),
     )
     assert all(not s.name.startswith("_") for s in r.free_symbols)
