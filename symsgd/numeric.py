@@ -164,6 +164,83 @@ def _fast_numpy(symbols: list, exprs: list):
     return namespace["f"]
 
 
+#: coefficients beyond this magnitude are rescaled before float evaluation
+_FLOAT_SAFE = 1e150
+
+
+def _rescaled(poly: sp.Expr, scale) -> sp.Expr:
+    """``poly / scale`` with float coefficients (the polynomial is only evaluated in floats)."""
+    terms = (t.as_coeff_Mul() for t in poly.args)
+    return sp.Add(*[sp.Float(c / scale, 17) * m for c, m in terms])
+
+
+def _polynomial_scale(poly: sp.Expr) -> sp.Rational | None:
+    """The largest coefficient magnitude of an expanded polynomial ``poly`` when it is out of
+    float range, else None."""
+    if not poly.is_Add:
+        return None
+    coeffs = [term.as_coeff_Mul()[0] for term in poly.args]
+    if not all(c.is_Rational for c in coeffs):
+        return None
+    big = max(abs(c) for c in coeffs)
+    small = min(abs(c) for c in coeffs if c != 0)
+    if big < _FLOAT_SAFE and small > 1 / _FLOAT_SAFE:
+        return None
+    return big
+
+
+def float_safe(expr: sp.Expr) -> sp.Expr:
+    r"""``expr`` rewritten so that float evaluation does not overflow: every polynomial factor
+    :math:`p` whose coefficients are out of float range becomes :math:`p/s` (s its largest
+    coefficient magnitude) and the constant absorbs :math:`s^{e}` — mathematically the same
+    function.  Exact data given as floats (``LinearRegression.from_data`` with float data)
+    produce such coefficients (10³⁰⁰ and beyond).
+
+    >>> x = sp.Symbol("x")
+    >>> big = sp.Integer(10) ** 400
+    >>> float_safe((big * x + big) / (big * x + 3 * big))
+    (1.0*x + 1.0)/(3*(0.33333333333333333*x + 1.0))
+    """
+    if not isinstance(expr, sp.Expr) or expr.is_Atom:
+        return expr
+    coeff, factors = sp.Integer(1), []
+    changed = False
+    for factor in sp.Mul.make_args(expr):
+        base, exp = factor.as_base_exp()
+        if exp.is_Integer and base.is_Add:
+            scale = _polynomial_scale(base)
+            if scale is not None:
+                base = _rescaled(base, scale)
+                coeff *= scale ** int(exp)
+                changed = True
+            factors.append(base ** int(exp))
+        elif factor.is_Rational:
+            coeff *= factor
+        else:
+            factors.append(factor)
+    if not changed:
+        return expr
+    return (
+        sp.Mul(sp.Float(coeff, 17), *factors)
+        if abs(coeff) > _FLOAT_SAFE
+        else sp.Mul(coeff, *factors)
+    )
+
+
+def _float_safe_condition(cond: sp.Basic) -> sp.Basic:
+    """A relation ``lhs < rhs`` as ``(rhs − lhs)/s > 0`` with its polynomial margin rescaled
+    into float range (a positive scale keeps the inequality)."""
+    if not isinstance(cond, sp.core.relational.Relational):
+        return cond
+    margin = sp.expand(cond.gts - cond.lts)
+    scale = _polynomial_scale(margin)
+    if scale is None:
+        return cond
+    margin = _rescaled(margin, scale)
+    strict = isinstance(cond, (sp.StrictLessThan, sp.StrictGreaterThan))
+    return sp.StrictGreaterThan(margin, 0) if strict else sp.GreaterThan(margin, 0)
+
+
 class NumericFunction:
     """A vectorised numeric function of a result's free symbols (see :func:`lambdify_result`)."""
 
@@ -196,6 +273,9 @@ class NumericFunction:
         flat = []
         for value in outputs.values():
             flat.extend(list(value) if isinstance(value, sp.MatrixBase) else [value])
+        if backend == "numpy":
+            flat = [float_safe(sp.sympify(e)) for e in flat]
+            cond_parts = [_float_safe_condition(c) for c in cond_parts]
         fast = _fast_numpy(self.symbols, flat) if backend == "numpy" else None
         modules = "mpmath" if backend == "mpmath" else "numpy"
         self._f = fast or sp.lambdify(self.symbols, flat, modules=modules, cse=True)
