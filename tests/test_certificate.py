@@ -224,9 +224,9 @@ def test_lambdify_refuses_values_outside_the_domain(kwargs, match):
 
 def test_subs_refuses_values_outside_the_domain():
     r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
-    with pytest.raises(ValueError, match="c .*> 0"):
+    with pytest.raises(ValueError, match=r"c .*> 0"):
         r.subs(c=-1)
-    with pytest.raises(ValueError, match="lambda .*> 0"):
+    with pytest.raises(ValueError, match=r"lambda .*> 0"):
         r.subs(lr=-R(1, 10))
 
 
@@ -237,7 +237,7 @@ def test_batch_size_must_be_an_integer_and_at_most_the_data_set_without_replacem
     r = ss.stationary(ss.SGD(R(1, 10)), land, ss.MinibatchNoise(replacement=False))
     f = r.lambdify()
     assert np.all(np.diagonal(f(batch_size=2)) > 0)
-    with pytest.raises(ValueError, match="S .*integer"):
+    with pytest.raises(ValueError, match=r"S .*integer"):
         f(batch_size=2.5)
     with pytest.raises(ValueError, match=r"without replacement needs S <= 4"):
         f(batch_size=6)
@@ -247,7 +247,7 @@ def test_batch_size_must_be_an_integer_and_at_most_the_data_set_without_replacem
 
 def test_on_modes_refuses_a_zero_eigen_mode():
     r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic.commuting(a), ss.AdditiveNoise(1))
-    with pytest.raises(ValueError, match="eigenvalue a.*> 0"):
+    with pytest.raises(ValueError, match=r"eigenvalue a.*> 0"):
         r.on_modes([0, 1])
 
 
