@@ -34,7 +34,7 @@ import numpy as np
 import sympy as sp
 
 from ._util import field_symbols, replace_fields
-from .errors import UnstableError
+from .errors import InternalError, UnstableError
 from .exact import canonical
 from .landscapes import Landscape
 from .noise import Noise
@@ -71,6 +71,15 @@ class AdamFixedPoint:
     iterations: int
     residual: float
     optimizer: Adam
+
+    @property
+    def certificate(self) -> str:
+        """What was checked: the stationary law at the fixed point carries its own certificate
+        (``result.certificate``), and the fixed-point equation was re-evaluated from it."""
+        return (
+            f"{self.result.certificate}; fixed point v = diag(GΣGᵀ + Q(Σ)) re-evaluated from "
+            f"that law: relative residual {self.residual:.2g}"
+        )
 
     @property
     def preconditioner(self) -> np.ndarray:
@@ -444,7 +453,7 @@ def adam_self_consistent(
     F_lib = np.array([float(moment[i, i]) for i in range(d)])
     residual = _relative(F_lib, v)
     if residual > max(1e3 * tol, 1e-9):  # pragma: no cover - the two solves disagree
-        raise RuntimeError(
+        raise InternalError(
             f"adam_self_consistent(): the fixed point v = {_fmt(v)} of the fast iteration leaves "
             f"a relative residual {residual:.3g} in the library's own stationary solve; please "
             f"report this."

@@ -226,6 +226,8 @@ class EigenmodeSolver(Solver):
         opt = recursion.optimizer
         P = opt.preconditioner(land, recursion.noise)
         mats = [land.hessian, recursion.noise.C] + ([] if P is None else [P])
+        if not (recursion.M.free_symbols or recursion.forcing().free_symbols):
+            return False  # all numeric: the numeric solver is direct (floats stay floats)
         return all(m.is_diagonal() for m in mats)
 
     def solve(self, recursion):

@@ -230,7 +230,7 @@ def float_safe(expr: sp.Expr) -> sp.Expr:
 def _float_safe_condition(cond: sp.Basic) -> sp.Basic:
     """A relation ``lhs < rhs`` as ``(rhs − lhs)/s > 0`` with its polynomial margin rescaled
     into float range (a positive scale keeps the inequality)."""
-    if not isinstance(cond, sp.core.relational.Relational):
+    if not isinstance(cond, (sp.StrictLessThan, sp.LessThan, sp.StrictGreaterThan, sp.GreaterThan)):
         return cond
     margin = sp.expand(cond.gts - cond.lts)
     scale = _polynomial_scale(margin)

@@ -356,6 +356,11 @@ def advice(cond: sp.Basic, values: dict) -> str:
     >>> advice(sp.StrictLessThan(h * lam, 2), {lam: 3, h: 1})
     'Lower the learning rate lambda (or lower h).'
     """
+    if cond == sp.false:
+        return (
+            "No value of the learning rate satisfies it: check the inputs' signs and domains "
+            "(a negative curvature or variance, a momentum ≥ 1) rather than the step size."
+        )
     if not isinstance(cond, sp.core.relational.Relational):
         return "Lower the learning rate."
     margin = cond.gts - cond.lts
