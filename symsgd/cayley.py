@@ -154,7 +154,12 @@ class StructuredForm:
         Kt = K_name if self.K == self.K.T else K_name + r"^{\top}"
 
         def power(name: str, k: int) -> str:
-            return "" if k == 0 else name if k == 1 else f"{name}^{{{k}}}"
+            if k == 0:
+                return ""
+            if k == 1:
+                return name
+            base = f"{{{name}}}" if "^" in name else name  # {K^{\top}}^{2}, not K^{\top}^{2}
+            return f"{base}^{{{k}}}"
 
         coeffs = [poly(g) for g in uni.g]
         # the constant of D and the integer content of the g's go into the prefactor, with
