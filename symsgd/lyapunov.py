@@ -324,11 +324,10 @@ def solve(recursion: LinearRecursion, method: str = "auto", conditions=None) -> 
         "domainmatrix": ExactSolver(engine="domainmatrix"),
     }
     if method == "auto":
-        candidates = [solver for solver in SOLVERS if solver.applies_to(recursion)]
-        if any(isinstance(s, ExactSolver) for s in candidates):
-            candidates.append(named["domainmatrix"])
+        # capability checks are made lazily, in order: a later strategy's check can be costly
+        candidates = (*SOLVERS, named["domainmatrix"])
     elif method in named:
-        candidates = [named[method]]
+        candidates = (named[method],)
         if not candidates[0].applies_to(recursion):
             raise ValueError(f"the {method!r} solver does not apply to this problem.")
     else:
@@ -337,6 +336,8 @@ def solve(recursion: LinearRecursion, method: str = "auto", conditions=None) -> 
         )
     failures = []
     for solver in candidates:
+        if method == "auto" and not solver.applies_to(recursion):
+            continue
         try:
             solution = solver.solve(recursion)
             certificate = certify_stationary(recursion, solution.state_cov, conditions)
