@@ -53,15 +53,34 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, f"no notebooks found in {DERIVATIONS}"
 
 
+#: a stored notebook's outputs (figures included) stay small enough to read on a code host
+MAX_OUTPUT_BYTES = 200_000
+#: text output of one cell
+MAX_TEXT_BYTES = 6_000
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_is_stored_without_outputs(path):
+def test_notebook_is_stored_executed_with_small_outputs(path):
+    """Notebooks are committed executed, in order, without errors and with small outputs, so
+    they read as derivations on a code host (``test_notebook_runs`` re-executes them)."""
     nb = nbformat.read(path, as_version=4)
-    dirty = [
-        i
-        for i, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    counts = [cell.execution_count for cell in code]
+    assert all(isinstance(c, int) for c in counts), f"{path.name}: execute every cell"
+    assert counts == sorted(counts), f"{path.name}: cells were executed out of order"
+    errors = [
+        i for i, cell in enumerate(code) for out in cell.outputs if out.output_type == "error"
     ]
-    assert not dirty, f"{path.name}: strip the outputs of cells {dirty} before committing"
+    assert not errors, f"{path.name}: cells {errors} stored with an error"
+    total = 0
+    for i, cell in enumerate(code):
+        text = sum(
+            len(out.get("text", "")) + len(str(out.get("data", {}).get("text/plain", "")))
+            for out in cell.outputs
+        )
+        assert text <= MAX_TEXT_BYTES, f"{path.name}: cell {i} prints {text} characters"
+        total += len(nbformat.writes(nbformat.v4.new_notebook(cells=[cell])))
+    assert total <= MAX_OUTPUT_BYTES, f"{path.name}: outputs of {total} bytes"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
