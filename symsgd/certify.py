@@ -152,34 +152,61 @@ def evaluate_many(exprs: Sequence[sp.Basic], points: Sequence[dict], memo: dict 
     return [walk(sp.sympify(e)) for e in exprs]
 
 
+#: library symbols that live in [0, 1) (stationarity needs μ < 1, β < 1)
+_UNIT = {"mu", "beta_1", "beta_2"}
+
+
 def _draw(symbol: sp.Symbol, rng: random.Random, scale: int):
     """A random value respecting ``symbol``'s assumptions: integers (squares for nonnegative
-    symbols, so that square roots of parameters stay rational), except the learning rate,
-    ``1/q`` — small, so that the point tends to lie inside the stability region, and with one
-    prime-power denominator, which keeps the exact arithmetic on integers cheap."""
-    from .symbols import lr
-
+    symbols, so that square roots of parameters stay rational), fractions in (0, 1) for the
+    momentum and Adam's decays; the learning rate is set by :func:`_draw_point`."""
     if symbol.is_integer:
         return flint.fmpq(rng.randint(2, 40))
-    if symbol == lr:
-        return flint.fmpq(1, rng.randint(scale // 10, scale))
+    if str(symbol) in _UNIT:
+        return flint.fmpq(rng.randint(1, scale - 1), scale) ** 2
     value = rng.randint(1, scale)
     if symbol.is_nonnegative or symbol.is_positive:
         return flint.fmpq(value) ** 2
     return flint.fmpq(rng.choice((-1, 1)) * value)
 
 
+def _draw_point(symbols: list, rng: random.Random, scale: int = 10**6) -> dict:
+    """A random point; the learning rate is ``1/(q·m²)``, m the largest other value, so that λ
+    times any product of two parameters is at most ``1/q`` (the point tends to lie inside the
+    stability region) and the arithmetic keeps one denominator."""
+    from .symbols import lr
+
+    point = {s: _draw(s, rng, scale) for s in symbols if s != lr}
+    if lr in symbols:
+        largest = max([abs(v) for v in point.values()] + [flint.fmpq(1)])
+        point[lr] = 1 / (flint.fmpq(rng.randint(scale // 10, scale)) * largest.ceil() ** 2)
+    return point
+
+
 def _to_sympy(point: dict) -> dict:
     return {s: sp.Rational(int(v.p), int(v.q)) for s, v in point.items()}
 
 
-def _inside(conditions: sp.Basic | None, point: dict) -> bool:
-    if conditions is None or conditions is sp.true:
-        return True
+def _inside_test(conditions: sp.Basic | None, symbols: list):
+    """A fast float test of ``conditions`` at a drawn point (None: no test). Only where the
+    points are drawn depends on it; the certificate itself is exact wherever they lie."""
+    if conditions is None or conditions in (sp.true, sp.false):
+        return None
+    parts = [c for c in sp.And.make_args(conditions) if c.free_symbols <= set(symbols)]
+    if not parts:
+        return None
     try:
-        return bool(conditions.xreplace(_to_sympy(point)) == sp.true)
-    except (TypeError, ValueError):
-        return False
+        f = sp.lambdify(symbols, sp.And(*parts), modules="math")
+    except Exception:  # an unprintable condition only loses the preference
+        return None
+
+    def inside(point: dict) -> bool:
+        try:
+            return bool(f(*[float(point[s]) for s in symbols]))
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return False
+
+    return inside
 
 
 def certify(
@@ -211,16 +238,17 @@ def certify(
         return _certify_float(residual, solution, equation)
     rng = random.Random(seed)
     wanted = max(points, 1) if symbols else 1
+    inside = _inside_test(conditions, symbols)
     for attempt in range(40):
         drawn = []
-        for _ in range(100 * wanted):  # inside the conditions when possible
-            point = {s: _draw(s, rng, 10**6) for s in symbols}
-            if attempt > 0 or _inside(conditions, point):
+        for _ in range(30 * wanted):  # inside the conditions when possible
+            point = _draw_point(symbols, rng)
+            if attempt > 0 or inside is None or inside(point):
                 drawn.append(point)
                 if len(drawn) == wanted:
                     break
         while len(drawn) < wanted:
-            drawn.append({s: _draw(s, rng, 10**6) for s in symbols})
+            drawn.append(_draw_point(symbols, rng))
         try:
             columns = evaluate_many(list(solution), drawn)
         except ZeroDivisionError:  # a pole of the candidate: draw again
