@@ -227,10 +227,29 @@ def float_safe(expr: sp.Expr) -> sp.Expr:
     )
 
 
+def _has_huge_number(expr: sp.Basic) -> bool:
+    """Whether a rational out of float range occurs in ``expr`` (each shared node once)."""
+    seen: set = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.is_Rational:
+            if abs(node) > _FLOAT_SAFE or (node != 0 and abs(node) < 1 / _FLOAT_SAFE):
+                return True
+        else:
+            stack.extend(node.args)
+    return False
+
+
 def _float_safe_condition(cond: sp.Basic) -> sp.Basic:
     """A relation ``lhs < rhs`` as ``(rhs − lhs)/s > 0`` with its polynomial margin rescaled
     into float range (a positive scale keeps the inequality)."""
     if not isinstance(cond, (sp.StrictLessThan, sp.LessThan, sp.StrictGreaterThan, sp.GreaterThan)):
+        return cond
+    if not _has_huge_number(cond):
         return cond
     margin = sp.expand(cond.gts - cond.lts)
     scale = _polynomial_scale(margin)
