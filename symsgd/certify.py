@@ -48,7 +48,8 @@ class Certificate:
     """What was checked before a result was returned.
 
     ``equation`` is the defining equation; ``how`` one of ``"exact"`` (rational residual zero
-    at ``points``), ``"float"`` (float residual ≤ ``FLOAT_RTOL`` relative), ``"explicit"``
+    at ``points``), ``"float"`` (float residual ≤ ``FLOAT_RTOL`` relative), ``"60-digit"``
+    (answers with irrational constants: residual ≤ ``HIGH_RTOL`` at 60 digits), ``"explicit"``
     (an eigen-mode result reassembled on an explicit diagonal instance and checked exactly);
     ``points`` the parameter points used; ``max_residual`` the largest residual entry seen
     (0 for exact checks that passed).
@@ -66,6 +67,10 @@ class Certificate:
         kind = {
             "exact": "exact rational residual = 0",
             "float": f"float residual {self.max_residual:.2e} (relative, ≤ {FLOAT_RTOL:g})",
+            f"{HIGH_DIGITS}-digit": (
+                f"{HIGH_DIGITS}-digit residual {self.max_residual:.2e} (relative, ≤ "
+                f"{HIGH_RTOL:g}; the answer holds irrational constants)"
+            ),
             "explicit": "exact rational residual = 0 on an explicit diagonal instance",
         }.get(self.how, self.how)
         extra = "".join(f"; {n}" for n in self.notes)
@@ -288,19 +293,36 @@ def certify(
     return Certificate(equation, "exact", tuple(checked))
 
 
+#: digits and relative tolerance of the check of exact answers with irrational constants (√2)
+HIGH_DIGITS, HIGH_RTOL = 60, 1e-40
+
+
 def _certify_float(residual, solution, equation, point=None) -> Certificate:
+    """The residual in floating point: float64 for all-numeric float problems (tolerance
+    ``FLOAT_RTOL``), 60 digits for exact answers holding irrational constants such as √2
+    (tolerance ``HIGH_RTOL``: a wrong formula does not pass by rounding)."""
+    high = point is not None
     point = point or {}
-    X = np.array(sp.Matrix(solution).xreplace(point).evalf(), dtype=float)
-    R = residual(sp.Matrix(X.tolist()), point)
-    R = np.array(sp.Matrix(R).xreplace(point).evalf(), dtype=float)
-    scale = max(np.abs(X).max(), 1e-300)
-    size = float(np.abs(R).max() / scale)
-    if not np.isfinite(size) or size > FLOAT_RTOL:
+    if high:
+        X = sp.Matrix(solution).xreplace(point).evalf(HIGH_DIGITS)
+        R = sp.Matrix(residual(X, point)).xreplace(point).evalf(HIGH_DIGITS)
+        values = [abs(e) for e in X] + [sp.Float(1e-300)]
+        scale = max(values)
+        size = float(max(abs(e) for e in R) / scale)
+        tol = HIGH_RTOL
+    else:
+        X = np.array(sp.Matrix(solution).evalf(), dtype=float)
+        R = residual(sp.Matrix(X.tolist()), point)
+        R = np.array(sp.Matrix(R).evalf(), dtype=float)
+        size = float(np.abs(R).max() / max(np.abs(X).max(), 1e-300))
+        tol = FLOAT_RTOL
+    if not np.isfinite(size) or size > tol:
         raise InternalError(
-            f"certificate failed: the float candidate leaves a relative residual {size:.2e} "
-            f"in {equation} (tolerance {FLOAT_RTOL:g}); it was not returned."
+            f"certificate failed: the candidate leaves a relative residual {size:.2e} "
+            f"in {equation} (tolerance {tol:g}); it was not returned."
         )
-    return Certificate(equation, "float", (point,) if point else (), size)
+    how = f"{HIGH_DIGITS}-digit" if high else "float"
+    return Certificate(equation, how, (point,) if point else (), size)
 
 
 def _show(point: dict) -> str:
