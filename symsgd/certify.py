@@ -275,7 +275,7 @@ def certify(
                     [sp.Rational(int(v[i].p), int(v[i].q)) for v in columns],
                 )
                 R = residual(X, exact_point)
-                bad = [e for e in R if sp.nsimplify(e.xreplace(exact_point)) != 0]
+                bad = [e for e in R if not _is_zero(e.xreplace(exact_point))]
                 if bad:
                     raise InternalError(
                         f"certificate failed: the candidate does not solve {equation} at "
@@ -323,6 +323,13 @@ def _certify_float(residual, solution, equation, point=None) -> Certificate:
         )
     how = f"{HIGH_DIGITS}-digit" if high else "float"
     return Certificate(equation, how, (point,) if point else (), size)
+
+
+def _is_zero(value: sp.Expr) -> bool:
+    """Exactly zero (rationals compared as they are: no rounding, however small)."""
+    if value.is_Rational:
+        return value == 0
+    return sp.simplify(value) == 0  # radicals of the equation's constants (e.g. √2)
 
 
 def _show(point: dict) -> str:
