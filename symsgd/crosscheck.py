@@ -52,7 +52,7 @@ from .errors import UnstableError
 from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
 from .numeric import resolve_values
-from .sampling import prepare
+from .sampling import check_pieces, prepare
 from .simulate import Simulation, check_run_options, check_seed, run
 from .tails import fourth_moment_radius
 
@@ -493,6 +493,7 @@ def crosscheck(
     if eigenvalues is not None:
         eigenvalues = _eigenvalues(eigenvalues)
     pieces = _problem_of(result, problem)
+    check_pieces(*pieces, params)
     given = {**getattr(result, "values", {}), **dict(params or {})}
     if eigenvalues is not None:
         pieces = _explicit_modes(*pieces, eigenvalues)
@@ -776,6 +777,7 @@ def sweep(
         raise ValueError(f"what must be one of {QUANTITIES}; got {what!r}.")
     _check_sizes(chains, steps, burn_in, rel_se, workers, grid, seed)
     pieces = _problem_of(result, problem)
+    check_pieces(*pieces, fixed_params, "fixed_params")
     points = _grid_values(values)
     symbols = set()
     for piece in pieces:

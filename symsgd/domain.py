@@ -115,7 +115,10 @@ class Constraint:
         f = sp.lambdify(symbols, self.relation, modules="numpy")
         holds = np.asarray(f(*[arrays[s] for s in symbols]), dtype=bool)
         if not np.all(holds):
-            given = ", ".join(f"{s} = {_show(arrays[s])}" for s in symbols)
+            # name the first point where the relation fails (not merely the first entry)
+            *values, holds = np.broadcast_arrays(*[arrays[s] for s in symbols], holds)
+            first = np.flatnonzero(~holds.ravel())[0]
+            given = ", ".join(f"{s} = {v.ravel()[first].item()!r}" for s, v in zip(symbols, values))
             raise ValueError(
                 f"{context}: {self.reason} needs {sp.sstr(self.relation)}; got {given}."
             )

@@ -39,7 +39,7 @@ from .recursion import build_recursion
 from .stability import advice, stability_conditions
 from .symbols import ALIASES
 
-__all__ = ["Problem", "prepare"]
+__all__ = ["Problem", "check_pieces", "prepare"]
 
 _ALIAS_OF = {str(s): alias for alias, s in ALIASES.items()}
 
@@ -422,8 +422,9 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     >>> round(p.rho, 6)  # (1 - λh)²
     0.25
     """
+    check_pieces(optimizer, landscape, noise, params)
     symbols = field_symbols(optimizer) | field_symbols(landscape) | field_symbols(noise)
-    resolved = resolve_values(params, symbols)
+    resolved = resolve_values(dict(params or {}), symbols)
     values = {k: _as_number(k, v) for k, v in resolved.items()}
     missing = symbols - set(values)
     pieces = field_symbols(landscape) | field_symbols(noise)
@@ -463,6 +464,32 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     if not rho < 1:
         raise problem.instability(rho, "")
     return problem
+
+
+def check_pieces(optimizer, landscape, noise, params=None, name: str = "params") -> None:
+    """``TypeError`` naming the argument when ``optimizer``, ``landscape`` or ``noise`` is not
+    a symsgd value object or ``params`` (``name`` in messages) is not a mapping (or None).
+
+    >>> import symsgd as ss
+    >>> check_pieces(ss.SGD(ss.lr), ss.Quadratic(1), ss.AdditiveNoise(1), [0.1])
+    Traceback (most recent call last):
+    ...
+    TypeError: params must be a mapping {symbol, name or alias: number}, e.g. {"lr": 0.1}; got list.
+    """
+    for arg, value, kind, example in (
+        ("optimizer", optimizer, Optimizer, "ss.SGD(ss.lr)"),
+        ("landscape", landscape, Landscape, "ss.Quadratic(h)"),
+        ("noise", noise, Noise, "ss.AdditiveNoise(c)"),
+    ):
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"{arg} must be a symsgd {kind.__name__} such as {example}; got {value!r}."
+            )
+    if params is not None and not isinstance(params, Mapping):
+        raise TypeError(
+            f"{name} must be a mapping {{symbol, name or alias: number}}, e.g. "
+            f'{{"lr": 0.1}}; got {type(params).__name__}.'
+        )
 
 
 def _at(piece, values: dict) -> str:
