@@ -381,10 +381,13 @@ class NumericFunction:
                 point = {
                     str(s): float(a.ravel()[idx]) for s, a in zip(self._cond_symbols, flat[:-1])
                 }
+                from .stability import advice
+
+                at = {s: float(a.ravel()[idx]) for s, a in zip(self._cond_symbols, flat[:-1])}
                 raise UnstableError(
                     f"no stationary law at {point}: the condition {sp.sstr(cond)} fails "
                     f"({np.size(holds) - np.count_nonzero(holds)} of {np.size(holds)} points). "
-                    f"Lower the learning rate there, or lambdify(unstable='nan') to get NaN.",
+                    f"{advice(cond, at)} Or lambdify(unstable='nan') to get NaN.",
                     condition=cond,
                     values=point,
                 )

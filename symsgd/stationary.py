@@ -133,6 +133,21 @@ class _Result:
     #: the optimizer's learning rate (set by the concrete result)
     _lr = None
 
+    def _series_symbol(self, symbol) -> sp.Symbol:
+        """The expansion variable of :meth:`series`: a symbol, or a name / alias of one of the
+        result's symbols (``"lr"`` and ``"lambda"`` mean the learning rate)."""
+        if symbol is None:
+            return self._lr_symbol()
+        if isinstance(symbol, str):
+            from .symbols import ALIASES
+
+            if symbol in ("lr", str(self._lr_symbol())) or ALIASES.get(symbol) == self._lr_symbol():
+                return self._lr_symbol()
+            return next(iter(resolve_values({symbol: 0}, self._all_symbols())))
+        if not isinstance(symbol, sp.Symbol):
+            raise TypeError(f"series(symbol): expected a sympy Symbol or its name; got {symbol!r}.")
+        return symbol
+
     def _lr_symbol(self) -> sp.Symbol:
         """The learning-rate symbol of the problem: the optimizer's own when it is a symbol
         (``series()`` and ``latex(lr=...)`` act on it), else the library's ``lr``."""
@@ -158,11 +173,11 @@ class _Result:
         values = dict(values or {})
         values.update(kwargs)
         resolved = resolve_values(values, self._all_symbols())
+        check_values(resolved, "subs()", self._constraints())
         resolved = {
             k: sp.nsimplify(v) if isinstance(v, float) and v == int(v) else sp.sympify(v)
             for k, v in resolved.items()
         }
-        check_values(resolved, "subs()", self._constraints())
         merged = {**self.values, **resolved}
         self._check(merged, "subs()")
         return self._with_values(merged)
@@ -189,7 +204,10 @@ class _Result:
     def series(self, symbol: sp.Symbol | None = None, n: int = 3):
         """Taylor series of ``cov`` in ``symbol`` (default: the learning rate) about 0, up to
         and excluding order ``n``."""
-        symbol = self._lr_symbol() if symbol is None else symbol
+        symbol = self._series_symbol(symbol)
+        if isinstance(n, bool) or not isinstance(n, (int, sp.Integer)) or int(n) < 1:
+            raise ValueError(f"series(n=...): n must be an integer ≥ 1 (the order); got {n!r}.")
+        n = int(n)
         if symbol in self.values:  # already fixed: the series is the value itself
             return self.cov
         if self.structured:
@@ -215,6 +233,9 @@ class _Result:
         ``"noise_cov"``, ``"loss"``, ``"test_loss"``): matrix-function form for eigen-mode
         results, a common-denominator block for explicit matrices.  ``lr="\\eta"`` and
         ``batch="B"`` change notation; ``env="align"`` wraps it in an align environment."""
+        for name, value in (("lr", lr), ("batch", batch), ("env", env)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"latex({name}=...) takes a string (e.g. r'\\eta'); got {value!r}.")
         lhs = _LATEX_LHS.get(what)
         if lhs is None:
             raise ValueError(f"latex(what=...) must be one of {sorted(_LATEX_LHS)}; got {what!r}.")
@@ -275,6 +296,7 @@ class _Result:
         names = (what,) if isinstance(what, str) else tuple(what)
         outputs = {}
         for name in names:
+            _check_readout(name, "lambdify(what=...)")
             value = getattr(self, name)
             if value is None:
                 raise ValueError(f"this result has no {name!r}.")
@@ -290,6 +312,11 @@ class _Result:
     def _radius(self):
         """A numeric stability check for lambdify when :attr:`conditions` are incomplete."""
         return None
+
+
+def _check_readout(name, context: str) -> None:
+    if not isinstance(name, str) or name not in _LATEX_LHS:
+        raise ValueError(f"{context}: what must be one of {sorted(_LATEX_LHS)}; got {name!r}.")
 
 
 def congruence(T: sp.MatrixBase, S: sp.MatrixBase) -> sp.Matrix:
@@ -424,7 +451,12 @@ class Stationary(_Result):
         r"""Two-time correlation :math:`\mathbb E[\theta_{t+k}\theta_t^\top] = \Theta M^k
         \Sigma_z\Theta^\top` (integer ``k ≥ 0``; a symbol when ``M`` is 1×1)."""
         r = self.recursion
-        k = sp.sympify(k)
+        try:
+            k = sp.sympify(k, strict=True)
+        except (sp.SympifyError, TypeError):
+            raise ValueError(
+                f"autocov(k): k must be an integer ≥ 0 or a symbol; got {k!r}."
+            ) from None
         if k.is_number and (not k.is_integer or k < 0):
             raise ValueError(f"autocov(k) needs an integer k ≥ 0; got {k}.")
         M = sp.Matrix(r.M)
@@ -468,10 +500,17 @@ class Stationary(_Result):
         if not self.landscape.modes:
             raise ValueError("on_modes() is for eigen-mode results (Quadratic.commuting, ...).")
         (mode,) = [s for s, name in self.landscape.mode_names.items()]
+        _check_readout(what, "on_modes(what=...)")
+        if isinstance(eigenvalues, (str, bytes)):
+            raise TypeError(f"on_modes(eigenvalues): a list of numbers; got {eigenvalues!r}.")
         eigenvalues = list(eigenvalues)
         if not eigenvalues:
             raise ValueError("on_modes(eigenvalues): give at least one eigenvalue.")
         for e in eigenvalues:
+            if isinstance(e, (str, bytes)) or (
+                isinstance(e, sp.Basic) and e.free_symbols and e != mode
+            ):
+                raise TypeError(f"on_modes(): each eigenvalue must be a number; got {e!r}.")
             check_values({mode: sp.sympify(e)}, f"on_modes(): the eigenvalue {mode}")
         conditions = expand_traces(self.conditions, eigenvalues)
         for e in eigenvalues:
@@ -745,8 +784,16 @@ def stationary(
     Floats among symbols are read as the decimals they print as (``0.3`` → 3/10), so the exact
     solver works over the rationals; all-numeric problems keep their floats.
     """
+    for name, value, kind, example in (
+        ("optimizer", optimizer, Optimizer, "ss.SGD(ss.lr)"),
+        ("landscape", landscape, Landscape, "ss.Quadratic(h)"),
+        ("noise", noise, Noise, "ss.AdditiveNoise(c)"),
+    ):
+        if not isinstance(value, kind):
+            raise TypeError(f"stationary(): {name} must be e.g. {example}; got {value!r}.")
     _refuse_unsupported(optimizer, landscape, noise)
     _refuse_name_clashes(optimizer, landscape, noise)
+    _refuse_negative_curvature(optimizer, landscape)
     recursion = build_recursion(optimizer, landscape, noise)
     pieces = (optimizer, landscape, noise)
     floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
@@ -826,6 +873,23 @@ def _refuse_name_clashes(*pieces) -> None:
 def _assumptions(symbol: sp.Symbol) -> str:
     kept = [k for k in ("positive", "nonnegative", "integer", "real") if symbol.assumptions0.get(k)]
     return "assumptions: " + (", ".join(kept) if kept else "none")
+
+
+def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> None:
+    """A numeric Hessian (plus weight decay) with a negative eigenvalue has no minimum, so no
+    stationary law at any learning rate: say so instead of advising a smaller step."""
+    G = sp.Matrix(landscape.hessian) + sp.sympify(optimizer.weight_decay) * sp.eye(landscape.dim)
+    if G.free_symbols or landscape.modes:
+        return
+    import numpy as np
+
+    lowest = float(np.linalg.eigvalsh(np.array(G.evalf(), dtype=float)).min())
+    if lowest < 0:
+        raise ValueError(
+            f"stationary(): the Hessian H (plus weight decay) has a negative curvature "
+            f"(eigenvalue {lowest:.6g}): the loss has no minimum there and no learning rate "
+            f"gives a stationary law. Check the sign of H."
+        )
 
 
 def _refuse_unsupported(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> None:
