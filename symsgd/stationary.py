@@ -783,6 +783,14 @@ def stationary(
 
     Floats among symbols are read as the decimals they print as (``0.3`` → 3/10), so the exact
     solver works over the rationals; all-numeric problems keep their floats.
+
+    Before it is returned the answer is certified against the equation above
+    (:mod:`symsgd.certify`; ``result.certificate`` says how): exactly at random rational points,
+    or on an explicit diagonal instance for trace-coupled eigen-mode problems.  A strategy whose
+    answer fails is skipped; if none passes, :class:`~symsgd.InternalError` is raised.
+
+    >>> r.certificate.how, len(r.certificate.points)
+    ('exact', 2)
     """
     for name, value, kind, example in (
         ("optimizer", optimizer, Optimizer, "ss.SGD(ss.lr)"),
