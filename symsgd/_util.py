@@ -5,21 +5,115 @@ from __future__ import annotations
 import copy
 import numbers
 
+import numpy as np
 import sympy as sp
 
 Scalar = sp.Expr | numbers.Number
 
 
+def _entry(value, name: str, where: str) -> sp.Expr:
+    """One scalar entry: a number or sympy expression that is finite and not complex."""
+    if isinstance(value, str):
+        raise TypeError(
+            f"{where}{name} must be a number, a sympy expression or a matrix of them; got the "
+            f"string {value!r} (pass sp.Symbol({value!r}, positive=True) for a symbol)."
+        )
+    if not isinstance(value, (numbers.Number, sp.Basic, np.generic)):
+        raise TypeError(
+            f"{where}{name} must be a number, a sympy expression or a matrix of them; "
+            f"got {type(value).__name__} {value!r}."
+        )
+    try:
+        entry = sp.sympify(value, strict=True)
+    except (sp.SympifyError, TypeError, ValueError):
+        raise TypeError(
+            f"{where}{name} must be a number or sympy expression; got {value!r}."
+        ) from None
+    if not isinstance(entry, sp.Expr):
+        raise TypeError(f"{where}{name} must be a number or sympy expression; got {entry!r}.")
+    if entry.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+        raise ValueError(f"{where}{name} must be finite; got {entry}.")
+    if entry.is_real is False or entry.has(sp.I):
+        raise ValueError(
+            f"{where}{name} must be real; got {entry}, a complex number (only real "
+            f"parameters have a stationary covariance here)."
+        )
+    return entry
+
+
+def as_scalar(value, name: str, where: str = "") -> sp.Expr:
+    """``value`` as a finite real sympy scalar (number or expression), else a ``TypeError`` /
+    ``ValueError`` naming ``name`` (prefixed by ``where``, e.g. ``"SGD: "``).
+
+    >>> as_scalar(0.5, "lr")
+    0.500000000000000
+    >>> as_scalar(float("nan"), "lr", "SGD: ")
+    Traceback (most recent call last):
+    ...
+    ValueError: SGD: lr must be finite; got nan.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return _entry(value, name, where)
+
+
 def as_matrix(value, name: str) -> sp.Matrix:
-    """Return ``value`` as an immutable square sympy Matrix (a scalar becomes 1x1)."""
+    """Return ``value`` as an immutable square sympy Matrix (a scalar becomes 1x1).
+
+    Accepted: a number or sympy expression, a sympy matrix, a 0-d or 2-D numpy array, or nested
+    lists/tuples (rows of equal length).  Every entry must be finite and real.  Anything else
+    raises ``TypeError`` (wrong kind of value) or ``ValueError`` (wrong shape, NaN/inf/complex
+    entries), naming ``name``.
+
+    >>> as_matrix([[1, 0], [0, 2]], "H").shape
+    (2, 2)
+    >>> as_matrix([[1, 0], [0]], "H")
+    Traceback (most recent call last):
+    ...
+    ValueError: H must be a square matrix; its rows have different lengths (2, 1).
+    """
     if isinstance(value, sp.MatrixBase):
-        m = sp.ImmutableMatrix(value)
-    elif hasattr(value, "shape") and len(getattr(value, "shape", ())) == 2:  # numpy arrays
-        m = sp.ImmutableMatrix(sp.Matrix(value.tolist()))
+        rows = value.tolist()
+    elif isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            rows = [[value[()]]]
+        elif value.ndim == 2:
+            rows = value.tolist()
+        else:
+            raise ValueError(
+                f"{name} must be a scalar or a 2-D square matrix; got an array of shape "
+                f"{value.shape}."
+            )
     elif isinstance(value, (list, tuple)):
-        m = sp.ImmutableMatrix(value)
+        if not value:
+            raise ValueError(f"{name} must be a non-empty square matrix; got {value!r}.")
+        if all(isinstance(r, (list, tuple, np.ndarray)) for r in value):
+            rows = [list(r) for r in value]
+            lengths = tuple(len(r) for r in rows)
+            if len(set(lengths)) != 1:
+                raise ValueError(
+                    f"{name} must be a square matrix; its rows have different lengths {lengths}."
+                )
+            if any(
+                isinstance(e, (list, tuple, np.ndarray, sp.MatrixBase)) for r in rows for e in r
+            ):
+                raise ValueError(
+                    f"{name} must be a scalar or a 2-D square matrix; got more than two levels "
+                    f"of nesting."
+                )
+        elif any(isinstance(r, (list, tuple, np.ndarray, sp.MatrixBase)) for r in value):
+            raise ValueError(
+                f"{name} must be a square matrix given as a list of rows; got a mix of rows "
+                f"and scalars."
+            )
+        else:  # a flat list is a column, as sp.Matrix reads it
+            rows = [[e] for e in value]
+    elif hasattr(value, "shape") and hasattr(value, "tolist"):  # other array types
+        return as_matrix(np.asarray(value), name)
     else:
-        m = sp.ImmutableMatrix([[sp.sympify(value)]])
+        rows = [[value]]
+    entries = [[_entry(e, name, "") for e in row] for row in rows]
+    m = sp.ImmutableMatrix(entries)
     if m.rows != m.cols:
         raise ValueError(f"{name} must be square; got shape {m.shape}.")
     return m

@@ -33,17 +33,19 @@ from dataclasses import dataclass, replace
 import numpy as np
 import sympy as sp
 
-from ._util import field_symbols, replace_fields
+from ._util import field_symbols, replace_fields, symbols_in
+from .domain import check_values, problem_constraints
 from .errors import InternalError, UnstableError
 from .exact import canonical
-from .landscapes import Landscape
-from .noise import Noise
+from .landscapes import Landscape, LinearRegression
+from .noise import AdditiveNoise, Noise
 from .numeric import resolve_values
 from .optimizers import Adam
 from .recursion import build_recursion
 from .sampling import noise_operator, second_moment_matrix
 from .stationary import Stationary, stationary
 from .symbols import ALIASES
+from .symbols import eps as _eps
 
 __all__ = [
     "AdamFixedPoint",
@@ -200,6 +202,64 @@ def _number(key, value) -> sp.Expr:
     if number.is_Float and float(number).is_integer():
         return sp.Integer(int(number))
     return number
+
+
+_EPS_AT_LEAST_0 = sp.Symbol("epsilon", nonnegative=True)
+
+
+def _check_domain(optimizer: Adam, landscape: Landscape, noise: Noise, values: dict, what: str):
+    """Refuse parameter values outside the problem's domain before any solve, naming the
+    parameter: values contradicting a symbol's assumptions (λ ≤ 0, a negative variance symbol,
+    NaN/inf/complex), hyper-parameters out of range once substituted (0 ≤ β₁ < 1, ε ≥ 0,
+    γ ≥ 0) and negative curvature or variance (H, C, σ² with an eigenvalue < 0)."""
+    # the library's ε is declared positive, but ε = 0 is Adam without epsilon (allowed: ε ≥ 0)
+    relaxed = {(_EPS_AT_LEAST_0 if k == _eps else k): x for k, x in values.items()}
+    check_values(relaxed, what, problem_constraints(noise, landscape))
+
+    def given(expr) -> str:
+        used = sorted(symbols_in(expr) & set(values), key=str)
+        return ", ".join(f"{s} = {values[s]}" for s in used)
+
+    fields = {
+        name: sp.sympify(getattr(optimizer, name)).xreplace(values)
+        for name in ("lr", "weight_decay", "beta1", "eps")
+    }
+    need = {
+        "lr": ("> 0 (the learning rate)", lambda x: x > 0),
+        "weight_decay": ("≥ 0", lambda x: x >= 0),
+        "beta1": ("in [0, 1) (Adam's first-moment decay β₁)", lambda x: 0 <= x < 1),
+        "eps": ("≥ 0", lambda x: x >= 0),
+    }
+    for name, value in fields.items():
+        if value.free_symbols or not value.is_number:
+            continue  # a missing value: reported with the others below
+        rule, holds = need[name]
+        if not holds(float(value)):
+            source = getattr(optimizer, name)
+            at = f" (from {given(source)})" if symbols_in(source) else ""
+            raise ValueError(f"{what}: {name} must be {rule}; got {value}{at}.")
+
+    pieces = [("the curvature H", landscape.hessian)]
+    if isinstance(noise, AdditiveNoise):
+        pieces.append(("the noise covariance C", noise.C))
+    if isinstance(landscape, LinearRegression):
+        pieces.append(("the label-noise variance", sp.Matrix([[landscape.label_variance]])))
+    for role, matrix in pieces:
+        if not symbols_in(matrix) & set(values):
+            continue  # numeric: checked when the landscape or noise was built
+        numeric = sp.Matrix(matrix).xreplace(values)
+        if numeric.free_symbols:
+            continue
+        low = float(np.linalg.eigvalsh(np.array(numeric.evalf(), dtype=float)).min())
+        scale = max(1.0, float(np.max(np.abs(np.array(numeric.evalf(), dtype=float)))))
+        if low < -1e-12 * scale:
+            kind = "≥ 0" if numeric.rows == 1 else "positive semi-definite"
+            shown = sp.sstr(numeric.tolist() if numeric.rows > 1 else numeric[0, 0])
+            raise ValueError(
+                f"{what}: {role} must be {kind} (no negative curvature or variance); at "
+                f"{given(matrix)} it is {shown}"
+                f"{'' if numeric.rows == 1 else f' with smallest eigenvalue {low:.6g}'}."
+            )
 
 
 class _FrozenFamily:
@@ -427,6 +487,7 @@ def adam_self_consistent(
         raise ValueError(f"tol must be > 0 and max_iter ≥ 1; got tol={tol}, max_iter={max_iter}.")
     accepted = optimizer.symbols() | field_symbols(landscape) | field_symbols(noise)
     values = {k: _number(k, x) for k, x in resolve_values(dict(params or {}), accepted).items()}
+    _check_domain(optimizer, landscape, noise, values, "adam_self_consistent()")
     family = _FrozenFamily(optimizer, landscape, noise, values)
     if family.missing:
         shown = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ._util import as_matrix, check_symmetric
+from ._util import _entry, as_matrix, check_psd, check_symmetric
 
 __all__ = ["Landscape", "LinearRegression", "Quadratic", "isserlis_quartic"]
 
@@ -182,6 +182,60 @@ def _pairings(items: tuple) -> list[list[tuple]]:
 _UNSET = object()
 
 
+def _rows(value, name: str) -> list:
+    """``value`` (nested lists, a numpy array or a sympy matrix) as a list of rows."""
+    if isinstance(value, sp.MatrixBase):
+        return value.tolist()
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):
+        return _rows(value.tolist(), name) if value.ndim == 2 else _bad_rank(value, name)
+    if isinstance(value, (list, tuple)) and value:
+        if all(isinstance(r, (list, tuple)) for r in value):
+            return [list(r) for r in value]
+        return _bad_rank(value, name)
+    raise TypeError(
+        f"from_data: {name} must be an N×d array or list of rows; got {type(value).__name__} "
+        f"{value!r}."
+    )
+
+
+def _bad_rank(value, name: str):
+    shown = f"an array of shape {value.shape}" if hasattr(value, "shape") else repr(value)
+    raise ValueError(f"from_data: {name} must be 2-D (one row per sample); got {shown}.")
+
+
+def _flat(value, name: str) -> list:
+    """A vector given as a list, a tuple, a 1-D or single-column array or a sympy matrix."""
+    if isinstance(value, sp.MatrixBase):
+        return list(value) if 1 in value.shape else _not_vector(value, name)
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        out = []
+        for entry in value:
+            if isinstance(entry, (list, tuple)):
+                if len(entry) != 1:
+                    return _not_vector(value, name)
+                entry = entry[0]
+            out.append(entry)
+        return out
+    return [value]
+
+
+def _not_vector(value, name: str):
+    raise ValueError(f"{name} must be a vector (one entry per coordinate); got {value!r}.")
+
+
+def _column(value, d: int, name: str = "theta_star") -> sp.ImmutableMatrix:
+    """``value`` as a d×1 column of finite real entries, or an error naming ``name``."""
+    entries = _flat(value, name)
+    if len(entries) != d:
+        raise ValueError(
+            f"LinearRegression: {name} must have {d} entries (one per coordinate of A, which is "
+            f"{d}×{d}); got {len(entries)}."
+        )
+    return sp.ImmutableMatrix([[_entry(e, name, "LinearRegression: ")] for e in entries])
+
+
 def _label_variance(label_variance, label_noise, where: str) -> sp.Expr:
     """The label-noise variance from ``label_variance=`` or the deprecated ``label_noise=``."""
     if label_noise is not _UNSET:
@@ -246,8 +300,6 @@ class LinearRegression(Landscape):
         label_variance = _label_variance(label_variance, label_noise, "LinearRegression")
         matrix = as_matrix(A, "A")
         check_symmetric(matrix, "A")
-        from ._util import check_psd
-
         check_psd(matrix, "A")
         try:
             sigma2 = sp.sympify(label_variance)
@@ -264,16 +316,7 @@ class LinearRegression(Landscape):
                 f"a finite number ≥ 0; got {sigma2}."
             )
         d = matrix.rows
-        if theta_star is None:
-            star = sp.ImmutableMatrix(sp.zeros(d, 1))
-        else:
-            star = (
-                sp.ImmutableMatrix(sp.Matrix(theta_star).reshape(d, 1))
-                if (isinstance(theta_star, (list, tuple, sp.MatrixBase)))
-                else sp.ImmutableMatrix([[sp.sympify(theta_star)]])
-            )
-            if star.shape != (d, 1):
-                raise ValueError(f"theta_star must have {d} entries; got shape {star.shape}.")
+        star = sp.ImmutableMatrix(sp.zeros(d, 1)) if theta_star is None else _column(theta_star, d)
         object.__setattr__(self, "hessian", matrix)
         object.__setattr__(self, "modes", _modes)
         object.__setattr__(self, "mode_names", dict(_names or {}))
@@ -315,17 +358,21 @@ class LinearRegression(Landscape):
     @classmethod
     def from_data(cls, X, y) -> LinearRegression:
         r"""A finite data set: ``X`` is N×d (rows are samples), ``y`` has N entries."""
-        X = sp.ImmutableMatrix(sp.Matrix(X.tolist() if hasattr(X, "tolist") else X))
-        y_list = y.tolist() if hasattr(y, "tolist") else y
-        Y = (
-            sp.ImmutableMatrix(sp.Matrix(y_list).reshape(X.rows, 1))
-            if (sp.Matrix(y_list).shape[0] * sp.Matrix(y_list).shape[1] == X.rows)
-            else None
-        )
-        if Y is None:
+        rows = _rows(X, "X")
+        lengths = sorted({len(r) for r in rows})
+        if len(lengths) != 1 or lengths[0] == 0:
             raise ValueError(
-                f"from_data: y must have one entry per row of X ({X.rows}); got {y_list!r}."
+                f"from_data: X must be rectangular (every row a sample with the same d ≥ 1 "
+                f"features); its rows have lengths {[len(r) for r in rows]}."
             )
+        X = sp.ImmutableMatrix([[_entry(e, "X", "from_data: ") for e in r] for r in rows])
+        y_list = _flat(y, "y")
+        if len(y_list) != X.rows:
+            raise ValueError(
+                f"from_data: y must have one entry per row of X ({X.rows}); got {len(y_list)} "
+                f"entries."
+            )
+        Y = sp.ImmutableMatrix([[_entry(e, "y", "from_data: ")] for e in y_list])
         N, _d = X.shape
         H = (X.T * X) / N
         det = sp.factor(H.det())

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ._util import as_matrix, check_psd, check_symmetric
+from ._util import as_matrix, as_scalar, check_psd, check_symmetric
 from .landscapes import Landscape, LinearRegression
 
 __all__ = ["AdditiveNoise", "MinibatchNoise", "Noise", "sampling_design"]
@@ -96,6 +96,23 @@ class AdditiveNoise(Noise):
         return f"AdditiveNoise(Matrix({sp.sstr(self.C.tolist())}))"
 
 
+def _count(value, name: str, infinite: bool = False) -> sp.Expr:
+    """A batch or data-set size: an integer or a sympy expression (``sp.oo`` for N if
+    ``infinite``); strings, NaN and complex numbers are refused naming ``name``."""
+    if infinite and (value is sp.oo or (isinstance(value, float) and value == float("inf"))):
+        return sp.oo
+    what = "an integer ≥ 1 or sp.oo" if infinite else "an integer ≥ 1"
+    try:
+        return as_scalar(value, name, "MinibatchNoise: ")
+    except TypeError:
+        raise TypeError(
+            f"MinibatchNoise: {name} must be {what} or a sympy symbol; got "
+            f"{type(value).__name__} {value!r}."
+        ) from None
+    except ValueError:
+        raise ValueError(f"MinibatchNoise: {name} must be {what}; got {value!r}.") from None
+
+
 def sampling_design(batch_size, dataset_size, replacement: bool) -> tuple[sp.Expr, sp.Expr]:
     r"""Second moments of the batch counts :math:`n_i` (how often sample i is in the batch).
 
@@ -158,10 +175,10 @@ class MinibatchNoise(Noise):
     def __init__(self, batch_size=None, dataset_size=None, replacement: bool = True):
         from .symbols import batch_size as S_symbol
 
-        S = S_symbol if batch_size is None else sp.sympify(batch_size)
+        S = S_symbol if batch_size is None else _count(batch_size, "batch_size")
         if S.is_number and (not S.is_integer or S < 1):
             raise ValueError(f"MinibatchNoise: batch_size must be an integer ≥ 1; got {S}.")
-        N = None if dataset_size is None else sp.sympify(dataset_size)
+        N = None if dataset_size is None else _count(dataset_size, "dataset_size", infinite=True)
         if N is not None and N is not sp.oo and N.is_number and (not N.is_integer or N < 1):
             raise ValueError(
                 f"MinibatchNoise: dataset_size must be an integer ≥ 1 or sp.oo; got {N}."

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import sympy as sp
 
-from ._util import as_matrix, check_psd, check_symmetric
+from ._util import as_matrix, as_scalar, check_psd, check_symmetric
 from .landscapes import Landscape
 from .noise import Noise
 from .symbols import beta1 as _beta1
@@ -72,11 +72,17 @@ class Optimizer:
 
     def __post_init__(self) -> None:
         for name in ("lr", "weight_decay"):
-            value = sp.sympify(getattr(self, name))
-            object.__setattr__(self, name, value)
+            value = self._scalar(name)
             if value.is_negative or (name == "lr" and value.is_zero):
                 need = "positive" if name == "lr" else "non-negative"
                 raise ValueError(f"{type(self).__name__}: {name} must be {need}; got {value}.")
+
+    def _scalar(self, name: str) -> sp.Expr:
+        """Field ``name`` as a finite real sympy scalar (stored back); NaN, ±inf, complex
+        numbers, strings and other types raise an error naming the field."""
+        value = as_scalar(getattr(self, name), name, f"{type(self).__name__}: ")
+        object.__setattr__(self, name, value)
+        return value
 
     # -- the one rule -----------------------------------------------------------------------
     def step(self, state: Sequence[Vector], grad: Gradient, precondition: Apply) -> tuple:
@@ -147,8 +153,7 @@ class _Momentum(Optimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        mu = sp.sympify(self.momentum)
-        object.__setattr__(self, "momentum", mu)
+        mu = self._scalar("momentum")
         if mu.is_negative or (mu - 1).is_nonnegative:
             raise ValueError(
                 f"{type(self).__name__}: momentum must satisfy 0 ≤ μ < 1; got μ = {mu}."
@@ -293,6 +298,15 @@ class NaturalGradient(SGD):
 
     fisher: Any = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fisher is None:
+            return
+        matrix = as_matrix(self.fisher, "fisher")
+        check_symmetric(matrix, "fisher")
+        check_psd(matrix, "fisher")  # a singular F is refused where F⁻¹ is formed
+        object.__setattr__(self, "fisher", matrix if matrix.rows > 1 else matrix[0, 0])
+
     def restrict(self, k):
         F = self.fisher
         if F is None:
@@ -347,13 +361,26 @@ class Adam(Optimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("beta1", "beta2", "eps"):
-            object.__setattr__(self, name, sp.sympify(getattr(self, name)))
-        if isinstance(self.v, (list, tuple, sp.MatrixBase)):
-            object.__setattr__(self, "v", tuple(sp.sympify(x) for x in self.v))
-        b1 = self.beta1
+        b1, b2, eps = (self._scalar(name) for name in ("beta1", "beta2", "eps"))
+        if isinstance(self.v, (list, tuple, sp.MatrixBase)) or (
+            hasattr(self.v, "ndim") and getattr(self.v, "ndim", 0) > 0
+        ):
+            entries = list(self.v.tolist() if hasattr(self.v, "tolist") else self.v)
+            v = tuple(as_scalar(x, "v", "Adam: ") for x in _flatten(entries))
+            object.__setattr__(self, "v", v)
+        elif self.v is not None:
+            object.__setattr__(self, "v", self._scalar("v"))
         if b1.is_negative or (b1 - 1).is_nonnegative:
             raise ValueError(f"Adam: beta1 must satisfy 0 ≤ β₁ < 1; got β₁ = {b1}.")
+        if b2.is_negative or (b2 - 1).is_nonnegative:
+            raise ValueError(
+                f"Adam: beta2 must satisfy 0 ≤ β₂ < 1 (the decay of the second-moment "
+                f"average); got β₂ = {b2}."
+            )
+        if eps.is_negative:
+            raise ValueError(
+                f"Adam: eps must be ≥ 0 (it is added to √v in the denominator); got eps = {eps}."
+            )
 
     def initial_state(self, theta):
         return (theta, 0 * theta)
@@ -416,6 +443,14 @@ class Adam(Optimizer):
         if _irrational_numbers(entries) and _all_numeric(self, landscape, noise):
             entries = [sp.Float(e.evalf(30), 17) if not e.is_Rational else e for e in entries]
         return sp.diag(*entries)
+
+
+def _flatten(entries: list) -> list:
+    """Entries of a vector given flat or as a column/row (nested one level)."""
+    out = []
+    for x in entries:
+        out.extend(x if isinstance(x, (list, tuple)) else [x])
+    return out
 
 
 def _irrational_numbers(entries: list) -> bool:
