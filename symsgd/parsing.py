@@ -1211,6 +1211,12 @@ def _known_symbols(symbols: Any) -> list[sp.Symbol] | None:
         return sorted(symbols.free_symbols, key=sp.default_sort_key)
     if isinstance(symbols, Mapping):
         symbols = symbols.values()
+    if isinstance(symbols, (str, bytes)) or not isinstance(symbols, Iterable):
+        raise TypeError(
+            "symbols must be an iterable of sympy Symbols (e.g. sp.symbols('h c')), a sympy "
+            f"expression whose free symbols are used, or None; got {symbols!r} "
+            f"({type(symbols).__name__})"
+        )
     out = []
     for s in symbols:
         if not isinstance(s, sp.Symbol):

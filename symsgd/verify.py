@@ -11,7 +11,9 @@ Two routes decide equality of ``hand`` and ``derived`` (entrywise for matrices):
 2. **numeric**: otherwise (square roots, exponentials, huge expressions) both sides are evaluated
    with mpmath at 50 significant digits at random points inside the result's ``conditions``; they
    agree if ``|hand - derived| <= rtol * max(|hand|, |derived|)`` (``rtol = 1e-20``) at every
-   point.
+   point, up to a rounding floor of ``10**(10 - digits)`` times the largest magnitude (1, if
+   larger), so ``digits`` below 20 are refused: they would let formulas differing by more than
+   1e-10 pass.
 
     >>> import sympy as sp
     >>> from symsgd.symbols import lr
@@ -23,11 +25,12 @@ Two routes decide equality of ``hand`` and ``derived`` (entrywise for matrices):
 from __future__ import annotations
 
 import math
+import numbers
 import random
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -180,6 +183,80 @@ _LHS_READOUT = {
 _READOUTS = ("cov", "velocity_cov", "cross_cov", "noise_cov", "loss", "test_loss")
 
 
+#: the numeric route keeps this many of the ``digits`` for rounding: values closer than
+#: ``10**(_SLACK - digits)`` times the largest magnitude count as equal whatever ``rtol`` says
+_SLACK = 10
+#: the fewest and most significant digits ``verify(digits=...)`` accepts: fewer than 20 would let
+#: the rounding floor accept formulas that differ by more than 1e-10; more than 1000 is slow
+MIN_DIGITS, MAX_DIGITS = 20, 1000
+
+
+def _integer(value: Any, name: str, low: int, high: int | None, why: str) -> int:
+    """``value`` as an int in [low, high]; a TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an integer ({why}); got {value!r} ({type(value).__name__})"
+        )
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{name} must be an integer {allowed} ({why}); got {value}")
+    return value
+
+
+def _real(value: Any, name: str, why: str) -> float:
+    """``value`` as a finite float; a TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, sp.Rational, sp.Float)):
+        raise TypeError(
+            f"{name} must be a real number ({why}); got {value!r} ({type(value).__name__})"
+        )
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be a finite number ({why}); got {value!r}")
+    return out
+
+
+def _check_options(
+    points: Any, rtol: Any, digits: Any, seed: Any, timeout: Any, modes: Any
+) -> tuple[int, float, int, float | None]:
+    """Validate the keyword options of :func:`verify` (each error names its argument)."""
+    points = _integer(points, "points", 1, None, "how many random points the numeric route checks")
+    rtol = _real(rtol, "rtol", "the relative tolerance of the numeric route, 0 <= rtol < 1")
+    if not 0 <= rtol < 1:
+        raise ValueError(
+            f"rtol must satisfy 0 <= rtol < 1 (the relative tolerance of the numeric route; a "
+            f"tolerance >= 1 accepts any two values of the same sign); got {rtol:g}"
+        )
+    digits = _integer(
+        digits,
+        "digits",
+        MIN_DIGITS,
+        MAX_DIGITS,
+        f"significant digits of the numeric route; {_SLACK} of them are kept for rounding, so "
+        f"fewer than {MIN_DIGITS} would accept formulas that differ by more than "
+        f"1e-{MIN_DIGITS - _SLACK}; more than {MAX_DIGITS} is needlessly slow",
+    )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(
+            f"seed must be an integer or None (it makes the random points reproducible); got "
+            f"{seed!r} ({type(seed).__name__})"
+        )
+    if timeout is not None:
+        timeout = _real(timeout, "timeout", "seconds, > 0; None for no limit")
+        if timeout <= 0:
+            raise ValueError(
+                f"timeout must be a positive number of seconds, or None for no limit; got "
+                f"{timeout:g}"
+            )
+        timeout = min(timeout, 1e8)  # setitimer overflows beyond ~3 years; that is no limit
+    if modes is not None and not isinstance(modes, Mapping):
+        raise TypeError(
+            f"modes must be a mapping {{eigenvalue Symbol: matrix name}} such as "
+            f"result.mode_names(), or None; got {modes!r} ({type(modes).__name__})"
+        )
+    return points, rtol, digits, timeout
+
+
 def _is_result(derived: Any) -> bool:
     return (
         hasattr(derived, "cov")
@@ -281,6 +358,33 @@ def _as_object(value: Any) -> sp.Expr | sp.ImmutableMatrix:
         rows = [r if isinstance(r, (list, tuple)) else [r] for r in rows]
         return sp.ImmutableMatrix([[sp.sympify(e, strict=True) for e in row] for row in rows])
     return sp.sympify(value, strict=True)
+
+
+def _bounds(key: Any, bounds: Any) -> tuple[sp.Rational, sp.Rational]:
+    """``assumptions[key] = (low, high)`` as rationals with low < high (else a clear error)."""
+    where = f"assumptions[{key}]"
+    if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Iterable):
+        raise TypeError(
+            f"{where} must be a sampling range (low, high) of two finite numbers; got "
+            f"{bounds!r} ({type(bounds).__name__})"
+        )
+    bounds = tuple(bounds)
+    if len(bounds) != 2:
+        raise ValueError(
+            f"{where} must be a sampling range (low, high) of two finite numbers; got "
+            f"{len(bounds)} value{'s' if len(bounds) != 1 else ''}: {bounds!r}"
+        )
+    try:
+        low, high = (_to_rational(b) for b in bounds)
+    except (TypeError, ValueError, sp.SympifyError):
+        low = high = None
+    if not all(isinstance(v, sp.Rational) for v in (low, high)):
+        raise ValueError(
+            f"{where} = {bounds!r}: both ends must be finite real numbers, like (0, 2)"
+        )
+    if not low < high:
+        raise ValueError(f"{where} = {bounds!r}: need low < high")
+    return low, high
 
 
 def _to_rational(x: Any) -> sp.Rational:
@@ -430,6 +534,14 @@ def verify(
     input long before), the exact attempt (then the numeric route decides), and the Taylor
     series of ``order=``; ``seed`` makes the points reproducible.
 
+    **Options are checked first**, each error naming its argument: ``points`` an integer
+    :math:`\ge 1`; ``rtol`` in [0, 1); ``digits`` an integer from 20 to 1000 (the numeric
+    route keeps 10 of them for rounding: values closer than :math:`10^{10-\text{digits}}` times
+    the largest magnitude count as equal, and the verdict states that effective tolerance);
+    ``timeout`` positive seconds or ``None`` (no limit); ``seed`` an integer or ``None``;
+    ``modes`` a mapping or ``None``; ``assumptions`` a sympy condition or ``{symbol: (low,
+    high)}`` with finite ends, low < high.
+
     **What is compared.**  Against a result, ``hand`` is compared with ``result.cov``, or with
     the readout ``what=`` names (``"velocity_cov"``, ``"cross_cov"``, ``"noise_cov"``,
     ``"loss"``, ``"test_loss"``).  LaTeX whose left-hand side is one that
@@ -492,7 +604,15 @@ def verify(
     'series O(λ^3), exact'
     >>> bool(verify(modes.latex(what="velocity_cov", env="align"), modes))
     True
+
+    Too few digits would let the rounding floor swallow a factor of two, so they are refused:
+
+    >>> verify("2 sqrt(1 + λh)", sp.sqrt(1 + lr*h), digits=5)
+    Traceback (most recent call last):
+    ...
+    ValueError: digits must be an integer between 20 and 1000 (significant digits of ...; got 5
     """
+    points, rtol, digits, timeout = _check_options(points, rtol, digits, seed, timeout, modes)
     if what is None:
         what = (_readout_of(hand) if _is_result(derived) else None) or "cov"
     if what not in _READOUTS:
@@ -510,7 +630,18 @@ def verify(
     if isinstance(assumptions, Mapping):
         ranges_in = dict(assumptions)
     elif assumptions is not None:
-        region_extra = sp.sympify(assumptions, strict=True)
+        try:
+            region_extra = sp.sympify(assumptions, strict=True)
+        except (sp.SympifyError, TypeError, ValueError):
+            region_extra = None
+        if not isinstance(region_extra, sp.logic.boolalg.Boolean) or isinstance(
+            region_extra, sp.Symbol
+        ):
+            raise TypeError(
+                "assumptions must be a sympy condition such as sp.And(h > 0, lr < 1), or a "
+                f"mapping {{symbol: (low, high)}} of sampling ranges; got {assumptions!r} "
+                f"({type(assumptions).__name__})"
+            )
     range_syms = [k for k in ranges_in if isinstance(k, sp.Symbol)]
     known = symbols_in(target) | set(conditions.free_symbols) | set(range_syms)
     names = Names(known, matrices)
@@ -537,9 +668,7 @@ def verify(
         found = names.resolve(key.name if isinstance(key, sp.Symbol) else str(key))
         if not isinstance(found, sp.Symbol):
             raise names.unknown_error([str(key)], what_name)
-        low, high = (_to_rational(b) for b in bounds)
-        if not low < high:
-            raise ValueError(f"assumptions[{key}] = {bounds}: need low < high")
+        low, high = _bounds(key, bounds)
         ranges[found] = (low, high)
     if region_extra is not sp.true:
         mapping = {}
@@ -821,7 +950,7 @@ def _decide(
     f_hand = _evaluator(used, hand_entries)
     f_target = _evaluator(used, target_entries)
     sampler = _Sampler(used, region, ranges, seed)
-    floor = mpmath.mpf(10) ** (-(digits - 10))
+    floor = mpmath.mpf(10) ** (_SLACK - digits)
     method = "exact" if status == "nonzero" else "numeric"
     checked = 0
     try:
@@ -891,8 +1020,9 @@ def _decide(
         parsed,
         target,
         f"the hand formula agrees with the derived result at {checked} random point"
-        f"{'s' if checked != 1 else ''} inside the conditions (relative difference < {rtol:g} "
-        f"at {digits} digits; numeric evidence, not a proof)",
+        f"{'s' if checked != 1 else ''} inside the conditions (relative difference <= "
+        f"{max(rtol, 10.0 ** (_SLACK - digits)):g} at {digits} digits; numeric evidence, not a "
+        "proof)",
     )
 
 
