@@ -130,7 +130,7 @@ def test_mode_traces_print_as_traces_of_matrix_functions(name):
     mode (Tr f(A) = f(a)) the printed formula must be the scalar catalogue result."""
     scalar = case(name)
     a = sp.Symbol("a", positive=True)
-    landscape = ss.LinearRegression.commuting(a, label_noise=ss.label_noise**2)
+    landscape = ss.LinearRegression.commuting(a, label_variance=ss.label_noise**2)
     result = ss.stationary(scalar.optimizer, landscape, scalar.noise)
     tex = result.latex(batch="B")
     assert r"\operatorname{Tr}\left[{\left(2 B" in tex and tex.count(r"\right]") == 1

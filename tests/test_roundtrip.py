@@ -44,18 +44,18 @@ EXTRA = {
     ),
     "explicit-minibatch-2x2": lambda: ss.stationary(
         ss.SGD(ss.lr),
-        ss.LinearRegression(sp.Matrix([[2, 1], [1, 3]]), label_noise=1),
+        ss.LinearRegression(sp.Matrix([[2, 1], [1, 3]]), label_variance=1),
         ss.MinibatchNoise(ss.batch_size),
     ),
     # eigen-mode results whose modes couple through Tr[…]
     "trace-sgd": lambda: ss.stationary(
         ss.SGD(ss.lr),
-        ss.LinearRegression.commuting(a, label_noise=ss.label_noise**2),
+        ss.LinearRegression.commuting(a, label_variance=ss.label_noise**2),
         ss.MinibatchNoise(ss.batch_size),
     ),
     "trace-heavy-ball": lambda: ss.stationary(
         ss.HeavyBall(ss.lr, ss.momentum),
-        ss.LinearRegression.commuting(a, label_noise=1),
+        ss.LinearRegression.commuting(a, label_variance=1),
         ss.MinibatchNoise(ss.batch_size),
     ),
 }

@@ -77,7 +77,7 @@ def test_online_regression_with_offset_and_weight_decay():
     """θ* ≠ 0 with weight decay: statistics are about θ_γ = (A + γI)⁻¹Aθ*, and the measured
     training loss includes the bias ½(θ_γ − θ*)ᵀA(θ_γ − θ*)."""
     A = sp.Matrix([[1, sp.Rational(1, 2)], [sp.Rational(1, 2), 2]])
-    land = ss.LinearRegression(A, label_noise=sp.Rational(1, 4), theta_star=[1, -2])
+    land = ss.LinearRegression(A, label_variance=sp.Rational(1, 4), theta_star=[1, -2])
     optimizer = ss.SGD(lr, weight_decay=sp.Rational(1, 5))
     result = ss.stationary(optimizer, land, ss.MinibatchNoise(3))
     report = assert_crosscheck(result, {lr: 0.2}, seed=4)
@@ -87,7 +87,7 @@ def test_online_regression_with_offset_and_weight_decay():
 def test_preconditioned_minibatch_regression():
     A = sp.Matrix([[1, sp.Rational(1, 2)], [sp.Rational(1, 2), 2]])
     P = sp.Matrix([[1, sp.Rational(1, 4)], [sp.Rational(1, 4), sp.Rational(1, 2)]])
-    land = ss.LinearRegression(A, label_noise=sp.Rational(1, 2))
+    land = ss.LinearRegression(A, label_variance=sp.Rational(1, 2))
     result = ss.stationary(ss.Preconditioned(lr, P), land, ss.MinibatchNoise(2))
     assert_crosscheck(result, {lr: 0.3}, seed=6)
 
@@ -107,7 +107,7 @@ def test_finite_data_minibatches(replacement):
 def test_mode_coupled_regression_on_an_explicit_spectrum():
     """Minibatch noise couples the eigen-modes through Tr(AΣ): simulate the explicit diagonal
     problem with the given spectrum, compare with ``on_modes``."""
-    land = ss.LinearRegression.commuting(a, label_noise=ss.label_noise**2)
+    land = ss.LinearRegression.commuting(a, label_variance=ss.label_noise**2)
     result = ss.stationary(ss.SGD(lr), land, ss.MinibatchNoise(ss.batch_size))
     params = {lr: 0.2, ss.label_noise: 0.8, ss.batch_size: 2}
     report = assert_crosscheck(result, params, eigenvalues=[1, 2, 3], seed=6)
@@ -174,7 +174,7 @@ def test_unstable_parameters_raise_naming_the_condition():
 
 
 def test_minibatch_instability_raises():
-    land = ss.LinearRegression(a, label_noise=1)
+    land = ss.LinearRegression(a, label_variance=1)
     with pytest.raises(UnstableError, match="lambda"):
         # the mean recursion is stable (λa = 1.5 < 2) but the multiplicative noise is not
         simulate(ss.SGD(lr), land, ss.MinibatchNoise(1), {lr: 1.5, a: 1.0})
@@ -223,7 +223,7 @@ def test_minibatch_needs_samples():
         ),
         (
             ss.HeavyBall(lr, mu),
-            ss.LinearRegression(sp.Matrix([[1, 0], [0, 2]]), label_noise=1),
+            ss.LinearRegression(sp.Matrix([[1, 0], [0, 2]]), label_variance=1),
             ss.MinibatchNoise(2),
             {lr: 0.2, mu: 0.4},
         ),
