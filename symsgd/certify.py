@@ -8,12 +8,14 @@ problem's parameters :math:`p`.  It is the stationary law exactly when the resid
 vanishes identically.  :func:`certify` evaluates :math:`R` **exactly** (rational arithmetic in
 python-flint) at random rational points of the parameters.  A non-zero rational function of
 total degree :math:`\delta` vanishes at a random point drawn from :math:`m` values per
-coordinate with probability at most :math:`\delta/m` (Schwartz–Zippel), so two points with
-:math:`m \approx 10^{12}` values turn every wrong formula into a failed certificate in practice.
-Points are drawn inside the stability ``conditions`` when they are known, and always respect the
-symbols' assumptions (nonnegative symbols get squares of integers, so square roots of
-parameters stay rational; the learning rate gets 1/q).  All-numeric float problems are
-checked by their float residual relative to the size of the terms.
+coordinate with probability at most :math:`\delta/m` (Schwartz–Zippel); the points here draw
+every coordinate from :math:`m \ge 10^4` values, independently, so a wrong formula of degree
+δ = 20 survives two points with probability at most 4·10⁻⁶.  Points are drawn inside the
+stability ``conditions`` when they are known, and always respect the symbols' assumptions
+(nonnegative symbols get squares of integers, so square roots of parameters stay rational;
+μ and β in (0, 1); the learning rate 1/(q·m²)).  Answers with irrational constants (√2) are
+checked at 60 digits; all-numeric float problems by their float residual relative to the size
+of the terms.
 
 A failed certificate raises :class:`~symsgd.InternalError`; the solver driver
 (:func:`symsgd.lyapunov.solve`) then tries the next strategy.
@@ -175,7 +177,7 @@ def _draw(symbol: sp.Symbol, rng: random.Random, scale: int):
     return flint.fmpq(rng.choice((-1, 1)) * value)
 
 
-def _draw_point(symbols: list, rng: random.Random, scale: int = 10**6) -> dict:
+def _draw_point(symbols: list, rng: random.Random, scale: int = 10**4) -> dict:
     """A random point; the learning rate is ``1/(q·m²)``, m the largest other value, so that λ
     times any product of two parameters is at most ``1/q`` (the point tends to lie inside the
     stability region) and the arithmetic keeps one denominator."""
