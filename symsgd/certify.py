@@ -168,7 +168,7 @@ def _draw(symbol: sp.Symbol, rng: random.Random, scale: int):
     symbols, so that square roots of parameters stay rational), fractions in (0, 1) for the
     momentum and Adam's decays; the learning rate is set by :func:`_draw_point`."""
     if symbol.is_integer:
-        return flint.fmpq(rng.randint(2, 40))
+        return flint.fmpq(rng.randint(2, scale))
     if str(symbol) in _UNIT:
         return flint.fmpq(rng.randint(1, scale - 1), scale) ** 2
     value = rng.randint(1, scale)
