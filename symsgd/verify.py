@@ -501,6 +501,18 @@ def _format_point(point: dict) -> str:
     return ", ".join(f"{_pretty(s)}={show(v)}" for s, v in point.items()) or "every point"
 
 
+def _agrees(parsed, target, how: str) -> Verdict:
+    """The verdict "equal by exact cancellation"; ``how`` ends the parenthesis."""
+    return Verdict(
+        True,
+        "exact",
+        None,
+        parsed,
+        target,
+        f"the hand formula agrees with the derived result (exact cancellation{how}",
+    )
+
+
 def verify(
     hand: Any,
     derived: Any,
@@ -903,15 +915,7 @@ def _decide(
             timeout,
         )
         if status == "zero":
-            return Verdict(
-                True,
-                "exact",
-                None,
-                parsed,
-                target,
-                "the hand formula agrees with the derived result (exact cancellation, each "
-                "trace over the modes taken as one unknown)",
-            )
+            return _agrees(parsed, target, ", each trace over the modes taken as one unknown)")
         expanded, spectrum = _expand_on_spectrum(
             [*hand_entries, *target_entries, region], traces if isinstance(traces, list) else []
         )
@@ -924,21 +928,11 @@ def _decide(
 
     status, _ = _exact(hand_entries, target_entries, timeout)
     if status == "zero":
-        return Verdict(
-            True,
-            "exact",
-            None,
-            parsed,
-            target,
-            "the hand formula agrees with the derived result (exact cancellation"
-            f"{traces_note or ')'}"
-            + (
-                "; traces that differ as functions may still agree on more modes, so this "
-                "is evidence on three modes, not a proof)"
-                if traces_note
-                else ""
-            ),
+        caveat = (
+            "; traces that differ as functions may still agree on more modes, so this is "
+            "evidence on three modes, not a proof)"
         )
+        return _agrees(parsed, target, f"{traces_note}{caveat}" if traces_note else ")")
 
     symbols = sorted(
         set().union(*(symbols_in(e) for e in hand_entries + target_entries))
