@@ -50,8 +50,13 @@ def _show(value) -> str:
 
 def _as_array(symbol: sp.Symbol, value, context: str) -> np.ndarray:
     if isinstance(value, sp.Basic):
-        if value.free_symbols:
-            return None  # a symbolic value (subs with an expression): nothing to check here
+        if value.free_symbols:  # a symbolic value: refuse what its assumptions contradict
+            if (symbol.is_positive and value.is_positive is False) or (
+                symbol.is_nonnegative and value.is_nonnegative is False
+            ):
+                sign = "> 0" if symbol.is_positive else "≥ 0"
+                raise ValueError(f"{context}: {_label(symbol)} must be {sign}; got {value}.")
+            return None
         if (not value.is_real and value.is_real is not None) or value.has(sp.I):
             raise ValueError(f"{context}: {_label(symbol)} must be real; got {value}.")
         if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):

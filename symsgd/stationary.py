@@ -667,6 +667,12 @@ class ContinuousTime(_Result):
 
     @classmethod
     def of(cls, result: Stationary) -> ContinuousTime:
+        if result.closure:
+            raise ValueError(
+                "continuous_time(): the SDE prediction of an eigen-mode problem whose modes "
+                "couple through a trace (minibatch noise) is not derived here; use an explicit "
+                "matrix landscape, e.g. LinearRegression(sp.diag(a1, a2, a3), label_variance)."
+            )
         r = result.recursion
         opt, land, noise = r.optimizer, r.landscape, r.noise
         d = land.dim

@@ -305,3 +305,52 @@ def test_label_variance_and_deprecated_label_noise_agree():
     r_old = ss.stationary(ss.SGD(ss.lr), old, ss.MinibatchNoise(2))
     r_new = ss.stationary(ss.SGD(ss.lr), new, ss.MinibatchNoise(2))
     assert sp.cancel(r_old.cov - r_new.cov) == 0
+
+
+# -- review findings -----------------------------------------------------------------------
+def test_irrational_answers_are_checked_exactly_not_at_a_tiny_point(monkeypatch):
+    """Answers with √2 were checked at 60 digits at one point where λ ~ 1e-19, so an error
+    ∝ λ³ passed; the residual is now an algebraic number proved zero (or not)."""
+    real = lyapunov.ExactSolver.solve
+
+    def wrong(self, recursion):
+        right = real(self, recursion)
+        return lyapunov.Solution(right.state_cov * (1 + ss.lr**3), right.denominator, "wrong")
+
+    monkeypatch.setattr(lyapunov.ExactSolver, "solve", wrong)
+    monkeypatch.setattr(lyapunov, "SOLVERS", (lyapunov.ExactSolver(),))
+    with pytest.raises(ss.InternalError):
+        ss.stationary(ss.SGD(ss.lr), ss.Quadratic(sp.sqrt(2) * h), ss.AdditiveNoise(c))
+
+
+def test_float_certificate_checks_small_entries_and_positivity(monkeypatch):
+    real = lyapunov.NumericSolver.solve
+
+    def flipped(self, recursion):
+        right = real(self, recursion)
+        S = sp.Matrix(right.state_cov)
+        S[1, 1] = -S[1, 1]
+        return lyapunov.Solution(sp.ImmutableMatrix(S), right.denominator, "wrong")
+
+    monkeypatch.setattr(lyapunov.NumericSolver, "solve", flipped)
+    r = ss.stationary(
+        ss.SGD(0.1),
+        ss.Quadratic(sp.Matrix([[1.0, 0.0], [0.0, 1.0]])),
+        ss.AdditiveNoise(sp.Matrix([[1e8, 0.0], [0.0, 1e-8]])),
+    )
+    assert r.method != "wrong"  # the negative variance was discarded, the next strategy answered
+    assert float(r.cov[1, 1]) == pytest.approx(0.01 * 1e-8 / (1 - 0.81), rel=1e-9)
+
+
+def test_continuous_time_of_a_trace_coupled_eigen_mode_result_is_refused():
+    r = ss.stationary(
+        ss.SGD(ss.lr), ss.LinearRegression.commuting(label_variance=1), ss.MinibatchNoise(2)
+    )
+    with pytest.raises(ValueError, match="couple through a trace"):
+        r.continuous_time()
+
+
+def test_subs_refuses_a_symbolic_value_of_the_wrong_sign():
+    r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    with pytest.raises(ValueError, match=r"lambda .*> 0"):
+        r.subs(lr=-h)
