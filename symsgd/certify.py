@@ -390,7 +390,11 @@ def stationary_residual(recursion) -> Callable[[sp.Matrix, dict], sp.Matrix]:
 
 
 def certify_stationary(
-    recursion, state_cov: sp.MatrixBase, conditions=None, seed: int = 0
+    recursion,
+    state_cov: sp.MatrixBase,
+    conditions=None,
+    seed: int = 0,
+    equation: str = STATIONARY_EQUATION,
 ) -> Certificate:
     """:func:`certify` the candidate ``state_cov`` of ``recursion`` against its stationary
     equation."""
@@ -403,17 +407,26 @@ def certify_stationary(
         | _noise_symbols(recursion)
     )
     return certify(
-        stationary_residual(recursion), state_cov, symbols, conditions=conditions, seed=seed
+        stationary_residual(recursion),
+        state_cov,
+        symbols,
+        equation=equation,
+        conditions=conditions,
+        seed=seed,
     )
+
+
+def probe_symbols(operator: Callable[[sp.Matrix], sp.Matrix], n: int) -> set:
+    """Symbols of a linear matrix operator, read off its value at a generic numeric matrix."""
+    probe = sp.Matrix(n, n, lambda i, j: sp.Integer(1 + i + j))
+    return set(sp.Matrix(operator(probe)).free_symbols)
 
 
 def _noise_symbols(recursion) -> set:
     """Symbols of the state-dependent part of the noise (e.g. S, σ, κ)."""
     if not recursion.noise.depends_on_state():
         return set()
-    n = recursion.K.rows
-    probe = sp.Matrix(n, n, lambda i, j: sp.Integer(1 + i + j))
-    return set(sp.Matrix(recursion.noise_cov(probe)).free_symbols)
+    return probe_symbols(recursion.noise_cov, recursion.K.rows)
 
 
 def certify_modes(result, seed: int = 0) -> Certificate:
@@ -455,19 +468,11 @@ def certify_modes(result, seed: int = 0) -> Certificate:
         for a in range(n1):
             for b in range(n1):
                 S[a * d + k, b * d + k] = block[a, b]
-    symbols = (
-        set(S.free_symbols)
-        | ex_rec.M.free_symbols
-        | ex_rec.B.free_symbols
-        | ex_rec.forcing().free_symbols
-        | _noise_symbols(ex_rec)
-    )
-    cert = certify(
-        stationary_residual(ex_rec),
+    cert = certify_stationary(
+        ex_rec,
         S,
-        symbols,
-        equation=STATIONARY_EQUATION + " (explicit diagonal instance, d = 3)",
         seed=seed,
+        equation=STATIONARY_EQUATION + " (explicit diagonal instance, d = 3)",
     )
     how = "explicit" if cert.how == "exact" else cert.how
     note = f"mode eigenvalues {', '.join(map(str, eigen))}"

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ._util import field_atoms, replace_fields, substitute, symbols_in
-from .certify import certify, certify_modes
+from .certify import certify, certify_modes, probe_symbols
 from .domain import check_values, problem_constraints
 from .exact import canonical
 from .landscapes import Landscape
@@ -720,7 +720,7 @@ class ContinuousTime(_Result):
         certificate = certify(
             lambda X, point: sp.Matrix(operator(X)).xreplace(point) - G.xreplace(point),
             cov,
-            symbols_in(cov) | A.free_symbols | G.free_symbols | _operator_symbols(operator, d),
+            symbols_in(cov) | A.free_symbols | G.free_symbols | probe_symbols(operator, d),
             equation="AΣ + ΣAᵀ − λ_eff P(Q(Σ) − Q₀)Pᵀ = λ_eff P Q₀ Pᵀ (continuous time)",
         )
         return cls(
@@ -845,11 +845,6 @@ def stationary(
         form=solution.form,
         certificate=solution.certificate,
     )
-
-
-def _operator_symbols(operator, d: int) -> set:
-    probe = sp.Matrix(d, d, lambda i, j: sp.Integer(1 + i + j))
-    return set(sp.Matrix(operator(probe)).free_symbols)
 
 
 def _refuse_name_clashes(*pieces) -> None:
