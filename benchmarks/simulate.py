@@ -5,7 +5,7 @@
 
 Reports, all measured in this process:
 
-* scalar SGD with additive Gaussian noise: chain-steps/s of :func:`symsgd.simulate.run` on one
+* scalar SGD with additive Gaussian noise: chain-steps/s of :func:`symsgd.run` on one
   thread and on all cores, against two baselines — a plain Python loop (one chain at a time,
   ``random.gauss``) and a straightforward numpy loop (all chains in one array, fresh arrays for
   every operation, one thread);
@@ -30,7 +30,7 @@ import numpy as np
 import sympy as sp
 
 import symsgd as ss
-from symsgd.simulate import BurnInWarning, prepare, run
+from symsgd._simulate import BurnInWarning, prepare, run
 
 LR, H, C = 0.1, 1.0, 0.5
 

@@ -6,8 +6,11 @@
 c*lambda*(mu + 1)/(h*(1 - mu)*(-h*lambda + 2*mu + 2))
 """
 
+from ._crosscheck import CrossCheck, Sweep, assert_crosscheck, crosscheck, sweep
+from ._simulate import BurnInWarning, Simulation, simulate
+from ._stationary import ContinuousTime, Stationary, stationary
+from ._verify import Verdict, parse_formula, verify
 from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
-from .crosscheck import CrossCheck, Sweep, assert_crosscheck, crosscheck, sweep
 from .errors import InternalError, UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise, Noise
@@ -22,8 +25,6 @@ from .optimizers import (
     Preconditioned,
 )
 from .recursion import LinearRecursion, build_recursion
-from .simulate import BurnInWarning, Simulation, simulate
-from .stationary import ContinuousTime, Stationary, stationary
 from .symbols import (
     batch_size,
     beta1,
@@ -35,7 +36,6 @@ from .symbols import (
     momentum,
     weight_decay,
 )
-from .verify import Verdict, parse_formula, verify
 
 __version__ = "0.1.0"
 

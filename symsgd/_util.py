@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+from dataclasses import is_dataclass
 
 import numpy as np
 import sympy as sp
@@ -154,47 +155,78 @@ def _fields(obj) -> dict:
     return dict(vars(obj))
 
 
-def field_symbols(obj) -> set:
-    """Free symbols of every sympy value a frozen value object holds (fields, tuples of them)."""
-    out: set = set()
+def _is_value_object(value) -> bool:
+    """A frozen dataclass the library builds from (an optimizer inside a wrapper optimizer)."""
+    return is_dataclass(value) and not isinstance(value, type)
+
+
+def _leaves(obj) -> list:
+    """Every sympy value ``obj`` holds: its fields, tuples/lists of them, and the fields of
+    nested value objects (``Averaged(SGD(lr))`` holds ``SGD(lr)``)."""
+    out: list = []
     stack = list(_fields(obj).values())
     while stack:
         value = stack.pop()
         if isinstance(value, sp.Basic):
-            out |= value.free_symbols
+            out.append(value)
         elif isinstance(value, (tuple, list)):
             stack.extend(value)
+        elif _is_value_object(value):
+            stack.extend(_fields(value).values())
     return out
+
+
+def field_symbols(obj) -> set:
+    """Free symbols of every sympy value a frozen value object holds (fields, tuples of them,
+    nested value objects)."""
+    return set().union(*(value.free_symbols for value in _leaves(obj)))
 
 
 def field_atoms(obj, kind: type) -> set:
     """Atoms of type ``kind`` (e.g. ``sp.Float``) in the sympy values a value object holds."""
-    out: set = set()
-    stack = list(_fields(obj).values())
-    while stack:
-        value = stack.pop()
+    return set().union(*(value.atoms(kind) for value in _leaves(obj)))
+
+
+def map_fields(obj, fn):
+    """A copy of the frozen value object ``obj`` with ``fn`` applied to every sympy value it
+    holds (in fields, tuples/lists of them and nested value objects).  Fields are set directly:
+    the constructor validated the symbolic object already."""
+
+    def visit(value):
         if isinstance(value, sp.Basic):
-            out |= value.atoms(kind)
-        elif isinstance(value, (tuple, list)):
-            stack.extend(value)
-    return out
-
-
-def replace_fields(obj, values: dict):
-    """A copy of the frozen value object ``obj`` with ``values`` substituted (``xreplace``) in
-    every sympy field — fields are set directly, the constructor validated the symbolic object
-    already."""
-
-    def subs(value):
-        if isinstance(value, sp.Basic):
-            return value.xreplace(values) if values else value
+            return fn(value)
         if isinstance(value, (tuple, list)):
-            return type(value)(subs(v) for v in value)
+            return type(value)(visit(v) for v in value)
+        if _is_value_object(value):
+            return map_fields(value, fn)
         return value
 
     new = copy.copy(obj)
     for key, value in _fields(obj).items():
-        object.__setattr__(new, key, subs(value))
+        object.__setattr__(new, key, visit(value))
+    return new
+
+
+def replace_fields(obj, values: dict):
+    """A copy of the frozen value object ``obj`` with ``values`` substituted (``xreplace``) in
+    every sympy value it holds (:func:`map_fields`)."""
+    if not values:
+        return copy.copy(obj)
+    return map_fields(obj, lambda value: value.xreplace(values))
+
+
+def float_fields(obj):
+    """A copy of a numeric value object whose scalar number fields (its own and those of nested
+    value objects) are Python floats, so that :meth:`~symsgd.Optimizer.step` runs on numpy
+    arrays at numpy speed; matrices and tuples stay as they are."""
+    new = copy.copy(obj)
+    for key, value in _fields(obj).items():
+        if _is_value_object(value):
+            object.__setattr__(new, key, float_fields(value))
+        elif (
+            isinstance(value, sp.Expr) and not isinstance(value, sp.MatrixBase) and value.is_number
+        ):
+            object.__setattr__(new, key, float(value))
     return new
 
 

@@ -14,7 +14,7 @@ with :math:`\Sigma_x(v) = K\Sigma_z(v)K^\top` the evaluation point's block of th
 recursion's stationary state second moment.  Every piece comes from the library: the recursion
 from :func:`~symsgd.recursion.build_recursion`, :math:`Q` from the noise model, :math:`G` from the
 optimizer's own :meth:`~symsgd.optimizers.Optimizer.gradient`, and the returned
-:class:`~symsgd.stationary.Stationary` from :func:`~symsgd.stationary.stationary`.
+:class:`symsgd.Stationary` from :func:`symsgd.stationary`.
 
 * :func:`adam_self_consistent` solves :math:`v = F(v)` numerically (numeric parameters) and
   returns an :class:`AdamFixedPoint`;
@@ -33,17 +33,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import sympy as sp
 
+from ._stationary import Stationary, stationary
 from ._util import field_symbols, replace_fields, symbols_in
 from .domain import check_values, problem_constraints
 from .errors import InternalError, UnstableError
 from .exact import canonical
 from .landscapes import Landscape, LinearRegression
+from .moments import NumericMap, noise_operator
 from .noise import AdditiveNoise, Noise
 from .numeric import resolve_values
 from .optimizers import Adam
 from .recursion import build_recursion
-from .sampling import noise_operator, second_moment_matrix
-from .stationary import Stationary, stationary
 from .symbols import ALIASES
 from .symbols import eps as _eps
 
@@ -130,7 +130,7 @@ def _check_problem(optimizer, landscape, noise, what: str) -> None:
             f"{what} needs a landscape (e.g. ss.Quadratic(h)) and a noise model "
             f"(e.g. ss.AdditiveNoise(c)); got {landscape!r} and {noise!r}."
         )
-    if landscape.modes:
+    if landscape.eigenmode:
         raise ValueError(
             f"{what} needs an explicit landscape: Adam's v is per coordinate, while an eigen-mode "
             f"problem ({landscape!r}) is per eigen-direction. Use ss.Quadratic(h) for one "
@@ -282,7 +282,6 @@ class _FrozenFamily:
 
         M, B, K = num(rec.M), num(rec.B), num(rec.K)
         G = num(_gradient_map(frozen, landscape))
-        self.state_dependent = noise.depends_on_state()
         entries = {(i, j): sp.Dummy(f"s{i}{j}") for i in range(d) for j in range(i, d)}
         probe = sp.Matrix(d, d, lambda i, j: entries[min(i, j), max(i, j)])
         noise_at = num(rec.noise_cov(probe))
@@ -306,25 +305,15 @@ class _FrozenFamily:
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
         """F(v); raises :class:`_Unstable` where the frozen recursion has no stationary law."""
-        from scipy.linalg import solve_discrete_lyapunov
 
         M, B = self.matrices(v)
-        n = M.shape[0]
-        forcing = B @ self.Q0 @ B.T
-        if not self.state_dependent:
-            rho = self.rho = float(np.max(np.abs(np.linalg.eigvals(M)))) ** 2
-            if not rho < 1:
-                raise _Unstable(rho)
-            state = solve_discrete_lyapunov(M, forcing)
-        else:
-            T = second_moment_matrix(M, B, self.K, self.L)
-            rho = self.rho = float(np.max(np.abs(np.linalg.eigvals(T))))
-            if not rho < 1:
-                raise _Unstable(rho)
-            state = np.linalg.solve(np.eye(n * n) - T, forcing.reshape(-1)).reshape(n, n)
-        state = (state + state.T) / 2
+        T = NumericMap(M, B, self.K, self.Q0, self.L)
+        rho = self.rho = T.radius()
+        if not rho < 1:
+            raise _Unstable(rho)
+        state = T.solve()
         at_point = self.K @ state @ self.K.T
-        noise = self.Q0 + (self.L @ at_point.reshape(-1)).reshape(self.d, self.d)
+        noise = T.noise(at_point)
         return np.diagonal(self.G @ at_point @ self.G.T + noise).copy()
 
 
@@ -462,7 +451,7 @@ def adam_self_consistent(
     secant slope of F and halved whenever a trial point is unstable or does not lower the
     residual, and stops when :math:`\max_i |F_i(v) - v_i|/v_i \le` ``tol``.  Each evaluation of
     F is a float64 Lyapunov solve of the recursion built once with symbolic v; the returned
-    ``result`` is then derived by :func:`~symsgd.stationary.stationary` at the fixed point.
+    ``result`` is then derived by :func:`symsgd.stationary` at the fixed point.
 
     Raises ``ValueError`` when parameters are missing, :class:`~symsgd.UnstableError` when no v
     gives a stable frozen recursion (e.g. H not positive definite) or the iteration can only

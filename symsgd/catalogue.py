@@ -48,7 +48,7 @@ class Case:
     params: dict = field(hash=False, compare=False)
 
     def derive(self, method: str = "auto"):
-        from .stationary import stationary
+        from ._stationary import stationary
 
         return stationary(self.optimizer, self.landscape, self.noise, method=method)
 

@@ -304,7 +304,7 @@ def describe(
         "problem": f"{type(item.optimizer).__name__} on {item.landscape!r} with {item.noise!r}",
         "noise": "minibatch" if isinstance(item.noise, MinibatchNoise) else "additive",
         "dim": item.landscape.dim,
-        "modes": bool(item.landscape.modes),
+        "modes": bool(item.landscape.eigenmode),
         "method": result.method,
         "cov": _str(result.cov, names),
         "conditions": _str(result.conditions, names),
@@ -366,7 +366,7 @@ def _derive(args) -> int:
 
 
 def _verify(args) -> int:
-    from .verify import verify
+    from ._verify import verify
 
     item = problem(args.against, args.noise, args.dim, decay=args.weight_decay)
     result = item.derive()
@@ -405,10 +405,10 @@ def _select(names: str | None) -> list[Case]:
 
 def _crosscheck():
     try:
-        from .crosscheck import crosscheck
+        from ._crosscheck import crosscheck
     except ImportError:
         try:
-            from .simulate import crosscheck
+            from ._simulate import crosscheck
         except ImportError as exc:
             raise InputError(f"`symsgd check` needs symsgd's crosscheck ({exc}).") from None
     return crosscheck
@@ -427,7 +427,7 @@ def run_check(
     **simulation: Any,
 ) -> int:
     r"""Derive every case, cross-check it against a simulation of the real optimizer at the
-    case's parameter point (:func:`symsgd.crosscheck.crosscheck`, every entry of ``cov``,
+    case's parameter point (:func:`symsgd.crosscheck`, every entry of ``cov``,
     ``velocity_cov`` and ``loss``, family-wise level 0.01), print one line per case and
     optionally write a figure (:func:`plot_checks`); return 0 if every check passed, else 1
     (a check failed, or was inconclusive because the simulation was too small for a verdict).

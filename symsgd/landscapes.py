@@ -31,7 +31,7 @@ class Landscape:
 
     hessian: sp.ImmutableMatrix
     #: True for eigen-mode problems: ``hessian`` is the 1×1 matrix of one mode's eigenvalue.
-    modes: bool = False
+    eigenmode: bool = False
     #: for eigen-mode problems: eigenvalue symbol -> name of the matrix it stands for.
     mode_names: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -67,7 +67,7 @@ class Quadratic(Landscape):
     1
     >>> ss.Quadratic(sp.Matrix([[2, 1], [1, 2]])).dim
     2
-    >>> ss.Quadratic.commuting().modes
+    >>> ss.Quadratic.commuting().eigenmode
     True
     """
 
@@ -75,7 +75,7 @@ class Quadratic(Landscape):
         matrix = as_matrix(H, "H")
         check_symmetric(matrix, "H")
         object.__setattr__(self, "hessian", matrix)
-        object.__setattr__(self, "modes", _modes)
+        object.__setattr__(self, "eigenmode", _modes)
         object.__setattr__(self, "mode_names", dict(_names or {}))
 
     @classmethod
@@ -108,7 +108,7 @@ class Quadratic(Landscape):
         return cls(symmetric_matrix(d, name))
 
     def __repr__(self) -> str:
-        if self.modes:
+        if self.eigenmode:
             return f"Quadratic.commuting({self.hessian[0, 0]})"
         if self.dim == 1:
             return f"Quadratic({self.hessian[0, 0]})"
@@ -318,7 +318,7 @@ class LinearRegression(Landscape):
         d = matrix.rows
         star = sp.ImmutableMatrix(sp.zeros(d, 1)) if theta_star is None else _column(theta_star, d)
         object.__setattr__(self, "hessian", matrix)
-        object.__setattr__(self, "modes", _modes)
+        object.__setattr__(self, "eigenmode", _modes)
         object.__setattr__(self, "mode_names", dict(_names or {}))
         object.__setattr__(self, "A", matrix)
         object.__setattr__(self, "label_variance", sigma2)
@@ -414,7 +414,7 @@ class LinearRegression(Landscape):
         A = sp.Matrix(self.A)
         from .modes import COUPLING
 
-        trace = COUPLING if self.modes else None
+        trace = COUPLING if self.eigenmode else None
         return isserlis_quartic(A, U, trace) - A * U * A + self.label_variance * A
 
     def coupling_density(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr:
@@ -447,7 +447,7 @@ class LinearRegression(Landscape):
         """
         cov = sp.Matrix(cov)
         if self.data is None:
-            if self.modes:  # ½ Tr(A E[uuᵀ]) is half the closed coupling trace
+            if self.eigenmode:  # ½ Tr(A E[uuᵀ]) is half the closed coupling trace
                 from .modes import COUPLING
 
                 return sp.Rational(1, 2) * (COUPLING + self.label_variance)
@@ -471,7 +471,7 @@ class LinearRegression(Landscape):
         if self.data is not None:
             return f"LinearRegression.from_data(N={self.data[0].rows}, d={self.dim})"
         A = self.A[0, 0] if self.dim == 1 else f"Matrix({sp.sstr(self.A.tolist())})"
-        head = "LinearRegression.commuting" if self.modes else "LinearRegression"
+        head = "LinearRegression.commuting" if self.eigenmode else "LinearRegression"
         star = self.theta_star
         star = "" if star is None or star.is_zero_matrix else f", theta_star={sp.sstr(list(star))}"
         return f"{head}({A}, label_variance={self.label_variance}{star})"

@@ -512,7 +512,7 @@ def scalar_latex(expr, lr_name: str | None = None, batch_name: str | None = None
     Factors are oriented positive near the origin of the stable region (small λ), sums are
     polynomials in λ with factored coefficients, lowest order first.  Expressions that are not
     rational in their symbols (and in square roots of symbols) fall back to ``sympy.latex``.
-    The output parses back with :func:`symsgd.verify.parse_formula`.
+    The output parses back with :func:`symsgd.parse_formula`.
 
     >>> import sympy as sp
     >>> from symsgd.symbols import lr, batch_size as S, label_noise as sigma

@@ -38,6 +38,7 @@ import sympy as sp
 from .certify import certify_stationary
 from .errors import InternalError
 from .exact import canonical, desqrt, solve_canonical
+from .moments import NumericMap, from_halfvec, halfvec_operator_system, halfvec_system
 from .noise import AdditiveNoise
 from .recursion import LinearRecursion
 
@@ -48,8 +49,6 @@ __all__ = [
     "InvariantSolver",
     "NumericSolver",
     "Solution",
-    "halfvec_operator_system",
-    "halfvec_system",
     "solve",
     "solve_symmetric",
 ]
@@ -70,42 +69,6 @@ class Solution:
     certificate: object = None
 
 
-def _pairs(n: int) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(n) for j in range(i, n)]
-
-
-def _unit(n: int, i: int, j: int) -> sp.Matrix:
-    E = sp.zeros(n, n)
-    E[i, j] = E[j, i] = 1
-    return E
-
-
-def halfvec_operator_system(
-    operator: Callable[[sp.Matrix], sp.Matrix], forcing: sp.MatrixBase, n: int
-) -> tuple[sp.Matrix, sp.Matrix]:
-    r"""The system ``A s = b`` equivalent to :math:`F(\Sigma) = G` for symmetric Σ, where ``F`` is
-    linear and maps symmetric matrices to symmetric matrices.
-
-    ``s`` holds the upper-triangular entries of Σ (row-major); column k of ``A`` is the
-    half-vectorisation of :math:`F(E_k)` for the symmetric unit matrix :math:`E_k`.
-    """
-    pairs = _pairs(n)
-    columns = []
-    for i, j in pairs:
-        F = operator(_unit(n, i, j))
-        columns.append([sp.expand(F[p, q]) for p, q in pairs])
-    A = sp.Matrix(len(pairs), len(pairs), lambda r, c: columns[c][r])
-    b = sp.Matrix([sp.expand(forcing[p, q]) for p, q in pairs])
-    return A, b
-
-
-def halfvec_system(recursion: LinearRecursion) -> tuple[sp.Matrix, sp.Matrix]:
-    r"""The half-vectorised stationary equation :math:`\Sigma - T(\Sigma) = BQ_0B^\top`."""
-    return halfvec_operator_system(
-        lambda E: E - recursion.second_moment_map(E), recursion.forcing(), recursion.n
-    )
-
-
 def solve_symmetric(
     operator: Callable[[sp.Matrix], sp.Matrix], forcing: sp.MatrixBase, n: int
 ) -> tuple[sp.ImmutableMatrix, sp.Expr]:
@@ -113,14 +76,7 @@ def solve_symmetric(
     A, b = halfvec_operator_system(operator, forcing, n)
     (A, b), back = desqrt([A, b])
     entries, denominator = solve_canonical(A, b)
-    return _from_halfvec(n, entries).subs(back), denominator.subs(back)
-
-
-def _from_halfvec(n: int, values: list) -> sp.ImmutableMatrix:
-    S = sp.zeros(n, n)
-    for (i, j), v in zip(_pairs(n), values):
-        S[i, j] = S[j, i] = v
-    return sp.ImmutableMatrix(S)
+    return from_halfvec(n, entries).subs(back), denominator.subs(back)
 
 
 class Solver:
@@ -162,7 +118,7 @@ class ExactSolver(Solver):
         A, b = halfvec_system(recursion)
         (A, b), back = desqrt([A, b])
         entries, denominator = solve_canonical(A, b, method=self.engine)
-        state_cov = _from_halfvec(recursion.n, entries)
+        state_cov = from_halfvec(recursion.n, entries)
         if back:
             state_cov, denominator = state_cov.subs(back), denominator.subs(back)
         return Solution(state_cov, denominator, self.name)
@@ -221,7 +177,7 @@ class EigenmodeSolver(Solver):
 
     def applies_to(self, recursion):
         land = recursion.landscape
-        if land.modes or land.dim == 1 or not isinstance(recursion.noise, AdditiveNoise):
+        if land.eigenmode or land.dim == 1 or not isinstance(recursion.noise, AdditiveNoise):
             return False
         opt = recursion.optimizer
         P = opt.preconditioner(land, recursion.noise)
@@ -285,22 +241,14 @@ class NumericSolver(Solver):
                 x = dm.lu_solve(bd).to_Matrix()
             except Exception as exc:  # singular system
                 raise ValueError(f"the stationary equation is singular: {exc}") from None
-            return Solution(_from_halfvec(n, list(x)), sp.Integer(1), "numeric-exact")
+            return Solution(from_halfvec(n, list(x)), sp.Integer(1), "numeric-exact")
         S = numeric_state_cov(recursion)
         return Solution(sp.ImmutableMatrix(sp.Matrix(S.tolist())), sp.Integer(1), "numeric-float")
 
 
 def numeric_state_cov(recursion: LinearRecursion) -> np.ndarray:
     """Float solution of the stationary equation (all entries numeric)."""
-    from scipy.linalg import solve_discrete_lyapunov
-
-    M = np.array(recursion.M.evalf(), dtype=float)
-    G = np.array(recursion.forcing().evalf(), dtype=float)
-    if not recursion.noise.depends_on_state():
-        return solve_discrete_lyapunov(M, G)
-    A, b = halfvec_system(recursion)
-    x = np.linalg.solve(np.array(A.evalf(), dtype=float), np.array(b.evalf(), dtype=float))
-    return np.array(_from_halfvec(recursion.n, list(x.ravel())).evalf(), dtype=float)
+    return NumericMap.from_recursion(recursion).solve()
 
 
 SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), InvariantSolver(), ExactSolver())

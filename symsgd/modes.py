@@ -43,22 +43,20 @@ class ModeTrace(sp.Function):
     def free_symbols(self):
         return self.args[0].free_symbols
 
-    def _latex(self, printer):
+    def _shown(self) -> sp.Expr:
+        """The body with the eigenvalue written as the matrix (``1/(2 - λA)``)."""
         from .exact import canonical
-        from .latex import matrix_function_latex
 
         body = self.args[0]
         (x,) = body.variables
-        inner = matrix_function_latex(canonical(body.expr), {x: self.matrix_name})
-        return rf"\operatorname{{Tr}}\left[{inner}\right]"
+        return canonical(body.expr).subs(x, sp.Symbol(self.matrix_name))
+
+    def _latex(self, printer):
+        # plain sympy printing; symsgd.latex renders traces in its own notation
+        return rf"\operatorname{{Tr}}\left[{printer.doprint(self._shown())}\right]"
 
     def _sympystr(self, printer):
-        from .exact import canonical
-
-        body = self.args[0]
-        (x,) = body.variables
-        shown = canonical(body.expr).subs(x, sp.Symbol(self.matrix_name))
-        return f"Tr[{printer.doprint(shown)}]"
+        return f"Tr[{printer.doprint(self._shown())}]"
 
 
 def mode_trace(expr: sp.Expr, mode: sp.Symbol) -> sp.Expr:

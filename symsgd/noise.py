@@ -77,7 +77,7 @@ class AdditiveNoise(Noise):
         if self.C.shape != landscape.hessian.shape:
             what = (
                 "a scalar (the mode's eigenvalue of C)"
-                if landscape.modes
+                if landscape.eigenmode
                 else (f"a {landscape.dim}×{landscape.dim} matrix")
             )
             raise ValueError(
@@ -88,7 +88,7 @@ class AdditiveNoise(Noise):
 
     def mode_names(self, landscape: Landscape) -> dict:
         c = self.C[0, 0]
-        return {c: "C"} if landscape.modes and isinstance(c, sp.Symbol) else {}
+        return {c: "C"} if landscape.eigenmode and isinstance(c, sp.Symbol) else {}
 
     def __repr__(self) -> str:
         if self.C.rows == 1:

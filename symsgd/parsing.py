@@ -1,7 +1,7 @@
 r"""Read a hand formula — a plain string, LaTeX or a sympy object — into sympy, without ``eval``.
 
 :func:`parse_formula` turns what you typed into a sympy expression or matrix; :func:`verify
-<symsgd.verify.verify>` uses the same reader against the symbols of a derived result.
+<symsgd.verify>` uses the same reader against the symbols of a derived result.
 
 Plain strings and LaTeX are tokenised separately and read by one small recursive-descent grammar:
 numbers, names, ``+ - * / ^ **``, brackets, implicit multiplication and a short whitelist of
@@ -152,7 +152,7 @@ class Names:
         #: an explicit result), before any symbol
         self.definitions: dict[str, Any] = {}
         #: appended to unknown-name errors that look like matrix names (set by
-        #: :func:`~symsgd.verify.verify`)
+        #: :func:`symsgd.verify`)
         self.matrix_hint = ""
         self.by_norm: dict[str, list[sp.Symbol]] = {}
         for s in self.known:
@@ -253,7 +253,7 @@ def mode_matrices(source: Any) -> dict[str, sp.Expr]:
     else:
         landscape = getattr(source, "landscape", None)
         method = getattr(source, "mode_names", None)
-        if not getattr(landscape, "modes", False) or not callable(method):
+        if not getattr(landscape, "eigenmode", False) or not callable(method):
             return {}
         given = dict(method())
     out: dict[str, sp.Expr] = {}

@@ -24,14 +24,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
 
-from ._util import field_symbols, replace_fields
+from ._util import field_symbols, float_fields, replace_fields
 from .errors import UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
+from .moments import NumericMap, noise_operator
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .numeric import resolve_values
 from .optimizers import Optimizer
@@ -116,21 +117,6 @@ def _as_number(key, value) -> sp.Expr:
             rng, declared = allowed
             raise ValueError(f"{name} must be {rng} ({key} is declared {declared}); got {value!r}.")
     return number
-
-
-def _float_fields(optimizer: Optimizer) -> Optimizer:
-    """A copy of a numeric optimizer whose scalar fields are Python floats, so that
-    :meth:`~symsgd.optimizers.Optimizer.step` runs on numpy arrays at numpy speed."""
-    new = copy.copy(optimizer)
-    for f in fields(optimizer):
-        value = getattr(optimizer, f.name)
-        if (
-            isinstance(value, sp.Expr)
-            and not isinstance(value, sp.MatrixBase)
-            and (value.is_number)
-        ):
-            object.__setattr__(new, f.name, float(value))
-    return new
 
 
 def _array(m) -> np.ndarray:
@@ -436,8 +422,8 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
         raise ValueError(f"simulate() needs a value for every parameter; missing {names}.")
     opt, land, nz = (replace_fields(x, values) for x in (optimizer, landscape, noise))
     _check_domain(optimizer, landscape, noise, opt, land, nz, values)
-    if land.modes:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
-        object.__setattr__(land, "modes", False)
+    if land.eigenmode:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
+        object.__setattr__(land, "eigenmode", False)
         object.__setattr__(land, "mode_names", {})
     d = land.dim
     gamma = opt.weight_decay
@@ -452,7 +438,7 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
         landscape=landscape,
         noise=noise,
         values=values,
-        stepper=_float_fields(opt),
+        stepper=float_fields(opt),
         P=None if P is None else _array(P),
         oracle=oracle,
         theta_min=_array(theta_min).reshape(d),
@@ -544,51 +530,11 @@ def _check_domain(optimizer, landscape, noise, opt, land, nz, values: dict) -> N
 
 
 def _second_moment_radius(rec, state_space: tuple) -> float:
-    r"""Spectral radius of :math:`T(\Sigma) = M\Sigma M^\top + B\mathcal L(K\Sigma K^\top)B^\top`
-    for a numeric problem, given its recursion and numeric ``(M, B, K)``.
-
-    The same quantity as :func:`symsgd.stability.spectral_radius`, assembled in numpy as
-    :math:`M\otimes M + (B\otimes B)\,\mathcal L\,(K\otimes K)` with :math:`\mathcal L` probed at
-    the d(d+1)/2 symmetric unit matrices — one noise-covariance call each instead of two per
-    state-space unit matrix, so large momentum problems stay fast.
-    """
+    """Spectral radius of the second-moment map of a numeric recursion
+    (:meth:`symsgd.moments.NumericMap.radius`); ``state_space`` is its numeric ``(M, B, K)``."""
     M, B, K = state_space
-    if not rec.noise.depends_on_state():
-        return float(np.max(np.abs(np.linalg.eigvals(M)))) ** 2 if M.size else 0.0
-    _, L = noise_operator(rec)
-    return float(np.max(np.abs(np.linalg.eigvals(second_moment_matrix(M, B, K, L)))))
-
-
-def noise_operator(rec, values: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    r"""``(Q0, L)`` in float64 for the recursion's noise at ``values``: the constant part
-    :math:`Q_0 = Q(0)` and the matrix of its linear part,
-    :math:`\operatorname{vec}(Q(S) - Q_0) = L\operatorname{vec}S` for symmetric S (row-major),
-    probed at the d(d+1)/2 symmetric unit matrices (the noise must not depend on anything
-    ``values`` leaves free)."""
-    d = rec.landscape.dim
-    values = values or {}
-
-    def q(S):
-        return _array(sp.Matrix(rec.noise_cov(S)).xreplace(values))
-
-    Q0 = q(sp.zeros(d, d))
-    L = np.zeros((d * d, d * d))
-    if rec.noise.depends_on_state():
-        for i in range(d):
-            for j in range(i, d):
-                E = sp.zeros(d, d)
-                E[i, j] = E[j, i] = 1
-                column = (q(E) - Q0).reshape(-1)
-                if i == j:
-                    L[:, i * d + i] = column
-                else:  # L acts on the symmetric part: e_i e_jᵀ ↦ L(E_ij)/2
-                    L[:, i * d + j] = L[:, j * d + i] = column / 2
-    return Q0, L
-
-
-def second_moment_matrix(M, B, K, L) -> np.ndarray:
-    r"""The second-moment map :math:`M\otimes M + (B\otimes B)L(K\otimes K)` on vec Σ_z."""
-    return np.kron(M, M) + np.kron(B, B) @ L @ np.kron(K, K)
+    Q0, L = noise_operator(rec)
+    return NumericMap(M, B, K, Q0, L).radius()
 
 
 def _instability(problem: Problem, rho: float, what: str) -> UnstableError:
@@ -639,8 +585,8 @@ def _fallback_advice(problem: Problem, rho: float) -> str:
     opt, land, nz = (
         replace_fields(x, values) for x in (problem.optimizer, problem.landscape, problem.noise)
     )
-    if land.modes:
-        object.__setattr__(land, "modes", False)
+    if land.eigenmode:
+        object.__setattr__(land, "eigenmode", False)
         object.__setattr__(land, "mode_names", {})
     eig = np.linalg.eigvalsh(problem.hessian)
     if eig.size and eig.min() <= 1e-12 * max(1.0, float(np.max(np.abs(eig)))):

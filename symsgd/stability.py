@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import sympy as sp
 
 from .errors import UnstableError
 from .exact import factor_list
+from .moments import operator_matrix, spectral_radius
 from .recursion import LinearRecursion
 
 __all__ = [
@@ -41,18 +41,10 @@ MAX_SYMBOLIC_DEGREE = 6
 INVARIANT_DEGREE = 4
 
 
-def _operator_matrix(recursion: LinearRecursion) -> sp.Matrix:
-    """Matrix of T on the half-vectorised symmetric matrices."""
-    from .lyapunov import halfvec_system
-
-    A, _ = halfvec_system(recursion)
-    return sp.eye(A.rows) - A
-
-
 def characteristic_polynomial(recursion: LinearRecursion, z: sp.Symbol) -> sp.Expr:
     """The polynomial in ``z`` whose Schur stability is the existence condition."""
     if recursion.noise.depends_on_state():
-        T = _operator_matrix(recursion)
+        T = operator_matrix(recursion)
     else:
         T = sp.Matrix(recursion.M)
     return _charpoly(T, z)
@@ -178,11 +170,11 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
     elif symbolic_mean and n * (n + 1) // 2 > MAX_SYMBOLIC_DEGREE:
         T = None  # too large to treat symbolically (see below)
     else:
-        T = _operator_matrix(recursion)
+        T = operator_matrix(recursion)
     if T is not None and not T.free_symbols:
         # a numeric map: decide by the spectral radius itself (Hurwitz minors of a float
         # characteristic polynomial cancel catastrophically and can reject a stable recursion)
-        return (sp.true if _radius(T, state_dependent) < 1 else sp.false), True
+        return (sp.true if spectral_radius(recursion, {}) < 1 else sp.false), True
 
     def schur(T: sp.Matrix) -> tuple[list[sp.Basic], bool]:
         relations, complete = [], True
@@ -286,26 +278,6 @@ def _invariant_schur(block: sp.Matrix) -> list[sp.Basic] | None:
     return _relations(conditions, {**dict(zip(c, coeffs)), s: s_value})
 
 
-def spectral_radius(recursion: LinearRecursion, values: dict) -> float:
-    """Numeric spectral radius of the second-moment map at ``values``."""
-    if recursion.noise.depends_on_state():
-        T = _operator_matrix(recursion).subs(values)
-    else:
-        T = sp.Matrix(recursion.M).subs(values)
-    if T.free_symbols:
-        missing = sorted(map(str, T.free_symbols))
-        raise ValueError(f"spectral_radius needs values for {missing}.")
-    return _radius(T, recursion.noise.depends_on_state())
-
-
-def _radius(T: sp.Matrix, second_moment_map: bool) -> float:
-    """Spectral radius of the numeric second-moment map: ``T`` itself, or ``ρ(M)²`` when ``T``
-    is the mean recursion ``M`` (additive noise)."""
-    arr = np.array(T.evalf(), dtype=float)
-    rho = float(np.max(np.abs(np.linalg.eigvals(arr)))) if arr.size else 0.0
-    return rho if second_moment_map else rho**2
-
-
 def _fmt(values: dict) -> str:
     return ", ".join(f"{k} = {sp.sstr(v)}" for k, v in values.items())
 
@@ -332,7 +304,7 @@ def check_stable(
             )
     free = (recursion.M.free_symbols | recursion.B.free_symbols) - set(values)
     if recursion.noise.depends_on_state():
-        free |= _operator_matrix(recursion).free_symbols - set(values)
+        free |= operator_matrix(recursion).free_symbols - set(values)
     if not free:
         rho = spectral_radius(recursion, values)
         if not rho < 1:

@@ -13,10 +13,14 @@ Python *alias* (the attribute name here).  Numeric functions produced by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 __all__ = [
     "ALIASES",
+    "REGISTRY",
+    "LibrarySymbol",
     "batch_size",
     "beta1",
     "beta2",
@@ -24,6 +28,7 @@ __all__ = [
     "dataset_size",
     "eps",
     "label_noise",
+    "lookup",
     "lr",
     "momentum",
     "weight_decay",
@@ -49,18 +54,67 @@ eps = sp.Symbol("epsilon", positive=True)
 #: ``LinearRegression(A, label_variance=...)`` takes
 label_noise = sp.Symbol("sigma", positive=True)
 
+
+@dataclass(frozen=True)
+class LibrarySymbol:
+    """Everything the library says about one of its symbols, in one place: parsing, printing,
+    ``lambdify`` keywords, value checks and stability advice all read it from :data:`REGISTRY`.
+    """
+
+    symbol: sp.Symbol
+    #: the Python attribute name (``ss.lr``), also accepted as a keyword argument
+    alias: str
+    #: what it is, for messages ("the learning rate")
+    description: str
+    #: the LaTeX command it prints as
+    latex: str
+    #: values of a decay or momentum lie in [0, 1) for a stationary law to exist
+    unit_interval: bool = False
+
+    @property
+    def name(self) -> str:
+        """The symbol's own name (``str(symbol)``), how it prints in plain text."""
+        return str(self.symbol)
+
+    def label(self) -> str:
+        """``"lambda (alias lr)"``: the name, and the alias when it differs."""
+        return self.name if self.alias == self.name else f"{self.name} (alias {self.alias})"
+
+
+#: every library symbol, in the order they are documented
+REGISTRY: tuple[LibrarySymbol, ...] = (
+    LibrarySymbol(lr, "lr", "the learning rate", r"\lambda"),
+    LibrarySymbol(momentum, "momentum", "the momentum", r"\mu", unit_interval=True),
+    LibrarySymbol(batch_size, "batch_size", "the batch size", "S"),
+    LibrarySymbol(dataset_size, "dataset_size", "the data-set size", "N"),
+    LibrarySymbol(weight_decay, "weight_decay", "the weight decay", r"\gamma"),
+    LibrarySymbol(beta1, "beta1", "Adam's first-moment decay", r"\beta_1", unit_interval=True),
+    LibrarySymbol(beta2, "beta2", "Adam's second-moment decay", r"\beta_2", unit_interval=True),
+    LibrarySymbol(eps, "eps", "Adam's epsilon", r"\epsilon"),
+    LibrarySymbol(label_noise, "label_noise", "the label-noise standard deviation", r"\sigma"),
+)
+
+_BY_KEY: dict = {}
+for _entry in REGISTRY:
+    _BY_KEY.update({_entry.symbol: _entry, _entry.name: _entry, _entry.alias: _entry})
+
+
+def lookup(key) -> LibrarySymbol | None:
+    """The registry entry of a library symbol, given the symbol, its name or its alias; None
+    for anything else (a user symbol of the same name but other assumptions is not it).
+
+    >>> lookup("lr").description, lookup(momentum).alias
+    ('the learning rate', 'momentum')
+    >>> lookup(sp.Symbol("lambda")) is None  # no assumptions: not the library's λ
+    True
+    """
+    if isinstance(key, sp.Basic):
+        return _BY_KEY.get(key)
+    return _BY_KEY.get(str(key))
+
+
 #: Python alias -> library symbol.
-ALIASES: dict[str, sp.Symbol] = {
-    "lr": lr,
-    "momentum": momentum,
-    "batch_size": batch_size,
-    "dataset_size": dataset_size,
-    "weight_decay": weight_decay,
-    "beta1": beta1,
-    "beta2": beta2,
-    "eps": eps,
-    "label_noise": label_noise,
-}
+ALIASES: dict[str, sp.Symbol] = {e.alias: e.symbol for e in REGISTRY}
 
 
 def canonical_name(name: str) -> str:

@@ -14,9 +14,9 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
+from symsgd._verify import verify
 from symsgd.catalogue import CATALOGUE, case
 from symsgd.cli import MAX_MINIBATCH_DIM, OPTIMIZERS, main, problem, run_check
-from symsgd.verify import verify
 
 cli_module = importlib.import_module("symsgd.cli")
 

@@ -13,7 +13,7 @@ import sympy as sp
 from scipy import stats
 
 import symsgd as ss
-from symsgd.crosscheck import (
+from symsgd._crosscheck import (
     MAX_RELATIVE_STDERR,
     MIN_CHAINS,
     MIN_EFFECTIVE_SAMPLES,
@@ -24,9 +24,9 @@ from symsgd.crosscheck import (
     crosscheck,
     sweep,
 )
-from symsgd.simulate import BurnInWarning
+from symsgd._simulate import BurnInWarning
 
-crosscheck_module = importlib.import_module("symsgd.crosscheck")  # ss.crosscheck is the function
+crosscheck_module = importlib.import_module("symsgd._crosscheck")  # ss.crosscheck is the function
 
 h, c = sp.symbols("h c", positive=True)
 lr = ss.lr
@@ -186,7 +186,7 @@ def test_sweep_over_a_parameter_the_sde_does_not_depend_on(scaled_batch):
 
 
 def test_evaluate_passes_only_the_parameters_a_readout_depends_on():
-    from symsgd.crosscheck import _evaluate
+    from symsgd._crosscheck import _evaluate
     from symsgd.numeric import lambdify_result
 
     f = lambdify_result({"cov": sp.Matrix([[h, 0], [0, 2 * h]])})  # free of λ and of c

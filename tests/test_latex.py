@@ -12,20 +12,20 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
+from symsgd._verify import parse_formula, verify
 from symsgd.catalogue import CATALOGUE, case, h
 from symsgd.landscapes import symmetric_matrix
 from symsgd.latex import matrix_function_latex, matrix_latex, render, scalar_latex
 from symsgd.symbols import batch_size, lr, momentum
-from symsgd.verify import parse_formula, verify
 
 latex_module = importlib.import_module("symsgd.latex")
 c = sp.Symbol("c", positive=True)
-MODE_CASES = [case for case in CATALOGUE if case.landscape.modes]
+MODE_CASES = [case for case in CATALOGUE if case.landscape.eigenmode]
 
 
 def scalar_variant(case):
     """The catalogue problem on a scalar landscape (``Quadratic(h)`` for eigen-mode cases)."""
-    landscape = ss.Quadratic(h) if case.landscape.modes else case.landscape
+    landscape = ss.Quadratic(h) if case.landscape.eigenmode else case.landscape
     return ss.stationary(case.optimizer, landscape, case.noise)
 
 

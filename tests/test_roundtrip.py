@@ -18,9 +18,9 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
+from symsgd._verify import verify
 from symsgd.catalogue import CATALOGUE
 from symsgd.landscapes import symmetric_matrix
-from symsgd.verify import verify
 
 READOUTS = ("cov", "velocity_cov", "cross_cov", "noise_cov", "loss", "test_loss")
 ETA_B = {"lr": r"\eta", "batch": "B"}

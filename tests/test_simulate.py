@@ -1,6 +1,6 @@
 """Monte Carlo oracle: the real optimizer, simulated, agrees with the exact theory.
 
-Every comparison is a :func:`symsgd.crosscheck.assert_crosscheck` at a fixed seed, whose tolerance
+Every comparison is a :func:`symsgd.assert_crosscheck` at a fixed seed, whose tolerance
 is the standard error measured in the same run (family-wise level 1%, Holm), never a hard-coded
 number.
 """
@@ -18,11 +18,8 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
-from symsgd.catalogue import CATALOGUE
-from symsgd.crosscheck import assert_crosscheck, crosscheck
-from symsgd.errors import UnstableError
-from symsgd.sampling import _float_fields
-from symsgd.simulate import (
+from symsgd._crosscheck import assert_crosscheck, crosscheck
+from symsgd._simulate import (
     MIN_BURN_IN_RELAXATIONS,
     BurnInWarning,
     Simulation,
@@ -32,6 +29,9 @@ from symsgd.simulate import (
     run,
     simulate,
 )
+from symsgd.catalogue import CATALOGUE
+from symsgd.errors import UnstableError
+from symsgd._util import float_fields
 from symsgd.stability import spectral_radius
 
 h, c, a = sp.symbols("h c a", positive=True)
@@ -184,7 +184,7 @@ def test_divergence_during_the_run_raises():
     """The runtime guard catches growth the pre-check did not predict (forced here by running
     an unstable step rule on a problem prepared at a stable point)."""
     p = _sgd_problem()
-    unstable = dataclasses.replace(p, stepper=_float_fields(ss.SGD(sp.Float(2.5))))
+    unstable = dataclasses.replace(p, stepper=float_fields(ss.SGD(sp.Float(2.5))))
     with pytest.raises(UnstableError, match="diverged at step"):
         run(unstable, chains=16, steps=10_000, burn_in=4, seed=0)  # 4 ≥ 5τ = 3.6 at ρ = 0.25
 
@@ -236,7 +236,7 @@ def test_spectral_radius_matches_stability_module(optimizer, landscape, noise, p
 
 
 def test_progress_bar_is_off_when_not_interactive():
-    from symsgd.simulate import _progress_bar
+    from symsgd._simulate import _progress_bar
 
     assert _progress_bar(10, None).disable  # pytest captures stderr: not a terminal
     assert not hasattr(_progress_bar(10, False), "disable")
@@ -377,7 +377,7 @@ def test_instability_advice_fits_the_cause():
     ],
 )
 def test_run_options_are_checked_before_preparing(option, value, monkeypatch):
-    module = importlib.import_module("symsgd.simulate")  # ss.simulate is the function
+    module = importlib.import_module("symsgd._simulate")  # ss.simulate is the function
 
     monkeypatch.setattr(module, "prepare", _forbidden)
     with pytest.raises(ValueError, match=rf"^{option} must be"):

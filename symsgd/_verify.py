@@ -302,7 +302,7 @@ def _matrix_definitions(derived: Any, known: set) -> dict[str, Any]:
     """``{"H": Hessian, "C": noise covariance, "I": identity}`` of an explicit-matrix result,
     so that a hand formula may be written in its matrices (as the structured LaTeX is)."""
     landscape = getattr(derived, "landscape", None)
-    if landscape is None or getattr(landscape, "modes", True) or not _is_result(derived):
+    if landscape is None or getattr(landscape, "eigenmode", True) or not _is_result(derived):
         return {}
     hessian = getattr(landscape, "hessian", None)
     if not isinstance(hessian, sp.MatrixBase):
@@ -658,7 +658,7 @@ def verify(
     known = symbols_in(target) | set(conditions.free_symbols) | set(range_syms)
     names = Names(known, matrices)
     names.definitions = _matrix_definitions(derived, known) if not matrices else {}
-    if getattr(getattr(derived, "landscape", None), "modes", True):
+    if getattr(getattr(derived, "landscape", None), "eigenmode", True):
         names.matrix_hint = (
             "; to read a matrix-function formula (H, C, I, ...) of an eigen-mode result "
             "(Quadratic.commuting, ...) mode by mode, pass the result itself, "

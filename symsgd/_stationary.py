@@ -497,7 +497,7 @@ class Stationary(_Result):
         """
         from .modes import expand_traces
 
-        if not self.landscape.modes:
+        if not self.landscape.eigenmode:
             raise ValueError("on_modes() is for eigen-mode results (Quadratic.commuting, ...).")
         (mode,) = [s for s, name in self.landscape.mode_names.items()]
         _check_readout(what, "on_modes(what=...)")
@@ -533,7 +533,7 @@ class Stationary(_Result):
 
     def mode_names(self) -> dict:
         r = self.recursion
-        if not r.landscape.modes:
+        if not r.landscape.eigenmode:
             return {}
         names = r.mode_names()
         opt = r.optimizer
@@ -888,7 +888,7 @@ def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> No
     """A numeric Hessian (plus weight decay) with a negative eigenvalue has no minimum, so no
     stationary law at any learning rate: say so instead of advising a smaller step."""
     G = sp.Matrix(landscape.hessian) + sp.sympify(optimizer.weight_decay) * sp.eye(landscape.dim)
-    if G.free_symbols or landscape.modes:
+    if G.free_symbols or landscape.eigenmode:
         return
     import numpy as np
 
@@ -904,7 +904,7 @@ def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> No
 def _refuse_unsupported(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> None:
     """Refuse problems whose answer is not of the form asked for (rather than return a wrong
     one)."""
-    if not (getattr(landscape, "modes", False) and noise.depends_on_state()):
+    if not (getattr(landscape, "eigenmode", False) and noise.depends_on_state()):
         return
     star = getattr(landscape, "theta_star", None)
     gamma = sp.sympify(getattr(optimizer, "weight_decay", 0))

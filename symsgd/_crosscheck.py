@@ -1,6 +1,6 @@
 r"""Theory against simulation: :func:`crosscheck` one parameter point, :func:`sweep` a grid.
 
-:func:`crosscheck` simulates the problem a result was derived from (:func:`symsgd.simulate.simulate`
+:func:`crosscheck` simulates the problem a result was derived from (:func:`symsgd.simulate`
 runs the optimizer's real update with real noise) and compares every entry of the theory — the
 upper triangle of ``cov`` and ``velocity_cov``, and ``loss`` — with the estimate:
 
@@ -47,13 +47,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from ._simulate import Simulation, check_run_options, check_seed, run
 from ._util import substitute
 from .errors import UnstableError
 from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
 from .numeric import resolve_values
 from .sampling import check_pieces, prepare
-from .simulate import Simulation, check_run_options, check_seed, run
 from .tails import fourth_moment_radius
 
 __all__ = [
@@ -295,7 +295,7 @@ def _explicit_modes(optimizer, landscape, noise, eigenvalues):
     """The explicit diagonal problem whose modes are ``eigenvalues`` (mode-coupled regression)."""
     eigs = [sp.sympify(e) for e in eigenvalues]
     d = len(eigs)
-    if not landscape.modes:
+    if not landscape.eigenmode:
         raise ValueError(
             "eigenvalues= is for eigen-mode results (…commuting()); this landscape is explicit."
         )
@@ -402,7 +402,7 @@ def _compare(theory: dict, sim: Simulation, level: float) -> list[Row]:
 def _sufficiency(sim: Simulation, table: list[Row]) -> str | None:
     """Why ``sim`` is too small for a verdict (None when it is large enough); see the module
     docstring for the stated minimum."""
-    from .simulate import integrated_time
+    from ._simulate import integrated_time
 
     tau = integrated_time(sim.spectral_radius)
     n_eff = sim.effective_samples
@@ -471,7 +471,7 @@ def crosscheck(
     explicit diagonal problem and compares with ``result.on_modes(eigenvalues)``; without it
     the mode is simulated alone (a one-mode spectrum).  Quantities the theory or the landscape
     does not define are skipped with a note.  ``chains``, ``steps``, ``burn_in``, ``seed``,
-    ``rel_se``, ``workers`` and ``progress`` go to :func:`~symsgd.simulate.simulate`.
+    ``rel_se``, ``workers`` and ``progress`` go to :func:`symsgd.simulate`.
 
     >>> import sympy as sp, symsgd as ss
     >>> h, c = sp.symbols("h c", positive=True)
