@@ -29,9 +29,9 @@ from symsgd._simulate import (
     run,
     simulate,
 )
+from symsgd._util import float_fields
 from symsgd.catalogue import CATALOGUE
 from symsgd.errors import UnstableError
-from symsgd._util import float_fields
 from symsgd.stability import spectral_radius
 
 h, c, a = sp.symbols("h c a", positive=True)
