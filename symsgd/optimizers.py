@@ -121,6 +121,18 @@ class Optimizer:
         """The effective learning rate of the optimizer's small-λ SDE (λ for SGD)."""
         return self.lr
 
+    def mode_names(self) -> dict:
+        """Eigenvalue symbol -> printed matrix name of the matrices the optimizer holds, for
+        eigen-mode problems (``{P: "P"}`` for a preconditioner given as a symbol); ``{}`` when
+        it holds none.
+
+        >>> import sympy as sp, symsgd as ss
+        >>> p = sp.Symbol("p", positive=True)
+        >>> ss.Preconditioned(ss.lr, p).mode_names(), ss.SGD(ss.lr).mode_names()
+        ({p: 'P'}, {})
+        """
+        return {}
+
     def symbols(self) -> set:
         out: set = set()
         for name in self.__dataclass_fields__:
@@ -250,6 +262,9 @@ class Preconditioned(SGD):
         P = self.P
         return replace(self, P=P[k, k]) if isinstance(P, sp.MatrixBase) else self
 
+    def mode_names(self):
+        return {self.P: "P"} if isinstance(self.P, sp.Symbol) else {}
+
 
 @dataclass(frozen=True)
 class DampedNewton(SGD):
@@ -313,6 +328,9 @@ class NaturalGradient(SGD):
             return self
         F = as_matrix(F, "fisher")
         return replace(self, fisher=F[k, k])
+
+    def mode_names(self):
+        return {self.fisher: "F"} if isinstance(self.fisher, sp.Symbol) else {}
 
     def preconditioner(self, landscape, noise):
         F = (
