@@ -388,7 +388,7 @@ def run(
                 parts = list(pool.map(one, range(len(sizes))))
     except _Diverged as exc:
         raise problem.instability(
-            problem.rho, f" (the simulation diverged at step {exc.step})"
+            problem.rho, f"the simulation diverged at step {exc.step}"
         ) from None
     finally:
         bar.close()

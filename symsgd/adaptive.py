@@ -338,14 +338,17 @@ def _start(family: _FrozenFamily, v0: np.ndarray) -> tuple[np.ndarray, np.ndarra
         except _Unstable as exc:
             last = exc.rho
             v = 4.0 * v
-    raise UnstableError(
-        f"adam_self_consistent(): the frozen Adam recursion is unstable for every v tried, from "
-        f"v = {_fmt(v0)} up to v = {_fmt(v / 4)} (spectral radius of its second-moment map "
-        f"{last:.6g} ≥ 1 even with the preconditioner 1/(√v+ε) that small), so no "
-        f"self-consistent stationary law exists. Is the landscape a strict minimum "
-        f"(H + weight_decay·I positive definite)?",
-        condition=None,
-        values={"v": v / 4},
+    raise UnstableError.at(
+        "adam_self_consistent()",
+        {"v": v / 4},
+        subject="the frozen Adam recursion",
+        rho=last,
+        reason=(
+            f"it is unstable for every v tried, from v = {_fmt(v0)} up to v = {_fmt(v / 4)}, "
+            f"even with the preconditioner 1/(√v+ε) that small, so no self-consistent "
+            f"stationary law exists"
+        ),
+        advice="Is the landscape a strict minimum (H + weight_decay·I positive definite)?",
     )
 
 
@@ -387,15 +390,16 @@ def _iterate(
             alpha /= 2
             if alpha < 1e-12:
                 if unstable is not None:
-                    raise UnstableError(
-                        f"adam_self_consistent(): every step from v = {_fmt(v)} towards "
-                        f"F(v) = {_fmt(F)} makes the frozen Adam recursion unstable (spectral "
-                        f"radius of its second-moment map {unstable:.6g} ≥ 1): the second moment "
-                        f"the fluctuations produce is too small to keep the steps stable, so no "
-                        f"self-consistent stationary law was found. Lower the learning rate or "
-                        f"raise eps.",
-                        condition=None,
-                        values={"v": v},
+                    raise UnstableError.at(
+                        "adam_self_consistent()",
+                        {"v": v},
+                        rho=unstable,
+                        reason=(
+                            f"every step from v = {_fmt(v)} towards F(v) = {_fmt(F)} makes the "
+                            f"frozen Adam recursion unstable: the second moment the fluctuations "
+                            f"produce is too small to keep the steps stable"
+                        ),
+                        advice="Lower the learning rate or raise eps.",
                     )
                 family(v)  # records the spectral radius at v
                 raise RuntimeError(

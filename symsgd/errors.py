@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = ["InternalError", "UnstableError"]
 
 
@@ -10,13 +12,97 @@ class UnstableError(ValueError):
 
     The message names the stability condition that fails and the offending values.
     ``condition`` holds the violated sympy inequality (or ``None`` when only the numeric
-    spectral radius could be checked) and ``values`` the parameter values that were given.
+    spectral radius could be checked), ``values`` the parameter values that were given and
+    ``rho`` the spectral radius of the second-moment map there (``None`` when not computed).
+    Build one with :meth:`at`, which words every instability the same way.
     """
 
-    def __init__(self, message: str, condition=None, values=None):
+    def __init__(self, message: str, condition=None, values=None, rho: float | None = None):
         super().__init__(message)
         self.condition = condition
         self.values = values
+        self.rho = rho
+
+    @classmethod
+    def at(
+        cls,
+        context: str,
+        values: Mapping | None = None,
+        *,
+        subject: str | None = None,
+        rho: float | None = None,
+        condition=None,
+        conditions=None,
+        reason: str | None = None,
+        advice: str | None = None,
+    ) -> UnstableError:
+        r"""The error for ``context`` (the entry point, e.g. ``"simulate()"``) at ``values``.
+
+        The message reads ``"{context}: no stationary law[ for {subject}]: {why}[ at {values}].
+        {advice}"``, where *why* is ``reason`` and/or the failing ``condition`` (after the full
+        ``conditions`` when those say more), else the spectral radius ``rho`` of the
+        second-moment map; a ``rho`` that is not the main reason is added in parentheses.
+        ``advice`` defaults to lowering the learning rate (``""``: none).
+
+        >>> import sympy as sp
+        >>> lam, h = sp.symbols("lambda h", positive=True)
+        >>> err = UnstableError.at("simulate()", {lam: 3.0, h: 1}, rho=4.0,
+        ...                        condition=sp.StrictLessThan(h * lam, 2))
+        >>> str(err)
+        'simulate(): no stationary law: the condition h*lambda < 2 fails at lambda = 3, h = 1 (spectral radius of the second-moment map ρ = 4 ≥ 1). Lower the learning rate.'
+        >>> err.rho, err.condition
+        (4.0, h*lambda < 2)
+        >>> str(UnstableError.at("stationary()", rho=9.0))
+        'stationary(): no stationary law: the spectral radius of the second-moment map is ρ = 9 ≥ 1, so the second moments grow without bound; to bring ρ below 1, lower the learning rate.'
+        """  # noqa: E501
+        head = f"{context}: no stationary law" + (f" for {subject}" if subject else "")
+        at = f" at {_values(values)}" if values else ""
+        radius = None if rho is None else f"ρ = {rho:.6g}{'' if rho < 1 else ' ≥ 1'}"
+        why = None
+        if condition is not None:
+            why = f"the condition {_pretty(condition)} fails{at}"
+            if conditions is not None and _pretty(conditions) != _pretty(condition):
+                why = f"stability needs {_pretty(conditions)}; {why}"
+        if reason:
+            why = f"{reason}{at}" if why is None else f"{reason}: {why}"
+        if why is None and radius is not None:
+            why = f"the spectral radius of the second-moment map is {radius}{at}"
+            if not rho < 1 and advice is None:
+                why += ", so the second moments grow without bound"
+                advice = "to bring ρ below 1, lower the learning rate."
+                return cls(f"{head}: {why}; {advice}", condition, values, rho)
+        elif radius is not None:
+            why += f" (spectral radius of the second-moment map {radius})"
+        if why is None:
+            why = f"the recursion is unstable{at}"
+        advice = "Lower the learning rate." if advice is None else advice
+        message = f"{head}: {why}." + (f" {advice}" if advice else "")
+        return cls(message, condition, values, rho)
+
+
+def _values(values: Mapping) -> str:
+    return ", ".join(f"{k} = {_number(v)}" for k, v in values.items())
+
+
+def _number(v) -> str:
+    if isinstance(v, float) or type(v).__name__ in ("float64", "float32"):
+        return f"{float(v):.6g}"
+    if hasattr(v, "shape") and hasattr(v, "tolist") and not hasattr(v, "free_symbols"):
+        import numpy as np
+
+        return np.array2string(np.asarray(v), precision=6, separator=", ")
+    import sympy as sp
+
+    return sp.sstr(v)
+
+
+def _pretty(cond) -> str:
+    """A sympy condition as text; a conjunction as ``"a and b"``."""
+    import sympy as sp
+
+    if cond in (sp.true, sp.false) or not isinstance(cond, sp.Basic):
+        return str(cond)
+    return " and ".join(sp.sstr(c) for c in sp.And.make_args(cond))
 
 
 class InternalError(RuntimeError):

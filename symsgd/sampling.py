@@ -389,9 +389,10 @@ class Problem:
     def describe(self) -> str:
         return f"{type(self.optimizer).__name__} on {self.landscape!r} with {self.noise!r}"
 
-    def instability(self, rho: float, what: str) -> UnstableError:
-        """The :class:`UnstableError` naming the violated stability condition."""
-        return _instability(self, rho, what)
+    def instability(self, rho: float, reason: str | None = None) -> UnstableError:
+        """The :class:`UnstableError` for this problem at spectral radius ``rho`` (``reason``:
+        what went wrong, when not just ρ ≥ 1)."""
+        return _instability(self, rho, reason)
 
 
 def _identity(v):
@@ -448,7 +449,7 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
         hessian=_array(land.hessian),
     )
     if not rho < 1:
-        raise problem.instability(rho, "")
+        raise problem.instability(rho)
     return problem
 
 
@@ -537,30 +538,33 @@ def _second_moment_radius(rec, state_space: tuple) -> float:
     return NumericMap(M, B, K, Q0, L).radius()
 
 
-def _instability(problem: Problem, rho: float, what: str) -> UnstableError:
-    values = problem.values
-    shown = ", ".join(f"{k} = {sp.sstr(v)}" for k, v in sorted(values.items(), key=str))
+def _instability(problem: Problem, rho: float, reason: str | None = None) -> UnstableError:
+    values = dict(sorted(problem.values.items(), key=str))
     name = problem.describe()
     failing, conditions = [], None
     rec = build_recursion(problem.optimizer, problem.landscape, problem.noise)
     if rec.M.free_symbols | rec.B.free_symbols | rec.forcing().free_symbols:
         conditions, _ = stability_conditions(rec)
         failing = [c for c in sp.And.make_args(conditions) if c.xreplace(values) == sp.false]
-    radius = f"spectral radius of the second-moment map ρ = {rho:.6g}"
-    head = f"simulate() needs a stable recursion{what}: "
     if failing:
-        spelled = " and ".join(sp.sstr(c) for c in sp.And.make_args(conditions))
-        message = (
-            f"{head}for {name} that means {spelled}; the condition {sp.sstr(failing[0])} "
-            f"fails at {shown} ({radius} ≥ 1). "
-            f"{_advice(problem, failing[0], rho)}"
+        return UnstableError.at(
+            "simulate()",
+            values,
+            subject=name,
+            rho=rho,
+            reason=reason,
+            condition=failing[0],
+            conditions=conditions,
+            advice=_advice(problem, failing[0], rho),
         )
-    else:
-        message = (
-            f"{head}the second moments of {name} grow{' at ' + shown if shown else ''} ({radius}"
-            f"{' ≥ 1' if not rho < 1 else ''}). {_fallback_advice(problem, rho)}"
-        )
-    return UnstableError(message, condition=failing[0] if failing else None, values=values)
+    return UnstableError.at(
+        "simulate()",
+        values,
+        subject=name,
+        rho=rho,
+        reason=reason,
+        advice=_fallback_advice(problem, rho),
+    )
 
 
 def _advice(problem: Problem, condition, rho: float) -> str:

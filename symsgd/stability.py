@@ -295,12 +295,13 @@ def check_stable(
         got = cond.subs(values)
         if got == sp.false:
             shown = {k: v for k, v in values.items() if k in cond.free_symbols}
-            raise UnstableError(
-                f"{context} needs a stable recursion: for {name} that means {_pretty(conditions)}; "
-                f"the condition {_pretty(cond)} fails at {_fmt(shown)}. "
-                f"{advice(cond, values)}",
+            raise UnstableError.at(
+                context,
+                shown,
+                subject=name,
                 condition=cond,
-                values=values,
+                conditions=conditions,
+                advice=advice(cond, values),
             )
     free = (recursion.M.free_symbols | recursion.B.free_symbols) - set(values)
     if recursion.noise.depends_on_state():
@@ -308,13 +309,7 @@ def check_stable(
     if not free:
         rho = spectral_radius(recursion, values)
         if not rho < 1:
-            raise UnstableError(
-                f"{context} needs a stable recursion: the second moments of {name} grow at "
-                f"{_fmt(values)} (spectral radius of the second-moment map {rho:.6g} ≥ 1). "
-                f"Lower the learning rate.",
-                condition=None,
-                values=values,
-            )
+            raise UnstableError.at(context, values, subject=name, rho=rho)
 
 
 _DESCRIBED = {"lambda": "the learning rate", "mu": "the momentum", "S": "the batch size"}
