@@ -17,370 +17,44 @@ follows from it exactly (:math:`\Theta` selects θ from the state, :math:`Q = Q(
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import sympy as sp
 
-from ._util import field_atoms, replace_fields, substitute, symbols_in
-from .certify import certify, certify_modes, probe_symbols
+from ._continuous import ContinuousTime
+from ._result import Result, _scalar, check_readout, congruence
+from ._util import field_atoms, replace_fields, symbols_in
+from .certify import certify_modes
 from .domain import check_values, problem_constraints
 from .exact import canonical
-from .landscapes import Landscape
-from .latex import command, layout, render
-from .lyapunov import solve, solve_symmetric
+from .landscapes import COUPLING, Landscape
+from .lyapunov import Solution, solve
+from .modes import close_trace
 from .noise import Noise
-from .numeric import NumericFunction, lambdify_result, resolve_values
-from .optimizers import NaturalGradient, Optimizer, Preconditioned
+from .optimizers import Optimizer
 from .recursion import LinearRecursion, build_recursion
-from .stability import (
-    INVARIANT_DEGREE,
-    check_stable,
-    conditions_from,
-    hurwitz_conditions,
-    invariant_hurwitz,
-    stability_conditions,
-)
+from .stability import check_stable, stability_conditions
 
 __all__ = ["ContinuousTime", "Stationary", "stationary"]
 
 
-def _scalar(m: sp.MatrixBase):
-    return m[0, 0] if m.shape == (1, 1) else sp.ImmutableMatrix(m)
-
-
-def _matrix(value) -> sp.Matrix:
-    return value if isinstance(value, sp.MatrixBase) else sp.Matrix([[value]])
-
-
-class _Result:
-    """Shared presentation: ``cov``, ``loss``, ``subs``, ``series``, ``latex``, ``lambdify``."""
-
-    _cov: sp.ImmutableMatrix
-    conditions: sp.Basic
-    landscape: Landscape
-    values: dict
-
-    # -- readouts -------------------------------------------------------------------------
-    @property
-    def cov(self):
-        """Stationary Var θ (a sympy expression for 1-D and eigen-mode problems, else Matrix)."""
-        return _scalar(self._apply(self._cov))
-
-    @property
-    def loss(self) -> sp.Expr:
-        r"""Expected (training) loss at stationarity; for a quadratic
-        :math:`\tfrac12\operatorname{Tr}(H\operatorname{Var}\theta)` (per mode for eigen-mode
-        problems with additive noise)."""
-        return self._apply(self._canonical(self.landscape.loss(self._cov, self._weight_decay())))
-
-    @property
-    def test_loss(self) -> sp.Expr | None:
-        """Expected loss on a fresh sample, where the landscape defines one (else None)."""
-        method = getattr(self.landscape, "test_loss", None)
-        value = None if method is None else method(self._cov, self._weight_decay())
-        return None if value is None else self._apply(self._canonical(value))
-
-    def _weight_decay(self):
-        return 0
-
-    #: the structured characteristic-algebra form (:class:`symsgd.cayley.StructuredForm`) of
-    #: a result too large to expand (e.g. fully symbolic SGD with d ≥ 4), else None
-    form = None
-
-    @property
-    def structured(self) -> bool:
-        """True when the entries are kept in the structured characteristic-algebra form
-        (readouts are then assembled without expanding into one cancelled fraction)."""
-        return self.form is not None
-
-    def _noise_matrix(self):
-        """The additive noise covariance C of the problem, if it has one (for LaTeX names)."""
-        return None
-
-    def _state_name(self) -> str:
-        return r"\Sigma"
-
-    def _canonical(self, value):
-        return value if self.structured else canonical(value)
-
-    @property
-    def free_symbols(self) -> set:
-        return symbols_in(_matrix(self.cov))
-
-    def _apply(self, value):
-        closure = getattr(self, "closure", None)
-        if closure:
-            value = value.subs(closure)
-            if isinstance(value, sp.MatrixBase):
-                value = value.applyfunc(canonical)
-            elif isinstance(value, sp.Expr):
-                value = canonical(value)
-        if not self.values:
-            return value
-        if all(isinstance(k, sp.Symbol) for k in self.values):
-            # a plain replacement of symbols: rebuilding the expression once (each shared
-            # subexpression once) is much faster than subs() on the ~10⁴-term entries of fully
-            # symbolic matrix results
-            return substitute(value, self.values)
-        return value.subs(self.values)
-
-    def _outputs(self) -> dict:
-        return {"cov": self.cov, "loss": self.loss}
-
-    def mode_names(self) -> dict:
-        return {}
-
-    #: the optimizer's learning rate (set by the concrete result)
-    _lr = None
-
-    def _series_symbol(self, symbol) -> sp.Symbol:
-        """The expansion variable of :meth:`series`: a symbol, or a name / alias of one of the
-        result's symbols (``"lr"`` and ``"lambda"`` mean the learning rate)."""
-        if symbol is None:
-            return self._lr_symbol()
-        if isinstance(symbol, str):
-            from .symbols import ALIASES
-
-            if symbol in ("lr", str(self._lr_symbol())) or ALIASES.get(symbol) == self._lr_symbol():
-                return self._lr_symbol()
-            return next(iter(resolve_values({symbol: 0}, self._all_symbols())))
-        if not isinstance(symbol, sp.Symbol):
-            raise TypeError(f"series(symbol): expected a sympy Symbol or its name; got {symbol!r}.")
-        return symbol
-
-    def _lr_symbol(self) -> sp.Symbol:
-        """The learning-rate symbol of the problem: the optimizer's own when it is a symbol
-        (``series()`` and ``latex(lr=...)`` act on it), else the library's ``lr``."""
-        from .symbols import lr
-
-        own = self._lr
-        return own if isinstance(own, sp.Symbol) else lr
-
-    def _library_lr(self, value):
-        """``value`` with the optimizer's own learning-rate symbol written as the library's
-        (so the printers' ``lr=`` notation applies to it)."""
-        from .symbols import lr
-
-        own = self._lr_symbol()
-        return value if own == lr or value is None else value.xreplace({own: lr})
-
-    # -- manipulation ---------------------------------------------------------------------
-    def subs(self, values: Mapping | None = None, **kwargs):
-        """Substitute parameter values (symbols, names or aliases as keys).
-
-        Raises :class:`~symsgd.UnstableError` if the values violate :attr:`conditions`.
-        """
-        values = dict(values or {})
-        values.update(kwargs)
-        resolved = resolve_values(values, self._all_symbols())
-        check_values(resolved, "subs()", self._constraints())
-        resolved = {
-            k: sp.nsimplify(v) if isinstance(v, float) and v == int(v) else sp.sympify(v)
-            for k, v in resolved.items()
-        }
-        merged = {**self.values, **resolved}
-        self._check(merged, "subs()")
-        return self._with_values(merged)
-
-    def _all_symbols(self) -> set:
-        return symbols_in(self._cov) | self._raw_conditions().free_symbols
-
-    def _raw_conditions(self) -> sp.Basic:
-        """The conditions before the substituted :attr:`values` are applied."""
-        raise NotImplementedError
-
-    @property
-    def conditions(self) -> sp.Basic:
-        """Where the stationary law exists, at the substituted :attr:`values` (a sympy boolean;
-        ``True`` once every value is fixed inside the stable region)."""
-        return self._apply(self._raw_conditions())
-
-    def _check(self, values: dict, context: str) -> None:
-        raise NotImplementedError
-
-    def _with_values(self, values: dict):
-        raise NotImplementedError
-
-    def series(self, symbol: sp.Symbol | None = None, n: int = 3):
-        """Taylor series of ``cov`` in ``symbol`` (default: the learning rate) about 0, up to
-        and excluding order ``n``."""
-        symbol = self._series_symbol(symbol)
-        if isinstance(n, bool) or not isinstance(n, (int, sp.Integer)) or int(n) < 1:
-            raise ValueError(f"series(n=...): n must be an integer ≥ 1 (the order); got {n!r}.")
-        n = int(n)
-        if symbol in self.values:  # already fixed: the series is the value itself
-            return self.cov
-        if self.structured:
-            theta = getattr(getattr(self, "recursion", None), "theta_map", None)
-            out = self.form.series(symbol, n)
-            if theta is not None:
-                out = congruence(theta, out)
-            return _scalar(self._apply(out))
-        cov = _matrix(self.cov)
-        out = cov.applyfunc(lambda e: sp.series(e, symbol, 0, n).removeO())
-        return _scalar(out)
-
-    # -- presentation ---------------------------------------------------------------------
-    def latex(
-        self,
-        *,
-        env: str | None = None,
-        lr: str | None = None,
-        batch: str | None = None,
-        what: str = "cov",
-    ) -> str:
-        r"""LaTeX of ``cov`` (or ``what=`` any readout: ``"velocity_cov"``, ``"cross_cov"``,
-        ``"noise_cov"``, ``"loss"``, ``"test_loss"``): matrix-function form for eigen-mode
-        results, a common-denominator block for explicit matrices.  ``lr="\\eta"`` and
-        ``batch="B"`` change notation; ``env="align"`` wraps it in an align environment."""
-        for name, value in (("lr", lr), ("batch", batch), ("env", env)):
-            if value is not None and not isinstance(value, str):
-                raise TypeError(f"latex({name}=...) takes a string (e.g. r'\\eta'); got {value!r}.")
-        lhs = _LATEX_LHS.get(what)
-        if lhs is None:
-            raise ValueError(f"latex(what=...) must be one of {sorted(_LATEX_LHS)}; got {what!r}.")
-        if self.structured:
-            return self._structured_latex(what, env, lr)
-        value = getattr(self, what, None)
-        if value is None:
-            raise ValueError(f"this result has no {what!r}.")
-        names = self.mode_names() if what not in ("loss", "test_loss") else {}
-        denominator = getattr(self, "denominator", None) if what == "cov" else None
-        if lr:
-            value, denominator = self._library_lr(value), self._library_lr(denominator)
-        try:
-            return render(
-                lhs,
-                value,
-                names=names,
-                denominator=denominator,
-                env=env,
-                lr_name=lr,
-                batch_name=batch,
-            )
-        except (sp.PolynomialError, sp.PolificationFailed, sp.GeneratorsNeeded):
-            return render(
-                lhs, value, denominator=denominator, env=env, lr_name=lr, batch_name=batch
-            )
-
-    def _repr_latex_(self) -> str:
-        return f"$\\displaystyle \\Sigma = {self.latex()}$"
-
-    def _structured_latex(self, what: str, env: str | None, lr_name: str | None) -> str:
-        """The characteristic-algebra formula of a structured result (``what="cov"`` only)."""
-        if what != "cov":
-            raise ValueError(
-                f"latex(what={what!r}) is not available for this structured result (its entries "
-                f"have ~10⁶ terms when expanded); latex() prints the cov formula, and "
-                f"lambdify()/subs() evaluate {what!r}."
-            )
-        form = self.form
-        K_name = "H" if form.K == sp.ImmutableMatrix(self.landscape.hessian) else "K"
-        C = self._noise_matrix()
-        F_name = "C" if C is not None and form.F == sp.ImmutableMatrix(C) else "F"
-        lhs = self._state_name()
-        names = {self._lr_symbol(): command(lr_name)} if lr_name else {}
-        body, where = form.latex(K_name, F_name, names, self.values)
-        return layout(lhs, body, where, env)
-
-    def lambdify(
-        self, what: str | tuple = "cov", backend: str = "numpy", unstable: str = "raise"
-    ) -> NumericFunction:
-        """A fast vectorised numeric function of the free symbols, with keyword arguments by
-        symbol name or alias: ``f = r.lambdify(); f(lr=0.1, h=1.0, c=0.5)``.
-
-        ``what`` is one readout name or a tuple of them (the function then returns a dict).
-        Points violating :attr:`conditions` raise :class:`~symsgd.UnstableError`, or give NaN
-        with ``unstable="nan"``.
-        """
-        names = (what,) if isinstance(what, str) else tuple(what)
-        outputs = {}
-        for name in names:
-            _check_readout(name, "lambdify(what=...)")
-            value = getattr(self, name)
-            if value is None:
-                raise ValueError(f"this result has no {name!r}.")
-            outputs[name] = value
-        return lambdify_result(
-            outputs, self.conditions, backend, unstable, self._constraints(), self._radius()
-        )
-
-    def _constraints(self) -> tuple:
-        """Domain relations of the problem's parameters (:mod:`symsgd.domain`)."""
-        return ()
-
-    def _radius(self):
-        """A numeric stability check for lambdify when :attr:`conditions` are incomplete."""
-        return None
-
-
-def _check_readout(name, context: str) -> None:
-    if not isinstance(name, str) or name not in _LATEX_LHS:
-        raise ValueError(f"{context}: what must be one of {sorted(_LATEX_LHS)}; got {name!r}.")
-
-
-def congruence(T: sp.MatrixBase, S: sp.MatrixBase) -> sp.Matrix:
-    """``T S Tᵀ``; when ``T`` merely selects coordinates (rows of the identity) the entries are
-    picked out instead of multiplied, which keeps large symbolic entries untouched."""
-    T = sp.Matrix(T)
-    picks = []
-    for i in range(T.rows):
-        nonzero = [j for j in range(T.cols) if T[i, j] != 0]
-        if len(nonzero) != 1 or T[i, nonzero[0]] != 1:
-            return T * sp.Matrix(S) * T.T
-        picks.append(nonzero[0])
-    return sp.Matrix(S).extract(picks, picks)
-
-
-#: left-hand side printed by ``latex(what=...)``
-_LATEX_LHS = {
-    "cov": r"\Sigma",
-    "velocity_cov": r"\operatorname{Var}[v]",
-    "cross_cov": r"\operatorname{Cov}(\theta, v)",
-    "noise_cov": r"\bar C",
-    "loss": r"\mathbb{E}[L]",
-    "test_loss": r"\mathbb{E}[L_{\text{test}}]",
-}
-
-
-class Stationary(_Result):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Stationary(Result):
     """The exact stationary law of a linear stochastic recursion (see the module docstring).
 
     Attributes: ``recursion``, ``state_cov``, ``conditions`` (sympy boolean, derived),
     ``conditions_complete``, ``denominator`` (the stability polynomial of the exact solution,
-    factored), ``method`` (the solver strategy used), ``values`` (substituted parameters).
+    factored), ``method`` (the solver strategy used), ``values`` (substituted parameters),
+    ``certificate``, ``closure``; readouts in :class:`~symsgd._result.Result` and below.
     """
 
-    def __init__(
-        self,
-        recursion: LinearRecursion,
-        state_cov: sp.MatrixBase,
-        conditions,
-        complete: bool | None,
-        denominator: sp.Expr,
-        method: str,
-        values: dict | None = None,
-        closure: dict | None = None,
-        form=None,
-        certificate=None,
-    ):
-        self.recursion = recursion
-        self._lr = recursion.optimizer.lr
-        #: what was checked before this result was returned (:class:`symsgd.certify.Certificate`)
-        self.certificate = certificate
-        #: substitutions that close a self-consistent coupling (eigen-mode minibatch problems:
-        #: κ = Tr(A E[uuᵀ]) -> its closed form in traces of matrix functions of A)
-        self.closure = dict(closure or {})
-        self._state_cov = sp.ImmutableMatrix(state_cov)
-        self._conditions = (conditions, complete) if conditions is not None else None
-        self._denominator = denominator
-        self.method = method
-        #: the structured characteristic-algebra form (:class:`symsgd.cayley.StructuredForm`)
-        #: of a ``method="invariant-structured"`` result, else None
-        self.form = form
-        self.values = dict(values or {})
-        self._cov = sp.ImmutableMatrix(congruence(recursion.theta_map, self._state_cov))
-        self.landscape = recursion.landscape
+    recursion: LinearRecursion
+    #: ``(conditions, complete)`` when already derived (else derived on first access)
+    stability: tuple | None = None
+    #: substitutions that close a self-consistent coupling (eigen-mode minibatch problems:
+    #: κ = Tr(A E[uuᵀ]) -> its closed form in traces of matrix functions of A)
+    closure: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         r = self.recursion
@@ -389,31 +63,50 @@ class Stationary(_Result):
             f"method={self.method!r})"
         )
 
+    @property
+    def landscape(self) -> Landscape:
+        return self.recursion.landscape
+
+    @property
+    def _lr(self):
+        return self.recursion.optimizer.lr
+
+    def _closure(self) -> dict:
+        return self.closure
+
+    @cached_property
+    def _cov(self) -> sp.ImmutableMatrix:
+        return sp.ImmutableMatrix(congruence(self.recursion.theta_map, self._state_cov))
+
+    def _theta_map(self):
+        return self.recursion.theta_map
+
     # -- readouts -------------------------------------------------------------------------
+    @cached_property
+    def _stability(self) -> tuple:
+        """``(conditions, complete)``: derived on first access (spectral radius of the
+        second-moment map < 1 as explicit polynomial inequalities) unless already known."""
+        return (
+            self.stability if self.stability is not None else stability_conditions(self.recursion)
+        )
+
+    def _known_stability(self) -> tuple | None:
+        return self.__dict__.get("_stability", self.stability)
+
     def _raw_conditions(self) -> sp.Basic:
-        """Where the stationary law exists (derived on first access: spectral radius of the
-        second-moment map < 1 as explicit polynomial inequalities)."""
-        if self._conditions is None:
-            self._conditions = stability_conditions(self.recursion)
-        return self._conditions[0]
+        """Where the stationary law exists, before the substituted values."""
+        return self._stability[0]
 
     @property
     def conditions_complete(self) -> bool:
         """False when :attr:`conditions` only states Schur stability of the mean recursion
         (the full criterion was too large); numeric checks then use the spectral radius."""
-        self._raw_conditions()  # derive on demand
-        return self._conditions[1]
+        return self._stability[1]
 
     @property
     def state_cov(self) -> sp.ImmutableMatrix:
         """Second moment of the whole state z (e.g. (θ_t, θ_{t-1}) for momentum)."""
         return self._apply(self._state_cov)
-
-    @property
-    def denominator(self) -> sp.Expr:
-        """Common denominator of the exact solution (factored): it vanishes on the boundary
-        of the stability region."""
-        return self._apply(self._denominator)
 
     def _noise(self, sigma) -> sp.Matrix:
         r = self.recursion
@@ -500,7 +193,7 @@ class Stationary(_Result):
         if not self.landscape.eigenmode:
             raise ValueError("on_modes() is for eigen-mode results (Quadratic.commuting, ...).")
         (mode,) = [s for s, name in self.landscape.mode_names.items()]
-        _check_readout(what, "on_modes(what=...)")
+        check_readout(what, "on_modes(what=...)")
         if isinstance(eigenvalues, (str, bytes)):
             raise TypeError(f"on_modes(eigenvalues): a list of numbers; got {eigenvalues!r}.")
         eigenvalues = list(eigenvalues)
@@ -535,19 +228,7 @@ class Stationary(_Result):
         r = self.recursion
         if not r.landscape.eigenmode:
             return {}
-        names = r.mode_names()
-        opt = r.optimizer
-        if isinstance(opt, Preconditioned) and isinstance(opt.P, sp.Symbol):
-            names[opt.P] = "P"
-        if isinstance(opt, NaturalGradient) and isinstance(opt.fisher, sp.Symbol):
-            names[opt.fisher] = "F"
-        return names
-
-    def _outputs(self) -> dict:
-        out = {"cov": self.cov, "loss": self.loss}
-        if self.recursion.velocity_map is not None:
-            out["velocity_cov"] = self.velocity_cov
-        return out
+        return {**r.mode_names(), **r.optimizer.mode_names()}
 
     # -- derived problems -----------------------------------------------------------------
     def continuous_time(self) -> ContinuousTime:
@@ -560,7 +241,7 @@ class Stationary(_Result):
         """
         return ContinuousTime.of(self)
 
-    # -- protocol for _Result --------------------------------------------------------------
+    # -- protocol for Result ----------------------------------------------------------------
     def _constraints(self) -> tuple:
         r = self.recursion
         return tuple(problem_constraints(r.noise, r.landscape))
@@ -568,7 +249,7 @@ class Stationary(_Result):
     def _radius(self):
         if self.conditions_complete is not False:
             return None
-        from .stability import spectral_radius
+        from .moments import spectral_radius
 
         fixed = dict(self.values)
 
@@ -581,17 +262,13 @@ class Stationary(_Result):
         check_stable(self.recursion, self._raw_conditions(), values, context)
 
     def _with_values(self, values):
-        return Stationary(
-            self.recursion,
-            self._state_cov,
-            *self._lazy_conditions(),
-            self._denominator,
-            self.method,
-            values,
-            self.closure,
-            self.form,
-            self.certificate,
-        )
+        return replace(self, values=values, stability=self._known_stability())
+
+    def simplify(self) -> Stationary:
+        """Entries factored (they are already cancelled; this only changes their form).
+        Structured results are returned unchanged: factoring would expand them."""
+        out = super().simplify()
+        return out if out is self else replace(out, stability=self._known_stability())
 
     def _noise_matrix(self):
         return getattr(self.recursion.noise, "C", None)
@@ -600,171 +277,10 @@ class Stationary(_Result):
         r = self.recursion
         return r"\Sigma" if r.n == r.landscape.dim else r"\Sigma_z"
 
-    def _lazy_conditions(self):
-        return self._conditions if self._conditions is not None else (None, None)
-
     def _all_symbols(self):
         r = self.recursion
         return (
-            super()._all_symbols()
-            | r.M.free_symbols
-            | r.B.free_symbols
-            | self.recursion.forcing().free_symbols
-        )
-
-    def simplify(self) -> Stationary:
-        """Entries factored (they are already cancelled; this only changes their form).
-        Structured results are returned unchanged: factoring would expand them."""
-        if self.structured:
-            return self
-        S = self._state_cov.applyfunc(sp.factor)
-        return Stationary(
-            self.recursion,
-            S,
-            *self._lazy_conditions(),
-            self._denominator,
-            self.method,
-            self.values,
-            self.closure,
-            self.form,
-            self.certificate,
-        )
-
-
-class ContinuousTime(_Result):
-    """The continuous-time (SDE) prediction of :meth:`Stationary.continuous_time`."""
-
-    def __init__(
-        self,
-        landscape,
-        cov,
-        conditions,
-        names,
-        values,
-        denominator,
-        form=None,
-        noise_matrix=None,
-        lr=None,
-        certificate=None,
-    ):
-        #: what was checked before this result was returned (:class:`symsgd.certify.Certificate`)
-        self.certificate = certificate
-        self.landscape = landscape
-        self._cov = sp.ImmutableMatrix(cov)
-        self._cond = conditions
-        self._names = names
-        self.values = dict(values)
-        self.denominator = denominator
-        self.form = form
-        self._noise_C = noise_matrix
-        self._lr = lr
-
-    def _noise_matrix(self):
-        return self._noise_C
-
-    def _raw_conditions(self) -> sp.Basic:
-        return self._cond
-
-    @classmethod
-    def of(cls, result: Stationary) -> ContinuousTime:
-        if result.closure:
-            raise ValueError(
-                "continuous_time(): the SDE prediction of an eigen-mode problem whose modes "
-                "couple through a trace (minibatch noise) is not derived here; use an explicit "
-                "matrix landscape, e.g. LinearRegression(sp.diag(a1, a2, a3), label_variance)."
-            )
-        r = result.recursion
-        opt, land, noise = r.optimizer, r.landscape, r.noise
-        d = land.dim
-        P = opt.preconditioner(land, noise)
-        P = sp.eye(d) if P is None else sp.Matrix(P)
-        A = P * (sp.Matrix(land.hessian) + opt.weight_decay * sp.eye(d))
-        rate = opt.continuous_lr()
-        gamma = opt.weight_decay
-        Q0 = noise.covariance(land, sp.zeros(d, d), weight_decay=gamma)
-
-        def operator(S):
-            out = A * S + S * A.T
-            if noise.depends_on_state():
-                out = out - rate * P * (noise.covariance(land, S, weight_decay=gamma) - Q0) * P.T
-            return out
-
-        G = rate * P * Q0 * P.T
-        form = None
-        if noise.depends_on_state() or d == 1 or not (A.free_symbols or G.free_symbols):
-            cov, den = solve_symmetric(operator, G, d)
-        else:  # A Σ + Σ Aᵀ = G: the characteristic-algebra formula with s = 0
-            from .cayley import NotApplicable, solve_stein
-
-            try:
-                cov, den, form = solve_stein(A, G, continuous=True)
-            except NotApplicable:
-                cov, den = solve_symmetric(operator, G, d)
-        if form is None:
-            cov = cov.applyfunc(canonical)
-        relations = None
-        if noise.depends_on_state():
-            from .lyapunov import halfvec_operator_system
-
-            F, _ = halfvec_operator_system(operator, Q0, d)
-            coeffs = (-F).charpoly().all_coeffs()
-        else:
-            if d >= INVARIANT_DEGREE and A.free_symbols:
-                relations = invariant_hurwitz(A)
-            coeffs = None if relations is not None else (-A).charpoly().all_coeffs()
-        if relations is not None:
-            conditions = sp.And(*relations)
-        else:  # eigenvalues of A (or of the operator) in the right half-plane
-            conditions = conditions_from(hurwitz_conditions(coeffs))
-        C = getattr(noise, "C", None)
-        certificate = certify(
-            lambda X, point: sp.Matrix(operator(X)).xreplace(point) - G.xreplace(point),
-            cov,
-            symbols_in(cov) | A.free_symbols | G.free_symbols | probe_symbols(operator, d),
-            equation="AΣ + ΣAᵀ − λ_eff P(Q(Σ) − Q₀)Pᵀ = λ_eff P Q₀ Pᵀ (continuous time)",
-        )
-        return cls(
-            land,
-            cov,
-            conditions,
-            result.mode_names(),
-            result.values,
-            den,
-            form,
-            C,
-            opt.lr,
-            certificate,
-        )
-
-    def __repr__(self) -> str:
-        return f"ContinuousTime(cov={self.cov})"
-
-    def mode_names(self) -> dict:
-        return self._names
-
-    def _check(self, values, context):
-        for cond in sp.And.make_args(self._cond):
-            if cond.subs(values) == sp.false:
-                from .errors import UnstableError
-
-                raise UnstableError(
-                    f"{context}: the SDE has no stationary law where {sp.sstr(cond)} fails.",
-                    condition=cond,
-                    values=values,
-                )
-
-    def _with_values(self, values):
-        return ContinuousTime(
-            self.landscape,
-            self._cov,
-            self._cond,
-            self._names,
-            values,
-            self.denominator,
-            self.form,
-            self._noise_C,
-            self._lr,
-            self.certificate,
+            super()._all_symbols() | r.M.free_symbols | r.B.free_symbols | r.forcing().free_symbols
         )
 
 
@@ -821,7 +337,7 @@ def stationary(
         if conditions == sp.false:
             why = "the stability conditions can never hold"
             if numeric:
-                from .stability import spectral_radius
+                from .moments import spectral_radius
 
                 rho = spectral_radius(recursion, {})
                 why = (
@@ -831,20 +347,10 @@ def stationary(
             raise _unstable(recursion, why)
         check_stable(recursion, conditions, {}, "stationary()")
     solution = solve(recursion, method, conditions)
-    from .modes import COUPLING
-
+    stability = None if conditions is None else (conditions, complete)
     if COUPLING in symbols_in(solution.state_cov):
         return _close_mode_trace(recursion, solution)
-    return Stationary(
-        recursion,
-        solution.state_cov,
-        conditions,
-        complete,
-        solution.denominator,
-        solution.method,
-        form=solution.form,
-        certificate=solution.certificate,
-    )
+    return Stationary(solution=solution, recursion=recursion, stability=stability)
 
 
 def _refuse_name_clashes(*pieces) -> None:
@@ -852,7 +358,6 @@ def _refuse_name_clashes(*pieces) -> None:
     symbol) but is a different symbol: printed formulas, LaTeX and keyword arguments would
     silently merge them (``\\gamma + \\gamma``)."""
     from ._util import field_symbols
-    from .modes import COUPLING
     from .symbols import ALIASES
 
     library = {str(s): s for s in ALIASES.values()}
@@ -919,43 +424,26 @@ def _refuse_unsupported(optimizer: Optimizer, landscape: Landscape, noise: Noise
         )
 
 
-def _close_mode_trace(recursion: LinearRecursion, solution) -> Stationary:
-    r"""Close the cross-mode coupling of an eigen-mode problem.
-
-    One mode's solution is affine in :math:`\kappa = \operatorname{Tr}(A\,\mathbb E[uu^\top])`;
-    summing the mode's share :math:`a(\Sigma(a,\kappa) + b^2) = u(a) + v(a)\kappa` over the modes
-    gives :math:`\kappa = \operatorname{Tr}u(A) + \kappa\operatorname{Tr}v(A)`, so
-    :math:`\kappa = \operatorname{Tr}u(A)/(1 - \operatorname{Tr}v(A))`, which exists iff
-    :math:`\operatorname{Tr}v(A) < 1` (on top of every mode's own stability).
-    """
-    from .modes import COUPLING, mode_trace
-
+def _close_mode_trace(recursion: LinearRecursion, solution: Solution) -> Stationary:
+    """The eigen-mode result with its cross-mode trace closed (:func:`symsgd.modes.close_trace`)
+    and certified on an explicit instance (:func:`symsgd.certify.certify_modes`)."""
     land = recursion.landscape
     (mode,) = list(land.mode_names)
     # the trace couples the modes through the noise, i.e. at the gradient-evaluation point
     # x = Kz (θ for SGD, the look-ahead point for Nesterov), not through θ itself
     at_gradient = congruence(recursion.K, solution.state_cov)
-    density = sp.cancel(land.coupling_density(at_gradient, recursion.optimizer.weight_decay))
-    if sp.cancel(sp.diff(density, COUPLING, 2)) != 0:  # pragma: no cover - linear theory
-        raise RuntimeError("the mode coupling is not affine in the trace; cannot close it.")
-    slope = sp.cancel(sp.diff(density, COUPLING))
-    intercept = sp.cancel(density.subs(COUPLING, 0))
-    t_slope = mode_trace(slope, mode)
-    t_intercept = mode_trace(intercept, mode) if intercept != 0 else sp.Integer(0)
-    kappa = t_intercept / (1 - t_slope)
+    density = land.coupling_density(at_gradient, recursion.optimizer.weight_decay)
+    kappa, t_slope = close_trace(density, COUPLING, mode)
     mode_conditions, complete = stability_conditions(recursion)
     conditions = sp.And(mode_conditions, sp.StrictLessThan(t_slope, 1))
     result = Stationary(
-        recursion,
-        solution.state_cov,
-        conditions,
-        complete,
-        solution.denominator * (1 - t_slope),
-        solution.method,
+        solution=replace(solution, denominator=solution.denominator * (1 - t_slope)),
+        recursion=recursion,
+        stability=(conditions, complete),
         closure={COUPLING: kappa},
     )
-    result.certificate = certify_modes(result)
-    return result
+    certificate = certify_modes(result)
+    return replace(result, solution=replace(result.solution, certificate=certificate))
 
 
 def _unstable(recursion, why):

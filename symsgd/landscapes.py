@@ -22,7 +22,12 @@ import sympy as sp
 
 from ._util import _entry, as_matrix, check_psd, check_symmetric
 
-__all__ = ["Landscape", "LinearRegression", "Quadratic", "isserlis_quartic"]
+__all__ = ["COUPLING", "Landscape", "LinearRegression", "Quadratic", "isserlis_quartic"]
+
+#: The cross-mode trace κ = Tr(A E[uuᵀ]) of an eigen-mode landscape (``eigenmode=True``): one
+#: mode's problem cannot see the other modes, so its minibatch noise and loss hold κ as this
+#: symbol; :func:`symsgd.stationary` closes it self-consistently (:func:`symsgd.modes.close_trace`).
+COUPLING = sp.Symbol("kappa", nonnegative=True)
 
 
 @dataclass(frozen=True)
@@ -412,8 +417,6 @@ class LinearRegression(Landscape):
         b = self.offset(weight_decay)
         U = sp.Matrix(second_moment) + b * b.T  # E[u u^T]
         A = sp.Matrix(self.A)
-        from .modes import COUPLING
-
         trace = COUPLING if self.eigenmode else None
         return isserlis_quartic(A, U, trace) - A * U * A + self.label_variance * A
 
@@ -448,8 +451,6 @@ class LinearRegression(Landscape):
         cov = sp.Matrix(cov)
         if self.data is None:
             if self.eigenmode:  # ½ Tr(A E[uuᵀ]) is half the closed coupling trace
-                from .modes import COUPLING
-
                 return sp.Rational(1, 2) * (COUPLING + self.label_variance)
             b = self.offset(weight_decay)
             return sp.Rational(1, 2) * (

@@ -1,45 +1,58 @@
-r"""Solvers for the stationary second moment of a :class:`~symsgd.recursion.LinearRecursion`.
+r"""Solvers for a stationary second-moment equation, discrete or continuous time.
 
-Every solver solves the same equation, for symmetric :math:`\Sigma`:
+Every solver solves one linear equation :math:`\mathcal F(\Sigma) = G` for symmetric
+:math:`\Sigma` (a :class:`StationaryEquation`):
 
-.. math:: \Sigma = M \Sigma M^\top + B\,\bigl(Q_0 + \mathcal L(K\Sigma K^\top)\bigr)\,B^\top .
+* **discrete time**, from a :class:`~symsgd.recursion.LinearRecursion`
+  (:meth:`StationaryEquation.of`):
+  :math:`\Sigma - M\Sigma M^\top - B\mathcal L(K\Sigma K^\top)B^\top = BQ_0B^\top`;
+* **continuous time** (the SDE of :mod:`symsgd._continuous`,
+  :meth:`StationaryEquation.continuous`):
+  :math:`A\Sigma + \Sigma A^\top - \lambda_{\rm eff}P(Q(\Sigma) - Q_0)P^\top =
+  \lambda_{\rm eff}PQ_0P^\top`.
+
+With state-independent noise both are *Stein* / *Lyapunov* equations in one matrix
+(:math:`\Sigma - M\Sigma M^\top = F`, :math:`A\Sigma + \Sigma A^\top = G`).
 
 Strategies (:data:`SOLVERS`, tried in order; the first whose ``applies_to`` is true is used):
 
 ``EigenmodeSolver``
-    explicit matrices that are all diagonal (H, C, P — the commuting case in its eigenbasis) with
-    additive noise: the scalar problem is solved once with symbolic eigenvalues and substituted
-    mode by mode, so the cost does not grow with d.
+    discrete time, symbolic, additive noise, and a recursion that does not mix the eigen-modes
+    (diagonal H, C and P — the commuting case in its eigenbasis): each mode's small block of
+    the equation is solved on its own, read off the recursion's matrices.
 ``NumericSolver``
     every entry a number: exact over the rationals (sympy ``DomainMatrix`` over QQ) when the
-    entries are rational, float64 (scipy's Bartels–Stewart ``solve_discrete_lyapunov``, or the
-    vectorised system for state-dependent noise) otherwise.
+    entries are rational, float64 otherwise (:class:`symsgd.moments.NumericMap` in discrete
+    time; scipy's ``solve_continuous_lyapunov``, or the half-vectorised system for
+    state-dependent noise, in continuous time).
 ``InvariantSolver``
-    symbolic explicit matrices with state-independent noise (integer-polynomial entries): the
+    symbolic matrices with state-independent noise (integer-polynomial entries): the
     characteristic-algebra formula of :mod:`symsgd.cayley` — a universal n(n+1)/2 elimination in
     the coefficients of the characteristic polynomial only, then composition; large answers
     (fully symbolic SGD with d ≥ 4) are kept in that structured form.
 ``ExactSolver``
-    anything symbolic (scalar, eigen-mode and explicit symbolic matrices): the half-vectorised
-    system (n(n+1)/2 unknowns) solved by fraction-free elimination (:func:`symsgd.exact.solve_den`).
+    anything symbolic: the half-vectorised system (n(n+1)/2 unknowns) solved by fraction-free
+    elimination (:func:`symsgd.exact.solve_den`).
 
-Each returns a :class:`Solution` with the state covariance as cancelled ``numerator /
-denominator`` entries and the common denominator (the stability polynomial).
+Each returns a :class:`Solution` with the covariance as cancelled ``numerator / denominator``
+entries and the common denominator (the stability polynomial).  :func:`solve` certifies every
+candidate against its equation (:mod:`symsgd.certify`) before returning it.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import sympy as sp
 
-from .certify import certify_stationary
+from .certify import Certificate, certify, certify_stationary, probe_symbols
 from .errors import InternalError
 from .exact import canonical, desqrt, solve_canonical
 from .moments import NumericMap, from_halfvec, halfvec_operator_system, halfvec_system
-from .noise import AdditiveNoise
 from .recursion import LinearRecursion
 
 __all__ = [
@@ -49,14 +62,15 @@ __all__ = [
     "InvariantSolver",
     "NumericSolver",
     "Solution",
+    "StationaryEquation",
+    "numeric_state_cov",
     "solve",
-    "solve_symmetric",
 ]
 
 
 @dataclass(frozen=True)
 class Solution:
-    """The stationary state second moment and how it was obtained."""
+    """The stationary second moment and how it was obtained."""
 
     state_cov: sp.ImmutableMatrix
     #: common denominator of the entries, factored (1 for numeric solutions)
@@ -69,34 +83,229 @@ class Solution:
     certificate: object = None
 
 
-def solve_symmetric(
-    operator: Callable[[sp.Matrix], sp.Matrix], forcing: sp.MatrixBase, n: int
-) -> tuple[sp.ImmutableMatrix, sp.Expr]:
-    """Exact symmetric solution of ``operator(Σ) = forcing`` and its factored denominator."""
-    A, b = halfvec_operator_system(operator, forcing, n)
-    (A, b), back = desqrt([A, b])
-    entries, denominator = solve_canonical(A, b)
-    return from_halfvec(n, entries).subs(back), denominator.subs(back)
+# -- the equation ------------------------------------------------------------------------------
+def _is_numeric(*matrices) -> bool:
+    return all(not sp.sympify(e).free_symbols for m in matrices for e in m)
 
 
+def _has_float(*matrices) -> bool:
+    return any(sp.sympify(e).has(sp.Float) for m in matrices for e in m)
+
+
+def _abs(m: sp.MatrixBase) -> sp.Matrix:
+    return sp.Matrix(m).applyfunc(abs)
+
+
+#: the equation of a recursion while anyone holds it (keyed by the recursion's id; the equation
+#: holds its recursion, so the id stays unique while the entry lives)
+_EQUATIONS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+class StationaryEquation:
+    r"""A stationary equation :math:`\mathcal F(\Sigma) = G` for symmetric n×n Σ, with
+    :math:`\mathcal F` linear — what every solver strategy takes.
+
+    Build it with :meth:`of` (discrete time, from a recursion; one object per recursion, so
+    the half-vectorised system and the characteristic-algebra pieces are built once) or
+    :meth:`continuous` (the SDE's Lyapunov equation).  ``stein`` is the one matrix of the Stein
+    form (``M`` of :math:`\Sigma - M\Sigma M^\top = G`, or ``A`` of the continuous
+    :math:`A\Sigma + \Sigma A^\top = G`) when the noise does not depend on the state, else None.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> eq = StationaryEquation.continuous(sp.Matrix([[h]]), sp.Matrix([[ss.lr * c]]))
+    >>> solve(eq).state_cov
+    Matrix([[c*lambda/(2*h)]])
+    """
+
+    def __init__(
+        self,
+        operator: Callable[[sp.Matrix], sp.Matrix],
+        forcing: sp.MatrixBase,
+        *,
+        stein: sp.MatrixBase | None,
+        continuous: bool,
+        text: str,
+        recursion: LinearRecursion | None = None,
+        parts: Callable[[sp.Matrix], tuple] | None = None,
+    ):
+        #: the linear map F (symmetric matrices to symmetric matrices)
+        self.operator = operator
+        #: the right-hand side G
+        self.forcing = sp.ImmutableMatrix(forcing)
+        self.n = self.forcing.rows
+        self.stein = None if stein is None else sp.ImmutableMatrix(stein)
+        self.continuous = continuous
+        #: the equation as printed in certificates
+        self.text = text
+        #: the discrete-time recursion the equation was read off (None in continuous time)
+        self.recursion = recursion
+        # X -> the terms of F(X) whose entrywise sizes bound a float residual
+        self._parts = parts
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def of(cls, recursion: LinearRecursion) -> StationaryEquation:
+        r"""The discrete-time equation :math:`\Sigma - T(\Sigma) = BQ_0B^\top` of
+        ``recursion`` (the same object for the same recursion while it is held, e.g. through
+        one :func:`solve`, so capability checks and solvers share what they build)."""
+        if isinstance(recursion, StationaryEquation):
+            return recursion
+        if not isinstance(recursion, LinearRecursion):
+            raise TypeError(
+                f"expected a LinearRecursion or a StationaryEquation; got {recursion!r}."
+            )
+        key = id(recursion)
+        hit = _EQUATIONS.get(key)
+        if hit is not None and hit.recursion is recursion:
+            return hit
+        from .certify import STATIONARY_EQUATION
+
+        additive = not recursion.noise.depends_on_state()
+        out = cls(
+            lambda E: E - recursion.second_moment_map(E),
+            recursion.forcing(),
+            stein=recursion.M if additive else None,
+            continuous=False,
+            text=STATIONARY_EQUATION,
+            recursion=recursion,
+        )
+        _EQUATIONS[key] = out
+        return out
+
+    @classmethod
+    def continuous(
+        cls,
+        A: sp.MatrixBase,
+        G: sp.MatrixBase,
+        coupling: Callable[[sp.Matrix], sp.Matrix] | None = None,
+        text: str = "AΣ + ΣAᵀ = G (continuous time)",
+    ) -> StationaryEquation:
+        r""":math:`A\Sigma + \Sigma A^\top - \mathcal C(\Sigma) = G`, with ``coupling``
+        :math:`\mathcal C` the state-dependent part of the noise (None for additive noise)."""
+        A = sp.ImmutableMatrix(A)
+
+        def operator(S):
+            out = A * S + S * A.T
+            return out if coupling is None else out - coupling(S)
+
+        def parts(S):
+            return (A * S, S * A.T) + (() if coupling is None else (coupling(S),))
+
+        return cls(
+            operator,
+            G,
+            stein=A if coupling is None else None,
+            continuous=True,
+            text=text,
+            parts=parts,
+        )
+
+    # -- what the solvers read --------------------------------------------------------------
+    @cached_property
+    def system(self) -> tuple[sp.ImmutableMatrix, sp.ImmutableMatrix]:
+        """The half-vectorised system ``A s = b`` (built once)."""
+        if self.recursion is not None:
+            return halfvec_system(self.recursion)
+        A, b = halfvec_operator_system(self.operator, self.forcing, self.n)
+        return sp.ImmutableMatrix(A), sp.ImmutableMatrix(b)
+
+    def _matrices(self) -> tuple:
+        r = self.recursion
+        if r is not None:
+            return (r.M, r.B, self.forcing)
+        return (self.stein, self.forcing) if self.stein is not None else (self.forcing,)
+
+    @cached_property
+    def numeric(self) -> bool:
+        """Every coefficient a number (no symbol)."""
+        mats = self._matrices()
+        if self.stein is None and not _is_numeric(self.forcing):
+            return False
+        if self.stein is None:
+            mats = (*mats, self.system[0])
+        return _is_numeric(*mats)
+
+    @cached_property
+    def floats(self) -> bool:
+        """Some coefficient is a float (numeric answers are then float64)."""
+        if self.recursion is not None:  # M and B decide (a float forcing stays exact)
+            return _has_float(self.recursion.M, self.recursion.B)
+        return _has_float(*self._matrices(), *(() if self.stein is not None else self.system))
+
+    @cached_property
+    def stein_solution(self):
+        """The characteristic-algebra solution (:class:`symsgd.cayley.SteinSolution`) of the
+        Stein form, built once; None when the formula does not apply (state-dependent noise,
+        n < 2, all numeric, square roots, entries that are not integer polynomials)."""
+        from .cayley import NotApplicable, SteinSolution
+
+        M, F = self.stein, self.forcing
+        if M is None or self.n < 2 or self.numeric or desqrt([M, F])[1]:
+            return None
+        try:
+            return SteinSolution(M, F, self.continuous)
+        except NotApplicable:
+            return None
+
+    def numeric_solve(self) -> np.ndarray:
+        """The float64 solution of an all-numeric equation."""
+        if self.recursion is not None:
+            return numeric_state_cov(self.recursion)
+        G = np.array(self.forcing.evalf(), dtype=float)
+        if self.stein is not None and self.continuous:
+            from scipy.linalg import solve_continuous_lyapunov
+
+            X = solve_continuous_lyapunov(np.array(self.stein.evalf(), dtype=float), G)
+        else:
+            A, b = self.system
+            s = np.linalg.solve(np.array(A.evalf(), dtype=float), np.array(b.evalf(), dtype=float))
+            X = np.array(from_halfvec(self.n, list(s.reshape(-1))).tolist(), dtype=float)
+        return (X + X.T) / 2
+
+    # -- certification ----------------------------------------------------------------------
+    def certify(self, candidate: sp.MatrixBase, conditions: sp.Basic | None = None) -> Certificate:
+        """:func:`symsgd.certify.certify` the candidate against this equation (raises
+        :class:`~symsgd.InternalError` when it does not solve it)."""
+        if self.recursion is not None:
+            return certify_stationary(self.recursion, candidate, conditions)
+        G = self.forcing
+
+        def residual(X, point):
+            R = sp.Matrix(self.operator(X)).xreplace(point) - G.xreplace(point)
+            if not _has_float(X):
+                return R
+            terms = _abs(G)
+            for part in self._parts(X):
+                terms = terms + _abs(sp.Matrix(part).xreplace(point))
+            return R, terms
+
+        symbols = sp.Matrix(candidate).free_symbols | G.free_symbols
+        symbols |= probe_symbols(self.operator, self.n)
+        return certify(residual, candidate, symbols, equation=self.text, conditions=conditions)
+
+
+# -- the strategies ----------------------------------------------------------------------------
 class Solver:
-    """Abstract solver strategy."""
+    """Abstract solver strategy: ``applies_to`` and ``solve`` take a
+    :class:`StationaryEquation` or a :class:`~symsgd.recursion.LinearRecursion`."""
 
     name = "abstract"
 
-    def applies_to(self, recursion: LinearRecursion) -> bool:
+    def applies_to(self, problem: StationaryEquation | LinearRecursion) -> bool:
         raise NotImplementedError
 
-    def solve(self, recursion: LinearRecursion) -> Solution:
+    def solve(self, problem: StationaryEquation | LinearRecursion) -> Solution:
         raise NotImplementedError
 
 
 class ExactSolver(Solver):
     r"""Fraction-free exact elimination on the half-vectorised equation.
 
-    Solve :math:`\Sigma = M\Sigma M^\top + B(Q_0 + \mathcal L(K\Sigma K^\top))B^\top` for symmetric
-    Σ with symbolic entries.  ``engine`` is ``"flint"`` (default when available) or
-    ``"domainmatrix"``.
+    Solve :math:`\mathcal F(\Sigma) = G` for symmetric Σ with symbolic entries (for a recursion
+    :math:`\Sigma = M\Sigma M^\top + B(Q_0 + \mathcal L(K\Sigma K^\top))B^\top`).  ``engine`` is
+    ``"flint"`` (default when available) or ``"domainmatrix"``.
 
     >>> import sympy as sp, symsgd as ss
     >>> from symsgd.recursion import build_recursion
@@ -111,22 +320,24 @@ class ExactSolver(Solver):
     def __init__(self, engine: str = "auto"):
         self.engine = engine
 
-    def applies_to(self, recursion):
+    def applies_to(self, problem):
         return True
 
-    def solve(self, recursion):
-        A, b = halfvec_system(recursion)
-        (A, b), back = desqrt([A, b])
+    def solve(self, problem):
+        equation = StationaryEquation.of(problem)
+        (A, b), back = desqrt(list(equation.system))
         entries, denominator = solve_canonical(A, b, method=self.engine)
-        state_cov = from_halfvec(recursion.n, entries)
+        state_cov = from_halfvec(equation.n, entries)
         if back:
             state_cov, denominator = state_cov.subs(back), denominator.subs(back)
         return Solution(state_cov, denominator, self.name)
 
 
 class InvariantSolver(Solver):
-    r"""The characteristic-algebra solution of :math:`\Sigma = M\Sigma M^\top + BQ_0B^\top`
-    (:func:`symsgd.cayley.solve_stein`) for symbolic explicit matrices with additive noise.
+    r"""The characteristic-algebra solution of :math:`\Sigma = M\Sigma M^\top + F` (or
+    :math:`A\Sigma + \Sigma A^\top = G`; :class:`symsgd.cayley.SteinSolution`) for symbolic
+    matrices with state-independent noise.  The capability check builds the solution's pieces
+    once per equation and :meth:`solve` uses them.
 
     ``form`` is ``"auto"`` (expanded canonical entries while they are small, the structured form
     beyond), ``"expanded"`` or ``"structured"``.
@@ -144,125 +355,161 @@ class InvariantSolver(Solver):
     name = "invariant"
 
     def __init__(self, form: str = "auto"):
+        if form not in ("auto", "expanded", "structured"):
+            raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
         self.form = form
 
-    def applies_to(self, recursion):
-        from .cayley import NotApplicable, SteinSolution
+    def applies_to(self, problem):
+        return StationaryEquation.of(problem).stein_solution is not None
 
-        if recursion.noise.depends_on_state() or recursion.n < 2:
-            return False
-        M, F = recursion.M, recursion.forcing()
-        if not (M.free_symbols or F.free_symbols) or desqrt([M, F])[1]:
-            return False
-        try:
-            SteinSolution(M, F)
-        except NotApplicable:
-            return False
-        return True
-
-    def solve(self, recursion):
-        from .cayley import solve_stein
-
-        X, denominator, form = solve_stein(recursion.M, recursion.forcing(), self.form)
+    def solve(self, problem):
+        stein = StationaryEquation.of(problem).stein_solution
+        if stein is None:
+            raise ValueError("the 'invariant' solver does not apply to this problem.")
+        X, denominator, form = _stein_result(stein, self.form)
         if form is None:
             return Solution(X, denominator, self.name)
         return Solution(X, denominator, f"{self.name}-structured", form=form)
 
 
+def _stein_result(solution, form: str) -> tuple:
+    """``(X, denominator, structured form or None)`` of a built ``SteinSolution`` — the tail of
+    :func:`symsgd.cayley.solve_stein`, which builds its own."""
+    if solution.singular():
+        raise ValueError(
+            "the stationary equation is singular: the recursion has no unique stationary "
+            "second moment for generic parameters (a marginally stable mode?)."
+        )
+    if form == "structured" or (form == "auto" and not solution.fits()):
+        out = solution.structured()
+        if out is not None:
+            return out
+        if form == "structured":
+            raise ValueError(
+                "form='structured' is not available here: a numerator shares a factor with the "
+                "characteristic denominator for these matrices; use form='expanded'."
+            )
+    entries, denominator = solution.expanded()
+    return from_halfvec(solution.n, entries), denominator, None
+
+
 class EigenmodeSolver(Solver):
-    """Diagonal H, C and P (the commuting case in its eigenbasis), additive noise: solve one
-    mode with symbolic eigenvalues and substitute — cost independent of d."""
+    r"""A symbolic discrete-time recursion with additive noise whose eigen-modes do not mix
+    (diagonal H, C and P — the commuting case in its eigenbasis): the state coordinates of mode
+    k, :math:`\{a d + k\}` over the optimizer's blocks a, span an invariant subspace of ``M`` and
+    receive only noise component k, so each mode's small Stein equation
+    :math:`\Sigma_k = M_k\Sigma_kM_k^\top + B_kC_{kk}B_k^\top` is read off the recursion's own
+    matrices and solved exactly on its own; cross-mode entries are zero."""
 
     name = "eigenmode"
 
-    def applies_to(self, recursion):
-        land = recursion.landscape
-        if land.eigenmode or land.dim == 1 or not isinstance(recursion.noise, AdditiveNoise):
-            return False
-        opt = recursion.optimizer
-        P = opt.preconditioner(land, recursion.noise)
-        mats = [land.hessian, recursion.noise.C] + ([] if P is None else [P])
-        if not (recursion.M.free_symbols or recursion.forcing().free_symbols):
+    def applies_to(self, problem):
+        equation = StationaryEquation.of(problem)
+        r = equation.recursion
+        if r is None or equation.stein is None or equation.numeric:
             return False  # all numeric: the numeric solver is direct (floats stay floats)
-        return all(m.is_diagonal() for m in mats)
+        land = r.landscape
+        if land.eigenmode or land.dim == 1:
+            return False
+        return _mode_blocks(r) is not None
 
-    def solve(self, recursion):
-        from .landscapes import Quadratic
-        from .recursion import build_recursion
-
-        land, noise, opt = recursion.landscape, recursion.noise, recursion.optimizer
-        d = land.dim
-        h, c = sp.Dummy("h", positive=True), sp.Dummy("c", nonnegative=True)
-        solved: dict = {}  # one exact solve per distinct per-mode optimizer
-        n1 = opt.blocks
-        S = sp.zeros(n1 * d, n1 * d)
-        for k in range(d):
-            mode_opt = opt.restrict(k)
-            if mode_opt not in solved:
-                one = build_recursion(mode_opt, Quadratic(h), AdditiveNoise(c))
-                solved[mode_opt] = ExactSolver().solve(one).state_cov
-            mode = solved[mode_opt].subs({h: land.hessian[k, k], c: noise.C[k, k]})
-            for a in range(n1):
-                for b in range(n1):
-                    S[a * d + k, b * d + k] = mode[a, b]
+    def solve(self, problem):
+        equation = StationaryEquation.of(problem)
+        r = equation.recursion
+        blocks = _mode_blocks(r)
+        if blocks is None:
+            raise ValueError("the 'eigenmode' solver does not apply to this problem.")
+        d = r.landscape.dim
+        Q0 = r.noise_cov(sp.zeros(d, d))
+        S = sp.zeros(r.n, r.n)
         common = sp.Integer(1)
-        for e in S:
-            if e != 0:
-                common = sp.lcm(common, sp.fraction(sp.together(e))[1])
+        exact = ExactSolver()
+        for k, rows in enumerate(blocks):
+            M = sp.Matrix(r.M).extract(rows, rows)
+            B = sp.Matrix(r.B).extract(rows, [k])
+            F = B * Q0[k, k] * B.T
+            mode = StationaryEquation(
+                lambda E, M=M: E - M * E * M.T, F, stein=M, continuous=False, text=""
+            )
+            one = exact.solve(mode)
+            for i, a in enumerate(rows):
+                for j, b in enumerate(rows):
+                    S[a, b] = one.state_cov[i, j]
+            common = sp.lcm(common, one.denominator)
         return Solution(sp.ImmutableMatrix(S), canonical(common), self.name)
 
 
+def _mode_blocks(r: LinearRecursion) -> list[list[int]] | None:
+    """The state coordinates of each eigen-mode, ``[[a·d + k for a in blocks] for k]``, when
+    ``M``, ``B`` and the noise do not mix modes; else None."""
+    d, n = r.landscape.dim, r.n
+    if n % d:
+        return None
+    mode_of = [i % d for i in range(n)]
+    Q0 = r.noise_cov(sp.zeros(d, d))
+    if any(Q0[i, j] != 0 for i in range(d) for j in range(d) if i != j):
+        return None
+    for i in range(n):
+        for j in range(n):
+            if mode_of[i] != mode_of[j] and r.M[i, j] != 0:
+                return None
+        for j in range(d):
+            if mode_of[i] != j and r.B[i, j] != 0:
+                return None
+    return [[a * d + k for a in range(n // d)] for k in range(d)]
+
+
 class NumericSolver(Solver):
-    """Every entry numeric: exact rationals via ``DomainMatrix`` over QQ, floats via scipy."""
+    """Every entry numeric: exact rationals via ``DomainMatrix`` over QQ, floats via float64
+    (:class:`symsgd.moments.NumericMap` in discrete time)."""
 
     name = "numeric"
 
     def __init__(self, exact: bool | None = None):
         self.exact = exact
 
-    def applies_to(self, recursion):
-        mats = [recursion.M, recursion.B, recursion.forcing()]
-        if recursion.noise.depends_on_state():
-            A, _ = halfvec_system(recursion)
-            mats.append(A)
-        return all(not sp.sympify(e).free_symbols for m in mats for e in m)
+    def applies_to(self, problem):
+        return StationaryEquation.of(problem).numeric
 
-    def solve(self, recursion):
-        floats = any(e.has(sp.Float) for m in (recursion.M, recursion.B) for e in m)
-        exact = (not floats) if self.exact is None else self.exact
-        n = recursion.n
+    def solve(self, problem):
+        equation = StationaryEquation.of(problem)
+        exact = (not equation.floats) if self.exact is None else self.exact
         if exact:
-            A, b = halfvec_system(recursion)
             from sympy.polys.matrices import DomainMatrix
 
+            A, b = equation.system
             dm = DomainMatrix.from_Matrix(A).to_field()
             bd = DomainMatrix.from_Matrix(b).convert_to(dm.domain)
             try:
                 x = dm.lu_solve(bd).to_Matrix()
             except Exception as exc:  # singular system
                 raise ValueError(f"the stationary equation is singular: {exc}") from None
-            return Solution(from_halfvec(n, list(x)), sp.Integer(1), "numeric-exact")
-        S = numeric_state_cov(recursion)
+            return Solution(from_halfvec(equation.n, list(x)), sp.Integer(1), "numeric-exact")
+        S = equation.numeric_solve()
         return Solution(sp.ImmutableMatrix(sp.Matrix(S.tolist())), sp.Integer(1), "numeric-float")
 
 
 def numeric_state_cov(recursion: LinearRecursion) -> np.ndarray:
-    """Float solution of the stationary equation (all entries numeric)."""
+    """Float solution of the stationary equation of ``recursion`` (all entries numeric):
+    :meth:`symsgd.moments.NumericMap.solve`."""
     return NumericMap.from_recursion(recursion).solve()
 
 
 SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), InvariantSolver(), ExactSolver())
 
 
-def solve(recursion: LinearRecursion, method: str = "auto", conditions=None) -> Solution:
+def solve(
+    problem: StationaryEquation | LinearRecursion, method: str = "auto", conditions=None
+) -> Solution:
     """Solve with the first strategy that applies (``method="auto"``) or the named one
     (``"eigenmode"``, ``"numeric"``, ``"invariant"``, ``"exact"``, ``"domainmatrix"``).
 
-    Every candidate is certified against the stationary equation (:mod:`symsgd.certify`,
-    points drawn inside ``conditions`` when given) before it is returned.  With ``"auto"`` a
-    candidate that fails its certificate is discarded and the next applicable strategy is
-    tried; when none passes (or the named strategy fails) :class:`~symsgd.InternalError` is
-    raised — a wrong answer is never returned.
+    ``problem`` is a :class:`~symsgd.recursion.LinearRecursion` (its discrete-time equation) or
+    any :class:`StationaryEquation` (e.g. the continuous-time one).  Every candidate is
+    certified against the equation (:mod:`symsgd.certify`, points drawn inside ``conditions``
+    when given) before it is returned.  With ``"auto"`` a candidate that fails its certificate
+    is discarded and the next applicable strategy is tried; when none passes (or the named
+    strategy fails) :class:`~symsgd.InternalError` is raised — a wrong answer is never returned.
     """
     named = {
         "eigenmode": EigenmodeSolver(),
@@ -271,12 +518,15 @@ def solve(recursion: LinearRecursion, method: str = "auto", conditions=None) -> 
         "exact": ExactSolver(),
         "domainmatrix": ExactSolver(engine="domainmatrix"),
     }
+    equation = StationaryEquation.of(problem)
+    # strategies see what they were given: a recursion stays a recursion (they accept both)
+    given = problem
     if method == "auto":
         # capability checks are made lazily, in order: a later strategy's check can be costly
         candidates = (*SOLVERS, named["domainmatrix"])
     elif method in named:
         candidates = (named[method],)
-        if not candidates[0].applies_to(recursion):
+        if not candidates[0].applies_to(given):
             raise ValueError(f"the {method!r} solver does not apply to this problem.")
     else:
         raise ValueError(
@@ -284,11 +534,11 @@ def solve(recursion: LinearRecursion, method: str = "auto", conditions=None) -> 
         )
     failures = []
     for solver in candidates:
-        if method == "auto" and not solver.applies_to(recursion):
+        if method == "auto" and not solver.applies_to(given):
             continue
         try:
-            solution = solver.solve(recursion)
-            certificate = certify_stationary(recursion, solution.state_cov, conditions)
+            solution = solver.solve(given)
+            certificate = equation.certify(solution.state_cov, conditions)
         except InternalError as exc:
             failures.append(f"{solver.name}: {exc}")
             continue

@@ -1,4 +1,5 @@
-r"""Traces over eigen-modes, for commuting problems whose modes couple through a trace.
+r"""Traces over eigen-modes, for commuting problems whose modes couple through a trace, and the
+closure of that trace (:func:`close_trace`).
 
 In a commuting problem every matrix is a function of the same eigenbasis, so a per-mode answer
 :math:`f(a)` stands for the matrix :math:`f(A)`.  Minibatch noise couples the modes through
@@ -18,10 +19,9 @@ from collections.abc import Sequence
 
 import sympy as sp
 
-__all__ = ["COUPLING", "ModeTrace", "expand_traces", "mode_trace"]
+from .landscapes import COUPLING
 
-#: placeholder for the cross-mode trace κ = Tr(A E[uuᵀ]) inside a single-mode problem
-COUPLING = sp.Symbol("kappa", nonnegative=True)
+__all__ = ["COUPLING", "ModeTrace", "close_trace", "expand_traces", "mode_trace"]
 
 
 class ModeTrace(sp.Function):
@@ -87,3 +87,27 @@ def expand_traces(expr, eigenvalues: Sequence):
         return sp.Add(*[body(v) for v in values])
 
     return expr.replace(lambda e: isinstance(e, ModeTrace), expand)
+
+
+def close_trace(density: sp.Expr, coupling: sp.Symbol, mode: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
+    r"""Close a cross-mode trace self-consistently: ``(κ, Tr v(A))``.
+
+    One mode's share of the trace, ``density`` :math:`= u(a) + v(a)\kappa`, is affine in the
+    trace :math:`\kappa` itself (``coupling``); summing it over the modes gives
+    :math:`\kappa = \operatorname{Tr}u(A) + \kappa\operatorname{Tr}v(A)`, so
+    :math:`\kappa = \operatorname{Tr}u(A)/(1 - \operatorname{Tr}v(A))`, which exists iff
+    :math:`\operatorname{Tr}v(A) < 1`.
+
+    >>> a, k = sp.Symbol("a", positive=True), sp.Symbol("kappa")
+    >>> kappa, slope = close_trace(a * (1 + k) / 4, k, a)
+    >>> kappa, slope
+    (Tr[A]/(4*(1 - Tr[A]/4)), Tr[A]/4)
+    """
+    density = sp.cancel(density)
+    if sp.cancel(sp.diff(density, coupling, 2)) != 0:  # pragma: no cover - linear theory
+        raise RuntimeError("the mode coupling is not affine in the trace; cannot close it.")
+    slope = sp.cancel(sp.diff(density, coupling))
+    intercept = sp.cancel(density.subs(coupling, 0))
+    t_slope = mode_trace(slope, mode)
+    t_intercept = mode_trace(intercept, mode) if intercept != 0 else sp.Integer(0)
+    return t_intercept / (1 - t_slope), t_slope
