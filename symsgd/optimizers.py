@@ -19,6 +19,9 @@ Conventions (state blocks in brackets):
 * ``Adam``:       [θ, m]         m' = β₁ m + (1 − β₁) g(θ),  θ' = θ − λ P m'
   with the frozen diagonal preconditioner P = diag(1/(√v + ε)) of the near-minimum
   approximation (see :class:`Adam`).
+* ``QHM``:        [θ, m]         m' = β m + (1 − β) g(θ),  θ' = θ − λ P((1 − ν) g(θ) + ν m')
+* ``Averaged``:   [inner…, θ̄]    the inner optimizer's step, then θ̄' = β θ̄ + (1 − β) θ';
+  it reports θ̄ (its :meth:`~Optimizer.readout`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any, ClassVar
 
 import sympy as sp
 
-from ._util import as_matrix, as_scalar, check_psd, check_symmetric
+from ._util import as_matrix, as_scalar, check_psd, check_symmetric, field_symbols
 from .landscapes import Landscape
 from .noise import Noise
 from .symbols import beta1 as _beta1
@@ -39,8 +42,10 @@ from .symbols import lr as _lr
 from .symbols import momentum as _momentum
 
 __all__ = [
+    "QHM",
     "SGD",
     "Adam",
+    "Averaged",
     "DampedNewton",
     "HeavyBall",
     "NaturalGradient",
@@ -60,15 +65,14 @@ def _identity(v: Vector) -> Vector:
 
 @dataclass(frozen=True)
 class Optimizer:
-    """Abstract base.  Subclasses set ``blocks`` and implement :meth:`step`."""
+    """Abstract base.  Subclasses set ``blocks`` and implement :meth:`step`; one whose state
+    does not hold θ in block 0 also overrides :meth:`readout` (and :meth:`initial_state`)."""
 
     lr: Any = _lr
     weight_decay: Any = field(default=0, kw_only=True)
 
     #: number of d-dimensional blocks in the state vector
     blocks: ClassVar[int] = 1
-    #: names of the state blocks, for reports
-    block_names: ClassVar[tuple[str, ...]] = ("θ",)
 
     def __post_init__(self) -> None:
         for name in ("lr", "weight_decay"):
@@ -94,19 +98,27 @@ class Optimizer:
         g = grad(x)
         return g + self.weight_decay * x if self.weight_decay != 0 else g
 
-    # -- capabilities -----------------------------------------------------------------------
-    def state_dim(self, landscape: Landscape) -> int:
-        """Length of the state vector z."""
-        return self.blocks * landscape.dim
+    def readout(self, state: Sequence[Vector]) -> Vector:
+        r"""The reported parameters :math:`\theta` as a linear function of the state blocks
+        (block 0 by default; the running average for :class:`Averaged`).
 
+        Like :meth:`step` it runs on sympy vectors — :func:`~symsgd.recursion.build_recursion`
+        reads the map :math:`\Theta` with :math:`\theta = \Theta z` off it as a Jacobian, and
+        every readout of a result (``cov``, ``velocity_cov``, ``loss``, ...) is of
+        :math:`\Theta z` — and on numpy arrays, where :func:`symsgd.simulate` measures it.  At
+        rest it gives back the point: ``readout(initial_state(x)) == x``.
+
+        >>> import sympy as sp, symsgd as ss
+        >>> x, y = sp.symbols("x y")
+        >>> ss.HeavyBall(ss.lr, ss.momentum).readout((x, y))
+        x
+        """
+        return state[0]
+
+    # -- capabilities -----------------------------------------------------------------------
     def initial_state(self, theta: Vector) -> tuple:
         """State blocks at rest at ``theta`` (momentum blocks start at zero velocity)."""
         return (theta,)
-
-    def velocity(self, state: Sequence[Vector], precondition: Apply) -> Vector | None:
-        r"""The velocity :math:`v_t = \theta_t - \theta_{t-1}` as a linear function of the state,
-        or ``None`` when the state does not determine it (plain SGD)."""
-        return None
 
     def preconditioner(self, landscape: Landscape, noise: Noise) -> sp.Matrix | None:
         """The preconditioner P (``None`` for the identity)."""
@@ -134,12 +146,8 @@ class Optimizer:
         return {}
 
     def symbols(self) -> set:
-        out: set = set()
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            if isinstance(value, sp.Basic):
-                out |= value.free_symbols
-        return out
+        """Free symbols of the optimizer's fields (tuples of them and wrapped optimizers too)."""
+        return field_symbols(self)
 
 
 @dataclass(frozen=True)
@@ -161,22 +169,13 @@ class _Momentum(Optimizer):
     momentum: Any = _momentum
 
     blocks: ClassVar[int] = 2
-    block_names: ClassVar[tuple[str, ...]] = ("θ", "θ₋₁")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        mu = self._scalar("momentum")
-        if mu.is_negative or (mu - 1).is_nonnegative:
-            raise ValueError(
-                f"{type(self).__name__}: momentum must satisfy 0 ≤ μ < 1; got μ = {mu}."
-            )
+        _unit_interval(self, "momentum", "μ")
 
     def initial_state(self, theta):
         return (theta, theta)
-
-    def velocity(self, state, precondition):
-        theta, previous = state
-        return theta - previous
 
     def continuous_lr(self):
         return self.lr / (1 - self.momentum)
@@ -375,11 +374,11 @@ class Adam(Optimizer):
     v: Any = None
 
     blocks: ClassVar[int] = 2
-    block_names: ClassVar[tuple[str, ...]] = ("θ", "m")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        b1, b2, eps = (self._scalar(name) for name in ("beta1", "beta2", "eps"))
+        _unit_interval(self, "beta1", "β₁")
+        b2, eps = (self._scalar(name) for name in ("beta2", "eps"))
         if isinstance(self.v, (list, tuple, sp.MatrixBase)) or (
             hasattr(self.v, "ndim") and getattr(self.v, "ndim", 0) > 0
         ):
@@ -388,8 +387,6 @@ class Adam(Optimizer):
             object.__setattr__(self, "v", v)
         elif self.v is not None:
             object.__setattr__(self, "v", self._scalar("v"))
-        if b1.is_negative or (b1 - 1).is_nonnegative:
-            raise ValueError(f"Adam: beta1 must satisfy 0 ≤ β₁ < 1; got β₁ = {b1}.")
         if b2.is_negative or (b2 - 1).is_nonnegative:
             raise ValueError(
                 f"Adam: beta2 must satisfy 0 ≤ β₂ < 1 (the decay of the second-moment "
@@ -407,10 +404,6 @@ class Adam(Optimizer):
         theta, m = state
         m_new = self.beta1 * m + (1 - self.beta1) * self.gradient(grad, theta)
         return (theta - self.lr * precondition(m_new), m_new)
-
-    def velocity(self, state, precondition):
-        _theta, m = state
-        return -self.lr * precondition(m)
 
     def second_moment(self, landscape: Landscape, noise: Noise) -> list:
         """The per-coordinate ``v`` of the frozen preconditioner."""
@@ -463,6 +456,138 @@ class Adam(Optimizer):
         return sp.diag(*entries)
 
 
+def _unit_interval(owner: Optimizer, name: str, label: str, closed: bool = False) -> sp.Expr:
+    """Field ``name`` as a scalar in [0, 1) (or [0, 1] if ``closed``), else a ``ValueError``."""
+    value = owner._scalar(name)
+    high = (value - 1).is_positive if closed else (value - 1).is_nonnegative
+    if value.is_negative or high:
+        interval = "0 ≤ {0} ≤ 1" if closed else "0 ≤ {0} < 1"
+        raise ValueError(
+            f"{type(owner).__name__}: {name} must satisfy {interval.format(label)}; got "
+            f"{label} = {value}."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class QHM(Optimizer):
+    r"""Quasi-hyperbolic momentum (Ma & Yarats 2019): an exponential moving average ``m`` of the
+    gradients, and a step along a ν-weighted mix of the plain gradient and that average,
+
+    .. math:: m_{t+1} = \beta m_t + (1-\beta) g_t, \qquad
+              \theta_{t+1} = \theta_t - \lambda P\bigl[(1-\nu) g_t + \nu m_{t+1}\bigr],
+
+    with β = ``momentum`` ∈ [0, 1) and ν = ``nu`` ∈ [0, 1] (no default: pass a number or a
+    symbol).  ν = 0 or β = 0 is SGD; ν = 1 is heavy-ball momentum μ = β with the damped
+    learning rate λ(1 − β).  Its small-λ SDE has the learning rate λ for every β and ν (the
+    moving average has unit gain).
+
+    >>> import sympy as sp, symsgd as ss
+    >>> from symsgd.optimizers import QHM
+    >>> QHM(ss.lr, ss.momentum, sp.Rational(7, 10)).blocks
+    2
+    """
+
+    momentum: Any = _momentum
+    nu: Any = None
+
+    blocks: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _unit_interval(self, "momentum", "β")
+        if self.nu is None:
+            raise TypeError(
+                "QHM needs nu (ν ∈ [0, 1], the weight of the momentum buffer in the step), "
+                "e.g. QHM(lr, momentum, sp.Rational(7, 10)) or a sympy symbol."
+            )
+        _unit_interval(self, "nu", "ν", closed=True)
+
+    def initial_state(self, theta):
+        return (theta, 0 * theta)
+
+    def step(self, state, grad, precondition):
+        theta, m = state
+        g = self.gradient(grad, theta)
+        m_new = self.momentum * m + (1 - self.momentum) * g
+        return (theta - self.lr * precondition((1 - self.nu) * g + self.nu * m_new), m_new)
+
+
+@dataclass(frozen=True)
+class Averaged(Optimizer):
+    r"""The exponential moving average of the iterates of any ``inner`` optimizer (the optax
+    ``ema`` of the parameters, Polyak–Ruppert-style averaging with a constant window):
+
+    .. math:: \bar\theta_{t+1} = \beta\,\bar\theta_t + (1-\beta)\,\theta_{t+1},
+
+    with β = ``decay`` ∈ [0, 1) and :math:`\theta_{t+1}` the inner optimizer's readout after its
+    own step.  The state is the inner state followed by :math:`\bar\theta` (which starts at
+    rest at θ), and the optimizer *reports* :math:`\bar\theta` (:meth:`readout`): ``cov``,
+    ``velocity_cov`` and ``loss`` of the result are those of the average.
+
+    What the inner optimizer decides, it keeps: ``lr``, ``weight_decay`` (read-only copies of
+    the inner's), the preconditioner, :meth:`restrict` (the average acts per mode) and
+    :meth:`mode_names`.  :meth:`continuous_lr` is the inner's: at fixed β the average spans
+    O(1/(1 − β)) steps while the iterate decorrelates over O(1/λ), so to leading order in λ the
+    SDE prediction for :math:`\bar\theta` is the one for θ.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> from symsgd.optimizers import Averaged
+    >>> beta = sp.Symbol("beta", nonnegative=True)
+    >>> Averaged(ss.SGD(ss.lr), beta)
+    Averaged(inner=SGD(lr=lambda, weight_decay=0), decay=beta)
+    """
+
+    lr: Any = field(init=False, default=None, repr=False, compare=False)
+    inner: Optimizer = None  # type: ignore[assignment]
+    decay: Any = None
+    weight_decay: Any = field(init=False, default=0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inner, Optimizer):
+            raise TypeError(
+                f"Averaged(inner, decay): inner must be a symsgd optimizer (e.g. ss.SGD(lr)); "
+                f"got {self.inner!r}."
+            )
+        if self.decay is None:
+            raise TypeError(
+                "Averaged(inner, decay) needs the decay β ∈ [0, 1) of the moving average, "
+                "e.g. Averaged(SGD(lr), sp.Rational(9, 10)) or a sympy symbol."
+            )
+        _unit_interval(self, "decay", "β")
+        object.__setattr__(self, "lr", self.inner.lr)
+        object.__setattr__(self, "weight_decay", self.inner.weight_decay)
+
+    @property
+    def blocks(self) -> int:  # type: ignore[override]
+        return self.inner.blocks + 1
+
+    def initial_state(self, theta):
+        return (*self.inner.initial_state(theta), theta)
+
+    def step(self, state, grad, precondition):
+        *inner, average = state
+        new = tuple(self.inner.step(tuple(inner), grad, precondition))
+        theta = self.inner.readout(new)
+        return (*new, self.decay * average + (1 - self.decay) * theta)
+
+    def readout(self, state):
+        return state[-1]
+
+    def preconditioner(self, landscape, noise):
+        return self.inner.preconditioner(landscape, noise)
+
+    def restrict(self, k):
+        inner = self.inner.restrict(k)
+        return self if inner is self.inner else replace(self, inner=inner)
+
+    def continuous_lr(self):
+        return self.inner.continuous_lr()
+
+    def mode_names(self):
+        return self.inner.mode_names()
+
+
 def _flatten(entries: list) -> list:
     """Entries of a vector given flat or as a column/row (nested one level)."""
     out = []
@@ -482,7 +607,5 @@ def _irrational_numbers(entries: list) -> bool:
 def _all_numeric(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> bool:
     """True if no field of the three value objects that enters the recursion holds a free
     symbol."""
-    from ._util import field_symbols
-
     unused = sp.sympify(getattr(optimizer, "beta2", 0)).free_symbols  # β₂ does not enter
     return not ((optimizer.symbols() - unused) | field_symbols(landscape) | field_symbols(noise))

@@ -4,14 +4,18 @@ r"""The linear stochastic recursion an optimizer becomes near a minimum.
           \operatorname{Cov}\xi_t = Q_0 + \mathcal L(K \Sigma_z K^\top),
 
 where :math:`x_t = K z_t` is the point where the gradient is evaluated (θ for SGD, the
-look-ahead point for Nesterov) and :math:`\Sigma_z = \mathbb E[z z^\top]`.  The stationary
+look-ahead point for Nesterov) and :math:`\Sigma_z = \mathbb E[z z^\top]`.  The reported
+parameters are :math:`\theta_t = \Theta z_t` (``theta_map``, the optimizer's
+:meth:`~symsgd.optimizers.Optimizer.readout`: block 0 of the state, or e.g. the running average of
+:class:`~symsgd.optimizers.Averaged`).  The stationary
 second moment solves
 
 .. math:: \Sigma_z = M \Sigma_z M^\top + B\,(Q_0 + \mathcal L(K\Sigma_z K^\top))\,B^\top .
 
 :func:`build_recursion` is the one place that knows how optimizer, landscape and noise combine:
 it runs the optimizer's own :meth:`~symsgd.optimizers.Optimizer.step` on symbolic vectors with
-the gradient oracle :math:`g(x) = Hx + \xi` and reads off ``M``, ``B`` and ``K`` as Jacobians.
+the gradient oracle :math:`g(x) = Hx + \xi` and reads off ``M``, ``B``, ``K`` and :math:`\Theta` as
+Jacobians.
 """
 
 from __future__ import annotations
@@ -34,10 +38,8 @@ class LinearRecursion:
     M: sp.ImmutableMatrix
     B: sp.ImmutableMatrix
     K: sp.ImmutableMatrix
-    #: θ = theta_map · z
+    #: θ = theta_map · z (the optimizer's readout)
     theta_map: sp.ImmutableMatrix
-    #: v = velocity_map · z (θ_t − θ_{t−1}), or None
-    velocity_map: sp.ImmutableMatrix | None
     optimizer: Optimizer
     landscape: Landscape
     noise: Noise
@@ -125,10 +127,7 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
     residual = (z_new - M * z - B * xi).applyfunc(sp.expand)
     if any(e != 0 for e in residual):
         raise RuntimeError(f"{type(optimizer).__name__}.step is not linear in the state.")
-    n = z.rows
-    theta_map = sp.Matrix.hstack(sp.eye(d), sp.zeros(d, n - d))
-    v = optimizer.velocity(tuple(blocks), precondition)
-    velocity_map = None if v is None else sp.Matrix(v).applyfunc(sp.expand).jacobian(z)
+    theta_map = _readout_map(optimizer, blocks, z)
 
     def freeze(m):
         return sp.ImmutableMatrix(m.applyfunc(sp.cancel))
@@ -137,12 +136,35 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
         M=freeze(M),
         B=freeze(B),
         K=freeze(K),
-        theta_map=sp.ImmutableMatrix(theta_map),
-        velocity_map=None if velocity_map is None else freeze(velocity_map),
+        theta_map=freeze(theta_map),
         optimizer=optimizer,
         landscape=landscape,
         noise=noise,
     )
+
+
+def _readout_map(optimizer: Optimizer, blocks: list, z: sp.Matrix) -> sp.Matrix:
+    r"""The map :math:`\Theta` with :math:`\theta = \Theta z`, read off the optimizer's
+    :meth:`~symsgd.optimizers.Optimizer.readout` as a Jacobian; it must be linear and give back
+    the point at rest (``readout(initial_state(x)) == x``)."""
+    name = type(optimizer).__name__
+    d = blocks[0].rows
+    theta = sp.Matrix(optimizer.readout(tuple(blocks))).applyfunc(sp.expand)
+    if theta.shape != (d, 1):
+        raise RuntimeError(
+            f"{name}.readout must return one d-vector (d = {d}); got shape {theta.shape}."
+        )
+    Theta = theta.jacobian(z)
+    if any(e != 0 for e in (theta - Theta * z).applyfunc(sp.expand)):
+        raise RuntimeError(f"{name}.readout is not linear in the state.")
+    x = sp.Matrix(sp.symbols(f"_x0:{d}", cls=sp.Dummy))
+    rest = optimizer.initial_state(x)
+    back = sp.Matrix(optimizer.readout(tuple(sp.Matrix(b) for b in rest))) - x
+    if len(rest) != len(blocks) or any(e != 0 for e in back.applyfunc(sp.expand)):
+        raise RuntimeError(
+            f"{name}: readout(initial_state(x)) must be x (the state at rest at x reports x)."
+        )
+    return Theta
 
 
 def _at_minimum(P: sp.Matrix, landscape: Landscape, weight_decay) -> sp.Matrix:
