@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from ._result import Result
+from .errors import UnstableError
 from .exact import canonical
 from .landscapes import Landscape
 from .lyapunov import StationaryEquation, solve
@@ -126,10 +127,5 @@ class ContinuousTime(Result):
     def _check(self, values, context):
         for cond in sp.And.make_args(self.region):
             if cond.subs(values) == sp.false:
-                from .errors import UnstableError
-
-                raise UnstableError(
-                    f"{context}: the SDE has no stationary law where {sp.sstr(cond)} fails.",
-                    condition=cond,
-                    values=values,
-                )
+                shown = {k: v for k, v in values.items() if k in cond.free_symbols}
+                raise UnstableError.at(context, shown, subject="the SDE", condition=cond, advice="")

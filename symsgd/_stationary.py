@@ -27,6 +27,7 @@ from ._result import Result, _scalar, check_readout, congruence
 from ._util import field_atoms, replace_fields, symbols_in
 from .certify import certify_modes
 from .domain import check_values, problem_constraints
+from .errors import UnstableError
 from .exact import canonical
 from .landscapes import COUPLING, Landscape
 from .lyapunov import Solution, solve
@@ -209,14 +210,11 @@ class Stationary(Result):
         for e in eigenvalues:
             holds = conditions.subs(mode, sp.sympify(e))
             if holds == sp.false:
-                from .errors import UnstableError
-
-                raise UnstableError(
-                    f"no stationary law for the eigenvalues {list(eigenvalues)}: the conditions "
-                    f"{sp.sstr(self.conditions)} fail at {mode} = {e}. Lower the "
-                    f"learning rate.",
-                    condition=self._raw_conditions(),
-                    values={mode: e},
+                raise UnstableError.at(
+                    "on_modes()",
+                    {mode: e},
+                    subject=f"the eigenvalues {list(eigenvalues)}",
+                    condition=self.conditions,
                 )
         value = expand_traces(getattr(self, what), eigenvalues)
         per_mode = [canonical(value.subs(mode, sp.sympify(e))) for e in eigenvalues]
@@ -335,16 +333,18 @@ def stationary(
     if numeric or recursion.n <= 2:  # cheap, and numeric problems must be checked first
         conditions, complete = stability_conditions(recursion)
         if conditions == sp.false:
-            why = "the stability conditions can never hold"
+            subject = f"{type(optimizer).__name__} on {landscape!r}"
             if numeric:
                 from .moments import spectral_radius
 
                 rho = spectral_radius(recursion, {})
-                why = (
-                    f"the spectral radius of its second-moment map is {rho:.6g} ≥ 1, so the "
-                    f"variance grows without bound; lower the learning rate"
-                )
-            raise _unstable(recursion, why)
+                raise UnstableError.at("stationary()", subject=subject, rho=rho)
+            raise UnstableError.at(
+                "stationary()",
+                subject=subject,
+                reason="the stability conditions can never hold",
+                advice="",
+            )
         check_stable(recursion, conditions, {}, "stationary()")
     solution = solve(recursion, method, conditions)
     stability = None if conditions is None else (conditions, complete)
@@ -444,10 +444,3 @@ def _close_mode_trace(recursion: LinearRecursion, solution: Solution) -> Station
     )
     certificate = certify_modes(result)
     return replace(result, solution=replace(result.solution, certificate=certificate))
-
-
-def _unstable(recursion, why):
-    from .errors import UnstableError
-
-    name = type(recursion.optimizer).__name__
-    return UnstableError(f"stationary(): {name} on {recursion.landscape!r} is unstable: {why}.")
