@@ -5,7 +5,8 @@ Run: ``python benchmarks/structure.py`` (prints one table; no timing).
 A module's *level* is 0 if it imports no other package module, else one more than the
 highest level among the package modules it imports (module-level and function-level
 imports both count: a function-level import is still a dependency). A cycle is a
-strongly connected component with more than one module.
+strongly connected component with more than one module.  ``--top-level`` counts only the
+imports at the top of each module; ``-v`` lists every module with its level and imports.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path, modules: set[str]) -> set[str]:
+def imports_of(path: Path, modules: set[str], top_level: bool = False) -> set[str]:
     tree = ast.parse(path.read_text())
     here = module_name(path)
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    nodes = tree.body if top_level else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -86,7 +88,8 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 def main() -> None:
     files = sorted(PACKAGE.rglob("*.py"))
     names = {module_name(f): f for f in files}
-    graph = {m: imports_of(f, set(names)) for m, f in names.items()}
+    top = "--top-level" in sys.argv
+    graph = {m: imports_of(f, set(names), top) for m, f in names.items()}
     graph.pop("symsgd", None)
     for deps in graph.values():
         deps.discard("symsgd")
