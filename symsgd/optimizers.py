@@ -27,7 +27,7 @@ Conventions (state blocks in brackets):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import sympy as sp
@@ -123,11 +123,6 @@ class Optimizer:
     def preconditioner(self, landscape: Landscape, noise: Noise) -> sp.Matrix | None:
         """The preconditioner P (``None`` for the identity)."""
         return None
-
-    def restrict(self, k: int) -> Optimizer:
-        """The optimizer acting on eigen-mode ``k`` of a diagonal problem (diagonal entries of
-        any matrix it holds)."""
-        return self
 
     def continuous_lr(self) -> sp.Expr:
         """The effective learning rate of the optimizer's small-λ SDE (λ for SGD)."""
@@ -257,10 +252,6 @@ class Preconditioned(SGD):
     def preconditioner(self, landscape, noise):
         return _matrix_or_mode(self.P, landscape, "P")
 
-    def restrict(self, k):
-        P = self.P
-        return replace(self, P=P[k, k]) if isinstance(P, sp.MatrixBase) else self
-
     def mode_names(self):
         return {self.P: "P"} if isinstance(self.P, sp.Symbol) else {}
 
@@ -320,13 +311,6 @@ class NaturalGradient(SGD):
         check_symmetric(matrix, "fisher")
         check_psd(matrix, "fisher")  # a singular F is refused where F⁻¹ is formed
         object.__setattr__(self, "fisher", matrix if matrix.rows > 1 else matrix[0, 0])
-
-    def restrict(self, k):
-        F = self.fisher
-        if F is None:
-            return self
-        F = as_matrix(F, "fisher")
-        return replace(self, fisher=F[k, k])
 
     def mode_names(self):
         return {self.fisher: "F"} if isinstance(self.fisher, sp.Symbol) else {}
@@ -419,12 +403,6 @@ class Adam(Optimizer):
         if len(values) != d:
             raise ValueError(f"Adam: v has {len(values)} entries; the landscape has {d}.")
         return [sp.sympify(x) for x in values]
-
-    def restrict(self, k):
-        v = self.v
-        if isinstance(v, (list, tuple, sp.MatrixBase)):
-            return replace(self, v=list(v)[k])
-        return self
 
     def preconditioner(self, landscape, noise):
         r""":math:`P = \operatorname{diag}(1/(\sqrt{v_i}+\epsilon))`.
@@ -526,7 +504,7 @@ class Averaged(Optimizer):
     ``velocity_cov`` and ``loss`` of the result are those of the average.
 
     What the inner optimizer decides, it keeps: ``lr``, ``weight_decay`` (read-only copies of
-    the inner's), the preconditioner, :meth:`restrict` (the average acts per mode) and
+    the inner's; to change them, wrap a changed inner optimizer), the preconditioner and
     :meth:`mode_names`.  :meth:`continuous_lr` is the inner's: at fixed β the average spans
     O(1/(1 − β)) steps while the iterate decorrelates over O(1/λ), so to leading order in λ the
     SDE prediction for :math:`\bar\theta` is the one for θ.
@@ -576,10 +554,6 @@ class Averaged(Optimizer):
 
     def preconditioner(self, landscape, noise):
         return self.inner.preconditioner(landscape, noise)
-
-    def restrict(self, k):
-        inner = self.inner.restrict(k)
-        return self if inner is self.inner else replace(self, inner=inner)
 
     def continuous_lr(self):
         return self.inner.continuous_lr()
