@@ -9,8 +9,6 @@ from dataclasses import is_dataclass
 import numpy as np
 import sympy as sp
 
-Scalar = sp.Expr | numbers.Number
-
 
 def _entry(value, name: str, where: str) -> sp.Expr:
     """One scalar entry: a number or sympy expression that is finite and not complex."""

@@ -270,9 +270,6 @@ class MinibatchNoise(Noise):
         own = sum((c * c.T for _, c in terms), sp.zeros(d, d)) / N
         return (own - mean * mean.T).applyfunc(sp.cancel)
 
-    def mode_names(self, landscape: Landscape) -> dict:
-        return {}
-
     def __repr__(self) -> str:
         N = "" if self.dataset_size is None else f", dataset_size={self.dataset_size}"
         return f"MinibatchNoise(batch_size={self.batch_size}{N}, replacement={self.replacement})"
