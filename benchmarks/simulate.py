@@ -30,7 +30,9 @@ import numpy as np
 import sympy as sp
 
 import symsgd as ss
-from symsgd._simulate import BurnInWarning, prepare, run
+from symsgd import BurnInWarning
+from symsgd._simulate import run  # times the run alone, without preparing
+from symsgd.sampling import prepare
 
 LR, H, C = 0.1, 1.0, 0.5
 

@@ -1,4 +1,4 @@
-r"""Theory against simulation: :func:`crosscheck` one parameter point, :func:`sweep` a grid.
+r"""Theory against simulation at one parameter point: :func:`crosscheck` (grids: :mod:`._sweep`).
 
 :func:`crosscheck` simulates the problem a result was derived from (:func:`symsgd.simulate`
 runs the optimizer's real update with real noise) and compares every entry of the theory — the
@@ -20,18 +20,18 @@ simulation is too small to see a difference, so the verdict has three states
 (:attr:`CrossCheck.verdict`): ``"failed"`` (some entry is flagged), ``"passed"`` and
 ``"inconclusive"``.  It is ``inconclusive`` (and :attr:`CrossCheck.passed` is False) when
 
-* fewer than :data:`MIN_CHAINS` = 30 independent chains ran: the standard errors come from the
-  spread of the per-chain averages, and with fewer chains their t statistics rest on a
-  normality of those averages that nothing guarantees (and 2 chains give one degree of
-  freedom: a z of 24 is then not significant at level 0.01); a flagged entry is then not
-  trusted either;
-* otherwise nothing is flagged but the run holds fewer than :data:`MIN_EFFECTIVE_SAMPLES` = 800
-  effective samples :math:`n_\text{eff} = \text{chains}\cdot\text{steps}\,(1-\rho)/(1+\rho)`
-  (ρ the spectral radius of the second-moment map; :math:`(1+\rho)/(1-\rho)` is the integrated
-  autocorrelation time of a second moment), i.e. a predicted relative standard error
-  :math:`\sqrt{2/n_\text{eff}}` of the second moments above 5 %, or the *measured* relative
-  standard error of a diagonal entry of ``cov`` exceeds :data:`MAX_RELATIVE_STDERR` = 10 %
-  (heavy tails, slow modes): a formula off by 20 % could then pass.
+* fewer than :data:`~symsgd.statistics.MIN_CHAINS` = 30 independent chains ran: the standard errors
+  come from the spread of the per-chain averages, and with fewer chains their t statistics rest on a
+  normality of those averages that nothing guarantees (and 2 chains give one degree of freedom: a z
+  of 24 is then not significant at level 0.01); a flagged entry is then not trusted either;
+* otherwise nothing is flagged but the run holds fewer than
+  :data:`~symsgd.statistics.MIN_EFFECTIVE_SAMPLES` = 800 effective samples :math:`n_\text{eff} =
+  \text{chains}\cdot\text{steps}\,(1-\rho)/(1+\rho)` (ρ the spectral radius of the second-moment
+  map; :math:`(1+\rho)/(1-\rho)` is the integrated autocorrelation time of a second moment), i.e. a
+  predicted relative standard error :math:`\sqrt{2/n_\text{eff}}` of the second moments above 5 %,
+  or the *measured* relative standard error of a diagonal entry of ``cov`` exceeds
+  :data:`~symsgd.statistics.MAX_RELATIVE_STDERR` = 10 % (heavy tails, slow modes): a formula off by
+  20 % could then pass.
 
 The report says which and recommends ``chains``/``steps``.  The defaults (``rel_se = 0.003``:
 :math:`n_\text{eff} \approx 2.2\cdot 10^5`) are far above the minimum.
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,31 +51,19 @@ from ._util import substitute
 from .errors import UnstableError
 from .landscapes import LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise
-from .numeric import resolve_values
 from .sampling import check_pieces, prepare
+from .stability import name_condition
+from .statistics import holm, sufficiency
 from .tails import fourth_moment_radius
 
 __all__ = [
-    "MAX_RELATIVE_STDERR",
-    "MIN_CHAINS",
-    "MIN_EFFECTIVE_SAMPLES",
     "CrossCheck",
     "Row",
-    "Sweep",
     "assert_crosscheck",
     "crosscheck",
-    "sweep",
 ]
 
 QUANTITIES = ("cov", "velocity_cov", "loss")
-#: fewer independent chains than this make the verdict inconclusive
-MIN_CHAINS = 30
-#: fewer effective samples chains·steps·(1 − ρ)/(1 + ρ) than this (a predicted relative standard
-#: error of the second moments above √(2/800) = 5 %) make a verdict without flags inconclusive
-MIN_EFFECTIVE_SAMPLES = 800
-#: a measured relative standard error of a diagonal entry of cov above this makes a verdict
-#: without flags inconclusive
-MAX_RELATIVE_STDERR = 0.1
 VERDICTS = ("passed", "failed", "inconclusive")
 
 
@@ -263,6 +250,16 @@ def _problem_of(result, problem):
     return recursion.optimizer, recursion.landscape, recursion.noise
 
 
+def _named(error: UnstableError, result, problem=None) -> UnstableError:
+    """``error`` worded with the failing one of the stability conditions of ``result`` (or of
+    ``problem`` when that is a result), which the caller already holds."""
+    for source in (problem, result):
+        conditions = getattr(source, "conditions", None)
+        if isinstance(conditions, sp.Basic):
+            return name_condition(error, conditions)
+    return error
+
+
 def _theory(result, quantity: str, values: dict, eigenvalues) -> np.ndarray | None:
     """The theory's ``quantity`` at ``values`` as a float array (1×1 for scalars)."""
     from .modes import ModeTrace, expand_traces
@@ -354,19 +351,6 @@ def _eigenvalues(eigenvalues) -> list:
     return out
 
 
-def _holm(p: Sequence[float], level: float) -> list[bool]:
-    """Holm's step-down: flags controlling the family-wise error rate at ``level``."""
-    order = np.argsort(p, kind="stable")
-    m = len(p)
-    flagged = [False] * m
-    for k, index in enumerate(order):
-        if p[index] <= level / (m - k):
-            flagged[index] = True
-        else:
-            break
-    return flagged
-
-
 def _compare(theory: dict, sim: Simulation, level: float) -> list[Row]:
     from scipy.special import stdtr  # Student t CDF (scipy.stats is slow to import)
 
@@ -395,54 +379,8 @@ def _compare(theory: dict, sim: Simulation, level: float) -> list[Row]:
                 z = 0.0 if diff == 0 else math.copysign(math.inf, diff)
             p = float(2 * stdtr(df, -abs(z)))
             raw.append((quantity, entry, th, est_v, se_v, z, p))
-    flags = _holm([r[-1] for r in raw], level)
+    flags = holm([r[-1] for r in raw], level)
     return [Row(*r, flagged=f) for r, f in zip(raw, flags)]
-
-
-def _sufficiency(sim: Simulation, table: list[Row]) -> str | None:
-    """Why ``sim`` is too small for a verdict (None when it is large enough); see the module
-    docstring for the stated minimum."""
-    from ._simulate import integrated_time
-
-    tau = integrated_time(sim.spectral_radius)
-    n_eff = sim.effective_samples
-    chains = max(sim.chains, MIN_CHAINS)
-    diagonal = [
-        row.stderr / abs(row.estimate)
-        for row in table
-        if row.quantity == "cov" and row.entry[0] == row.entry[1] and row.estimate != 0
-    ]
-    measured = max(diagonal, default=0.0)
-    # steps for the stated minimum, scaled up when the measured error is the binding one
-    factor = max(1.0, (measured / MAX_RELATIVE_STDERR) ** 2 * n_eff / MIN_EFFECTIVE_SAMPLES)
-    steps = max(sim.steps, math.ceil(factor * MIN_EFFECTIVE_SAMPLES * tau / chains), math.ceil(tau))
-    advice = (
-        f"re-run with chains ≥ {chains} and steps ≥ {steps}, or leave chains and steps unset "
-        "(the default sizes the run for rel_se)"
-    )
-    if sim.chains < MIN_CHAINS:
-        return (
-            f"{sim.chains} chains are too few: the standard errors come from the spread of "
-            f"{sim.chains} independent per-chain averages ({sim.chains - 1} degrees of "
-            f"freedom), and a verdict needs at least {MIN_CHAINS} chains; {advice}."
-        )
-    if any(row.flagged for row in table):
-        return None
-    if n_eff < MIN_EFFECTIVE_SAMPLES:
-        return (
-            f"{sim.chains} chains × {sim.steps} steps hold about {n_eff:.0f} effective samples "
-            f"(chains·steps·(1−ρ)/(1+ρ) at ρ = {sim.spectral_radius:.4g}), fewer than the "
-            f"{MIN_EFFECTIVE_SAMPLES} a verdict needs (a predicted relative standard error of "
-            f"{math.sqrt(2 / n_eff):.2g} > {math.sqrt(2 / MIN_EFFECTIVE_SAMPLES):.2g}): a "
-            f"wrong formula could pass; {advice}."
-        )
-    if measured > MAX_RELATIVE_STDERR:
-        return (
-            f"the measured relative standard error of cov is {measured:.2g} > "
-            f"{MAX_RELATIVE_STDERR:g} (heavy tails or slow modes): a wrong formula could "
-            f"pass; {advice}."
-        )
-    return None
 
 
 def crosscheck(
@@ -499,7 +437,10 @@ def crosscheck(
         pieces = _explicit_modes(*pieces, eigenvalues)
         mode = next(iter(result.landscape.mode_names))
         given = {k: v for k, v in given.items() if str(k) != str(mode)}
-    prepared = prepare(*pieces, given)
+    try:
+        prepared = prepare(*pieces, given)
+    except UnstableError as exc:  # ρ ≥ 1: the result's own conditions say which one fails
+        raise _named(exc, result, problem) from None
     values = dict(prepared.values)
     notes = []
     theory = {}
@@ -531,7 +472,7 @@ def crosscheck(
             "errors are not valid and this verdict is not reliable. Check the formula at a "
             "smaller learning rate or a larger batch."
         )
-    reason = _sufficiency(sim, table)
+    reason = sufficiency(sim, table)
     if reason is not None:
         verdict = "inconclusive"
     else:
@@ -565,320 +506,4 @@ def assert_crosscheck(result, params: Mapping | None = None, **kwargs) -> CrossC
     return report
 
 
-# ---------------------------------------------------------------------------------------------
-# sweep
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """Theory, continuous-time prediction and simulation of one readout over a parameter grid.
-
-    Arrays have shape ``(len(values),) + shape`` with ``shape = ()`` for scalar readouts and
-    ``(d, d)`` for matrices.  Points where no stationary law exists are NaN (``messages`` says
-    why); ``continuous`` is None when the readout has no continuous-time counterpart.
-    """
-
-    param: sp.Symbol
-    what: str
-    values: np.ndarray
-    theory: np.ndarray
-    continuous: np.ndarray | None
-    estimate: np.ndarray
-    stderr: np.ndarray
-    grid: np.ndarray
-    theory_grid: np.ndarray
-    continuous_grid: np.ndarray | None
-    messages: tuple[str | None, ...] = field(repr=False, default=())
-
-    def plot(self, ax=None):
-        """A matplotlib Figure: theory curve, continuous-time curve (dashed) and simulation
-        points with ±2 s.e. bars, one colour per matrix entry."""
-        if ax is None:
-            fig, ax = _figure(figsize=(6, 4))
-        else:
-            fig = ax.figure
-        entries = (
-            [()]
-            if self.theory.ndim == 1
-            else [
-                (i, j) for i in range(self.theory.shape[1]) for j in range(i, self.theory.shape[1])
-            ]
-        )
-        for k, entry in enumerate(entries):
-            color = f"C{k % 10}"
-            label = self.what + ("" if not entry else f"[{entry[0]},{entry[1]}]")
-            index = (slice(None), *entry)
-            ax.plot(self.grid, self.theory_grid[index], color=color, label=f"{label} exact")
-            if self.continuous_grid is not None:
-                ax.plot(
-                    self.grid,
-                    self.continuous_grid[index],
-                    color=color,
-                    ls="--",
-                    label=f"{label} continuous time",
-                )
-            ax.errorbar(
-                self.values,
-                self.estimate[index],
-                yerr=2 * self.stderr[index],
-                fmt="o",
-                color=color,
-                capsize=3,
-                label=f"{label} simulation",
-            )
-        ax.set_xlabel(str(self.param))
-        ax.set_ylabel(self.what)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-
-def _simulate_point(task):
-    """One sweep point (module level so that process pools and dask can pickle it)."""
-    pieces, params, kwargs, what = task
-    try:
-        sim = run(prepare(*pieces, params), **kwargs)
-    except UnstableError as exc:
-        return None, None, str(exc)
-    return _readout(sim, what)
-
-
-def _run_point(problem, kwargs: dict, seed, what: str) -> tuple:
-    """One sweep point already prepared (in this process)."""
-    try:
-        sim = run(problem, **kwargs, seed=seed)
-    except UnstableError as exc:  # the simulation diverged
-        return None, None, str(exc)
-    return _readout(sim, what)
-
-
-def _readout(sim: Simulation, what: str) -> tuple:
-    if what == "loss":
-        return np.array(sim.loss), np.array(sim.loss_stderr), None
-    return getattr(sim, what), getattr(sim, what + "_stderr"), None
-
-
-def _evaluate(function, names: dict, param_name: str, points: np.ndarray) -> np.ndarray:
-    r"""``function`` on the grid ``points`` of the swept parameter, shape ``(len(points),) +
-    shape``.  Only the parameters ``function`` depends on are passed; a function that does not
-    depend on the swept parameter (a continuous-time prediction free of the batch size, say) is
-    constant along the grid and broadcast over it."""
-    kwargs = {k: v for k, v in names.items() if k in function.names}
-    if param_name not in function.names:
-        value = np.asarray(function(**kwargs), dtype=float)
-        return np.broadcast_to(value, (points.size, *value.shape)).copy()
-    kwargs[param_name] = points
-    return np.asarray(function(**kwargs), dtype=float)
-
-
-def _grid_values(values) -> np.ndarray:
-    """The swept values as a finite, non-empty 1-D float array (else ``ValueError``)."""
-    try:
-        points = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"values must be a non-empty 1-D sequence of numbers; got {values!r}."
-        ) from None
-    if points.ndim != 1 or points.size == 0:
-        raise ValueError("values must be a non-empty 1-D sequence of numbers.")
-    if not np.all(np.isfinite(points)):
-        raise ValueError(f"values must be finite numbers; got {values!r}.")
-    return points
-
-
-def _number(symbol, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"fixed parameter {symbol} must be a number; got {value!r}.") from None
-    if not math.isfinite(number):
-        raise ValueError(f"fixed parameter {symbol} must be finite; got {value!r}.")
-    return number
-
-
-def _check_sizes(chains, steps, burn_in, rel_se, workers, grid, seed) -> None:
-    check_run_options(chains, steps, burn_in, rel_se, workers)
-    if workers is None:
-        raise ValueError("workers must be an integer ≥ 1; got None.")
-    check_seed(seed)
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ValueError(f"grid must be an integer ≥ 2; got {grid!r}.")
-
-
-def _theory_functions(result, what: str, given: set):
-    """``(exact, continuous)`` numeric functions of readout ``what`` (``continuous`` None when
-    the readout has no continuous-time counterpart); raises ``ValueError`` if they depend on a
-    parameter that has no value."""
-    if getattr(result, what, None) is None:
-        raise ValueError(f"this result has no {what!r}; sweep one of its readouts instead.")
-    exact = result.lambdify(what, unstable="nan")
-    continuous = None
-    if what != "velocity_cov":
-        try:
-            continuous = result.continuous_time().lambdify(what, unstable="nan")
-        except (ValueError, NotImplementedError, AttributeError):
-            continuous = None
-    for function, label in ((exact, "theory"), (continuous, "continuous-time prediction")):
-        missing = sorted(set(() if function is None else function.names) - given)
-        if missing:
-            raise ValueError(
-                f"the {label} of {what} depends on {', '.join(missing)}; pass values for them "
-                f"in fixed_params."
-            )
-    return exact, continuous
-
-
-def sweep(
-    result,
-    param,
-    values: Sequence[float],
-    fixed_params: Mapping | None = None,
-    *,
-    what: str = "cov",
-    problem=None,
-    chains: int | None = None,
-    steps: int | None = None,
-    burn_in: int | None = None,
-    seed: int = 0,
-    rel_se: float = 0.01,
-    workers: int = 2,
-    client=None,
-    grid: int = 200,
-) -> Sweep:
-    r"""Theory (``result.lambdify``), its continuous-time prediction
-    (``result.continuous_time()``) and simulations of readout ``what`` at each of ``values`` of
-    ``param`` (symbol, name or alias), the other parameters fixed at ``fixed_params`` (a value
-    given there for ``param`` itself is ignored).  The curves are drawn on ``grid`` points
-    (the integers in range, at most ``grid`` of them, for an integer parameter such as the
-    batch size).  A curve that does not depend on ``param``
-    — e.g. the continuous-time prediction when ``param`` is the batch size and the learning
-    rate scales with it — is constant over the grid.
-
-    Every input is checked before any simulation starts: ``param`` and the keys of
-    ``fixed_params`` must be parameters of the problem, every parameter the theory or the
-    simulation needs must have a value, and each point is prepared (points without a stationary
-    law become NaN, with a message).  Simulations then run in ``workers`` local processes
-    (``concurrent.futures``; 1 = in this process), or on a ``dask.distributed`` cluster when
-    ``client=`` is given.  Point k uses the k-th child of ``numpy.random.SeedSequence(seed)``,
-    so results do not depend on where it ran.
-
-    >>> import sympy as sp, symsgd as ss
-    >>> h, c = sp.symbols("h c", positive=True)
-    >>> r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
-    >>> s = sweep(r, "lr", [0.5, 1.0], {h: 1.0, c: 1.0}, chains=1000, steps=100, workers=1)
-    >>> s.theory  # λc / (h(2 − λh))
-    array([0.33333333, 1.        ])
-    >>> s.continuous  # λc / (2h)
-    array([0.25, 0.5 ])
-    """
-    # -- validate everything before the first simulation ----------------------------------
-    if what not in QUANTITIES:
-        raise ValueError(f"what must be one of {QUANTITIES}; got {what!r}.")
-    _check_sizes(chains, steps, burn_in, rel_se, workers, grid, seed)
-    pieces = _problem_of(result, problem)
-    check_pieces(*pieces, fixed_params, "fixed_params")
-    points = _grid_values(values)
-    symbols = set()
-    for piece in pieces:
-        symbols |= {
-            s
-            for value in vars(piece).values()
-            if isinstance(value, sp.Basic)
-            for s in value.free_symbols
-        }
-    symbols |= result._all_symbols() if hasattr(result, "_all_symbols") else set()
-    (symbol,) = resolve_values({param: 0}, symbols)
-    preset = dict(getattr(result, "values", {}))
-    if symbol in preset:
-        raise ValueError(
-            f"the result already has {symbol} = {preset[symbol]} substituted, so its theory "
-            f"cannot vary with {symbol}; sweep the result before subs()."
-        )
-    fixed = resolve_values(dict(fixed_params or {}), symbols)
-    fixed.pop(symbol, None)
-    fixed = {**preset, **fixed}
-    names = {str(k): _number(k, v) for k, v in fixed.items()}
-    exact, continuous = _theory_functions(result, what, set(names) | {str(symbol)})
-    shape = _theory_shape(result, what)
-    messages: list[str | None] = [None] * points.size
-    problems = {}
-    for k, v in enumerate(points):
-        try:
-            problems[k] = prepare(*pieces, {**fixed, symbol: float(v)})
-        except UnstableError as exc:
-            messages[k] = str(exc)
-    if what == "loss" and any(p.loss_model is None for p in problems.values()):
-        raise ValueError(f"{pieces[1]!r} has no numeric loss to simulate; sweep cov instead.")
-
-    # -- simulate ---------------------------------------------------------------------------
-    kwargs = {
-        "chains": chains,
-        "steps": steps,
-        "burn_in": burn_in,
-        "rel_se": rel_se,
-        "workers": 1,
-        "progress": False,
-    }
-    children = np.random.SeedSequence(seed).spawn(points.size)
-    if client is None and (workers <= 1 or len(problems) <= 1):
-        outcomes = {
-            k: _run_point(problem, kwargs, children[k], what) for k, problem in problems.items()
-        }
-    else:
-        tasks = [
-            (pieces, {**fixed, symbol: float(points[k])}, {**kwargs, "seed": children[k]}, what)
-            for k in problems
-        ]
-        outcomes = dict(zip(problems, _map(tasks, workers, client)))
-
-    estimate = np.full((points.size, *shape), np.nan)
-    stderr = np.full((points.size, *shape), np.nan)
-    for k, (est, se, message) in outcomes.items():
-        if est is not None:
-            estimate[k] = np.reshape(est, shape)
-            stderr[k] = np.reshape(se, shape)
-        messages[k] = message
-    fine = _fine_grid(symbol, points, grid)
-
-    def curve(readout, at):
-        return None if readout is None else _evaluate(readout, names, str(symbol), at)
-
-    return Sweep(
-        param=symbol,
-        what=what,
-        values=points,
-        theory=curve(exact, points),
-        continuous=curve(continuous, points),
-        estimate=estimate,
-        stderr=stderr,
-        grid=fine,
-        theory_grid=curve(exact, fine),
-        continuous_grid=curve(continuous, fine),
-        messages=tuple(messages),
-    )
-
-
-def _fine_grid(symbol, points: np.ndarray, grid: int) -> np.ndarray:
-    """``grid`` points spanning ``points`` for the curves; for an integer parameter (a batch
-    size) the integers in that range (at most ``grid`` of them, evenly spread), since the
-    theory is not defined between them."""
-    low, high = points.min(), points.max()
-    if not symbol.is_integer:
-        return np.linspace(low, high, grid)
-    return np.unique(np.round(np.linspace(math.ceil(low), math.floor(high), grid)))
-
-
-def _theory_shape(result, what: str) -> tuple:
-    value = getattr(result, what)
-    return tuple(value.shape) if isinstance(value, sp.MatrixBase) else ()
-
-
-def _map(tasks: list, workers: int, client) -> list:
-    if client is not None:
-        futures = client.map(_simulate_point, tasks, pure=False)
-        return client.gather(futures)
-    if workers <= 1 or len(tasks) == 1:
-        return [_simulate_point(task) for task in tasks]
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-        return list(pool.map(_simulate_point, tasks))
+from ._sweep import Sweep, sweep  # noqa: E402, F401  (until symsgd/__init__ imports from _sweep)

@@ -31,74 +31,42 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import UnstableError
 from .landscapes import Landscape
 from .noise import Noise
 from .optimizers import Optimizer
 from .sampling import Problem, prepare
+from .stability import explain
+from .statistics import (
+    BURN_IN_TOLERANCE,
+    MIN_BURN_IN_RELAXATIONS,
+    default_burn_in,
+    default_size,
+    integrated_time,
+    relaxation_time,
+)
 
 __all__ = [
-    "MIN_BURN_IN_RELAXATIONS",
     "BurnInWarning",
     "Problem",
     "Simulation",
     "check_run_options",
     "check_seed",
-    "default_burn_in",
-    "default_size",
-    "integrated_time",
     "prepare",
-    "relaxation_time",
     "run",
     "simulate",
 ]
 
 #: |θ| beyond this (or NaN) means the run diverged
 DIVERGENCE_BOUND = 1e100
-#: burn-in leaves a relative transient of at most this in the second moments
-BURN_IN_TOLERANCE = 1e-8
-#: longest automatic burn-in
-MAX_BURN_IN = 1_000_000
 #: chain-steps of work (≈ array elements touched per step) in one block; sized for the L2 cache
 BLOCK_WORK = 16384
-#: an explicit burn-in shorter than this many relaxation times τ = 1/(−ln ρ) warns
-#: (:class:`BurnInWarning`): the chains start at rest, so the first measured step still carries a
-#: relative transient ρ^burn_in > e⁻⁵ ≈ 0.7 % of the second moments
-MIN_BURN_IN_RELAXATIONS = 5
 
 
 class BurnInWarning(UserWarning):
     """An explicit ``burn_in`` shorter than :data:`MIN_BURN_IN_RELAXATIONS` relaxation times of
     the second moments: the estimates carry the start-up transient (biased towards the initial
     state at rest).  The message gives the recommended value."""
-
-
-def relaxation_time(rho: float) -> float:
-    r"""Steps for the second moments to relax by a factor e: :math:`	au = 1/(-\ln
-    ho)` for
-        the spectral radius ρ of the second-moment map (0 for ρ = 0, ∞ for ρ ≥ 1).
-
-        >>> round(relaxation_time(0.81), 3)
-        4.746
-    """
-    if rho <= 0:
-        return 0.0
-    if rho >= 1:
-        return math.inf
-    return -1.0 / math.log(rho)
-
-
-def integrated_time(rho: float) -> float:
-    r"""Integrated autocorrelation time :math:`(1+
-    ho)/(1-
-    ho)` of a quadratic statistic
-        whose autocorrelation decays like :math:`
-    ho^{|t|}`: a run of ``n`` chain-steps carries
-        about ``n / integrated_time(rho)`` independent samples of the second moments.
-
-        >>> round(integrated_time(0.81), 3)
-        9.526
-    """
-    return (1 + rho) / (1 - rho) if rho < 1 else math.inf
 
 
 @dataclass(frozen=True)
@@ -234,59 +202,6 @@ def _block_seeds(seed: np.random.SeedSequence, k: int) -> list[np.random.SeedSeq
     ]
 
 
-def default_burn_in(rho: float) -> int:
-    r"""Steps for the second moments to relax to a relative :math:`10^{-8}` of stationarity
-    from rest: :math:`\lceil\log 10^{-8}/\log\rho\rceil` (at least 10, at most 10⁶).
-
-    >>> default_burn_in(0.81)
-    88
-    """
-    if rho <= 0:
-        return 10
-    burn = math.ceil(math.log(BURN_IN_TOLERANCE) / math.log(rho))
-    if burn > MAX_BURN_IN:
-        warnings.warn(
-            f"the recursion relaxes very slowly (ρ = {rho:.9g}); burn-in capped at "
-            f"{MAX_BURN_IN} steps leaves a relative transient of {rho**MAX_BURN_IN:.3g}. "
-            f"Pass burn_in= explicitly.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        burn = MAX_BURN_IN
-    return max(burn, 10)
-
-
-def default_size(
-    rho: float, rel_se: float, chains: int | None, steps: int | None, block: int, burn_in: int = 0
-) -> tuple[int, int]:
-    r"""``(chains, steps)`` for a target relative standard error ``rel_se`` of the second
-    moments (relative to :math:`\sqrt{\Sigma_{ii}\Sigma_{jj}}`).
-
-    For a Gaussian stationary law the time average of a quadratic statistic over ``n``
-    chain-steps has relative variance about :math:`2\tau/n` with the integrated autocorrelation
-    time :math:`\tau = (1+\rho)/(1-\rho)`; so :math:`n = 2\tau/\text{rel\_se}^2`.  Heavier tails
-    (minibatch noise) make the measured standard error somewhat larger than targeted.  When
-    neither is given, the chains are as few as keep the burn-in (paid once per chain) below
-    half the work, between 64 and two blocks (``block`` chains each, run in parallel).
-
-    >>> default_size(0.81, 0.01, 1000, None, 8192)
-    (1000, 191)
-    >>> default_size(0.9801, 0.01, None, None, 16384, burn_in=917)
-    (2170, 918)
-    """
-    if not 0 < rel_se < 1:
-        raise ValueError(f"rel_se must be in (0, 1); got {rel_se}.")
-    tau = (1 + rho) / (1 - rho)
-    need = math.ceil(2 * tau / rel_se**2)
-    if chains is None and steps is None:
-        chains = min(max(64, need // max(burn_in, 64)), 2 * block)
-    if chains is None:
-        chains = max(32, -(-need // steps))
-    if steps is None:
-        steps = max(64, -(-need // chains))
-    return int(chains), int(steps)
-
-
 def simulate(
     optimizer: Optimizer,
     landscape: Landscape,
@@ -322,8 +237,8 @@ def simulate(
     An explicit ``burn_in`` shorter than :data:`MIN_BURN_IN_RELAXATIONS` relaxation times
     :math:`\tau = 1/(-\ln\rho)` warns (:class:`BurnInWarning`, with the recommended value).
 
-    Raises :class:`~symsgd.UnstableError`, naming the violated stability condition, before running
-    when ρ ≥ 1, or when the iterates overflow.
+    Raises :class:`~symsgd.UnstableError` before running when ρ ≥ 1 (naming the violated
+    stability condition, which is derived only then), or when the iterates overflow.
 
     >>> import sympy as sp, symsgd as ss
     >>> h, c = sp.symbols("h c", positive=True)
@@ -335,7 +250,10 @@ def simulate(
     """
     check_run_options(chains, steps, burn_in, rel_se, workers)
     check_seed(seed)
-    problem = prepare(optimizer, landscape, noise, params)
+    try:
+        problem = prepare(optimizer, landscape, noise, params)
+    except UnstableError as exc:  # ρ ≥ 1: name the failing condition (derived only now)
+        raise explain(exc, optimizer, landscape, noise) from None
     return run(
         problem,
         chains=chains,

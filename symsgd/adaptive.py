@@ -44,8 +44,9 @@ from .noise import AdditiveNoise, Noise
 from .numeric import resolve_values
 from .optimizers import Adam
 from .recursion import build_recursion
-from .symbols import ALIASES
+from .stability import as_number
 from .symbols import eps as _eps
+from .symbols import lookup
 
 __all__ = [
     "AdamFixedPoint",
@@ -54,7 +55,11 @@ __all__ = [
     "gradient_second_moment",
 ]
 
-_ALIAS_OF = {str(s): alias for alias, s in ALIASES.items()}
+
+def _with_alias(symbol) -> str:
+    """``"lambda (or lr)"`` for a library symbol (by name), else the symbol's name."""
+    entry = lookup(str(symbol))
+    return f"{symbol} (or {entry.alias})" if entry and entry.alias != str(symbol) else str(symbol)
 
 
 @dataclass(frozen=True)
@@ -193,17 +198,6 @@ class _Unstable(Exception):
         self.rho = rho
 
 
-def _number(key, value) -> sp.Expr:
-    number = sp.sympify(value)
-    if not isinstance(number, sp.Expr) or number.free_symbols or not number.is_number:
-        raise ValueError(
-            f"adam_self_consistent(): parameter {key} must be a number; got {value!r}."
-        )
-    if number.is_Float and float(number).is_integer():
-        return sp.Integer(int(number))
-    return number
-
-
 _EPS_AT_LEAST_0 = sp.Symbol("epsilon", nonnegative=True)
 
 
@@ -294,8 +288,10 @@ class _FrozenFamily:
         self._B = sp.lambdify([self.v_symbols], B, modules="numpy")
         self.K = np.array(K.evalf(), dtype=float)
         self.G = np.array(G.evalf(), dtype=float)
-        # vec(Q(S) - Q0) = L vec(S), row-major, symmetric S
-        self.Q0, self.L = noise_operator(rec, values)
+        # the second-moment map of the family: its noise (Q0, L) is fixed, M and B move with v
+        Q0, L = noise_operator(rec, values)
+        self.map = NumericMap(np.zeros(M.shape), np.zeros(B.shape), self.K, Q0, L)
+        self.Q0 = Q0
         self.eps = float(values.get(optimizer.eps, optimizer.eps))
         self.rho = float("nan")  # spectral radius at the last evaluation
 
@@ -306,8 +302,7 @@ class _FrozenFamily:
     def __call__(self, v: np.ndarray) -> np.ndarray:
         """F(v); raises :class:`_Unstable` where the frozen recursion has no stationary law."""
 
-        M, B = self.matrices(v)
-        T = NumericMap(M, B, self.K, self.Q0, self.L)
+        T = self.map.with_matrices(*self.matrices(v))
         rho = self.rho = T.radius()
         if not rho < 1:
             raise _Unstable(rho)
@@ -479,14 +474,15 @@ def adam_self_consistent(
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"tol must be > 0 and max_iter ≥ 1; got tol={tol}, max_iter={max_iter}.")
     accepted = optimizer.symbols() | field_symbols(landscape) | field_symbols(noise)
-    values = {k: _number(k, x) for k, x in resolve_values(dict(params or {}), accepted).items()}
+    given = resolve_values(dict(params or {}), accepted)
+    # the domain (with ε ≥ 0 allowed) is checked below, naming the problem's constraints too
+    values = {
+        k: as_number(k, x, "adam_self_consistent(): ", assumptions=False) for k, x in given.items()
+    }
     _check_domain(optimizer, landscape, noise, values, "adam_self_consistent()")
     family = _FrozenFamily(optimizer, landscape, noise, values)
     if family.missing:
-        shown = [
-            f"{s} (or {_ALIAS_OF[str(s)]})" if str(s) in _ALIAS_OF else str(s)
-            for s in sorted(family.missing, key=str)
-        ]
+        shown = [_with_alias(s) for s in sorted(family.missing, key=str)]
         raise ValueError(
             f"adam_self_consistent() solves for numeric parameters; missing values for "
             f"{', '.join(shown)}. Pass them in params, keyed by symbol, name or alias."

@@ -22,6 +22,7 @@ class UnstableError(ValueError):
         self.condition = condition
         self.values = values
         self.rho = rho
+        self._parts: dict | None = None  # the arguments of :meth:`at`, for :meth:`with_condition`
 
     @classmethod
     def at(
@@ -57,6 +58,16 @@ class UnstableError(ValueError):
         """  # noqa: E501
         head = f"{context}: no stationary law" + (f" for {subject}" if subject else "")
         at = f" at {_values(values)}" if values else ""
+        parts = dict(
+            context=context,
+            values=values,
+            subject=subject,
+            rho=rho,
+            condition=condition,
+            conditions=conditions,
+            reason=reason,
+            advice=advice,
+        )
         radius = None if rho is None else f"ρ = {rho:.6g}{'' if rho < 1 else ' ≥ 1'}"
         why = None
         if condition is not None:
@@ -70,14 +81,37 @@ class UnstableError(ValueError):
             if not rho < 1 and advice is None:
                 why += ", so the second moments grow without bound"
                 advice = "to bring ρ below 1, lower the learning rate."
-                return cls(f"{head}: {why}; {advice}", condition, values, rho)
+                return cls._made(f"{head}: {why}; {advice}", parts)
         elif radius is not None:
             why += f" (spectral radius of the second-moment map {radius})"
         if why is None:
             why = f"the recursion is unstable{at}"
         advice = "Lower the learning rate." if advice is None else advice
         message = f"{head}: {why}." + (f" {advice}" if advice else "")
-        return cls(message, condition, values, rho)
+        return cls._made(message, parts)
+
+    @classmethod
+    def _made(cls, message: str, parts: dict) -> UnstableError:
+        error = cls(message, parts["condition"], parts["values"], parts["rho"])
+        error._parts = parts
+        return error
+
+    def with_condition(self, condition, conditions=None, advice: str | None = None):
+        """The same error worded with the failing ``condition`` of the stability
+        ``conditions`` (and ``advice`` for it, when given): for the caller that holds the
+        symbolic conditions, when the error was raised from numbers alone (ρ ≥ 1).
+
+        >>> import sympy as sp
+        >>> lam = sp.Symbol("lambda", positive=True)
+        >>> err = UnstableError.at("simulate()", {lam: 3.0}, rho=4.0, advice="")
+        >>> str(err.with_condition(lam < 2, advice="Lower lambda."))
+        'simulate(): no stationary law: the condition lambda < 2 fails at lambda = 3 (spectral radius of the second-moment map ρ = 4 ≥ 1). Lower lambda.'
+        """  # noqa: E501
+        parts = dict(self._parts or {"context": str(self), "values": self.values, "rho": self.rho})
+        parts.update(condition=condition, conditions=conditions)
+        if advice is not None:
+            parts["advice"] = advice
+        return type(self).at(**parts)
 
 
 def _values(values: Mapping) -> str:

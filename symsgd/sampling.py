@@ -16,7 +16,10 @@ The optimizer adds ``weight_decay·θ`` itself, so the chains settle around the 
 :math:`\theta_\gamma = (H+\gamma I)^{-1} H\theta_*` of the weight-decayed training loss, which the
 problem carries (with the training loss as a function of the deviation from it).  A problem whose
 second-moment map has spectral radius ρ ≥ 1 has no stationary law: :func:`prepare` raises
-:class:`~symsgd.UnstableError` naming the violated condition.
+:class:`~symsgd.UnstableError` carrying ρ and the values (with advice found numerically); the
+caller that holds the symbolic stability conditions names the failing one
+(:func:`symsgd.stability.name_condition`).  The only symbolic object built here is the one
+recursion with the values substituted.
 """
 
 from __future__ import annotations
@@ -32,91 +35,19 @@ import sympy as sp
 from ._util import field_symbols, float_fields, replace_fields
 from .errors import UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
-from .moments import NumericMap, noise_operator
+from .moments import NumericMap
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .numeric import resolve_values
 from .optimizers import Optimizer
 from .recursion import build_recursion
-from .stability import advice, stability_conditions
-from .symbols import ALIASES
+from .stability import as_number, parameter_label
 
 __all__ = ["Problem", "check_pieces", "prepare"]
-
-_ALIAS_OF = {str(s): alias for alias, s in ALIASES.items()}
 
 
 # ---------------------------------------------------------------------------------------------
 # substituting the parameter values
 # ---------------------------------------------------------------------------------------------
-
-
-#: assumption -> (the allowed range it states, its name in messages), checked in this order
-_RANGES = (
-    ("positive", "> 0"),
-    ("nonnegative", "≥ 0"),
-    ("negative", "< 0"),
-    ("nonpositive", "≤ 0"),
-)
-
-
-def _label(symbol) -> str:
-    """``lr`` for the library's learning rate λ (its alias), else the symbol's name."""
-    alias = _ALIAS_OF.get(str(symbol))
-    if alias is not None and isinstance(symbol, sp.Symbol) and ALIASES[alias] == symbol:
-        return alias
-    return str(symbol)
-
-
-def _allowed(symbol) -> tuple[str, str] | None:
-    """``(allowed range, declared assumptions)`` of ``symbol``, e.g. ``("an integer ≥ 1",
-    "positive and integer")``; None when the symbol states nothing beyond being a number."""
-    if not isinstance(symbol, sp.Symbol):
-        return None
-    declared = getattr(symbol, "_assumptions_orig", None) or {}
-    declared = [k for k, v in declared.items() if v]
-    sign = next((text for name, text in _RANGES if getattr(symbol, f"is_{name}")), None)
-    integer = bool(symbol.is_integer)
-    if sign is None and not integer:
-        return None
-    if integer:
-        low = {"> 0": "≥ 1", "< 0": "≤ -1"}.get(sign, sign)
-        allowed = "an integer" + (f" {low}" if low else "")
-    else:
-        allowed = sign
-    return allowed, " and ".join(declared) or "so"
-
-
-def _as_number(key, value) -> sp.Expr:
-    r"""``value`` as a finite real sympy number that satisfies the assumptions declared on the
-    symbol ``key`` (``ValueError`` naming ``key`` and the allowed range otherwise)."""
-    name = _label(key)
-    try:
-        number = sp.sympify(value)
-    except (sp.SympifyError, TypeError, ValueError):
-        number = None
-    if not isinstance(number, sp.Expr) or number.free_symbols or not number.is_number:
-        raise ValueError(f"parameter {name} must be a number; got {value!r}.")
-    try:
-        z = complex(number)
-    except (TypeError, ValueError):
-        raise ValueError(f"parameter {name} must be a real number; got {value!r}.") from None
-    if not (math.isfinite(z.real) and math.isfinite(z.imag)):
-        raise ValueError(f"parameter {name} must be a finite number; got {value!r}.")
-    if z.imag != 0:
-        raise ValueError(f"parameter {name} must be a real number; got the complex {value!r}.")
-    if number.is_Float and float(number).is_integer():
-        number = sp.Integer(int(number))
-    allowed = _allowed(key)
-    if allowed is not None:
-        fine = all(
-            getattr(number, f"is_{a}") is not False
-            for a in ("integer", *(n for n, _ in _RANGES))
-            if getattr(key, f"is_{a}")
-        )
-        if not fine:
-            rng, declared = allowed
-            raise ValueError(f"{name} must be {rng} ({key} is declared {declared}); got {value!r}.")
-    return number
 
 
 def _array(m) -> np.ndarray:
@@ -356,7 +287,7 @@ def _loss_model(landscape: Landscape, theta_min: sp.Matrix) -> _LossModel | None
 class Problem:
     """A simulation-ready numeric problem (see :func:`prepare`)."""
 
-    optimizer: Optimizer  # the symbolic pieces, for messages and stability conditions
+    optimizer: Optimizer  # the symbolic pieces, for messages
     landscape: Landscape
     noise: Noise
     values: dict  # symbol -> sympy number
@@ -412,28 +343,27 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     check_pieces(optimizer, landscape, noise, params)
     symbols = field_symbols(optimizer) | field_symbols(landscape) | field_symbols(noise)
     resolved = resolve_values(dict(params or {}), symbols)
-    values = {k: _as_number(k, v) for k, v in resolved.items()}
-    missing = symbols - set(values)
-    pieces = field_symbols(landscape) | field_symbols(noise)
-    if missing - pieces:  # optimizer fields the update does not use (Adam's beta2) need no value
-        rec = build_recursion(optimizer, landscape, noise)
-        missing &= rec.M.free_symbols | rec.B.free_symbols | pieces
-    if missing:
-        names = ", ".join(sorted(map(str, missing)))
-        raise ValueError(f"simulate() needs a value for every parameter; missing {names}.")
+    values = {k: as_number(k, v) for k, v in resolved.items()}
     opt, land, nz = (replace_fields(x, values) for x in (optimizer, landscape, noise))
-    _check_domain(optimizer, landscape, noise, opt, land, nz, values)
     if land.eigenmode:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
         object.__setattr__(land, "eigenmode", False)
         object.__setattr__(land, "mode_names", {})
+    rec = build_recursion(opt, land, nz)  # the one (numeric) recursion
+    missing = symbols - set(values)
+    pieces = field_symbols(landscape) | field_symbols(noise)
+    # optimizer fields the update does not use (Adam's beta2) need no value
+    missing &= pieces | rec.M.free_symbols | rec.B.free_symbols
+    if missing:
+        names = ", ".join(sorted(map(str, missing)))
+        raise ValueError(f"simulate() needs a value for every parameter; missing {names}.")
+    _check_domain(optimizer, landscape, noise, opt, land, nz, values)
     d = land.dim
     gamma = opt.weight_decay
     theta_min = _minimiser(land, gamma)
     P = opt.preconditioner(land, nz)
     oracle = _make_oracle(land, nz)
-    rec = build_recursion(opt, land, nz)
-    state_space = (_array(rec.M), _array(rec.B), _array(rec.K))
-    rho = _second_moment_radius(rec, state_space)
+    moments = NumericMap.from_recursion(rec)
+    rho = moments.radius()
     problem = Problem(
         optimizer=optimizer,
         landscape=landscape,
@@ -445,7 +375,7 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
         theta_min=_array(theta_min).reshape(d),
         loss_model=_loss_model(land, theta_min),
         rho=rho,
-        state_space=state_space,
+        state_space=(moments.M, moments.B, moments.K),
         hessian=_array(land.hessian),
     )
     if not rho < 1:
@@ -483,7 +413,9 @@ def _at(piece, values: dict) -> str:
     """``" (at h = -1, c = 2)"``: the given values of the symbols ``piece`` depends on."""
     used = field_symbols(piece)
     shown = ", ".join(
-        f"{_label(k)} = {sp.sstr(v)}" for k, v in sorted(values.items(), key=str) if k in used
+        f"{parameter_label(k)} = {sp.sstr(v)}"
+        for k, v in sorted(values.items(), key=str)
+        if k in used
     )
     return f" (at {shown})" if shown else ""
 
@@ -530,56 +462,24 @@ def _check_domain(optimizer, landscape, noise, opt, land, nz, values: dict) -> N
         )
 
 
-def _second_moment_radius(rec, state_space: tuple) -> float:
-    """Spectral radius of the second-moment map of a numeric recursion
-    (:meth:`symsgd.moments.NumericMap.radius`); ``state_space`` is its numeric ``(M, B, K)``."""
-    M, B, K = state_space
-    Q0, L = noise_operator(rec)
-    return NumericMap(M, B, K, Q0, L).radius()
-
-
 def _instability(problem: Problem, rho: float, reason: str | None = None) -> UnstableError:
-    values = dict(sorted(problem.values.items(), key=str))
-    name = problem.describe()
-    failing, conditions = [], None
-    rec = build_recursion(problem.optimizer, problem.landscape, problem.noise)
-    if rec.M.free_symbols | rec.B.free_symbols | rec.forcing().free_symbols:
-        conditions, _ = stability_conditions(rec)
-        failing = [c for c in sp.And.make_args(conditions) if c.xreplace(values) == sp.false]
-    if failing:
-        return UnstableError.at(
-            "simulate()",
-            values,
-            subject=name,
-            rho=rho,
-            reason=reason,
-            condition=failing[0],
-            conditions=conditions,
-            advice=_advice(problem, failing[0], rho),
-        )
+    """ρ (and ``reason``) at the problem's values, with advice found numerically; the caller
+    that holds the symbolic conditions names the failing one
+    (:func:`symsgd.stability.name_condition`)."""
     return UnstableError.at(
         "simulate()",
-        values,
-        subject=name,
+        dict(sorted(problem.values.items(), key=str)),
+        subject=problem.describe(),
         rho=rho,
         reason=reason,
-        advice=_fallback_advice(problem, rho),
+        advice=_advice(problem, rho),
     )
 
 
-def _advice(problem: Problem, condition, rho: float) -> str:
-    """:func:`~symsgd.stability.advice` for a violated inequality; for a condition that is
-    ``False`` outright (no parameter can fix it) the numeric diagnosis of
-    :func:`_fallback_advice`."""
-    if isinstance(condition, sp.core.relational.Relational):
-        return advice(condition, problem.values)
-    return _fallback_advice(problem, rho)
-
-
-def _fallback_advice(problem: Problem, rho: float) -> str:
-    """What to change when no symbolic stability condition names the cause: lower the learning
-    rate only if that restores ρ < 1 (tried at ½, ⅒ and 1/100 of it); otherwise say that a
-    flat direction (singular Hessian) or another parameter is the cause."""
+def _advice(problem: Problem, rho: float) -> str:
+    """What to change, found numerically (no symbolic condition is derived here): lower the
+    learning rate only if that restores ρ < 1 (tried at ½, ⅒ and 1/100 of it); otherwise say
+    that a flat direction (singular Hessian) or another parameter is the cause."""
     if rho < 1:  # the run overflowed although the second moments are bounded
         return (
             "The second moments are bounded but the iterates overflowed: the stationary law "
@@ -605,8 +505,7 @@ def _fallback_advice(problem: Problem, rho: float) -> str:
             smaller = copy.copy(opt)
             object.__setattr__(smaller, "lr", lr * factor)
             try:
-                rec = build_recursion(smaller, land, nz)
-                radius = _second_moment_radius(rec, (_array(rec.M), _array(rec.B), _array(rec.K)))
+                radius = NumericMap.from_recursion(build_recursion(smaller, land, nz)).radius()
             except (ValueError, TypeError, ArithmeticError):  # pragma: no cover - defensive
                 break
             if radius < 1:

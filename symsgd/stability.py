@@ -15,6 +15,7 @@ factors that are positive under the symbols' assumptions are dropped.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import sympy as sp
@@ -22,13 +23,19 @@ import sympy as sp
 from .errors import UnstableError
 from .exact import factor_list
 from .moments import operator_matrix, spectral_radius
-from .recursion import LinearRecursion
+from .recursion import LinearRecursion, build_recursion
+from .symbols import lookup
 
 __all__ = [
+    "advice",
+    "as_number",
     "check_stable",
     "conditions_from",
+    "explain",
     "hurwitz_conditions",
     "invariant_hurwitz",
+    "name_condition",
+    "parameter_label",
     "schur_conditions",
     "spectral_radius",
     "stability_conditions",
@@ -312,9 +319,6 @@ def check_stable(
             raise UnstableError.at(context, values, subject=name, rho=rho)
 
 
-_DESCRIBED = {"lambda": "the learning rate", "mu": "the momentum", "S": "the batch size"}
-
-
 def advice(cond: sp.Basic, values: dict) -> str:
     """What to change so that the violated ``cond`` holds again, derived from the sign of the
     derivative of its margin at ``values`` (raise or lower each parameter it involves).
@@ -338,14 +342,136 @@ def advice(cond: sp.Basic, values: dict) -> str:
         except (TypeError, ValueError):
             continue
         if slope != 0:
-            name = f"{_DESCRIBED[str(s)]} {s}" if str(s) in _DESCRIBED else str(s)
-            moves.append((str(s) != "lambda", f"{'raise' if slope > 0 else 'lower'} {name}"))
+            entry = lookup(str(s))  # by name: a user's own "lambda" is still the learning rate
+            name = f"{entry.description} {s}" if entry else str(s)
+            moves.append((entry is None or entry.alias != "lr", f"{_move(slope)} {name}"))
     if not moves:
         return "Lower the learning rate."
     moves.sort(key=lambda m: m[0])  # the learning rate first
     first, *rest = (text for _, text in moves)
     tail = f" (or {' or '.join(rest)})" if rest else ""
     return f"{first[0].upper()}{first[1:]}{tail}."
+
+
+def _move(slope: float) -> str:
+    return "raise" if slope > 0 else "lower"
+
+
+def name_condition(error: UnstableError, conditions) -> UnstableError:
+    """``error`` (raised from numbers: ρ ≥ 1 at ``error.values``) worded with the first of the
+    stability ``conditions`` that fails there, and :func:`advice` for it; ``error`` itself when
+    none of them decides (the conditions hold, or need values that were not given).  For the
+    caller that holds the symbolic result, so that the simulator need not derive it.
+
+    >>> import symsgd as ss
+    >>> h = sp.Symbol("h", positive=True)
+    >>> err = UnstableError.at("simulate()", {ss.lr: 3.0, h: 1.0}, rho=4.0)
+    >>> print(name_condition(err, sp.StrictLessThan(h * ss.lr, 2)))
+    simulate(): no stationary law: the condition h*lambda < 2 fails at lambda = 3, h = 1 (spectral radius of the second-moment map ρ = 4 ≥ 1). Lower the learning rate lambda (or lower h).
+    """  # noqa: E501
+    values = error.values or {}
+    if conditions is None or conditions is sp.true or not values:
+        return error
+    args = sp.And.make_args(conditions) if conditions is not sp.false else (sp.false,)
+    for cond in args:
+        if cond.xreplace(values) == sp.false:
+            if not isinstance(cond, sp.core.relational.Relational):
+                return error.with_condition(cond, conditions)  # keep the numeric advice
+            return error.with_condition(cond, conditions, advice(cond, values))
+    return error
+
+
+def explain(error: UnstableError, optimizer, landscape, noise) -> UnstableError:
+    """:func:`name_condition` with the stability conditions derived from the problem pieces
+    (for a caller without a result; only on the error path, and only when the recursion still
+    holds symbols: a numeric recursion's conditions say no more than ρ)."""
+    recursion = build_recursion(optimizer, landscape, noise)
+    if not (recursion.M.free_symbols | recursion.B.free_symbols | recursion.forcing().free_symbols):
+        return error
+    conditions, _complete = stability_conditions(recursion)
+    return name_condition(error, conditions)
+
+
+#: assumption -> the allowed range it states, checked in this order
+_RANGES = (
+    ("positive", "> 0"),
+    ("nonnegative", "≥ 0"),
+    ("negative", "< 0"),
+    ("nonpositive", "≤ 0"),
+)
+
+
+def parameter_label(symbol) -> str:
+    """``lr`` for the library's learning rate λ (its alias), else the symbol's name."""
+    entry = lookup(symbol) if isinstance(symbol, sp.Symbol) else None
+    return entry.alias if entry is not None else str(symbol)
+
+
+def _allowed(symbol) -> tuple[str, str] | None:
+    """``(allowed range, declared assumptions)`` of ``symbol``, e.g. ``("an integer ≥ 1",
+    "positive and integer")``; None when the symbol states nothing beyond being a number."""
+    if not isinstance(symbol, sp.Symbol):
+        return None
+    declared = getattr(symbol, "_assumptions_orig", None) or {}
+    declared = [k for k, v in declared.items() if v]
+    sign = next((text for name, text in _RANGES if getattr(symbol, f"is_{name}")), None)
+    integer = bool(symbol.is_integer)
+    if sign is None and not integer:
+        return None
+    if integer:
+        low = {"> 0": "≥ 1", "< 0": "≤ -1"}.get(sign, sign)
+        allowed = "an integer" + (f" {low}" if low else "")
+    else:
+        allowed = sign
+    return allowed, " and ".join(declared) or "so"
+
+
+def as_number(key, value, context: str = "", *, assumptions: bool = True) -> sp.Expr:
+    r"""``value`` of the parameter ``key`` as a finite real sympy number (an ``Integer`` for a
+    whole float), ``ValueError`` naming the parameter otherwise; with ``assumptions`` it must
+    also satisfy those declared on the symbol ``key`` (the allowed range is named).
+    ``context`` (``"sweep(): "``) prefixes the messages.  The one parser of parameter values
+    for the simulator, its sweeps and Adam's self-consistent solve.
+
+    >>> import symsgd as ss
+    >>> as_number(ss.lr, 0.5), as_number(ss.batch_size, 2.0)
+    (0.500000000000000, 2)
+    >>> as_number(ss.lr, -0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be > 0 (lambda is declared positive); got -0.1.
+    """
+    name = f"{context}parameter {parameter_label(key)}"
+    try:
+        number = sp.sympify(value)
+    except (sp.SympifyError, TypeError, ValueError):
+        number = None
+    if not isinstance(number, sp.Expr) or number.free_symbols or not number.is_number:
+        raise ValueError(f"{name} must be a number; got {value!r}.")
+    try:
+        z = complex(number)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number; got {value!r}.") from None
+    if not (math.isfinite(z.real) and math.isfinite(z.imag)):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+    if z.imag != 0:
+        raise ValueError(f"{name} must be a real number; got the complex {value!r}.")
+    if number.is_Float and float(number).is_integer():
+        number = sp.Integer(int(number))
+    allowed = _allowed(key) if assumptions else None
+    if allowed is not None:
+        fine = all(
+            getattr(number, f"is_{a}") is not False
+            for a in ("integer", *(n for n, _ in _RANGES))
+            if getattr(key, f"is_{a}")
+        )
+        if not fine:
+            rng, declared = allowed
+            raise ValueError(
+                f"{context}{parameter_label(key)} must be {rng} ({key} is declared {declared}); "
+                f"got {value!r}."
+            )
+    return number
 
 
 def _pretty(cond: sp.Basic) -> str:

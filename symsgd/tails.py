@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+from .moments import _radius
+
 __all__ = [
     "GROUPS",
     "MAX_BATCHES",
@@ -166,10 +168,6 @@ def sgd_fourth_moment_edge(a, batch_size, weight_decay=0) -> sp.Expr:
 # ---------------------------------------------------------------------------------------------
 # the radius for a prepared numeric problem
 # ---------------------------------------------------------------------------------------------
-
-
-def _radius(T: np.ndarray) -> float:
-    return float(np.max(np.abs(np.linalg.eigvals(T))))
 
 
 def _fourth_power(A: np.ndarray) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import re
 
@@ -13,20 +12,15 @@ import sympy as sp
 from scipy import stats
 
 import symsgd as ss
-from symsgd._crosscheck import (
+from symsgd import BurnInWarning, CrossCheck, assert_crosscheck, crosscheck, sweep
+from symsgd.sampling import Problem
+from symsgd.statistics import (
     MAX_RELATIVE_STDERR,
     MIN_CHAINS,
     MIN_EFFECTIVE_SAMPLES,
-    CrossCheck,
-    _holm,
-    _sufficiency,
-    assert_crosscheck,
-    crosscheck,
-    sweep,
+    holm,
+    sufficiency,
 )
-from symsgd._simulate import BurnInWarning
-
-crosscheck_module = importlib.import_module("symsgd._crosscheck")  # ss.crosscheck is the function
 
 h, c = sp.symbols("h c", positive=True)
 lr = ss.lr
@@ -89,10 +83,10 @@ def test_z_scores_are_standard_normal(sgd):
 
 
 def test_holm_step_down():
-    assert _holm([0.001, 0.2, 0.012, 0.04], 0.05) == [True, False, True, False]
-    assert _holm([0.02, 0.03], 0.05) == [True, True]  # 0.02 ≤ 0.05/2, then 0.03 ≤ 0.05/1
-    assert _holm([0.03, 0.04], 0.05) == [False, False]  # 0.03 > 0.05/2 stops at once
-    assert _holm([0.04, 0.01], 0.05) == _holm([0.01, 0.04], 0.05)[::-1]
+    assert holm([0.001, 0.2, 0.012, 0.04], 0.05) == [True, False, True, False]
+    assert holm([0.02, 0.03], 0.05) == [True, True]  # 0.02 ≤ 0.05/2, then 0.03 ≤ 0.05/1
+    assert holm([0.03, 0.04], 0.05) == [False, False]  # 0.03 > 0.05/2 stops at once
+    assert holm([0.04, 0.01], 0.05) == holm([0.01, 0.04], 0.05)[::-1]
 
 
 def test_report_table_plot_and_assert(sgd):
@@ -185,29 +179,25 @@ def test_sweep_over_a_parameter_the_sde_does_not_depend_on(scaled_batch):
     assert np.all(np.isfinite(s.estimate)) and s.messages == (None, None)
 
 
-def test_evaluate_passes_only_the_parameters_a_readout_depends_on():
-    from symsgd._crosscheck import _evaluate
-    from symsgd.numeric import lambdify_result
-
-    f = lambdify_result({"cov": sp.Matrix([[h, 0], [0, 2 * h]])})  # free of λ and of c
-    points = np.array([0.1, 0.2, 0.3])
-    out = _evaluate(f, {"h": 1.5, "c": 0.5}, "lambda", points)
-    assert out.shape == (3, 2, 2)
-    np.testing.assert_array_equal(out[:, 1, 1], [3.0, 3.0, 3.0])
-    scalar = _evaluate(lambdify_result({"cov": lr * c}), {"h": 1.5, "c": 0.5}, "lambda", points)
-    np.testing.assert_allclose(scalar, 0.5 * points)
+def test_sweep_passes_only_the_parameters_a_curve_depends_on(sgd):
+    """A result with c substituted: its curves no longer take c, which the sweep still holds
+    (from the result's values) for the simulation; a curve free of the swept parameter is
+    constant along the grid (see the batch-size sweep above)."""
+    s = sweep(sgd.subs({c: 0.5}), lr, [0.5, 1.0], {h: 1.0}, chains=256, steps=16, workers=1)
+    np.testing.assert_allclose(s.theory, 0.5 * s.values / (2 - s.values))  # λc/(h(2 − λh))
+    np.testing.assert_allclose(s.continuous_grid, 0.5 * s.grid / 2)  # λc/(2h)
+    assert np.all(np.isfinite(s.estimate))
 
 
 @pytest.fixture
 def no_simulation(monkeypatch):
-    """Fail the test if sweep starts a simulation (in this process or through a pool)."""
-    module = crosscheck_module
+    """Fail the test if sweep starts a simulation (a chain asks the prepared problem for its
+    preconditioner before its first step, in this process or a forked worker)."""
 
-    def forbidden(*args, **kwargs):
+    def forbidden(self):
         raise AssertionError("a simulation started before the inputs were validated")
 
-    monkeypatch.setattr(module, "run", forbidden)
-    monkeypatch.setattr(module, "_map", forbidden)
+    monkeypatch.setattr(Problem, "precondition", forbidden)
 
 
 @pytest.mark.parametrize(
@@ -250,17 +240,16 @@ def test_sweep_rejects_a_bad_point_before_simulating_the_good_ones(scaled_batch,
 
 
 def test_sweep_unstable_points_are_nan_without_simulating_them(sgd, monkeypatch):
-    module = crosscheck_module
-    calls = []
-    real_run = module.run
+    simulated = []
+    real = Problem.precondition
 
-    def counting_run(problem, **kwargs):
-        calls.append(problem.values)
-        return real_run(problem, **kwargs)
+    def counting(self):
+        simulated.append(self.values[lr])
+        return real(self)
 
-    monkeypatch.setattr(module, "run", counting_run)
+    monkeypatch.setattr(Problem, "precondition", counting)
     s = sweep(sgd, lr, [1.0, 2.5], {h: 1.0, c: 0.5}, chains=256, steps=32, workers=1)
-    assert len(calls) == 1 and np.isnan(s.estimate[1]) and "h*lambda < 2" in s.messages[1]
+    assert set(simulated) == {1} and np.isnan(s.estimate[1]) and "h*lambda < 2" in s.messages[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,14 +300,14 @@ def test_a_detected_difference_fails_even_in_a_small_run(sgd):
 def test_measured_standard_error_too_large_is_inconclusive(sgd):
     """Heavy tails or slow modes show in the measured error: inflate it past 10 %."""
     report = crosscheck(sgd, POINT, seed=0, **TINY)
-    assert _sufficiency(report.simulation, report.table) is None
+    assert sufficiency(report.simulation, report.table) is None
     inflated = [
         dataclasses.replace(row, stderr=2 * MAX_RELATIVE_STDERR * abs(row.estimate))
         if row.quantity == "cov"
         else row
         for row in report.table
     ]
-    reason = _sufficiency(report.simulation, inflated)
+    reason = sufficiency(report.simulation, inflated)
     assert reason is not None and "measured relative standard error" in reason
 
 

@@ -7,8 +7,6 @@ number.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import math
 import tracemalloc
 import warnings
@@ -18,21 +16,18 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
-from symsgd._crosscheck import assert_crosscheck, crosscheck
-from symsgd._simulate import (
-    MIN_BURN_IN_RELAXATIONS,
+from symsgd import (
     BurnInWarning,
     Simulation,
-    default_burn_in,
-    default_size,
-    prepare,
-    run,
+    UnstableError,
+    assert_crosscheck,
+    crosscheck,
     simulate,
 )
-from symsgd._util import float_fields
 from symsgd.catalogue import CATALOGUE
-from symsgd.errors import UnstableError
+from symsgd.sampling import Problem, prepare
 from symsgd.stability import spectral_radius
+from symsgd.statistics import MIN_BURN_IN_RELAXATIONS, default_burn_in, default_size
 
 h, c, a = sp.symbols("h c a", positive=True)
 lr, mu = ss.lr, ss.momentum
@@ -126,32 +121,37 @@ def test_additive_modes_on_an_explicit_spectrum():
 # -- the simulator itself ------------------------------------------------------------------------
 
 
+SGD_PIECES = (ss.SGD(lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+
+
 def _sgd_problem(rate=0.5):
-    return prepare(ss.SGD(lr), ss.Quadratic(h), ss.AdditiveNoise(c), {"lr": rate, h: 1, c: 1})
+    return prepare(*SGD_PIECES, {"lr": rate, h: 1, c: 1})
+
+
+def _sgd_run(rate=0.5, **kwargs):
+    return simulate(*SGD_PIECES, {"lr": rate, h: 1, c: 1}, **kwargs)
 
 
 def test_same_seed_same_numbers_whatever_the_threads():
-    p = _sgd_problem()
-    one = run(p, chains=5000, steps=50, seed=7, workers=1)
-    two = run(p, chains=5000, steps=50, seed=7, workers=2)
+    one = _sgd_run(chains=5000, steps=50, seed=7, workers=1)
+    two = _sgd_run(chains=5000, steps=50, seed=7, workers=2)
     for field in ("cov", "cov_stderr", "velocity_cov", "mean"):
         np.testing.assert_array_equal(getattr(one, field), getattr(two, field))
     assert one.loss == two.loss
-    other = run(p, chains=5000, steps=50, seed=8)
+    other = _sgd_run(chains=5000, steps=50, seed=8)
     assert other.cov[0, 0] != one.cov[0, 0]
 
 
 def test_seed_sequence_is_not_consumed():
-    p = _sgd_problem()
     seq = np.random.SeedSequence(123)
-    first = run(p, chains=100, steps=20, seed=seq)
-    again = run(p, chains=100, steps=20, seed=seq)
+    first = _sgd_run(chains=100, steps=20, seed=seq)
+    again = _sgd_run(chains=100, steps=20, seed=seq)
     assert first.cov[0, 0] == again.cov[0, 0]
     assert first.seed is seq
 
 
 def test_shapes_and_types():
-    sim = run(_sgd_problem(), chains=64, steps=10, seed=0)
+    sim = _sgd_run(chains=64, steps=10, seed=0)
     assert isinstance(sim, Simulation)
     assert sim.cov.shape == sim.cov_stderr.shape == sim.velocity_cov.shape == (1, 1)
     assert sim.mean.shape == (1,)
@@ -173,6 +173,21 @@ def test_unstable_parameters_raise_naming_the_condition():
         )
 
 
+def test_prepare_reports_rho_and_simulate_names_the_condition():
+    """The simulator works from numbers: prepare's error carries ρ and the values (no symbolic
+    condition, advice found numerically); simulate() names the failing condition."""
+    params = {lr: 2.5, h: 1.0, c: 1.0}
+    with pytest.raises(UnstableError, match=r"spectral radius.*ρ = 2\.25 ≥ 1") as info:
+        prepare(*SGD_PIECES, params)
+    numeric = info.value
+    assert numeric.rho == pytest.approx(2.25) and numeric.condition is None  # (1 − 2.5)²
+    assert numeric.values == {c: 1, h: 1, lr: 2.5}
+    assert "Lower the learning rate (ρ = 0.0625 < 1 at the learning rate 1.25)" in str(numeric)
+    with pytest.raises(UnstableError, match=r"the condition h\*lambda < 2 fails") as info:
+        simulate(*SGD_PIECES, params)
+    assert info.value.rho == pytest.approx(2.25) and info.value.values == numeric.values
+
+
 def test_minibatch_instability_raises():
     land = ss.LinearRegression(a, label_variance=1)
     with pytest.raises(UnstableError, match="lambda"):
@@ -180,13 +195,14 @@ def test_minibatch_instability_raises():
         simulate(ss.SGD(lr), land, ss.MinibatchNoise(1), {lr: 1.5, a: 1.0})
 
 
-def test_divergence_during_the_run_raises():
-    """The runtime guard catches growth the pre-check did not predict (forced here by running
-    an unstable step rule on a problem prepared at a stable point)."""
-    p = _sgd_problem()
-    unstable = dataclasses.replace(p, stepper=float_fields(ss.SGD(sp.Float(2.5))))
-    with pytest.raises(UnstableError, match="diverged at step"):
-        run(unstable, chains=16, steps=10_000, burn_in=4, seed=0)  # 4 ≥ 5τ = 3.6 at ρ = 0.25
+def test_divergence_during_the_run_raises(monkeypatch):
+    """The runtime guard catches growth the pre-check did not predict (forced here by a
+    preconditioner that multiplies the gradient by 5 on a problem prepared at λ = 0.5: the run
+    steps with λ = 2.5, |1 − 2.5| = 1.5 > 1)."""
+    monkeypatch.setattr(Problem, "precondition", lambda self: lambda v: 5.0 * v)
+    with pytest.raises(UnstableError, match="diverged at step") as info:
+        _sgd_run(chains=16, steps=10_000, burn_in=4, seed=0)  # 4 ≥ 5τ = 3.6 at ρ = 0.25
+    assert info.value.rho == pytest.approx(0.25)  # the prepared problem's ρ
 
 
 def test_missing_and_unknown_parameters():
@@ -235,11 +251,12 @@ def test_spectral_radius_matches_stability_module(optimizer, landscape, noise, p
     assert p.rho == pytest.approx(spectral_radius(rec, p.values), rel=1e-9)
 
 
-def test_progress_bar_is_off_when_not_interactive():
-    from symsgd._simulate import _progress_bar
-
-    assert _progress_bar(10, None).disable  # pytest captures stderr: not a terminal
-    assert not hasattr(_progress_bar(10, False), "disable")
+def test_progress_bar_is_off_when_not_interactive(capsys):
+    _sgd_run(chains=64, steps=10, seed=0, progress=None)  # captured stderr: not a terminal
+    _sgd_run(chains=64, steps=10, seed=0, progress=False)
+    assert capsys.readouterr().err == ""
+    _sgd_run(chains=64, steps=10, seed=0, progress=True)  # forced on
+    assert "chain-step" in capsys.readouterr().err
 
 
 def test_default_burn_in_and_size():
@@ -256,16 +273,16 @@ def test_default_burn_in_and_size():
 def test_relative_error_target_is_met_roughly(rate):
     """The default size aims at rel_se from a Gaussian estimate of the autocorrelation time; the
     measured relative error lands within 25% of it (white noise at λh = 1, ρ = 0.81 at 0.1)."""
-    sim = run(_sgd_problem(rate), rel_se=0.01, seed=0)
+    sim = _sgd_run(rate, rel_se=0.01, seed=0)
     assert 0.5 < (sim.cov_stderr[0, 0] / sim.cov[0, 0]) / 0.01 < 1.25
 
 
 def test_memory_does_not_grow_with_steps():
-    p = _sgd_problem()
+    _sgd_run(chains=64, steps=1, seed=0)  # warm the caches before measuring
     peaks = []
     for steps in (100, 10_000):
         tracemalloc.start()
-        run(p, chains=2048, steps=steps, burn_in=10, seed=0, workers=1)
+        _sgd_run(chains=2048, steps=steps, burn_in=10, seed=0, workers=1)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.5 * peaks[0]
@@ -376,20 +393,16 @@ def test_instability_advice_fits_the_cause():
         ("seed", "zero"),
     ],
 )
-def test_run_options_are_checked_before_preparing(option, value, monkeypatch):
-    module = importlib.import_module("symsgd._simulate")  # ss.simulate is the function
-
-    monkeypatch.setattr(module, "prepare", _forbidden)
-    with pytest.raises(ValueError, match=rf"^{option} must be"):
-        simulate(*ADDITIVE, GOOD, **{option: value})
-
-
-def _forbidden(*args, **kwargs):
-    raise AssertionError("the problem was prepared before the options were checked")
+def test_run_options_are_checked_before_preparing(option, value):
+    """Parameters that preparing would refuse (a missing c; ρ = 4 at λ = 3) must not mask a
+    bad option: the options are checked first."""
+    for params in ({lr: 0.5, h: 1.0}, {**GOOD, lr: 3.0}):
+        with pytest.raises(ValueError, match=rf"^{option} must be"):
+            simulate(*ADDITIVE, params, **{option: value})
 
 
 def test_integral_floats_are_accepted_as_sizes():
-    sim = run(_sgd_problem(), chains=64.0, steps=1e1, seed=0)
+    sim = _sgd_run(chains=64.0, steps=1e1, seed=0)
     assert (sim.chains, sim.steps) == (64, 10) and isinstance(sim.steps, int)
 
 
@@ -400,13 +413,13 @@ def test_short_burn_in_warns_with_the_recommended_value():
     least = math.ceil(MIN_BURN_IN_RELAXATIONS / -math.log(0.81))
     assert least == 24
     with pytest.warns(BurnInWarning, match=rf"burn_in=10 .*Use burn_in ≥ {least}"):
-        run(p, chains=64, steps=8, burn_in=10, seed=0)
+        _sgd_run(0.1, chains=64, steps=8, burn_in=10, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", BurnInWarning)
-        run(p, chains=64, steps=8, burn_in=least, seed=0)  # at the minimum: silent
-        run(p, chains=64, steps=8, seed=0)  # the default burn-in: silent
+        _sgd_run(0.1, chains=64, steps=8, burn_in=least, seed=0)  # at the minimum: silent
+        _sgd_run(0.1, chains=64, steps=8, seed=0)  # the default burn-in: silent
 
 
 def test_effective_samples():
-    sim = run(_sgd_problem(0.1), chains=100, steps=19, seed=0)  # (1 + ρ)/(1 − ρ) = 9.526
+    sim = _sgd_run(0.1, chains=100, steps=19, seed=0)  # (1 + ρ)/(1 − ρ) = 9.526
     assert sim.effective_samples == pytest.approx(100 * 19 * 0.19 / 1.81)
