@@ -127,7 +127,7 @@ class StationaryEquation:
         continuous: bool,
         text: str,
         recursion: LinearRecursion | None = None,
-        parts: Callable[[sp.Matrix], tuple] | None = None,
+        sizes: Callable[[sp.Matrix], sp.Matrix] | None = None,
     ):
         #: the linear map F (symmetric matrices to symmetric matrices)
         self.operator = operator
@@ -140,8 +140,8 @@ class StationaryEquation:
         self.text = text
         #: the discrete-time recursion the equation was read off (None in continuous time)
         self.recursion = recursion
-        # X -> the terms of F(X) whose entrywise sizes bound a float residual
-        self._parts = parts
+        # X -> the entrywise size of the terms of F(X), the scale of a float residual
+        self._sizes = sizes
 
     # -- construction -----------------------------------------------------------------------
 
@@ -190,8 +190,9 @@ class StationaryEquation:
             out = A * S + S * A.T
             return out if coupling is None else out - coupling(S)
 
-        def parts(S):
-            return (A * S, S * A.T) + (() if coupling is None else (coupling(S),))
+        def sizes(S):  # entrywise |A||S| + |S||A|ᵀ (+ |C(S)|): the scale of F(S)'s terms
+            out = _abs(A) * _abs(S) + _abs(S) * _abs(A).T
+            return out if coupling is None else out + _abs(coupling(S))
 
         return cls(
             operator,
@@ -199,7 +200,7 @@ class StationaryEquation:
             stein=A if coupling is None else None,
             continuous=True,
             text=text,
-            parts=parts,
+            sizes=sizes,
         )
 
     # -- what the solvers read --------------------------------------------------------------
@@ -276,9 +277,9 @@ class StationaryEquation:
             R = sp.Matrix(self.operator(X)).xreplace(point) - G.xreplace(point)
             if not _has_float(X):
                 return R
-            terms = _abs(G)
-            for part in self._parts(X):
-                terms = terms + _abs(sp.Matrix(part).xreplace(point))
+            terms = _abs(X) + _abs(G)
+            if self._sizes is not None:
+                terms = terms + sp.Matrix(self._sizes(X)).xreplace(point)
             return R, terms
 
         symbols = sp.Matrix(candidate).free_symbols | G.free_symbols

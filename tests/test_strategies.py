@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symsgd as ss
+from symsgd import lyapunov
 from tests.oracles import additive_cov
 
 SETTINGS = settings(
@@ -112,3 +114,108 @@ def test_symbolic_eigenmode_matches_exact_elimination(d):
     if d <= 2:  # symbolic heavy-ball elimination beyond d = 2 belongs to the benchmark
         exact = ss.stationary(*args, method="exact")
         assert (exact.cov - fast.cov).applyfunc(sp.cancel) == sp.zeros(d, d)
+
+
+# -- one dispatch for discrete and continuous time -------------------------------------------
+h, c = sp.symbols("h c", positive=True)
+
+
+def test_continuous_equation_goes_through_the_same_strategies():
+    """The SDE's Lyapunov equation AΣ + ΣAᵀ = G: exact elimination (d = 1), the invariant
+    formula (symbolic d ≥ 2), the numeric solver (all numeric: exact rationals or scipy for
+    floats), each certified against the continuous equation."""
+    one = lyapunov.solve(lyapunov.StationaryEquation.continuous(sp.Matrix([[h]]), [[ss.lr * c]]))
+    assert one.method == "exact" and one.state_cov[0, 0] == ss.lr * c / (2 * h)
+    assert "AΣ + ΣAᵀ = G" in str(one.certificate)
+    H = sp.Matrix([[h, 1], [1, 2]])
+    two = lyapunov.solve(lyapunov.StationaryEquation.continuous(H, ss.lr * sp.eye(2)))
+    assert two.method == "invariant"
+    assert (H * two.state_cov + two.state_cov * H.T - ss.lr * sp.eye(2)).applyfunc(
+        sp.cancel
+    ) == sp.zeros(2, 2)
+    A = sp.Matrix([[2, 1], [1, 3]])
+    exact = lyapunov.solve(lyapunov.StationaryEquation.continuous(A, sp.eye(2)))
+    assert (
+        exact.method == "numeric-exact" and A * exact.state_cov + exact.state_cov * A.T == sp.eye(2)
+    )
+    floats = lyapunov.solve(lyapunov.StationaryEquation.continuous(A * 1.0, sp.eye(2) * 1.0))
+    assert floats.method == "numeric-float" and floats.certificate.how == "float"
+    assert np.allclose(
+        np.array(floats.state_cov, dtype=float), np.array(exact.state_cov, dtype=float)
+    )
+
+
+def test_continuous_time_of_minibatch_noise_is_the_state_dependent_lyapunov_solution():
+    a = sp.Symbol("a", positive=True)
+    S = ss.batch_size
+    r = ss.stationary(ss.SGD(ss.lr), ss.LinearRegression(a, 1), ss.MinibatchNoise(S))
+    ct = r.continuous_time()
+    # 2aΣ = λ(Q(Σ))/… : Q(Σ) = (2a²Σ + a)/S for 1-D Gaussian inputs
+    sigma = ct.cov
+    assert sp.cancel(2 * a * sigma - ss.lr * (2 * a**2 * sigma + a) / S) == 0
+    assert ct.method == "exact" and "continuous time" in str(ct.certificate)
+
+
+class _Doubling(lyapunov.Solver):
+    """A strategy that returns twice the truth, for discrete and continuous equations."""
+
+    name = "wrong"
+
+    def applies_to(self, problem):
+        return True
+
+    def solve(self, problem):
+        right = lyapunov.ExactSolver().solve(problem)
+        return lyapunov.Solution(2 * right.state_cov, right.denominator, self.name)
+
+
+def test_a_wrong_continuous_time_candidate_is_discarded_too(monkeypatch):
+    r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    monkeypatch.setattr(lyapunov, "SOLVERS", (_Doubling(), lyapunov.ExactSolver()))
+    ct = r.continuous_time()
+    assert ct.cov == ss.lr * c / (2 * h) and ct.method == "exact"
+
+
+def test_the_invariant_pieces_are_built_once_per_derivation(monkeypatch):
+    from symsgd import cayley
+
+    built = []
+
+    class Counting(cayley.SteinSolution):
+        def __init__(self, *args, **kw):
+            built.append(args)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(cayley, "SteinSolution", Counting)
+    C = sp.Matrix([[c, 1], [1, 2]])
+    r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(sp.Matrix([[h, 1], [1, 2]])), ss.AdditiveNoise(C))
+    assert r.method == "invariant" and len(built) == 1
+
+
+def test_eigenmode_solver_reads_the_mode_blocks_off_the_recursion():
+    """Diagonal H and C: each mode's block of the recursion is solved on its own; a noise that
+    mixes the modes (off-diagonal C) leaves the strategy out."""
+    h1, h2 = sp.symbols("h1 h2", positive=True)
+    problem = (ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(sp.diag(h1, h2)))
+    rec = ss.build_recursion(*problem, ss.AdditiveNoise(sp.diag(c, 1)))
+    fast = lyapunov.EigenmodeSolver().solve(rec)
+    slow = lyapunov.ExactSolver().solve(rec)
+    assert (fast.state_cov - slow.state_cov).applyfunc(sp.cancel) == sp.zeros(4, 4)
+    mixed = ss.build_recursion(*problem, ss.AdditiveNoise(sp.Matrix([[c, 1], [1, 2]])))
+    assert lyapunov.EigenmodeSolver().applies_to(rec)
+    assert not lyapunov.EigenmodeSolver().applies_to(mixed)
+
+
+def test_results_are_frozen_and_subs_replaces_values_only():
+    import dataclasses
+
+    r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    assert dataclasses.is_dataclass(r) and dataclasses.is_dataclass(r.continuous_time())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.values = {}
+    fixed = r.subs(c=1)
+    assert fixed.solution is r.solution and fixed.recursion is r.recursion
+    assert fixed.values == {c: 1} and r.values == {}
+    simple = fixed.simplify()
+    assert simple.values == {c: 1} and sp.cancel(simple.cov - fixed.cov) == 0
+    assert simple.conditions == fixed.conditions
