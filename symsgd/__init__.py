@@ -15,8 +15,10 @@ from .errors import InternalError, UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .optimizers import (
+    QHM,
     SGD,
     Adam,
+    Averaged,
     DampedNewton,
     HeavyBall,
     NaturalGradient,
@@ -40,10 +42,12 @@ from .symbols import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "QHM",
     "SGD",
     "Adam",
     "AdamFixedPoint",
     "AdditiveNoise",
+    "Averaged",
     "BurnInWarning",
     "ContinuousTime",
     "CrossCheck",
