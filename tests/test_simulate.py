@@ -25,8 +25,8 @@ from symsgd import (
     simulate,
 )
 from symsgd.catalogue import CATALOGUE
+from symsgd.moments import spectral_radius
 from symsgd.sampling import Problem, prepare
-from symsgd.stability import spectral_radius
 from symsgd.statistics import MIN_BURN_IN_RELAXATIONS, default_burn_in, default_size
 
 h, c, a = sp.symbols("h c a", positive=True)
