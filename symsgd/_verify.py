@@ -30,7 +30,7 @@ import random
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,9 +38,9 @@ from typing import Any
 import mpmath
 import sympy as sp
 
-from . import symbols as _lib
 from ._util import substitute, symbols_in
 from .modes import ModeTrace
+from .numeric import mpmath_evaluator
 from .parsing import (
     Names,
     latex_document,
@@ -49,6 +49,8 @@ from .parsing import (
     parse_formula,
     parse_with_names,
 )
+from .symbols import lookup
+from .symbols import lr as _library_lr
 
 __all__ = ["Verdict", "parse_formula", "verify"]
 
@@ -394,10 +396,6 @@ def _to_rational(x: Any) -> sp.Rational:
     return value if value.is_Rational else sp.Rational(str(sp.N(value, 30)))
 
 
-#: library symbols sampled in [0, 1] when no range is given (momentum-like coefficients)
-_UNIT_INTERVAL = frozenset({_lib.momentum, _lib.beta1, _lib.beta2})
-
-
 class _Sampler:
     """Random rational points inside ``region``; the learning rate halves until it fits."""
 
@@ -406,17 +404,18 @@ class _Sampler:
         self.region = region
         self.ranges = ranges
         self.rng = random.Random(seed)
-        self.shrink = [s for s in symbols if library_alias(s.name) == _lib.lr]
+        self.shrink = [s for s in symbols if library_alias(s.name) == _library_lr]
 
     def _draw(self, s: sp.Symbol) -> sp.Rational:
         if s in self.ranges:
             low, high = self.ranges[s]
         else:
-            alias = library_alias(s.name)
+            # the library symbol it denotes; decays and momentum are sampled in [0, 1]
+            entry = lookup(library_alias(s.name))
             if s.is_integer:
                 low = 1 if s.is_positive else 0 if s.is_nonnegative else -64
                 high = -1 if s.is_negative else 0 if s.is_nonpositive else 64
-            elif alias in _UNIT_INTERVAL and not s.is_negative:
+            elif entry is not None and entry.unit_interval and not s.is_negative:
                 low, high = 0, 1
             elif s.is_nonnegative:
                 low, high = 0, 3
@@ -941,8 +940,8 @@ def _decide(
         key=sp.default_sort_key,
     )
     used = [s for s in symbols if isinstance(s, sp.Symbol)]
-    f_hand = _evaluator(used, hand_entries)
-    f_target = _evaluator(used, target_entries)
+    f_hand = mpmath_evaluator(used, hand_entries)
+    f_target = mpmath_evaluator(used, target_entries)
     sampler = _Sampler(used, region, ranges, seed)
     floor = mpmath.mpf(10) ** (_SLACK - digits)
     method = "exact" if status == "nonzero" else "numeric"
@@ -1018,69 +1017,3 @@ def _decide(
         f"{max(rtol, 10.0 ** (_SLACK - digits)):g} at {digits} digits; numeric evidence, not a "
         "proof)",
     )
-
-
-_MP_FUNCTIONS: dict[type, Callable] = {
-    sp.exp: mpmath.exp,
-    sp.log: mpmath.log,
-    sp.Abs: abs,
-    sp.sin: mpmath.sin,
-    sp.cos: mpmath.cos,
-    sp.tan: mpmath.tan,
-    sp.sinh: mpmath.sinh,
-    sp.cosh: mpmath.cosh,
-    sp.tanh: mpmath.tanh,
-    sp.asin: mpmath.asin,
-    sp.acos: mpmath.acos,
-    sp.atan: mpmath.atan,
-    sp.Min: min,
-    sp.Max: max,
-}
-
-
-def _mp_value(expr: sp.Basic, env: dict, point: dict, memo: dict) -> Any:
-    """Evaluate ``expr`` with mpmath at the current precision by walking its tree.
-
-    (Faster than ``lambdify`` for one-off evaluation of large results, whose code generation
-    dominates.)  Unknown node types fall back to sympy's ``evalf`` of the substituted node.
-    """
-    if expr in memo:
-        return memo[expr]
-    if expr.is_Symbol:
-        value = env[expr]
-    elif expr.is_Rational:
-        value = mpmath.mpf(expr.p) / expr.q
-    elif expr.is_Add:
-        value = mpmath.fsum(_mp_value(a, env, point, memo) for a in expr.args)
-    elif expr.is_Mul:
-        value = mpmath.fprod(_mp_value(a, env, point, memo) for a in expr.args)
-    elif expr.is_Pow:
-        base, exp = expr.args
-        b = _mp_value(base, env, point, memo)
-        if exp.is_Integer:
-            value = b ** int(exp)
-        elif exp == sp.S.Half:
-            value = mpmath.sqrt(b)
-        else:
-            value = mpmath.power(b, _mp_value(exp, env, point, memo))
-    elif type(expr) in _MP_FUNCTIONS and expr.args:
-        value = _MP_FUNCTIONS[type(expr)](*[_mp_value(a, env, point, memo) for a in expr.args])
-    else:
-        numeric = expr.xreplace(point).evalf(mpmath.mp.dps)
-        if numeric.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or numeric.free_symbols:
-            raise ZeroDivisionError(f"cannot evaluate {expr} at this point")
-        value = numeric._to_mpmath(mpmath.mp.prec)
-    memo[expr] = value
-    return value
-
-
-def _evaluator(symbols: list[sp.Symbol], entries: list) -> Callable[[list], list]:
-    """mpmath evaluation of ``entries`` at rational points, at the current mpmath precision."""
-
-    def evaluate(values: list) -> list:
-        point = dict(zip(symbols, values, strict=True))
-        env = {s: mpmath.mpf(v.p) / v.q for s, v in point.items()}
-        memo: dict = {}
-        return [_mp_value(sp.sympify(e, strict=True), env, point, memo) for e in entries]
-
-    return evaluate

@@ -2,7 +2,8 @@
 the benchmarks.
 
 Each :class:`Case` names an optimizer, a landscape, a noise model and a stable numeric parameter
-point (for numeric checks and simulations).
+point (for numeric checks and simulations).  :func:`build` makes the variants the CLI derives
+(another noise model, an explicit d-dimensional problem, weight decay) from the same entries.
 
 >>> [case.name for case in CATALOGUE][:3]
 ['sgd', 'heavy-ball', 'nesterov']
@@ -10,7 +11,7 @@ point (for numeric checks and simulations).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -28,7 +29,16 @@ from .optimizers import (
 )
 from .symbols import batch_size, beta1, eps, label_noise, lr, momentum, weight_decay
 
-__all__ = ["CATALOGUE", "Case", "case"]
+__all__ = [
+    "CATALOGUE",
+    "MAX_ADDITIVE_DIM",
+    "MAX_MINIBATCH_DIM",
+    "NOISES",
+    "OPTIMIZERS",
+    "Case",
+    "build",
+    "case",
+]
 
 h = sp.Symbol("h", positive=True)
 c = sp.Symbol("c", positive=True)
@@ -143,3 +153,114 @@ def case(name: str) -> Case:
         if c_.name == name:
             return c_
     raise ValueError(f"no catalogue case {name!r}; known: {', '.join(c.name for c in CATALOGUE)}.")
+
+
+# --------------------------------------------------------------------------------------------
+# variants: another noise model, an explicit d-dimensional problem, weight decay
+# --------------------------------------------------------------------------------------------
+
+#: the optimizer names :func:`build` accepts (besides catalogue case names): the catalogue
+#: entries whose optimizer it varies
+OPTIMIZERS = (
+    "sgd",
+    "heavy-ball",
+    "nesterov",
+    "preconditioned",
+    "damped-newton",
+    "natural-gradient",
+    "adam",
+)
+#: the noise models :func:`build` accepts
+NOISES = ("additive", "minibatch")
+#: explicit-matrix minibatch problems grow quickly with the dimension
+MAX_MINIBATCH_DIM = 3
+#: eigen-mode problems are cheap at any dimension, but their conditions are not
+MAX_ADDITIVE_DIM = 8
+
+
+#: the weight-decay symbol γ (``build`` has a flag of the same name)
+_GAMMA = weight_decay
+
+
+def _known() -> str:
+    return ", ".join([*OPTIMIZERS, *(c.name for c in CATALOGUE if c.name not in OPTIMIZERS)])
+
+
+def build(name: str, noise: str = "additive", dim: int = 1, *, weight_decay: bool = False) -> Case:
+    r"""The :class:`Case` for an optimizer ``name``, a ``noise`` model, a dimension and optional
+    weight decay γ (what ``symsgd derive``/``verify`` derive).
+
+    ``name`` is an optimizer name (:data:`OPTIMIZERS`) or a catalogue case name (that case,
+    exactly).  For ``dim == 1`` the problem is the catalogue's eigen-mode problem
+    ``Quadratic.commuting(h)`` with ``AdditiveNoise(c)``, or, with ``noise="minibatch"``,
+    online linear regression ``LinearRegression(a, σ²)`` with ``MinibatchNoise(S)``; the
+    catalogue entry itself whenever there is one.  For ``dim == D > 1`` it is explicit and
+    diagonal: ``Quadratic.diagonal(D)`` with ``AdditiveNoise(diag(c_1, …, c_D))``
+    (preconditioner ``diag(p_1, …, p_D)``), or ``LinearRegression(diag(a_1, …, a_D), σ²)``
+    with minibatch noise (at most :data:`MAX_MINIBATCH_DIM`).  Built problems that are not
+    catalogue entries carry no parameter point (``params == {}``).  Bad input raises a
+    ``ValueError`` naming what is allowed.
+
+    >>> build("heavy-ball", "minibatch") is case("heavy-ball-minibatch")
+    True
+    >>> build("sgd", dim=2).landscape
+    Quadratic(Matrix([[h_1, 0], [0, h_2]]))
+    >>> build("sgd", weight_decay=True).name
+    'sgd-weight-decay'
+    """
+    decay = weight_decay
+    if noise not in NOISES:
+        raise ValueError(f"unknown noise {noise!r}; choose one of {', '.join(NOISES)}.")
+    if int(dim) != dim or dim < 1:
+        raise ValueError(f"--dim must be a positive integer; got {dim}.")
+    names = {c.name for c in CATALOGUE}
+    if name not in OPTIMIZERS and name not in names:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {_known()}.")
+    if name not in OPTIMIZERS:  # a catalogue case name: exactly that problem
+        if noise != "additive" or dim != 1 or decay:
+            raise ValueError(
+                f"{name!r} is a catalogue case with its own noise and dimension; drop "
+                f"--noise/--dim/--weight-decay or name an optimizer ({', '.join(OPTIMIZERS)})."
+            )
+        return case(name)
+    if noise == "minibatch" and dim > MAX_MINIBATCH_DIM:
+        raise ValueError(
+            f"--dim {dim} with minibatch noise is an explicit-matrix problem whose derivation "
+            f"grows quickly; --dim is capped at {MAX_MINIBATCH_DIM} for minibatch noise."
+        )
+    if noise == "additive" and dim > MAX_ADDITIVE_DIM:
+        raise ValueError(f"--dim is capped at {MAX_ADDITIVE_DIM}; got {dim}.")
+    base = case(name)
+    if dim == 1 and noise == "additive" and not decay:
+        return base
+    if dim == 1 and noise == "additive" and name + "-weight-decay" in names:
+        return case(name + "-weight-decay")
+    if dim == 1 and noise == "minibatch" and not decay and name + "-minibatch" in names:
+        return case(name + "-minibatch")
+    optimizer = base.optimizer
+    if decay:
+        optimizer = replace(optimizer, weight_decay=_GAMMA)
+    if dim > 1 and isinstance(optimizer, Preconditioned):
+        optimizer = replace(optimizer, P=sp.diag(*sp.symbols(f"p_1:{dim + 1}", positive=True)))
+    if noise == "additive":
+        if dim == 1:
+            landscape, noise_model = base.landscape, base.noise
+        else:
+            landscape = Quadratic.diagonal(dim)
+            noise_model = AdditiveNoise(sp.diag(*sp.symbols(f"c_1:{dim + 1}", positive=True)))
+        what = "additive noise"
+    else:
+        A = a if dim == 1 else sp.diag(*sp.symbols(f"a_1:{dim + 1}", positive=True))
+        landscape = LinearRegression(A, label_noise**2)  # the label-noise variance σ²
+        noise_model = MinibatchNoise(batch_size)
+        what = "online regression, minibatch noise"
+    label = (
+        name
+        + ("-minibatch" if noise == "minibatch" else "")
+        + ("-weight-decay" if decay else "")
+        + (f"-d{dim}" if dim > 1 else "")
+    )
+    description = f"{type(optimizer).__name__}, {what}" + (", weight decay" if decay else "")
+    if dim > 1:
+        description += f", explicit diagonal d = {dim}"
+    return Case(label, description, optimizer, landscape, noise_model, {})

@@ -47,10 +47,11 @@ from functools import cache
 import sympy as sp
 
 from .exact import (
-    _Converter,
-    _FlintSolution,
+    FlintRing,
+    FlintSolution,
     bareiss_solve,
     cancelled,
+    factor_list,
     flint_factor,
     reference_point,
 )
@@ -107,8 +108,6 @@ class StructuredForm:
         """``(constant, [(factor, power)])`` of D in the invariants ``e`` (``poly`` maps a
         universal polynomial to them), each factor positive for a positive-definite K with
         small ``s``: oriented at the invariants of diag(1, ..., n)."""
-        from .exact import factor_list
-
         n = self.universal.n
         const, factors = factor_list(poly(self.universal.D))
         x = sp.Symbol("x")
@@ -130,82 +129,11 @@ class StructuredForm:
         names: dict | None = None,
         values: dict | None = None,
     ) -> tuple[str, str]:
-        r"""``(body, where)``: the formula in LaTeX and the definitions of :math:`D` and of the
-        invariants :math:`e_k` of K, :math:`\det(xI - K) = \sum_k (-1)^k e_k x^{n-k}`
-        (:math:`e_1 = \operatorname{tr} K`, :math:`e_n = \det K`), in which :math:`D` and the
-        :math:`g_{\alpha\beta}` are written.  ``names`` maps sympy symbols to LaTeX;
-        ``values`` are substituted parameters."""
-        uni, n = self.universal, self.universal.n
-        e = [sp.Symbol(f"e_{k}", positive=True) for k in range(1, n + 1)]
-        c = [(-1) ** (n - a) * e[n - a - 1] for a in range(n)]  # c_a = (-1)^{n-a} e_{n-a}
-        names = dict(names or {})
+        """Kept for callers not yet moved to :func:`symsgd.latex.structured_latex` (which
+        prints this form); to be removed."""
+        from .latex import structured_latex
 
-        values = dict(values or {})
-
-        def tex(expr) -> str:
-            return sp.latex(expr.xreplace(values) if values else expr, symbol_names=names)
-
-        s_dummy = sp.Dummy("s")
-
-        def poly(p) -> sp.Expr:
-            return sp.expand(_Converter((*c, s_dummy))(p).xreplace({s_dummy: self.s}))
-
-        const, factors = self.invariant_denominator(e, poly)
-        Kt = K_name if self.K == self.K.T else K_name + r"^{\top}"
-
-        def power(name: str, k: int) -> str:
-            if k == 0:
-                return ""
-            if k == 1:
-                return name
-            base = f"{{{name}}}" if "^" in name else name  # {K^{\top}}^{2}, not K^{\top}^{2}
-            return f"{base}^{{{k}}}"
-
-        coeffs = [poly(g) for g in uni.g]
-        # the constant of D and the integer content of the g's go into the prefactor, with
-        # the sign that makes it positive
-        content = (
-            sp.gcd_list(
-                [sp.Poly(g, *e, *g.free_symbols - set(e)).content() for g in coeffs if g != 0]
-            )
-            if e
-            else 1
-        )
-        prefactor = sp.factor(self.scale * content / const)
-        if prefactor.could_extract_minus_sign():
-            prefactor, content = -prefactor, -content
-        terms = []
-        for (a, b), coeff in zip(uni.basis, coeffs):
-            coeff = sp.expand(coeff / content)
-            if coeff == 0:
-                continue
-            word = power(K_name, a) + F_name + power(Kt, b)
-            if a != b:
-                word = rf"\left({word} + {power(K_name, b) + F_name + power(Kt, a)}\right)"
-            text = tex(coeff)
-            if coeff.is_Add:
-                text = rf"\left({text}\right)"
-            elif coeff in (1, -1):
-                text = "" if coeff == 1 else "-"
-            terms.append(f"{text} {word}".strip())
-        body = " + ".join(terms).replace("+ -", "- ")
-        D = sp.Mul(*[f**m for f, m in factors])
-        top, bottom = sp.fraction(prefactor)
-        bottom = "" if bottom == 1 else tex(bottom) + " "
-        char = "".join(
-            [f"x^{{{n}}}" if n > 1 else "x"]
-            + [
-                f" {'-' if k % 2 else '+'} e_{{{k}}}"
-                + (f" x^{{{n - k}}}" if n - k > 1 else "")
-                + (" x" if n - k == 1 else "")
-                for k in range(1, n + 1)
-            ]
-        )
-        where = rf"D = {tex(D)},\quad \det(x I - {K_name}) = {char}"
-        for name, matrix in ((K_name, self.K), (F_name, self.F)):
-            if name in ("K", "F"):  # not the problem's own H or C: say what it is
-                where += rf",\quad {name} = {tex(matrix)}"
-        return rf"\frac{{{tex(top)}}}{{{bottom}D}}\Bigl[{body}\Bigr]", where
+        return structured_latex(self, K_name, F_name, names, values)
 
     def products(self) -> list[sp.Matrix]:
         """The symmetrised :math:`K^\alpha F K^{\top\beta}` of the basis (sympy, unexpanded
@@ -243,7 +171,7 @@ class StructuredForm:
         uni = self.universal
         c = sp.symbols(f"c0:{uni.n}")
         s = sp.Symbol("s")
-        conv = _Converter((*c, s))
+        conv = FlintRing((*c, s)).to_sympy
         values = dict(zip(c, self.c))
         if not linear:  # g/D does not depend on the symbol: only the prefactor is expanded
             D = conv(uni.D).xreplace({**values, s: self.s})
@@ -399,20 +327,16 @@ class SteinSolution:
         K0 = M if continuous else sp.eye(n) - M
         entries = [sp.expand(e) for e in list(K0) + list(F)]
         try:
-            polys, info = sp.parallel_poly_from_expr(entries)
+            ring, polys = FlintRing.of(entries)
         except sp.PolificationFailed:
             raise NotApplicable("no symbols") from None
-        gens = info["gens"]
         if any(not p.domain.is_ZZ for p in polys) or any(
-            not (g.is_Symbol or g.is_Pow or g.is_Function) for g in gens
+            not (g.is_Symbol or g.is_Pow or g.is_Function) for g in ring.gens
         ):
             raise NotApplicable("not integer polynomials")
-        names = tuple(f"x{i}" for i in range(len(gens)))
-        ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
-        nvars = len(names)
-        self.n, self.gens, self.ctx = n, tuple(gens), ctx
-        self.one = ctx.from_dict({(0,) * nvars: 1})
-        flat = [ctx.from_dict({tuple(m): int(c) for m, c in p.terms()}) for p in polys]
+        self.ring = ring
+        self.n, self.gens, self.ctx, self.one = n, ring.gens, ring.ctx, ring.one
+        flat = [ring.from_poly(p)[0] for p in polys]
         K = [flat[i * n : (i + 1) * n] for i in range(n)]
         F = [flat[n * n + i * n : n * n + (i + 1) * n] for i in range(n)]
         # discrete: M = I - a K' and F = f F', so L_a(X) = (f/a) F'
@@ -426,7 +350,8 @@ class SteinSolution:
         self.F = [[e / f for e in row] for row in F]
         self.universal = universal(n)
         self.c = charpoly_coefficients(self.K, self.one)
-        self.converter = _Converter(self.gens)
+        #: fmpz_mpoly -> sympy in the problem's generators
+        self.converter = ring.to_sympy
 
     # -- the universal polynomials at this problem's coefficients ---------------------------
     def _compose(self, p):
@@ -491,7 +416,7 @@ class SteinSolution:
                 num, den = cancelled(num, sden * D, self.one)
                 nums.append(num)
                 dens.append(den)
-        return _FlintSolution(nums, dens, self.gens, self.ctx).canonical()
+        return FlintSolution(nums, dens, self.ring).canonical()
 
     # -- structured output ------------------------------------------------------------------
     def structured(self) -> tuple[sp.ImmutableMatrix, sp.Expr, StructuredForm] | None:
@@ -506,8 +431,10 @@ class SteinSolution:
         to_problem[s_dummy] = conv(self.s)
         ugens = (*cs, s_dummy)
 
+        universal_ring = FlintRing(ugens)
+
         def from_universal(p) -> sp.Expr:
-            return _Converter(ugens)(p).xreplace(to_problem)
+            return universal_ring.to_sympy(p).xreplace(to_problem)
 
         denominator, sign = self._factored_denominator(from_universal)
         if not self._coprime_on_line():
@@ -643,9 +570,8 @@ def solve_stein(
     >>> H = sp.Matrix([[h, 1], [1, 2]])
     >>> C = sp.Matrix([[c, 1], [1, 2]])
     >>> X, den, form = solve_stein(sp.eye(2) - lam * H, lam**2 * C, "structured")
-    >>> print(form.latex("H", "C")[1])
-    D = e_{2} \left(e_{1} - e_{2} \lambda\right) \left(- 2 e_{1} \lambda + e_{2} \lambda^{2}
-    + 4\right),\quad \det(x I - H) = x^{2} - e_{1} x + e_{2}
+    >>> form.universal.n, form.s
+    (2, lambda)
     """
     if form not in ("auto", "expanded", "structured"):
         raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")

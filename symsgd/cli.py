@@ -10,7 +10,7 @@ r"""The ``symsgd`` command: derive, verify and cross-check stationary covariance
 
 ``OPTIMIZER`` is one of sgd, heavy-ball, nesterov, preconditioned, damped-newton,
 natural-gradient, adam — or any catalogue case name (``symsgd list``), e.g.
-``sgd-weight-decay``.  The problems are:
+``sgd-weight-decay``.  The problems are built by :func:`symsgd.catalogue.build`:
 
 * ``--dim 1`` (default): the catalogue's eigen-mode problem ``Quadratic.commuting(h)`` with
   ``AdditiveNoise(c)``, printed as a matrix function of ``H`` and ``C``; with
@@ -44,54 +44,29 @@ import keyword
 import math
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TextIO
 
 import sympy as sp
 
-from .catalogue import CATALOGUE, Case, case
+from .catalogue import CATALOGUE, MAX_MINIBATCH_DIM, NOISES, OPTIMIZERS, Case, build
 from .errors import UnstableError
-from .landscapes import LinearRegression, Quadratic
-from .noise import AdditiveNoise, MinibatchNoise
-from .optimizers import Preconditioned
-from .symbols import ALIASES, batch_size, label_noise, weight_decay
+from .noise import MinibatchNoise
+from .symbols import lookup
 
 __all__ = [
-    "MAX_MINIBATCH_DIM",
-    "NOISES",
-    "OPTIMIZERS",
+    "build_parser",
     "describe",
     "main",
     "plot_checks",
     "printed_names",
-    "problem",
     "run_check",
     "show",
     "symbol_table",
 ]
 
-#: the optimizer names ``derive`` and ``verify`` accept (besides catalogue case names)
-OPTIMIZERS = (
-    "sgd",
-    "heavy-ball",
-    "nesterov",
-    "preconditioned",
-    "damped-newton",
-    "natural-gradient",
-    "adam",
-)
-NOISES = ("additive", "minibatch")
-#: explicit-matrix minibatch problems grow quickly with the dimension
-MAX_MINIBATCH_DIM = 3
-#: eigen-mode problems are cheap at any dimension, but their conditions are not
-MAX_ADDITIVE_DIM = 8
-
-_SIGMA2 = label_noise**2
-#: library symbol -> its Python alias (the printed name when its own name does not sympify)
-_LIBRARY = {symbol: alias for alias, symbol in ALIASES.items()}
 #: text output shortens longer conditions / losses (``--json`` prints them whole)
 _MAX_TEXT = 1500
 
@@ -105,89 +80,6 @@ class _Parser(argparse.ArgumentParser):
 
 class InputError(ValueError):
     """Bad command-line input (exit code 2)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# problems
-# ---------------------------------------------------------------------------------------------
-
-
-def _known() -> str:
-    names = list(OPTIMIZERS) + [c.name for c in CATALOGUE if c.name not in OPTIMIZERS]
-    return ", ".join(names)
-
-
-def problem(name: str, noise: str = "additive", dim: int = 1, *, decay: bool = False) -> Case:
-    r"""The :class:`~symsgd.catalogue.Case` the CLI derives for ``name``, ``noise`` and ``dim``.
-
-    ``name`` is an optimizer name (:data:`OPTIMIZERS`) or a catalogue case name; ``decay`` adds
-    weight decay γ.  For ``dim == 1`` the problem is the catalogue's (see the module docstring);
-    for ``dim > 1`` it is an explicit diagonal one.  Built problems that are not catalogue
-    entries carry no parameter point (``params == {}``).
-
-    >>> problem("heavy-ball", "minibatch").name
-    'heavy-ball-minibatch'
-    >>> problem("sgd", dim=2).landscape
-    Quadratic(Matrix([[h_1, 0], [0, h_2]]))
-    """
-    if noise not in NOISES:
-        raise InputError(f"unknown noise {noise!r}; choose one of {', '.join(NOISES)}.")
-    if int(dim) != dim or dim < 1:
-        raise InputError(f"--dim must be a positive integer; got {dim}.")
-    names = {c.name for c in CATALOGUE}
-    if name not in OPTIMIZERS and name not in names:
-        raise InputError(f"unknown optimizer {name!r}; choose one of {_known()}.")
-    if name not in OPTIMIZERS:  # a catalogue case name: exactly that problem
-        if noise != "additive" or dim != 1 or decay:
-            raise InputError(
-                f"{name!r} is a catalogue case with its own noise and dimension; drop "
-                f"--noise/--dim/--weight-decay or name an optimizer ({', '.join(OPTIMIZERS)})."
-            )
-        return case(name)
-    if noise == "minibatch" and dim > MAX_MINIBATCH_DIM:
-        raise InputError(
-            f"--dim {dim} with minibatch noise is an explicit-matrix problem whose derivation "
-            f"grows quickly; --dim is capped at {MAX_MINIBATCH_DIM} for minibatch noise."
-        )
-    if noise == "additive" and dim > MAX_ADDITIVE_DIM:
-        raise InputError(f"--dim is capped at {MAX_ADDITIVE_DIM}; got {dim}.")
-    base = case(name)
-    optimizer = base.optimizer
-    if decay:
-        optimizer = replace(optimizer, weight_decay=weight_decay)
-    if dim == 1 and noise == "additive" and not decay:
-        return base
-    if dim == 1 and noise == "additive" and name + "-weight-decay" in names:
-        return case(name + "-weight-decay")
-    if dim == 1 and noise == "minibatch" and not decay and name + "-minibatch" in names:
-        return case(name + "-minibatch")
-    if dim > 1 and isinstance(optimizer, Preconditioned):
-        optimizer = replace(optimizer, P=sp.diag(*sp.symbols(f"p_1:{dim + 1}", positive=True)))
-    if noise == "additive":
-        if dim == 1:
-            landscape, noise_model = base.landscape, base.noise
-        else:
-            landscape = Quadratic.diagonal(dim)
-            noise_model = AdditiveNoise(sp.diag(*sp.symbols(f"c_1:{dim + 1}", positive=True)))
-        what = "additive noise"
-    else:
-        if dim == 1:
-            A = sp.Symbol("a", positive=True)
-        else:
-            A = sp.diag(*sp.symbols(f"a_1:{dim + 1}", positive=True))
-        landscape = LinearRegression(A, _SIGMA2)  # the label-noise variance σ²
-        noise_model = MinibatchNoise(batch_size)
-        what = "online regression, minibatch noise"
-    label = (
-        name
-        + ("-minibatch" if noise == "minibatch" else "")
-        + ("-weight-decay" if decay else "")
-        + (f"-d{dim}" if dim > 1 else "")
-    )
-    description = f"{type(optimizer).__name__}, {what}" + (", weight decay" if decay else "")
-    if dim > 1:
-        description += f", explicit diagonal d = {dim}"
-    return Case(label, description, optimizer, landscape, noise_model, {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,12 +110,13 @@ def printed_names(symbols) -> dict:
     {S: 'batch_size', c: 'c', lambda: 'lr'}
     """
     out: dict = {}
-    ordered = sorted(set(symbols), key=lambda x: (x not in _LIBRARY, x.name))
+    ordered = sorted(set(symbols), key=lambda x: (lookup(x) is None, x.name))
     taken = {x.name for x in ordered if _readable(x.name)}
     for symbol in ordered:
         name = symbol.name
         if not _readable(name):
-            alias = _LIBRARY.get(symbol)
+            entry = lookup(symbol)
+            alias = entry.alias if entry is not None else None
             name = alias if alias is not None and alias not in taken else name + "_"
             while not _readable(name) or name in taken:
                 name += "_"
@@ -286,7 +179,8 @@ def describe(
     **v["assumptions"]) for k, v in info["symbols"].items()})`` is the library's expression.
     Matrices print on one line as ``Matrix([[…], […]])``.
 
-    >>> sorted(describe(problem("sgd")))[:4]
+    >>> from symsgd.catalogue import case
+    >>> sorted(describe(case("sgd")))[:4]
     ['case', 'conditions', 'conditions_complete', 'cov']
     """
     start = time.perf_counter()
@@ -351,7 +245,7 @@ def show(info: dict, *, latex: bool = False, out: TextIO | None = None) -> None:
 
 
 def _derive(args) -> int:
-    item = problem(args.optimizer, args.noise, args.dim, decay=args.weight_decay)
+    item = build(args.optimizer, args.noise, args.dim, weight_decay=args.weight_decay)
     info = describe(item, lr_name=args.lr_symbol, batch_name=args.batch_symbol, env=args.env)
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
@@ -368,7 +262,7 @@ def _derive(args) -> int:
 def _verify(args) -> int:
     from ._verify import verify
 
-    item = problem(args.against, args.noise, args.dim, decay=args.weight_decay)
+    item = build(args.against, args.noise, args.dim, weight_decay=args.weight_decay)
     result = item.derive()
     target = (
         result
@@ -403,17 +297,6 @@ def _select(names: str | None) -> list[Case]:
     return [known[n] for n in wanted]
 
 
-def _crosscheck():
-    try:
-        from ._crosscheck import crosscheck
-    except ImportError:
-        try:
-            from ._simulate import crosscheck
-        except ImportError as exc:
-            raise InputError(f"`symsgd check` needs symsgd's crosscheck ({exc}).") from None
-    return crosscheck
-
-
 def _fmt(x: float) -> str:
     return f"{x:.5g}"
 
@@ -424,6 +307,7 @@ def run_check(
     seed: int = 0,
     plot: str | None = None,
     out: TextIO | None = None,
+    crosscheck: Callable | None = None,
     **simulation: Any,
 ) -> int:
     r"""Derive every case, cross-check it against a simulation of the real optimizer at the
@@ -436,7 +320,8 @@ def run_check(
     :math:`z = (\text{theory} - \text{estimate}) / \text{s.e.}`; the verdict covers all
     entries.  ``simulation`` options (``rel_se``, ``chains``, ``steps``, ``level``) go to
     ``crosscheck``; every case uses the same ``seed``, so a case checked alone reproduces its
-    line of the full run.
+    line of the full run.  ``crosscheck`` replaces :func:`symsgd.crosscheck` (same signature,
+    e.g. a stricter or a stand-in check).
 
     >>> import io
     >>> from symsgd.catalogue import case
@@ -444,7 +329,8 @@ def run_check(
     0
     """
     out = sys.stdout if out is None else out
-    crosscheck = _crosscheck()
+    if crosscheck is None:
+        from ._crosscheck import crosscheck
     simulation.setdefault("progress", False)
     header = f"{'case':<22} {'theory cov':>12} {'simulated cov ± s.e.':>24} {'z':>7}  verdict"
     print(header, file=out)

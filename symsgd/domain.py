@@ -21,26 +21,15 @@ from collections.abc import Iterable
 import numpy as np
 import sympy as sp
 
-__all__ = ["Constraint", "check_values", "problem_constraints"]
+from .symbols import lookup
 
-_ROLE = {
-    "lambda": "the learning rate",
-    "mu": "the momentum",
-    "S": "the batch size",
-    "N": "the data-set size",
-    "gamma": "the weight decay",
-    "beta_1": "Adam's first-moment decay",
-    "beta_2": "Adam's second-moment decay",
-    "epsilon": "Adam's epsilon",
-    "sigma": "the label-noise standard deviation",
-}
+__all__ = ["Constraint", "check_values", "problem_constraints"]
 
 
 def _label(symbol: sp.Symbol) -> str:
-    from .symbols import ALIASES
-
-    alias = next((a for a, s in ALIASES.items() if s == symbol and a != str(s)), None)
-    return f"{symbol} (alias {alias})" if alias else str(symbol)
+    """``"lambda (alias lr)"`` for the library's own symbols, else the name."""
+    entry = lookup(symbol)
+    return entry.label() if entry is not None else str(symbol)
 
 
 def _show(value) -> str:
@@ -91,8 +80,8 @@ def check_values(values: dict, context: str, constraints: Iterable[Constraint] =
         if arr is None:
             continue
         arrays[symbol] = arr
-        role = _ROLE.get(str(symbol))
-        why = f" ({role})" if role else " (the symbol is declared so)"
+        entry = lookup(str(symbol))  # by name: a user's own λ plays the same role
+        why = f" ({entry.description})" if entry is not None else " (the symbol is declared so)"
         if symbol.is_positive and np.any(arr <= 0):
             bad = arr[arr <= 0].ravel()[0] if arr.ndim else arr.item()
             raise ValueError(f"{context}: {_label(symbol)} must be > 0{why}; got {bad!r}.")

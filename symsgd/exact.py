@@ -24,6 +24,8 @@ except ImportError:  # pragma: no cover - exercised only without python-flint
     flint = None
 
 __all__ = [
+    "FlintRing",
+    "FlintSolution",
     "canonical",
     "factor_list",
     "flint_factor",
@@ -81,7 +83,7 @@ def solve_den(A: sp.Matrix, b: sp.Matrix, *, method: str = "auto") -> tuple[list
             if method == "flint":
                 raise _not_polynomial_error() from None
         else:
-            conv = solution.converter
+            conv = solution.ring.to_sympy
             return [conv(p) for p in solution.nums], [conv(q) for q in solution.dens]
     return _solve_domainmatrix(A, b)
 
@@ -147,23 +149,60 @@ def _solve_domainmatrix(A: sp.Matrix, b: sp.Matrix) -> tuple[list, list]:
     return nums, dens
 
 
-class _Converter:
-    """fmpz_mpoly -> sympy expression, fast.
+class FlintRing:
+    """python-flint's integer polynomials ``fmpz_mpoly`` in the generators ``gens`` (sympy
+    symbols, or powers and function applications sympy's ``Poly`` treats as generators), with
+    the one conversion each way between sympy and python-flint.
 
-    Each term is built with ``Mul._from_args`` from its coefficient and powers in sympy's
-    canonical factor order (ranked once per generator power), and the terms are joined with
-    ``Add._from_args`` (constant term first, as sympy's ``Add`` expects).  This skips the
-    flattening/sorting that makes ``Poly.as_expr`` slow on polynomials with thousands of
-    terms; the expression is mathematically identical (``expand`` restores sympy's own order).
+    * :meth:`from_poly`: a sympy ``Poly`` over ZZ or QQ in ``gens`` -> ``(fmpz_mpoly, integer
+      denominator)``;
+    * :meth:`to_sympy`: an ``fmpz_mpoly`` (of any context with as many variables) -> a sympy
+      expression, fast: each term is built with ``Mul._from_args`` from its coefficient and
+      powers in sympy's canonical factor order (ranked once per generator power), and the terms
+      are joined with ``Add._from_args`` (constant term first, as sympy's ``Add`` expects).  This
+      skips the flattening/sorting that makes ``Poly.as_expr`` slow on polynomials with
+      thousands of terms; the expression is mathematically identical (``expand`` restores
+      sympy's own order).
+
+    >>> x, y = sp.symbols("x y")
+    >>> ring = FlintRing([x, y])
+    >>> p, den = ring.from_poly(sp.Poly(x**2 / 2 - 3 * y, x, y))
+    >>> den, ring.to_sympy(p * p)
+    (2, x**4 - 12*x**2*y + 36*y**2)
     """
 
     def __init__(self, gens):
         from functools import cmp_to_key
 
         self.gens = tuple(gens)
+        names = tuple(f"x{i}" for i in range(len(self.gens))) or ("x0",)
+        #: the ``fmpz_mpoly_ctx`` (lex order; one variable ``x0`` when there are no generators)
+        self.ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
+        self.nvars = len(names)
+        self.one = self.ctx.from_dict({(0,) * self.nvars: 1})
+        self.zero = self.ctx.from_dict({})
         self._key = cmp_to_key(sp.Basic.compare)
         self._powers: dict = {}
         self._rank: dict = {}
+
+    @classmethod
+    def of(cls, exprs: list) -> tuple[FlintRing, list[sp.Poly]]:
+        """The ring of the generators sympy finds in ``exprs`` and their ``Poly`` s (raises
+        ``sympy.PolificationFailed`` when there are none)."""
+        polys, info = sp.parallel_poly_from_expr(list(exprs))
+        return cls(info["gens"]), polys
+
+    def from_poly(self, p: sp.Poly) -> tuple:
+        """``(integer polynomial, integer denominator)`` of a ZZ- or QQ-polynomial in (a
+        prefix of) :attr:`gens`."""
+        den = 1
+        if p.domain.is_QQ:
+            den, p = p.clear_denoms(convert=True)
+        data = {}
+        for monom, coeff in p.terms():
+            monom = tuple(monom) if monom else (0,) * self.nvars
+            data[monom + (0,) * (self.nvars - len(monom))] = int(coeff)
+        return self.ctx.from_dict(data), int(den)
 
     def _power(self, g, k):
         power = self._powers.get((g, k))
@@ -173,13 +212,17 @@ class _Converter:
             self._rank = {p: i for i, p in enumerate(ordered)}
         return power
 
-    def __call__(self, p) -> sp.Expr:
+    def to_sympy(self, p) -> sp.Expr:
+        """The sympy expression of the ``fmpz_mpoly`` ``p`` (its variables read as
+        :attr:`gens`, in order)."""
         from sympy.core.add import Add
         from sympy.core.mul import Mul
 
         data = p.to_dict()
         if not data:
             return sp.Integer(0)
+        if not self.gens:
+            return sp.Integer(int(sum(int(c) for c in data.values())))
         terms, constant = [], None
         for monom, coeff in data.items():
             factors = [self._power(g, k) for g, k in zip(self.gens, monom) if k]
@@ -202,20 +245,25 @@ class _Converter:
             return sp.Add(*terms)
         return Add._from_args(tuple(terms))
 
+    __call__ = to_sympy
 
-class _FlintSolution:
-    """``x_i = nums[i] / dens[i]`` with polynomials in ``fmpz_mpoly`` (each pair coprime)."""
 
-    def __init__(self, nums, dens, gens, ctx):
-        self.nums, self.dens, self.gens, self.ctx = nums, dens, gens, ctx
-        self.converter = _Converter(gens)
+class FlintSolution:
+    """``x_i = nums[i] / dens[i]`` with polynomials of a :class:`FlintRing` (each pair
+    coprime); :meth:`canonical` writes them out in sympy."""
+
+    def __init__(self, nums, dens, ring: FlintRing):
+        self.nums, self.dens, self.ring = nums, dens, ring
+        self.gens = ring.gens
 
     def _factors(self, p):
         return flint_factor(p)
 
     def canonical(self) -> tuple[list, sp.Expr]:
-        conv = self.converter
-        one = self.ctx.from_dict({(0,) * len(self.ctx.gens()): 1}) if self.gens else None
+        """``(entries, common denominator)``: every entry cancelled, its numerator and
+        denominator factored with signs oriented at :func:`reference_point`."""
+        conv = self.ring.to_sympy
+        one = self.ring.one if self.gens else None
         common = one
         for q in self.dens:
             common = common * (q / common.gcd(q))
@@ -261,36 +309,22 @@ class _FlintSolution:
         return entries, denominator
 
 
-def _flint_ring(entries: list[sp.Expr]):
-    """Numerator and denominator polynomials of ``entries`` in one python-flint ring."""
+def _flint_fractions(entries: list[sp.Expr]) -> tuple[list, FlintRing]:
+    """Numerator and denominator polynomials of ``entries`` in one :class:`FlintRing`."""
     polys, gens = _ring(entries)
-    names = tuple(f"x{i}" for i in range(len(gens))) or ("x0",)
-    ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
-    nvars = len(names)
-
-    def to_flint(p: sp.Poly):
-        """(integer polynomial, integer denominator) of a ZZ- or QQ-polynomial."""
-        den = 1
-        if p.domain.is_QQ:
-            den, p = p.clear_denoms(convert=True)
-        data = {}
-        for monom, coeff in p.terms():
-            monom = tuple(monom) if monom else (0,) * nvars
-            data[monom + (0,) * (nvars - len(monom))] = int(coeff)
-        return ctx.from_dict(data), int(den)
-
+    ring = FlintRing(gens)
     fractions = []
     for k in range(0, len(polys), 2):
-        num, c1 = to_flint(polys[k])
-        den, c2 = to_flint(polys[k + 1])
+        num, c1 = ring.from_poly(polys[k])
+        den, c2 = ring.from_poly(polys[k + 1])
         fractions.append((num * c2, den * c1))
-    return fractions, gens, ctx
+    return fractions, ring
 
 
-def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
+def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> FlintSolution:
     n = A.rows
-    fractions, gens, ctx = _flint_ring(list(A) + list(b))
-    one = ctx.from_dict({(0,) * len(ctx.gens()): 1})
+    fractions, ring = _flint_fractions(list(A) + list(b))
+    ctx, one = ring.ctx, ring.one
     rows = []
     for i in range(n):
         fracs = [fractions[i * n + j] for j in range(n)] + [fractions[n * n + i]]
@@ -308,7 +342,7 @@ def _solve_flint(A: sp.Matrix, b: sp.Matrix) -> _FlintSolution:
             row = [e / content for e in row]
         rows.append(row)
     nums, dens = bareiss_solve(rows, one)
-    return _FlintSolution(nums, dens, gens, ctx)
+    return FlintSolution(nums, dens, ring)
 
 
 def flint_factor(p) -> tuple[int, list[tuple[object, int]]]:
@@ -430,10 +464,6 @@ def cancelled(num, den, one) -> tuple:
     return num, den
 
 
-def _to_sympy(p, gens) -> sp.Expr:
-    return _Converter(gens)(p) if gens else sp.Integer(int(p.to_dict().get((0,), 0)))
-
-
 def factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, int]]]:
     """``(constant, [(factor, power), ...])`` of a polynomial expression, by python-flint's
     multivariate factorisation when possible (sympy's ``factor_list`` otherwise)."""
@@ -447,13 +477,10 @@ def factor_list(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Expr, int]]]:
     gens = info["gens"]
     if not (poly.domain.is_ZZ or poly.domain.is_QQ) or not gens:
         return sp.factor_list(expr)
-    names = tuple(f"x{i}" for i in range(len(gens)))
-    ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
-    den = 1
-    if poly.domain.is_QQ:
-        den, poly = poly.clear_denoms(convert=True)
-    content, factors = flint_factor(ctx.from_dict({tuple(m): int(c) for m, c in poly.terms()}))
-    return sp.Integer(int(content)) / den, [(_to_sympy(f, gens), int(e)) for f, e in factors]
+    ring = FlintRing(gens)
+    p, den = ring.from_poly(poly)
+    content, factors = flint_factor(p)
+    return sp.Integer(int(content)) / den, [(ring.to_sympy(f), int(e)) for f, e in factors]
 
 
 def factor_flint_free(expr: sp.Expr) -> sp.Expr:
@@ -556,10 +583,9 @@ def flint_fraction(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
     gens = sorted(expr.free_symbols, key=sp.default_sort_key)
     if not gens:
         return None
-    ctx = flint.fmpz_mpoly_ctx.get(tuple(f"x{i}" for i in range(len(gens))), "lex")
+    ring = FlintRing(gens)
     index = {g: i for i, g in enumerate(gens)}
-    one = ctx.from_dict({(0,) * len(gens): 1})
-    zero = one - one
+    one, zero, variables = ring.one, ring.zero, ring.ctx.gens()
     memo: dict = {}
 
     def reduce(n, d):
@@ -572,7 +598,7 @@ def flint_fraction(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
         if done is not None:
             return done
         if node.is_Symbol:
-            out = (ctx.gens()[index[node]], one)
+            out = (variables[index[node]], one)
         elif node.is_Rational:
             out = reduce(one * int(node.p), one * int(node.q))
         elif node.is_Add:
@@ -609,8 +635,7 @@ def flint_fraction(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
         n, d = walk(expr)
     except _Unsupported:
         return None
-    conv = _Converter(gens)
-    return conv(n), conv(d)
+    return ring.to_sympy(n), ring.to_sympy(d)
 
 
 def canonical(expr):

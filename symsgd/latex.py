@@ -38,9 +38,15 @@ from collections.abc import Mapping
 
 import sympy as sp
 
-from .exact import canonical, desqrt, oriented_factor_list, reference_point
+from .exact import (
+    FlintRing,
+    canonical,
+    desqrt,
+    oriented_factor_list,
+    reference_point,
+)
 from .modes import ModeTrace
-from .symbols import batch_size, beta1, beta2, eps, lr, momentum, weight_decay
+from .symbols import GREEK_CHARS, LATEX_GREEK, batch_size, lookup, lr
 
 __all__ = [
     "ENVIRONMENTS",
@@ -51,25 +57,12 @@ __all__ = [
     "matrix_latex",
     "render",
     "scalar_latex",
+    "structured_latex",
 ]
 
 #: the LaTeX environments :func:`render` can wrap a result in (``None``: a bare formula)
 ENVIRONMENTS = ("align", "align*", "equation", "equation*")
 
-# hyperparameters print right after the learning rate inside a product ("λ μ h")
-_HYPER = (momentum, beta1, beta2, eps, weight_decay)
-_GREEK = frozenset(
-    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu "
-    "xi pi rho sigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma "
-    "Upsilon Phi Psi Omega".split()
-)
-_GREEK_CHARS = dict(
-    zip(
-        "αβγδεζηθικλμνξπρστυφχψω",
-        "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma "
-        "tau upsilon phi chi psi omega".split(),
-    )
-)
 # sums with more terms than this are printed as they are, without factoring their coefficients
 _MAX_FACTOR_TERMS = 400
 # sums with more terms than this print straight from their monomials, grouped by powers of the
@@ -80,13 +73,15 @@ _MAX_ENTRYWISE = 1500
 
 
 def command(name: str) -> str:
-    r"""``"eta"``/``"η"`` -> ``"\eta"``; anything else (``"\eta"``, ``"B"``) is used verbatim."""
+    r"""``"eta"``/``"η"`` -> ``"\eta"`` (the Greek letters of :mod:`symsgd.symbols`); anything
+    else (``"\eta"``, ``"B"``) is used verbatim.
+
+    >>> command("η"), command("Sigma"), command("B")
+    ('\\eta', '\\Sigma', 'B')
+    """
     name = name.strip()
-    if name in _GREEK_CHARS:
-        return "\\" + _GREEK_CHARS[name]
-    if name in _GREEK:
-        return "\\" + name
-    return name
+    word = GREEK_CHARS.get(name, name)
+    return "\\" + word if word in LATEX_GREEK else name
 
 
 def _notation(lr_name: str | None, batch_name: str | None) -> dict:
@@ -185,7 +180,9 @@ class _Printer:
     # -- atoms -------------------------------------------------------------------------------
     def _sort_key(self, s: sp.Symbol):
         base = self.roots.get(s, s)
-        group = 0 if base == lr else 1 if base in _HYPER else 2
+        # hyperparameters print right after the learning rate inside a product ("λ μ h")
+        entry = lookup(base) if isinstance(base, sp.Symbol) else None
+        group = 0 if base == lr else 1 if entry is not None and entry.hyperparameter else 2
         return (group, sp.default_sort_key(base))
 
     def _latex(self, expr) -> str:
@@ -667,6 +664,101 @@ def matrix_latex(
     den = "D" if g_const.q == 1 else f"{g_const.q} D"
     body = rf"\frac{{{num}}}{{{den}}} {matrix_body}"
     return body, f"D = {printer.product(1, list(common.items()), bare=True)}"
+
+
+def structured_latex(
+    form,
+    K_name: str = "K",
+    F_name: str = "F",
+    names: dict | None = None,
+    values: dict | None = None,
+) -> tuple[str, str]:
+    r"""``(body, where)`` of a :class:`symsgd.cayley.StructuredForm`: the formula in LaTeX
+    and the definitions of :math:`D` and of the invariants :math:`e_k` of K,
+    :math:`\det(xI - K) = \sum_k (-1)^k e_k x^{n-k}`
+    (:math:`e_1 = \operatorname{tr} K`, :math:`e_n = \det K`), in which :math:`D` and the
+    :math:`g_{\alpha\beta}` are written.  ``names`` maps sympy symbols to LaTeX;
+    ``values`` are substituted parameters.
+
+    >>> import sympy as sp
+    >>> from symsgd.cayley import solve_stein
+    >>> h, c, lam = sp.symbols("h c lambda", positive=True)
+    >>> H, C = sp.Matrix([[h, 1], [1, 2]]), sp.Matrix([[c, 1], [1, 2]])
+    >>> X, den, form = solve_stein(sp.eye(2) - lam * H, lam**2 * C, "structured")
+    >>> print(structured_latex(form, "H", "C")[1])
+    D = e_{2} \left(e_{1} - e_{2} \lambda\right) \left(- 2 e_{1} \lambda + e_{2} \lambda^{2}
+    + 4\right),\quad \det(x I - H) = x^{2} - e_{1} x + e_{2}
+    """
+    uni, n = form.universal, form.universal.n
+    e = [sp.Symbol(f"e_{k}", positive=True) for k in range(1, n + 1)]
+    c = [(-1) ** (n - a) * e[n - a - 1] for a in range(n)]  # c_a = (-1)^{n-a} e_{n-a}
+    names = dict(names or {})
+
+    values = dict(values or {})
+
+    def tex(expr) -> str:
+        return sp.latex(expr.xreplace(values) if values else expr, symbol_names=names)
+
+    s_dummy = sp.Dummy("s")
+    to_sympy = FlintRing((*c, s_dummy)).to_sympy
+
+    def poly(p) -> sp.Expr:
+        return sp.expand(to_sympy(p).xreplace({s_dummy: form.s}))
+
+    const, factors = form.invariant_denominator(e, poly)
+    Kt = K_name if form.K == form.K.T else K_name + r"^{\top}"
+
+    def power(name: str, k: int) -> str:
+        if k == 0:
+            return ""
+        if k == 1:
+            return name
+        base = f"{{{name}}}" if "^" in name else name  # {K^{\top}}^{2}, not K^{\top}^{2}
+        return f"{base}^{{{k}}}"
+
+    coeffs = [poly(g) for g in uni.g]
+    # the constant of D and the integer content of the g's go into the prefactor, with
+    # the sign that makes it positive
+    content = (
+        sp.gcd_list([sp.Poly(g, *e, *g.free_symbols - set(e)).content() for g in coeffs if g != 0])
+        if e
+        else 1
+    )
+    prefactor = sp.factor(form.scale * content / const)
+    if prefactor.could_extract_minus_sign():
+        prefactor, content = -prefactor, -content
+    terms = []
+    for (a, b), coeff in zip(uni.basis, coeffs):
+        coeff = sp.expand(coeff / content)
+        if coeff == 0:
+            continue
+        word = power(K_name, a) + F_name + power(Kt, b)
+        if a != b:
+            word = rf"\left({word} + {power(K_name, b) + F_name + power(Kt, a)}\right)"
+        text = tex(coeff)
+        if coeff.is_Add:
+            text = rf"\left({text}\right)"
+        elif coeff in (1, -1):
+            text = "" if coeff == 1 else "-"
+        terms.append(f"{text} {word}".strip())
+    body = " + ".join(terms).replace("+ -", "- ")
+    D = sp.Mul(*[f**m for f, m in factors])
+    top, bottom = sp.fraction(prefactor)
+    bottom = "" if bottom == 1 else tex(bottom) + " "
+    char = "".join(
+        [f"x^{{{n}}}" if n > 1 else "x"]
+        + [
+            f" {'-' if k % 2 else '+'} e_{{{k}}}"
+            + (f" x^{{{n - k}}}" if n - k > 1 else "")
+            + (" x" if n - k == 1 else "")
+            for k in range(1, n + 1)
+        ]
+    )
+    where = rf"D = {tex(D)},\quad \det(x I - {K_name}) = {char}"
+    for name, matrix in ((K_name, form.K), (F_name, form.F)):
+        if name in ("K", "F"):  # not the problem's own H or C: say what it is
+            where += rf",\quad {name} = {tex(matrix)}"
+    return rf"\frac{{{tex(top)}}}{{{bottom}D}}\Bigl[{body}\Bigr]", where
 
 
 def render(

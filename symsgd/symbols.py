@@ -19,6 +19,10 @@ import sympy as sp
 
 __all__ = [
     "ALIASES",
+    "GREEK_CHARS",
+    "GREEK_LETTERS",
+    "GREEK_WORDS",
+    "LATEX_GREEK",
     "REGISTRY",
     "LibrarySymbol",
     "batch_size",
@@ -70,6 +74,12 @@ class LibrarySymbol:
     latex: str
     #: values of a decay or momentum lie in [0, 1) for a stationary law to exist
     unit_interval: bool = False
+    #: an optimizer hyperparameter: printed right after the learning rate in a product
+    #: (``\lambda \mu h``)
+    hyperparameter: bool = False
+    #: further names a hand formula may use for it (``eta`` for the learning rate, ``B`` for
+    #: the batch size); the name and the alias are always accepted
+    spellings: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -83,14 +93,36 @@ class LibrarySymbol:
 
 #: every library symbol, in the order they are documented
 REGISTRY: tuple[LibrarySymbol, ...] = (
-    LibrarySymbol(lr, "lr", "the learning rate", r"\lambda"),
-    LibrarySymbol(momentum, "momentum", "the momentum", r"\mu", unit_interval=True),
-    LibrarySymbol(batch_size, "batch_size", "the batch size", "S"),
+    LibrarySymbol(lr, "lr", "the learning rate", r"\lambda", spellings=("eta", "learning_rate")),
+    LibrarySymbol(
+        momentum,
+        "momentum",
+        "the momentum",
+        r"\mu",
+        unit_interval=True,
+        hyperparameter=True,
+        spellings=("beta",),
+    ),
+    LibrarySymbol(batch_size, "batch_size", "the batch size", "S", spellings=("B",)),
     LibrarySymbol(dataset_size, "dataset_size", "the data-set size", "N"),
-    LibrarySymbol(weight_decay, "weight_decay", "the weight decay", r"\gamma"),
-    LibrarySymbol(beta1, "beta1", "Adam's first-moment decay", r"\beta_1", unit_interval=True),
-    LibrarySymbol(beta2, "beta2", "Adam's second-moment decay", r"\beta_2", unit_interval=True),
-    LibrarySymbol(eps, "eps", "Adam's epsilon", r"\epsilon"),
+    LibrarySymbol(weight_decay, "weight_decay", "the weight decay", r"\gamma", hyperparameter=True),
+    LibrarySymbol(
+        beta1,
+        "beta1",
+        "Adam's first-moment decay",
+        r"\beta_1",
+        unit_interval=True,
+        hyperparameter=True,
+    ),
+    LibrarySymbol(
+        beta2,
+        "beta2",
+        "Adam's second-moment decay",
+        r"\beta_2",
+        unit_interval=True,
+        hyperparameter=True,
+    ),
+    LibrarySymbol(eps, "eps", "Adam's epsilon", r"\epsilon", hyperparameter=True),
     LibrarySymbol(label_noise, "label_noise", "the label-noise standard deviation", r"\sigma"),
 )
 
@@ -121,3 +153,34 @@ def canonical_name(name: str) -> str:
     """Map a Python alias (``"lr"``) to the symbol's own name (``"lambda"``); other names pass."""
     symbol = ALIASES.get(name)
     return str(symbol) if symbol is not None else name
+
+
+# --------------------------------------------------------------------------------------------
+# Greek letters: how formulas spell them (read by symsgd.parsing, printed by symsgd.latex)
+# --------------------------------------------------------------------------------------------
+
+#: the lower-case Greek letters by name, in alphabetical order (as sympy and LaTeX spell them)
+GREEK_LETTERS: tuple[str, ...] = tuple(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
+    "sigma tau upsilon phi chi psi omega".split()
+)
+#: the upper-case Greek letters that differ from Latin ones (LaTeX has a command for each)
+_GREEK_CAPITALS = tuple("Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split())
+#: LaTeX's variant forms
+_GREEK_VARIANTS = ("varepsilon", "vartheta", "varphi", "varrho", "varsigma")
+
+#: Unicode Greek character -> its name (``"λ"`` -> ``"lambda"``, ``"Σ"`` -> ``"Sigma"``)
+GREEK_CHARS: dict[str, str] = {
+    **dict(zip("αβγδεζηθικλμνξοπρστυφχψω", GREEK_LETTERS, strict=True)),
+    # variant glyphs (µ is the micro sign)
+    **{"ϵ": "epsilon", "ϑ": "theta", "ϕ": "phi", "ϱ": "rho", "ς": "sigma", "µ": "mu"},
+    **dict(zip("ΓΔΘΛΞΠΣΥΦΨΩ", _GREEK_CAPITALS, strict=True)),
+}
+#: the LaTeX commands of Greek letters, without the backslash (there is no ``\omicron``)
+LATEX_GREEK: frozenset[str] = frozenset(
+    {n for n in GREEK_LETTERS if n != "omicron"} | set(_GREEK_CAPITALS) | set(_GREEK_VARIANTS)
+)
+#: every word that names a Greek letter: the names, capitalised, and LaTeX's variants
+GREEK_WORDS: frozenset[str] = frozenset(
+    set(GREEK_LETTERS) | {n.capitalize() for n in GREEK_LETTERS} | set(_GREEK_VARIANTS)
+)

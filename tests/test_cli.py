@@ -3,8 +3,6 @@ streams, in-process ``main([...])`` for the many problem combinations."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import subprocess
 import sys
@@ -14,11 +12,10 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
-from symsgd._verify import verify
-from symsgd.catalogue import CATALOGUE, case
-from symsgd.cli import MAX_MINIBATCH_DIM, OPTIMIZERS, main, problem, run_check
-
-cli_module = importlib.import_module("symsgd.cli")
+import symsgd.cli as cli_module
+from symsgd import verify
+from symsgd.catalogue import CATALOGUE, MAX_MINIBATCH_DIM, OPTIMIZERS, build, case
+from symsgd.cli import main, run_check
 
 
 def symsgd(*args: str) -> subprocess.CompletedProcess:
@@ -143,8 +140,8 @@ def test_every_optimizer_derives(name, options, capsys):
     assert main(["derive", name, "--json", *options]) == 0
     info = json.loads(capsys.readouterr().out)
     noise = "minibatch" if "minibatch" in options else "additive"
-    item = problem(
-        name, noise, dim=2 if "--dim" in options else 1, decay="--weight-decay" in options
+    item = build(
+        name, noise, dim=2 if "--dim" in options else 1, weight_decay="--weight-decay" in options
     )
     assert info["case"] == item.name
     assert info["cov"] and info["latex"] and info["conditions"]
@@ -159,12 +156,35 @@ def test_catalogue_names_are_accepted(capsys):
 
 
 def test_problems_match_the_catalogue():
-    assert problem("sgd") is case("sgd")
-    assert problem("heavy-ball", "minibatch") is case("heavy-ball-minibatch")
-    assert problem("sgd", decay=True) is case("sgd-weight-decay")
-    built = problem("preconditioned", dim=3)
+    assert build("sgd") is case("sgd")
+    assert build("heavy-ball", "minibatch") is case("heavy-ball-minibatch")
+    assert build("sgd", weight_decay=True) is case("sgd-weight-decay")
+    built = build("preconditioned", dim=3)
     assert built.optimizer.P == sp.diag(*sp.symbols("p_1:4", positive=True))
     assert built.params == {}
+    assert built.landscape == ss.Quadratic.diagonal(3)
+    decayed = build("nesterov", "minibatch", 2, weight_decay=True)
+    assert decayed.name == "nesterov-minibatch-weight-decay-d2"
+    assert decayed.optimizer.weight_decay == ss.weight_decay
+    assert isinstance(decayed.noise, ss.MinibatchNoise)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("sgd", "pink"), {}, r"unknown noise 'pink'; choose one of additive, minibatch"),
+        (("sgd", "additive", 0), {}, r"--dim must be a positive integer; got 0"),
+        (("sgd", "additive", 1.5), {}, r"--dim must be a positive integer; got 1.5"),
+        (("rmsprop",), {}, r"unknown optimizer 'rmsprop'; choose one of sgd, heavy-ball"),
+        (("sgd-minibatch", "minibatch"), {}, r"catalogue case with its own noise"),
+        (("sgd-minibatch",), {"weight_decay": True}, r"catalogue case with its own noise"),
+        (("sgd", "minibatch", MAX_MINIBATCH_DIM + 1), {}, r"capped at 3 for minibatch noise"),
+        (("sgd", "additive", 9), {}, r"--dim is capped at 8; got 9"),
+    ],
+)
+def test_build_refuses_bad_input_with_a_message_naming_what_is_allowed(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build(*args, **kwargs)
 
 
 def test_derive_latex_notation_and_environment(capsys):
@@ -203,9 +223,9 @@ def test_verify_other_readouts(capsys):
     assert "could not parse" in capsys.readouterr().err
 
 
-def test_check_fails_when_a_crosscheck_fails(monkeypatch, capsys):
+def test_check_fails_when_a_crosscheck_fails(capsys):
     """Exit code 1 and the failing report printed (a stand-in crosscheck that always fails)."""
-    real = cli_module._crosscheck()
+    real = ss.crosscheck
 
     def failing(result, params, **kwargs):
         report = real(result, params, **kwargs)
@@ -217,8 +237,7 @@ def test_check_fails_when_a_crosscheck_fails(monkeypatch, capsys):
             __str__=lambda: "stand-in failure",
         )
 
-    monkeypatch.setattr(cli_module, "_crosscheck", lambda: failing)
-    assert run_check([case("sgd")], seed=0) == 1
+    assert run_check([case("sgd")], seed=0, crosscheck=failing) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "0/1 cross-checks passed; failed: sgd" in out
 
@@ -281,7 +300,7 @@ def test_json_expressions_sympify_back_to_the_library_result(name, noise, dim, d
     argv += (["--dim", str(dim)] if dim > 1 else []) + (["--weight-decay"] if decay else [])
     assert main(argv) == 0
     info = json.loads(capsys.readouterr().out)
-    result = problem(name, noise, dim, decay=decay).derive()
+    result = build(name, noise, dim, weight_decay=decay).derive()
     for key, expected in (
         ("cov", result.cov),
         ("loss", result.loss),
@@ -380,8 +399,3 @@ def test_list(capsys):
 def test_help_exits_zero(capsys):
     assert main(["--help"]) == 0
     assert "derive" in capsys.readouterr().out
-
-
-def test_doctests():
-    failures, tried = doctest.testmod(cli_module)
-    assert tried > 0 and failures == 0

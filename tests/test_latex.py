@@ -3,8 +3,6 @@ function it was printed from, and look the way a paper would write it."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import re
 import time
 
@@ -12,13 +10,12 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
-from symsgd._verify import parse_formula, verify
+from symsgd import parse_formula, verify
 from symsgd.catalogue import CATALOGUE, case, h
 from symsgd.landscapes import symmetric_matrix
 from symsgd.latex import matrix_function_latex, matrix_latex, render, scalar_latex
 from symsgd.symbols import batch_size, lr, momentum
 
-latex_module = importlib.import_module("symsgd.latex")
 c = sp.Symbol("c", positive=True)
 MODE_CASES = [case for case in CATALOGUE if case.landscape.eigenmode]
 
@@ -273,8 +270,3 @@ def test_shared_denominator_is_pulled_out():
 
 def test_render_unwraps_one_by_one_matrices():
     assert render("x", sp.Matrix([[lr * c]])) == r"\lambda c"
-
-
-def test_doctests():
-    failures, tried = doctest.testmod(latex_module)
-    assert tried > 0 and failures == 0

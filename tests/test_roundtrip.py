@@ -18,7 +18,7 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
-from symsgd._verify import verify
+from symsgd import verify
 from symsgd.catalogue import CATALOGUE
 from symsgd.landscapes import symmetric_matrix
 

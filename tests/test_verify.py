@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import re
 import time
 from dataclasses import dataclass
@@ -14,11 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symsgd as ss
-from symsgd._verify import Verdict, parse_formula, verify
+from symsgd import Verdict, parse_formula, verify
 from symsgd.symbols import batch_size, dataset_size, lr, momentum
 
-verify_module = importlib.import_module("symsgd._verify")
-parsing_module = importlib.import_module("symsgd.parsing")
 h, c = sp.symbols("h c", positive=True)
 mu = momentum
 
@@ -599,13 +595,6 @@ def test_exact_route_respects_the_time_budget(monkeypatch):
     assert verdict.equal and verdict.method == "numeric"
 
 
-def test_docstring_examples():
-    failures, tried = doctest.testmod(
-        verify_module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-    )
-    assert tried > 0 and failures == 0
-
-
 def test_counterexamples_for_a_bare_expression_stay_where_its_denominators_keep_their_sign():
     """Without ``conditions`` the sampler must not report a point outside the stability region
     (where the derived "variance" is negative)."""
@@ -784,17 +773,17 @@ def test_nesting_up_to_the_limit_is_read():
     )
 
 
-def test_the_timeout_covers_parsing(monkeypatch):
-    real = parsing_module._Parser.parse
-
-    def slow_parse(self):
-        time.sleep(30)
-        return real(self)
-
-    monkeypatch.setattr(parsing_module._Parser, "parse", slow_parse)
+def test_the_timeout_covers_parsing():
+    # reading this formula computes the determinant of a 9×9 matrix of polynomials, which takes
+    # far longer than the timeout: the reading itself is interrupted
+    rows = ", ".join(
+        "[" + ", ".join(f"(h + {i}c + {j}λ)^{i + j + 1}" for j in range(9)) + "]" for i in range(9)
+    )
     start = time.perf_counter()
-    with pytest.raises(ValueError, match=r"longer than timeout=0\.3 s"):
-        verify("λ c/(h(2-λh))", SGD_RESULT, timeout=0.3)
+    with pytest.raises(
+        ValueError, match=r"reading the hand formula took longer than timeout=0\.3 s"
+    ):
+        verify(f"det(Matrix([{rows}])) + λ c/(h(2-λh))", SGD_RESULT, timeout=0.3)
     assert time.perf_counter() - start < 5
 
 
