@@ -107,8 +107,11 @@ def test_report_table_plot_and_assert(sgd):
 
 
 def test_crosscheck_rejects_unstable_points(sgd):
-    with pytest.raises(ss.UnstableError, match=r"h\*lambda < 2"):
+    """The simulator reports ρ at the values; the result's own conditions name the failing one."""
+    with pytest.raises(ss.UnstableError, match=r"h\*lambda < 2") as info:
         crosscheck(sgd, {lr: 2.5, h: 1.0, c: 0.5})
+    assert info.value.rho == pytest.approx(2.25)  # (1 − 2.5)²
+    assert str(info.value.condition) == "h*lambda < 2"
 
 
 def test_sweep_in_local_processes(sgd):
