@@ -5,10 +5,10 @@
 
 Reports, all measured in this process:
 
-* scalar SGD with additive Gaussian noise: chain-steps/s of :func:`symsgd.run` on one
-  thread and on all cores, against two baselines — a plain Python loop (one chain at a time,
-  ``random.gauss``) and a straightforward numpy loop (all chains in one array, fresh arrays for
-  every operation, one thread);
+* scalar SGD with additive Gaussian noise: chain-steps/s of the runner
+  (``symsgd._simulate.run``, a prepared problem) on one thread and on all cores, against two
+  baselines — a plain Python loop (one chain at a time, ``random.gauss``) and a straightforward
+  numpy loop (all chains in one array, fresh arrays for every operation, one thread);
 * a d = 10 online linear regression with minibatch noise (S = 8): chain-steps/s;
 * tracemalloc peak memory for 10³ and 10⁵ steps (it must not grow with the number of steps).
 
