@@ -38,6 +38,7 @@ from typing import Any
 import mpmath
 import sympy as sp
 
+from ._result import LATEX_LHS
 from ._util import substitute, symbols_in
 from .modes import ModeTrace
 from .numeric import mpmath_evaluator
@@ -171,18 +172,14 @@ def _mode_note(matrices: dict[str, sp.Expr], used: set[str]) -> str:
     )
 
 
-#: left-hand sides :meth:`symsgd.Stationary.latex` prints, and the readout each names
-_LHS_READOUT = {
-    r"\Sigma": "cov",
+#: the readouts of a result, by name
+_READOUTS = tuple(LATEX_LHS)
+#: left-hand sides :meth:`symsgd.Stationary.latex` prints (white space removed), and the
+#: readout each names; the state covariance Σ_z of a structured form is ``cov`` too
+_LHS_READOUT = {re.sub(r"\s+", "", lhs): name for name, lhs in LATEX_LHS.items()} | {
     r"\Sigma_z": "cov",
     r"\Sigma_{z}": "cov",
-    r"\operatorname{Var}[v]": "velocity_cov",
-    r"\operatorname{Cov}(\theta,v)": "cross_cov",
-    r"\barC": "noise_cov",
-    r"\mathbb{E}[L]": "loss",
-    r"\mathbb{E}[L_{\text{test}}]": "test_loss",
 }
-_READOUTS = ("cov", "velocity_cov", "cross_cov", "noise_cov", "loss", "test_loss")
 
 
 #: the numeric route keeps this many of the ``digits`` for rounding: values closer than

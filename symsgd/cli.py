@@ -53,6 +53,7 @@ import sympy as sp
 
 from .catalogue import CATALOGUE, MAX_MINIBATCH_DIM, NOISES, OPTIMIZERS, Case, build
 from .errors import UnstableError
+from .latex import ENVIRONMENTS
 from .noise import MinibatchNoise
 from .symbols import lookup
 
@@ -547,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--env",
         default=None,
-        choices=("align", "align*", "equation", "equation*"),
+        choices=ENVIRONMENTS,
         help="wrap the LaTeX in this environment",
     )
     p.set_defaults(func=_derive)

@@ -378,18 +378,17 @@ class NumericFunction:
             if self.unstable == "raise" and not np.all(holds):
                 flat = np.broadcast_arrays(*args, holds)
                 idx = np.flatnonzero(~flat[-1].ravel())[0]
-                point = {
-                    str(s): float(a.ravel()[idx]) for s, a in zip(self._cond_symbols, flat[:-1])
-                }
+                at = {s: float(a.ravel()[idx]) for s, a in zip(self._cond_symbols, flat[:-1])}
                 from .stability import advice
 
-                at = {s: float(a.ravel()[idx]) for s, a in zip(self._cond_symbols, flat[:-1])}
-                raise UnstableError(
-                    f"no stationary law at {point}: the condition {sp.sstr(cond)} fails "
-                    f"({np.size(holds) - np.count_nonzero(holds)} of {np.size(holds)} points). "
-                    f"{advice(cond, at)} Or lambdify(unstable='nan') to get NaN.",
+                failing = np.size(holds) - np.count_nonzero(holds)
+                count = f"It fails at {failing} of {np.size(holds)} points. "
+                raise UnstableError.at(
+                    "lambdify()",
+                    at,
                     condition=cond,
-                    values=point,
+                    advice=f"{count if np.size(holds) > 1 else ''}{advice(cond, at)} Or "
+                    "lambdify(unstable='nan') to get NaN.",
                 )
             ok = ok & holds
         return None if np.all(ok) else ~ok
@@ -407,14 +406,13 @@ class NumericFunction:
             if rho < 1:
                 continue
             if self.unstable == "raise":
-                shown = {str(s): v for s, v in point.items()}
-                raise UnstableError(
-                    f"no stationary law at {shown}: the spectral radius of the second-moment "
-                    f"map is {rho:.6g} ≥ 1 there (the symbolic conditions are incomplete for "
-                    f"this problem, so it is checked numerically). Lower the learning rate, "
-                    f"or lambdify(unstable='nan') to get NaN.",
-                    condition=None,
-                    values=shown,
+                raise UnstableError.at(
+                    "lambdify()",
+                    point,
+                    rho=rho,
+                    advice="The symbolic conditions are incomplete for this problem, so it is "
+                    "checked numerically. Lower the learning rate, or lambdify(unstable='nan') "
+                    "to get NaN.",
                 )
             ok[idx] = False
         return ok
