@@ -270,3 +270,18 @@ def test_shared_denominator_is_pulled_out():
 
 def test_render_unwraps_one_by_one_matrices():
     assert render("x", sp.Matrix([[lr * c]])) == r"\lambda c"
+
+
+def test_greek_notation_comes_from_the_symbol_registry():
+    """latex's notation options and parsing read the same Greek tables (symsgd.symbols)."""
+    from symsgd.latex import command
+    from symsgd.symbols import GREEK_CHARS, LATEX_GREEK
+
+    for char, name in GREEK_CHARS.items():
+        expected = "\\" + name if name in LATEX_GREEK else char  # there is no \omicron
+        assert command(char) == expected, char
+        if name in LATEX_GREEK:
+            assert command(name) == "\\" + name
+            # what latex prints, parsing reads back as the same letter
+            assert parse_formula(command(name)) == parse_formula(char)
+    assert command("B") == "B" and command(r"\tilde{\eta}") == r"\tilde{\eta}"

@@ -848,3 +848,31 @@ def test_latex_details_read_as_typeset(text, meant):
 def test_ambiguous_latex_is_refused_not_guessed(text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_formula(text)
+
+
+def test_every_library_name_alias_and_spelling_reads_as_its_symbol():
+    """The names a hand formula may use come from the one registry in symsgd.symbols."""
+    from symsgd.symbols import REGISTRY
+
+    for entry in REGISTRY:
+        for name in (entry.name, entry.alias, *entry.spellings):
+            assert parse_formula(name) == entry.symbol, (name, entry.alias)
+            # the same spellings pick the result's own symbol in context
+            assert parse_formula(f"2*{name}", symbols=[entry.symbol, h]) == 2 * entry.symbol
+
+
+def test_mpmath_lambdify_and_verify_evaluate_alike():
+    """lambdify(backend="mpmath") uses the evaluator verify compares with: it agrees with the
+    numpy backend, and with exact rational arithmetic to the working precision."""
+    import mpmath
+
+    result = ss.stationary(ss.HeavyBall(lr, mu), ss.Quadratic(h), ss.AdditiveNoise(c))
+    point = {"lr": 0.375, "momentum": 0.25, "h": 1.5, "c": 0.75}  # exact in binary
+    fast = float(result.lambdify()(**point))
+    exact = result.cov.subs({lr: sp.Rational(3, 8), mu: sp.Rational(1, 4), h: sp.Rational(3, 2)})
+    exact = exact.subs(c, sp.Rational(3, 4))
+    assert exact.is_Rational
+    with mpmath.workdps(40):
+        precise = result.lambdify(backend="mpmath")(**point)
+        assert abs(precise - mpmath.mpf(exact.p) / exact.q) < mpmath.mpf(10) ** -35
+    assert abs(float(precise) - fast) <= 1e-12 * abs(fast)
