@@ -506,4 +506,3 @@ def assert_crosscheck(result, params: Mapping | None = None, **kwargs) -> CrossC
     return report
 
 
-from ._sweep import Sweep, sweep  # noqa: E402, F401  (until symsgd/__init__ imports from _sweep)

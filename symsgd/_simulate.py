@@ -142,7 +142,7 @@ def _run_block(
     rng = np.random.Generator(np.random.PCG64(seed))
     grad = problem.oracle.make(rng, n)
     precondition = problem.precondition()
-    step = problem.stepper.step
+    step, readout = problem.stepper.step, problem.stepper.readout
     d = problem.dim
     centre = problem.theta_min[:, None]
     centred = bool(np.any(centre))
@@ -157,11 +157,11 @@ def _run_block(
         for t in range(1, burn_in + 1):
             state = step(state, grad, precondition)
             if t % every == 0:
-                _check(state[0], t, report, n * every)
-        previous = state[0]
+                _check(readout(state), t, report, n * every)
+        previous = readout(state)
         for t in range(1, steps + 1):
             state = step(state, grad, precondition)
-            theta = state[0]
+            theta = readout(state)
             delta = np.subtract(theta, centre, out=tmp) if centred else theta
             m1 += delta
             if d == 1:
@@ -176,7 +176,7 @@ def _run_block(
             previous = theta
             if (burn_in + t) % every == 0:
                 _check(theta, burn_in + t, report, n * every)
-        _check(state[0], burn_in + steps, report, n * ((burn_in + steps) % every))
+        _check(readout(state), burn_in + steps, report, n * ((burn_in + steps) % every))
     return m1 / steps, s2 / steps, sv / steps
 
 
