@@ -20,8 +20,11 @@ def state_space(
     P=None,
     wd: float = 0.0,
     beta1: float = 0.0,
+    nu: float = 0.0,
+    ema: float = 0.0,
 ):
-    """(M, B, K) of z' = M z + B ξ for the optimizer ``name`` (typed in by hand)."""
+    """(M, B, K) of z' = M z + B ξ for the optimizer ``name`` (typed in by hand); θ is the first
+    block of z, except for ``"ema-<inner>"``, whose reported θ̄ is the last block."""
     d = H.shape[0]
     I, Z = np.eye(d), np.zeros((d, d))
     P = I if P is None else P
@@ -41,15 +44,31 @@ def state_space(
             [[I - lr * (1 - beta1) * P @ G, -lr * beta1 * P], [(1 - beta1) * G, beta1 * I]]
         )
         return M, np.vstack([-lr * (1 - beta1) * P, (1 - beta1) * I]), np.hstack([I, Z])
+    if name == "qhm":
+        # m' = μ m + (1-μ)(G θ + ξ);  θ' = θ - lr P((1-ν)(G θ + ξ) + ν m')
+        fresh = (1 - nu) + nu * (1 - mu)  # weight of this step's gradient in the step
+        M = np.block([[I - lr * fresh * P @ G, -lr * nu * mu * P], [(1 - mu) * G, mu * I]])
+        return M, np.vstack([-lr * fresh * P, (1 - mu) * I]), np.hstack([I, Z])
+    if name.startswith("ema-"):
+        # the inner (M, B, K) on (z, θ̄), θ̄' = β θ̄ + (1-β) θ' with θ = the inner's first block
+        Mi, Bi, Ki = state_space(name[4:], H, lr, mu=mu, P=P, wd=wd, beta1=beta1, nu=nu)
+        n = Mi.shape[0]
+        R = np.hstack([I, np.zeros((d, n - d))])
+        M = np.block([[Mi, np.zeros((n, d))], [(1 - ema) * R @ Mi, ema * I]])
+        return M, np.vstack([Bi, (1 - ema) * R @ Bi]), np.hstack([Ki, Z])
     raise ValueError(name)
+
+
+def _theta(name: str, S: np.ndarray, d: int) -> np.ndarray:
+    """The reported block of a state second moment (the average θ̄ for ``"ema-…"``)."""
+    return S[-d:, -d:] if name.startswith("ema-") else S[:d, :d]
 
 
 def additive_cov(name, H, C, lr, **kw) -> np.ndarray:
     """Stationary Var θ with additive noise, by scipy's Lyapunov solver."""
     M, B, _ = state_space(name, H, lr, **kw)
     S = solve_discrete_lyapunov(M, B @ C @ B.T)
-    d = H.shape[0]
-    return S[:d, :d]
+    return _theta(name, S, H.shape[0])
 
 
 def gaussian_minibatch_cov(name, A, sigma2, S, lr, iterations=20000, **kw) -> np.ndarray:
@@ -67,8 +86,7 @@ def gaussian_minibatch_cov(name, A, sigma2, S, lr, iterations=20000, **kw) -> np
             Sz = new
             break
         Sz = new
-    d = A.shape[0]
-    return Sz[:d, :d]
+    return _theta(name, Sz, A.shape[0])
 
 
 def enumerated_batch_cov(X: np.ndarray, y: np.ndarray, S: int, lr: float, replacement: bool):
