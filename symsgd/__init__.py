@@ -8,8 +8,8 @@ c*lambda*(mu + 1)/(h*(1 - mu)*(-h*lambda + 2*mu + 2))
 
 from ._crosscheck import CrossCheck, assert_crosscheck, crosscheck
 from ._simulate import BurnInWarning, Simulation, simulate
-from ._sweep import Sweep, sweep
 from ._stationary import ContinuousTime, Stationary, stationary
+from ._sweep import Sweep, sweep
 from ._verify import Verdict, parse_formula, verify
 from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
 from .errors import InternalError, UnstableError
