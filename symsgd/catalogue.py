@@ -18,8 +18,10 @@ import sympy as sp
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .optimizers import (
+    QHM,
     SGD,
     Adam,
+    Averaged,
     DampedNewton,
     HeavyBall,
     NaturalGradient,
@@ -44,6 +46,10 @@ h = sp.Symbol("h", positive=True)
 c = sp.Symbol("c", positive=True)
 a = sp.Symbol("a", positive=True)
 p = sp.Symbol("p", positive=True)
+#: QHM's weight ν of the momentum buffer in the step
+nu = sp.Symbol("nu", nonnegative=True)
+#: the decay β of an exponential moving average of the iterates
+ema = sp.Symbol("beta", nonnegative=True)
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,22 @@ CATALOGUE: tuple[Case, ...] = (
         LinearRegression(a, label_variance=label_noise**2),
         MinibatchNoise(batch_size),
         {lr: 0.2, momentum: 0.5, a: 1.5, label_noise: 0.8, batch_size: 2},
+    ),
+    Case(
+        "qhm",
+        "quasi-hyperbolic momentum",
+        QHM(lr, momentum, nu),
+        Quadratic.commuting(h),
+        AdditiveNoise(c),
+        {lr: 0.5, momentum: 0.6, nu: 0.7, h: 1.5, c: 0.7},
+    ),
+    Case(
+        "ema-sgd",
+        "SGD, moving average of the iterates",
+        Averaged(SGD(lr), ema),
+        Quadratic.commuting(h),
+        AdditiveNoise(c),
+        {lr: 0.5, ema: 0.6, h: 1.5, c: 0.7},
     ),
 )
 
