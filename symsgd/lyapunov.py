@@ -51,7 +51,7 @@ import sympy as sp
 
 from .certify import Certificate, certify, certify_stationary, probe_symbols
 from .errors import InternalError
-from .exact import canonical, desqrt, solve_canonical
+from .exact import desqrt, solve_canonical
 from .moments import NumericMap, from_halfvec, halfvec_operator_system, halfvec_system
 from .recursion import LinearRecursion
 
@@ -423,7 +423,7 @@ class EigenmodeSolver(Solver):
         d = r.landscape.dim
         Q0 = r.noise_cov(sp.zeros(d, d))
         S = sp.zeros(r.n, r.n)
-        common = sp.Integer(1)
+        denominators = []
         exact = ExactSolver()
         for k, rows in enumerate(blocks):
             M = sp.Matrix(r.M).extract(rows, rows)
@@ -436,8 +436,20 @@ class EigenmodeSolver(Solver):
             for i, a in enumerate(rows):
                 for j, b in enumerate(rows):
                     S[a, b] = one.state_cov[i, j]
-            common = sp.lcm(common, one.denominator)
-        return Solution(sp.ImmutableMatrix(S), canonical(common), self.name)
+            denominators.append(one.denominator)
+        return Solution(sp.ImmutableMatrix(S), _common_denominator(denominators), self.name)
+
+
+def _common_denominator(denominators: list) -> sp.Expr:
+    """The lcm of factored, oriented denominators (:func:`symsgd.exact.solve_canonical`): each
+    factor at its highest power (numeric constants dropped)."""
+    powers: dict = {}
+    for den in denominators:
+        for factor in sp.Mul.make_args(den):
+            base, e = factor.as_base_exp()
+            if not base.is_number:
+                powers[base] = max(powers.get(base, 0), e)
+    return sp.Mul(*[b**e for b, e in powers.items()])
 
 
 def _mode_blocks(r: LinearRecursion) -> list[list[int]] | None:
