@@ -27,7 +27,7 @@ import sympy as sp
 from ._util import substitute, symbols_in
 from .domain import check_values
 from .exact import canonical
-from .latex import command, layout, render
+from .latex import command, layout, render, structured_latex
 from .lyapunov import Solution
 from .numeric import NumericFunction, lambdify_result, resolve_values
 
@@ -372,7 +372,7 @@ class Result:
         F_name = "C" if C is not None and form.F == sp.ImmutableMatrix(C) else "F"
         lhs = self._state_name()
         names = {self._lr_symbol(): command(lr_name)} if lr_name else {}
-        body, where = form.latex(K_name, F_name, names, self.values)
+        body, where = structured_latex(form, K_name, F_name, names, self.values)
         return layout(lhs, body, where, env)
 
     def lambdify(

@@ -8,9 +8,9 @@ import pytest
 import sympy as sp
 
 import symsgd as ss
-from symsgd.catalogue import CATALOGUE, a, c, h, p
+from symsgd.catalogue import CATALOGUE, a, c, ema, h, nu, p
 from symsgd.landscapes import symmetric_matrix
-from symsgd.stability import spectral_radius
+from symsgd.moments import spectral_radius
 from tests.oracles import additive_cov, gaussian_minibatch_cov
 
 lam, mu = ss.lr, ss.momentum
@@ -36,8 +36,12 @@ def _oracle(case, values):
     name = case.name.replace("-weight-decay", "").replace("-minibatch", "")
     lr_ = float(values[lam])
     kw = {}
-    if name in ("heavy-ball", "nesterov"):
+    if name in ("heavy-ball", "nesterov", "qhm"):
         kw["mu"] = float(values[mu])
+    if name == "qhm":
+        kw["nu"] = float(values[nu])
+    if name.startswith("ema-"):
+        kw["ema"] = float(values[ema])
     if name == "adam":
         kw["beta1"] = float(values[ss.beta1])
         kw["P"] = np.array([[1 / (np.sqrt(float(values[c])) + float(values[ss.eps]))]])
