@@ -7,6 +7,7 @@ c*lambda*(mu + 1)/(h*(1 - mu)*(-h*lambda + 2*mu + 2))
 """
 
 from ._crosscheck import CrossCheck, assert_crosscheck, crosscheck
+from ._result import Result
 from ._simulate import BurnInWarning, Simulation, simulate
 from ._stationary import ContinuousTime, Stationary, stationary
 from ._sweep import Sweep, sweep
@@ -65,6 +66,7 @@ __all__ = [
     "Optimizer",
     "Preconditioned",
     "Quadratic",
+    "Result",
     "Simulation",
     "Stationary",
     "Sweep",
