@@ -504,5 +504,3 @@ def assert_crosscheck(result, params: Mapping | None = None, **kwargs) -> CrossC
     if not report.passed:
         raise AssertionError("\n" + str(report))
     return report
-
-
