@@ -59,7 +59,7 @@ def certificate_only(result) -> float:
     if result.closure:
         return best(lambda: certify_modes(result), 1)[1]
     rec = result.recursion
-    return best(lambda: certify_stationary(rec, result._state_cov), 1)[1]
+    return best(lambda: certify_stationary(rec, result.solution.state_cov), 1)[1]
 
 
 def main() -> None:

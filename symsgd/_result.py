@@ -331,23 +331,12 @@ class Result:
         if value is None:
             raise ValueError(f"this result has no {what!r}.")
         names = self.mode_names() if what not in ("loss", "test_loss") else {}
-        denominator = self.denominator if what == "cov" else None
         if lr:
-            value, denominator = self._library_lr(value), self._library_lr(denominator)
+            value = self._library_lr(value)
         try:
-            return render(
-                lhs,
-                value,
-                names=names,
-                denominator=denominator,
-                env=env,
-                lr_name=lr,
-                batch_name=batch,
-            )
+            return render(lhs, value, names=names, env=env, lr_name=lr, batch_name=batch)
         except (sp.PolynomialError, sp.PolificationFailed, sp.GeneratorsNeeded):
-            return render(
-                lhs, value, denominator=denominator, env=env, lr_name=lr, batch_name=batch
-            )
+            return render(lhs, value, env=env, lr_name=lr, batch_name=batch)
 
     @property
     def denominator(self) -> sp.Expr:

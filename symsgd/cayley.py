@@ -55,6 +55,7 @@ from .exact import (
     flint_factor,
     reference_point,
 )
+from .moments import from_halfvec
 
 try:
     import flint
@@ -121,19 +122,6 @@ class StructuredForm:
                 f, const = sp.expand(-f), const * (-1) ** m
             oriented.append((f, m))
         return const, oriented
-
-    def latex(
-        self,
-        K_name: str = "K",
-        F_name: str = "F",
-        names: dict | None = None,
-        values: dict | None = None,
-    ) -> tuple[str, str]:
-        """Kept for callers not yet moved to :func:`symsgd.latex.structured_latex` (which
-        prints this form); to be removed."""
-        from .latex import structured_latex
-
-        return structured_latex(self, K_name, F_name, names, values)
 
     def products(self) -> list[sp.Matrix]:
         """The symmetrised :math:`K^\alpha F K^{\top\beta}` of the basis (sympy, unexpanded
@@ -419,6 +407,29 @@ class SteinSolution:
         return FlintSolution(nums, dens, self.ring).canonical()
 
     # -- structured output ------------------------------------------------------------------
+    def solve(
+        self, form: str = "auto"
+    ) -> tuple[sp.ImmutableMatrix, sp.Expr, StructuredForm | None]:
+        """``(X, denominator, structured form or None)``: the structured form when ``form`` asks
+        for it (or, for ``"auto"``, when the expanded entries would be too large), else the
+        expanded canonical entries.  ``ValueError`` for a singular equation."""
+        if self.singular():
+            raise ValueError(
+                "the stationary equation is singular: the recursion has no unique stationary "
+                "second moment for generic parameters (a marginally stable mode?)."
+            )
+        if form == "structured" or (form == "auto" and not self.fits()):
+            out = self.structured()
+            if out is not None:
+                return out
+            if form == "structured":
+                raise ValueError(
+                    "form='structured' is not available here: a numerator shares a factor with "
+                    "the characteristic denominator for these matrices; use form='expanded'."
+                )
+        entries, denominator = self.expanded()
+        return from_halfvec(self.n, entries), denominator, None
+
     def structured(self) -> tuple[sp.ImmutableMatrix, sp.Expr, StructuredForm] | None:
         """The symmetric solution in the characteristic-algebra form and its factored
         denominator (see the module docstring); None when a numerator shares a factor with
@@ -575,27 +586,4 @@ def solve_stein(
     """
     if form not in ("auto", "expanded", "structured"):
         raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
-    solution = SteinSolution(M, F, continuous)
-    if solution.singular():
-        raise ValueError(
-            "the stationary equation is singular: the recursion has no unique stationary "
-            "second moment for generic parameters (a marginally stable mode?)."
-        )
-    n = M.rows
-    if form == "structured" or (form == "auto" and not solution.fits()):
-        out = solution.structured()
-        if out is not None:
-            return out
-        if form == "structured":
-            raise ValueError(
-                "form='structured' is not available here: a numerator shares a factor with the "
-                "characteristic denominator for these matrices; use form='expanded'."
-            )
-    entries, denominator = solution.expanded()
-    X = sp.zeros(n, n)
-    k = 0
-    for i in range(n):
-        for j in range(i, n):
-            X[i, j] = X[j, i] = entries[k]
-            k += 1
-    return sp.ImmutableMatrix(X), denominator, None
+    return SteinSolution(M, F, continuous).solve(form)

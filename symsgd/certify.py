@@ -31,6 +31,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import InternalError
+from .symbols import lookup
 
 try:
     import flint
@@ -161,7 +162,6 @@ def evaluate_many(exprs: Sequence[sp.Basic], points: Sequence[dict], memo: dict 
 
 
 #: library symbols that live in [0, 1) (stationarity needs μ < 1, β < 1)
-_UNIT = {"mu", "beta_1", "beta_2"}
 
 
 def _draw(symbol: sp.Symbol, rng: random.Random, scale: int):
@@ -170,7 +170,8 @@ def _draw(symbol: sp.Symbol, rng: random.Random, scale: int):
     momentum and Adam's decays; the learning rate is set by :func:`_draw_point`."""
     if symbol.is_integer:
         return flint.fmpq(rng.randint(2, scale))
-    if str(symbol) in _UNIT:
+    entry = lookup(symbol)
+    if entry is not None and entry.unit_interval:
         return flint.fmpq(rng.randint(1, scale - 1), scale) ** 2
     value = rng.randint(1, scale)
     if symbol.is_nonnegative or symbol.is_positive:

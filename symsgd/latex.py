@@ -766,7 +766,6 @@ def render(
     expr,
     *,
     names: dict | None = None,
-    denominator=None,
     env: str | None = None,
     lr_name: str | None = None,
     batch_name: str | None = None,
@@ -776,8 +775,7 @@ def render(
     ``env=None`` gives the bare right-hand side (followed by ``, \quad \text{where } D = …``
     for the common-denominator layout); ``env="align"`` (or ``"align*"``) gives
     ``lhs &= …`` with the "where" definition on its own line; ``env="equation"`` (or
-    ``"equation*"``) one line.  ``denominator`` is accepted for compatibility: the common
-    denominator is recomputed from the entries.
+    ``"equation*"``) one line.  The common denominator of a matrix is found from its entries.
 
     >>> import sympy as sp
     >>> from symsgd.symbols import lr
@@ -787,7 +785,6 @@ def render(
     \Sigma &= \lambda {\left[H \left(2 I - \lambda H\right)\right]}^{-1} C
     \end{align}
     """
-    del denominator
     if env is not None and env not in ENVIRONMENTS:
         raise ValueError(
             f"env must be None or one of {', '.join(map(repr, ENVIRONMENTS))}; got {env!r}."

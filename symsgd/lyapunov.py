@@ -367,31 +367,10 @@ class InvariantSolver(Solver):
         stein = StationaryEquation.of(problem).stein_solution
         if stein is None:
             raise ValueError("the 'invariant' solver does not apply to this problem.")
-        X, denominator, form = _stein_result(stein, self.form)
+        X, denominator, form = stein.solve(self.form)
         if form is None:
             return Solution(X, denominator, self.name)
         return Solution(X, denominator, f"{self.name}-structured", form=form)
-
-
-def _stein_result(solution, form: str) -> tuple:
-    """``(X, denominator, structured form or None)`` of a built ``SteinSolution`` — the tail of
-    :func:`symsgd.cayley.solve_stein`, which builds its own."""
-    if solution.singular():
-        raise ValueError(
-            "the stationary equation is singular: the recursion has no unique stationary "
-            "second moment for generic parameters (a marginally stable mode?)."
-        )
-    if form == "structured" or (form == "auto" and not solution.fits()):
-        out = solution.structured()
-        if out is not None:
-            return out
-        if form == "structured":
-            raise ValueError(
-                "form='structured' is not available here: a numerator shares a factor with the "
-                "characteristic denominator for these matrices; use form='expanded'."
-            )
-    entries, denominator = solution.expanded()
-    return from_halfvec(solution.n, entries), denominator, None
 
 
 class EigenmodeSolver(Solver):

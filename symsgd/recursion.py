@@ -172,7 +172,8 @@ def _at_minimum(P: sp.Matrix, landscape: Landscape, weight_decay) -> sp.Matrix:
     second moment) is a fixed matrix: in an eigen-mode problem its cross-mode trace placeholder
     :math:`\kappa = \operatorname{Tr}(A\,\mathbb E[uu^\top])` takes its value at
     :math:`\Sigma = 0`, i.e. :math:`\operatorname{Tr}(A bb^\top)` (zero without weight decay)."""
-    from .modes import COUPLING, mode_trace
+    from .landscapes import COUPLING
+    from .modes import mode_trace
 
     if COUPLING not in P.free_symbols:
         return P

@@ -169,14 +169,15 @@ def test_structured_d4_round_trips():
 
 def test_structured_layout_with_its_own_K_is_read():
     """A structured result whose K is not H prints ``K = \\begin{pmatrix}…`` after "where";
-    read at d = 2 through the same layout (cayley.StructuredForm.latex) against the exact
+    read at d = 2 through the same layout (symsgd.latex.structured_latex) against the exact
     solution of the Stein equation."""
     from symsgd.cayley import solve_stein
+    from symsgd.latex import structured_latex
 
     K = symmetric_matrix(2, "k")
     F = sp.Matrix([[1, 0], [0, 2]])
     X, _den, form = solve_stein(sp.eye(2) - ss.lr * K, ss.lr**2 * F, form="structured")
-    body, where = form.latex("K", "F")
+    body, where = structured_latex(form, "K", "F")
     text = rf"\Sigma = {body}, \quad \text{{where }} {where}"
     assert r"K = \left[\begin{matrix}" in text and r"F = \left[\begin{matrix}" in text
     verdict = verify(text, X)
