@@ -20,21 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+import numpy as np
 import sympy as sp
 
 from ._continuous import ContinuousTime
 from ._result import Result, _scalar, check_readout, congruence
-from ._util import field_atoms, replace_fields, symbols_in
+from ._util import field_atoms, field_symbols, replace_fields, symbols_in
 from .certify import certify_modes
 from .domain import check_values, problem_constraints
 from .errors import UnstableError
 from .exact import canonical
 from .landscapes import COUPLING, Landscape
-from .lyapunov import Solution, solve
+from .lyapunov import Solution, numeric_solution, solve
 from .modes import close_trace
+from .moments import NumericMap
 from .noise import Noise
 from .optimizers import Optimizer
-from .recursion import LinearRecursion, build_recursion
+from .recursion import LinearRecursion, build_recursion, numeric_recursion
 from .stability import check_stable, stability_conditions
 
 __all__ = ["ContinuousTime", "Stationary", "stationary"]
@@ -77,7 +79,62 @@ class Stationary(Result):
 
     @cached_property
     def _cov(self) -> sp.ImmutableMatrix:
+        if self._numeric:
+            return sp.ImmutableMatrix(self._float_cov)
         return sp.ImmutableMatrix(congruence(self.recursion.theta_map, self._state_cov))
+
+    # -- the numeric fast path (float64 state, sympy only for what a readout returns) ---------
+    @property
+    def _numeric(self) -> bool:
+        return self.solution.array is not None
+
+    @cached_property
+    def _state_cov(self) -> sp.ImmutableMatrix:
+        if self.solution.state_cov is None:
+            return sp.ImmutableMatrix(self.solution.array)
+        return self.solution.state_cov
+
+    @cached_property
+    def _map(self) -> NumericMap:
+        return NumericMap.from_recursion(self.recursion)
+
+    @cached_property
+    def _float_cov(self) -> np.ndarray:
+        Th = self.recursion.arrays[3]
+        return Th @ self.solution.array @ Th.T
+
+    def _float_readout(self, what: str, k: int = 0):
+        """A readout of a numeric result in float64, converted to sympy once at the end."""
+        T, (M, B, K, Th) = self._map, self.recursion.arrays
+        S = self.solution.array
+        Q = T.noise(K @ S @ K.T)
+        if what == "noise_cov":
+            return _scalar(sp.ImmutableMatrix(Q))
+        noise = Th @ B @ Q @ B.T @ Th.T
+        D = M - np.eye(len(M))
+        if what == "velocity_cov":
+            out = Th @ D @ S @ D.T @ Th.T + noise
+        elif what == "cross_cov":
+            out = Th @ M @ S @ D.T @ Th.T + noise
+        else:  # autocov(k)
+            out = Th @ np.linalg.matrix_power(M, k) @ S @ Th.T
+        return _scalar(sp.ImmutableMatrix(out))
+
+    @property
+    def loss(self) -> sp.Expr:
+        if not self._numeric:
+            return super().loss
+        return sp.Float(self.landscape.numeric_loss(self._float_cov, self._weight_decay()))
+
+    @property
+    def test_loss(self) -> sp.Expr | None:
+        if not self._numeric:
+            return super().test_loss
+        method = getattr(self.landscape, "numeric_test_loss", None)
+        if method is None:
+            return super().test_loss
+        value = method(self._float_cov, self._weight_decay())
+        return None if value is None else sp.Float(value)
 
     def _theta_map(self):
         return self.recursion.theta_map
@@ -116,6 +173,8 @@ class Stationary(Result):
     @property
     def noise_cov(self):
         """Stationary gradient-noise covariance Q(KΣKᵀ) at the gradient evaluation point."""
+        if self._numeric:
+            return self._float_readout("noise_cov")
         return _scalar(self._apply(self._noise(self._state_cov).applyfunc(self._canonical)))
 
     def _velocity_parts(self):
@@ -130,6 +189,8 @@ class Stationary(Result):
     def velocity_cov(self):
         """Var v with v_t = θ_t − θ_{t−1} (any optimizer; for momentum methods the state's own
         velocity)."""
+        if self._numeric:
+            return self._float_readout("velocity_cov")
         Th, _M, D, S, noise = self._velocity_parts()
         out = (Th * D * S * D.T * Th.T + noise).applyfunc(self._canonical)
         return _scalar(self._apply(out))
@@ -137,6 +198,8 @@ class Stationary(Result):
     @property
     def cross_cov(self):
         """Cov(θ_t, v_t) = E[θ_t v_tᵀ]."""
+        if self._numeric:
+            return self._float_readout("cross_cov")
         Th, M, D, S, noise = self._velocity_parts()
         out = (Th * M * S * D.T * Th.T + noise).applyfunc(self._canonical)
         return _scalar(self._apply(out))
@@ -153,6 +216,8 @@ class Stationary(Result):
             ) from None
         if k.is_number and (not k.is_integer or k < 0):
             raise ValueError(f"autocov(k) needs an integer k ≥ 0; got {k}.")
+        if self._numeric and k.is_number:
+            return self._float_readout("autocov", int(k))
         M = sp.Matrix(r.M)
         if k.is_number:
             Mk = M ** int(k)
@@ -257,6 +322,8 @@ class Stationary(Result):
         return radius
 
     def _check(self, values, context):
+        if self._numeric:  # every entry a number: stability was decided before solving
+            return
         check_stable(self.recursion, self._raw_conditions(), values, context)
 
     def _with_values(self, values):
@@ -265,6 +332,8 @@ class Stationary(Result):
     def simplify(self) -> Stationary:
         """Entries factored (they are already cancelled; this only changes their form).
         Structured results are returned unchanged: factoring would expand them."""
+        if self._numeric:
+            return self
         out = super().simplify()
         return out if out is self else replace(out, stability=self._known_stability())
 
@@ -276,6 +345,8 @@ class Stationary(Result):
         return r"\Sigma" if r.n == r.landscape.dim else r"\Sigma_z"
 
     def _all_symbols(self):
+        if self._numeric:
+            return set()
         r = self.recursion
         return (
             super()._all_symbols() | r.M.free_symbols | r.B.free_symbols | r.forcing().free_symbols
@@ -322,6 +393,9 @@ def stationary(
     _refuse_unsupported(optimizer, landscape, noise)
     _refuse_name_clashes(optimizer, landscape, noise)
     _refuse_negative_curvature(optimizer, landscape)
+    fast = _numeric_stationary(optimizer, landscape, noise, method)
+    if fast is not None:
+        return fast
     recursion = build_recursion(optimizer, landscape, noise)
     pieces = (optimizer, landscape, noise)
     floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
@@ -351,6 +425,44 @@ def stationary(
     if COUPLING in symbols_in(solution.state_cov):
         return _close_mode_trace(recursion, solution)
     return Stationary(solution=solution, recursion=recursion, stability=stability)
+
+
+#: largest state dimension n of an all-numeric problem with exact (rational) entries that is
+#: solved exactly (the n(n+1)/2 rational elimination); beyond it the float path answers, and
+#: ``result.method`` says so
+EXACT_MAX_STATE = 8
+
+
+def _numeric_stationary(
+    optimizer: Optimizer, landscape: Landscape, noise: Noise, method: str
+) -> Stationary | None:
+    """The numeric fast path: every field a number and (floats among them, or n above
+    :data:`EXACT_MAX_STATE`) — the recursion read in float64, stability decided by the spectral
+    radius, the stationary law solved in O(n³) and certified by its float residual, with no
+    symbolic algebra (:func:`symsgd.recursion.numeric_recursion`,
+    :class:`symsgd.moments.NumericMap`, :func:`symsgd.lyapunov.numeric_solution`).  None when
+    the problem is not for it (the exact path then answers)."""
+    pieces = (optimizer, landscape, noise)
+    if method not in ("auto", "numeric") or landscape.eigenmode:
+        return None
+    if any(field_symbols(p) for p in pieces):
+        return None
+    floats = any(field_atoms(p, sp.Float) for p in pieces)
+    n = optimizer.blocks * landscape.dim
+    if not floats and n <= EXACT_MAX_STATE:
+        return None
+    name = (
+        "numeric-float"
+        if floats
+        else f"numeric-float (exact inputs, n = {n}: exact elimination skipped)"
+    )
+    recursion = numeric_recursion(optimizer, landscape, noise)
+    T = NumericMap.from_recursion(recursion)
+    if not T.stable():
+        subject = f"{type(optimizer).__name__} on {landscape!r}"
+        raise UnstableError.at("stationary()", subject=subject, rho=T.radius())
+    solution = numeric_solution(T, name)
+    return Stationary(solution=solution, recursion=recursion, stability=(sp.true, True))
 
 
 def _refuse_name_clashes(*pieces) -> None:
@@ -392,12 +504,16 @@ def _assumptions(symbol: sp.Symbol) -> str:
 def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> None:
     """A numeric Hessian (plus weight decay) with a negative eigenvalue has no minimum, so no
     stationary law at any learning rate: say so instead of advising a smaller step."""
-    G = sp.Matrix(landscape.hessian) + sp.sympify(optimizer.weight_decay) * sp.eye(landscape.dim)
-    if G.free_symbols or landscape.eigenmode:
+    H = landscape.hessian
+    gamma = sp.sympify(optimizer.weight_decay)
+    if H.free_symbols or gamma.free_symbols or landscape.eigenmode:
         return
-    import numpy as np
-
-    lowest = float(np.linalg.eigvalsh(np.array(G.evalf(), dtype=float)).min())
+    try:
+        H = np.array(H.tolist(), dtype=float)
+    except TypeError:  # exact irrationals
+        H = np.array(H.evalf(), dtype=float)
+    G = H + float(gamma) * np.eye(landscape.dim)
+    lowest = float(np.linalg.eigvalsh(G).min())
     if lowest < 0:
         raise ValueError(
             f"stationary(): the Hessian H (plus weight decay) has a negative curvature "

@@ -38,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover
     flint = None
 
-__all__ = ["Certificate", "certify", "evaluate_exact"]
+__all__ = ["Certificate", "certify", "certify_float_state", "evaluate_exact"]
 
 #: the stationary equation every :class:`~symsgd.Stationary` is certified against
 STATIONARY_EQUATION = "Σ − MΣMᵀ − B Q(KΣKᵀ) Bᵀ = 0"
@@ -341,6 +341,10 @@ def _certify_float(residual, solution, equation) -> Certificate:
     R, terms = out if isinstance(out, tuple) else (out, None)
     R = np.array(sp.Matrix(R).evalf(), dtype=float)
     size_terms = np.abs(X) if terms is None else np.array(sp.Matrix(terms).evalf(), dtype=float)
+    return _float_verdict(X, R, size_terms, equation)
+
+
+def _float_verdict(X: np.ndarray, R: np.ndarray, size_terms: np.ndarray, equation: str):
     floor = 1e-300 + 1e-15 * np.abs(X).max()
     size = float(np.max(np.abs(R) / (size_terms + floor)))
     problem = None
@@ -355,6 +359,28 @@ def _certify_float(residual, solution, equation) -> Certificate:
             f"certificate failed: the float candidate {problem} in {equation}; it was not returned."
         )
     return Certificate(equation, "float", (), size)
+
+
+def certify_float_state(T, state: np.ndarray, equation: str = STATIONARY_EQUATION) -> Certificate:
+    r"""Certify a float64 stationary state second moment against the numeric second-moment map
+    ``T`` (:class:`symsgd.moments.NumericMap`) without any sympy: the residual
+    :math:`\Sigma - M\Sigma M^\top - BQ(K\Sigma K^\top)B^\top`, entry by entry relative to
+    :math:`|\Sigma| + |M||\Sigma||M|^\top + |B||Q||B|^\top` (≤ ``FLOAT_RTOL``), and Σ
+    positive semidefinite.  Raises :class:`~symsgd.InternalError` otherwise.
+
+    >>> import numpy as np
+    >>> from symsgd.moments import NumericMap
+    >>> T = NumericMap(np.array([[0.5]]), np.array([[1.0]]), np.array([[1.0]]), np.eye(1))
+    >>> certify_float_state(T, np.array([[4 / 3]])).how
+    'float'
+    """
+    X = np.asarray(state, dtype=float)
+    M, B, K = (np.asarray(m, dtype=float) for m in (T.M, T.B, T.K))
+    Q = T.noise(K @ X @ K.T)
+    R = X - M @ X @ M.T - B @ Q @ B.T
+    aM, aB = np.abs(M), np.abs(B)
+    terms = np.abs(X) + aM @ np.abs(X) @ aM.T + aB @ np.abs(Q) @ aB.T
+    return _float_verdict(X, R, terms, equation)
 
 
 def _is_zero(value: sp.Expr) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import sympy as sp
 
 from ._util import _entry, as_matrix, check_psd, check_symmetric
@@ -48,6 +49,11 @@ class Landscape:
     def loss(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr:
         r"""Expected loss :math:`\mathbb E[L(\theta)] = \tfrac12 \operatorname{Tr}(H\Sigma)`."""
         return sp.Rational(1, 2) * (self.hessian * cov).trace()
+
+    def numeric_loss(self, cov, weight_decay=0) -> float:
+        r""":meth:`loss` in float64 for an all-numeric problem (``cov`` a d×d array):
+        :math:`\tfrac12\operatorname{Tr}(H\Sigma)`."""
+        return 0.5 * float(np.einsum("ij,ji->", _floats(self.hessian), cov))
 
     def describe(self) -> str:
         return type(self).__name__
@@ -379,6 +385,8 @@ class LinearRegression(Landscape):
             )
         Y = sp.ImmutableMatrix([[_entry(e, "y", "from_data: ")] for e in y_list])
         N, _d = X.shape
+        if (X.has(sp.Float) or Y.has(sp.Float)) and not (X.free_symbols or Y.free_symbols):
+            return cls._from_float_data(X, Y)
         H = (X.T * X) / N
         det = sp.factor(H.det())
         if det == 0:
@@ -388,6 +396,22 @@ class LinearRegression(Landscape):
             )
         star = (X.T * X).LUsolve(X.T * Y).applyfunc(sp.cancel)
         return cls(H.applyfunc(sp.cancel), 0, star, _data=(X, Y))
+
+    @classmethod
+    def _from_float_data(cls, X: sp.ImmutableMatrix, Y: sp.ImmutableMatrix) -> LinearRegression:
+        """Float data: Ĥ and the least-squares minimiser in float64 (floats stay floats; the
+        sympy elimination of a d×d float system is what made d = 20 cost a second)."""
+        Xf, Yf = _floats(X), _floats(Y).reshape(-1)
+        N, d = Xf.shape
+        gram = Xf.T @ Xf
+        if np.linalg.matrix_rank(gram) < d:
+            raise ValueError(
+                "from_data: XᵀX is singular, so the least-squares minimiser is not unique; "
+                "add samples or remove collinear features."
+            )
+        star = np.linalg.solve(gram, Xf.T @ Yf)
+        H = sp.ImmutableMatrix(gram / N)
+        return cls(H, 0, star.tolist(), _data=(X, Y))
 
     @property
     def dataset_size(self):
@@ -426,6 +450,28 @@ class LinearRegression(Landscape):
         b = self.offset(weight_decay)
         return (sp.Matrix(self.A) * (sp.Matrix(cov) + b * b.T))[0, 0]
 
+    def numeric_offset(self, weight_decay=0) -> np.ndarray:
+        r""":meth:`offset` in float64 (all-numeric problems): :math:`b = -\gamma(H+\gamma I)^{-1}
+        \theta_*`, a length-d vector."""
+        gamma = float(sp.sympify(weight_decay))
+        star = _floats(self.theta_star).reshape(-1)
+        if gamma == 0:
+            return np.zeros_like(star)
+        shifted = _floats(self.hessian) + gamma * np.eye(self.dim)
+        return -gamma * np.linalg.solve(shifted, star)
+
+    def numeric_samples(self, weight_decay=0) -> tuple[np.ndarray, np.ndarray]:
+        r""":meth:`sample_terms` in float64 (all-numeric finite data): the N×d inputs ``X`` and
+        the residuals :math:`e_i = y_i - x_i^\top\theta_\gamma` at the (weight-decayed)
+        minimum, so that :math:`X_i = x_ix_i^\top` and :math:`c_i = x_ie_i`."""
+        if self.data is None:
+            raise ValueError(
+                "numeric_samples needs a finite data set (LinearRegression.from_data)."
+            )
+        X, Y = (_floats(m) for m in self.data)
+        center = _floats(self.theta_star).reshape(-1) + self.numeric_offset(weight_decay)
+        return X, Y.reshape(-1) - X @ center
+
     def sample_terms(self, weight_decay=0) -> list[tuple[sp.Matrix, sp.Matrix]]:
         r"""For finite data: per-sample gradients are :math:`a_i(\delta) = X_i\delta - c_i` at
         :math:`\theta = \theta_\gamma + \delta`, with :math:`X_i = x_i x_i^\top` and
@@ -462,6 +508,21 @@ class LinearRegression(Landscape):
         e2 = sum(sp.cancel(Y[i, 0] - (sp.Matrix(X.row(i)) * center)[0, 0]) ** 2 for i in range(N))
         return sp.Rational(1, 2) * (sp.Matrix(self.hessian) * cov).trace() + e2 / (2 * N)
 
+    def numeric_loss(self, cov, weight_decay=0) -> float:
+        """:meth:`loss` in float64 (all-numeric problems; ``cov`` a d×d array)."""
+        if self.eigenmode:
+            raise ValueError("numeric_loss is for explicit matrices, not eigen-mode problems.")
+        quadratic = float(np.einsum("ij,ji->", _floats(self.hessian), cov))
+        if self.data is None:
+            A, b = _floats(self.A), self.numeric_offset(weight_decay)
+            return 0.5 * (quadratic + float(b @ A @ b) + float(self.label_variance))
+        _X, e = self.numeric_samples(weight_decay)
+        return 0.5 * quadratic + float(e @ e) / (2 * len(e))
+
+    def numeric_test_loss(self, cov, weight_decay=0) -> float | None:
+        """:meth:`test_loss` in float64 (None for a finite data set)."""
+        return None if self.data is not None else self.numeric_loss(cov, weight_decay)
+
     def test_loss(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr | None:
         """Expected loss on a fresh sample (Gaussian form only; None for a finite data set)."""
         if self.data is not None:
@@ -476,3 +537,15 @@ class LinearRegression(Landscape):
         star = self.theta_star
         star = "" if star is None or star.is_zero_matrix else f", theta_star={sp.sstr(list(star))}"
         return f"{head}({A}, label_variance={self.label_variance}{star})"
+
+
+def _floats(m) -> np.ndarray:
+    """A numeric sympy matrix as a float64 array (``ValueError`` naming a leftover symbol)."""
+    m = sp.Matrix(m)
+    if m.free_symbols:
+        names = ", ".join(sorted(map(str, m.free_symbols)))
+        raise ValueError(f"a numeric value is needed for {names}.")
+    try:
+        return np.array(m.tolist(), dtype=float)
+    except TypeError:  # sqrt(2) and other exact irrationals
+        return np.array(m.evalf(), dtype=float)

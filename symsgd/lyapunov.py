@@ -43,13 +43,19 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import sympy as sp
 
-from .certify import Certificate, certify, certify_stationary, probe_symbols
+from .certify import (
+    Certificate,
+    certify,
+    certify_float_state,
+    certify_stationary,
+    probe_symbols,
+)
 from .errors import InternalError
 from .exact import desqrt, solve_canonical
 from .moments import NumericMap, from_halfvec, halfvec_operator_system, halfvec_system
@@ -63,6 +69,7 @@ __all__ = [
     "NumericSolver",
     "Solution",
     "StationaryEquation",
+    "numeric_solution",
     "numeric_state_cov",
     "solve",
 ]
@@ -81,6 +88,9 @@ class Solution:
     form: object = None
     #: what was checked before the solution was returned (:class:`symsgd.certify.Certificate`)
     certificate: object = None
+    #: the float64 state second moment of the numeric fast path (:func:`numeric_solution`);
+    #: ``state_cov`` is then None and readouts convert only what they return
+    array: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 # -- the equation ------------------------------------------------------------------------------
@@ -485,6 +495,26 @@ def numeric_state_cov(recursion: LinearRecursion) -> np.ndarray:
     """Float solution of the stationary equation of ``recursion`` (all entries numeric):
     :meth:`symsgd.moments.NumericMap.solve`."""
     return NumericMap.from_recursion(recursion).solve()
+
+
+def numeric_solution(T: NumericMap, method: str = "numeric-float") -> Solution:
+    r"""The float64 stationary law of an all-numeric problem from its second-moment map ``T``
+    (:class:`symsgd.moments.NumericMap`, e.g. of
+    :func:`symsgd.recursion.numeric_recursion`): solved in O(n³) (scipy's Stein solver for
+    additive noise; the Stein-preconditioned Krylov solve for large state-dependent ones) and
+    certified by its float residual (:func:`symsgd.certify.certify_float_state`) before it is
+    returned.  No sympy matrix is built: ``state_cov`` is None and ``array`` holds the answer.
+    The caller has checked stability (:meth:`~symsgd.moments.NumericMap.stable`).
+
+    >>> import numpy as np
+    >>> T = NumericMap(np.array([[0.5]]), np.array([[1.0]]), np.array([[1.0]]), np.eye(1))
+    >>> s = numeric_solution(T)
+    >>> s.array, s.certificate.how  # 1 / (1 − 0.25)
+    (array([[1.33333333]]), 'float')
+    """
+    state = T.solve()
+    certificate = certify_float_state(T, state)
+    return Solution(None, sp.Integer(1), method, certificate=certificate, array=state)
 
 
 SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), InvariantSolver(), ExactSolver())

@@ -38,6 +38,7 @@ import numpy as np
 import sympy as sp
 
 __all__ = [
+    "DENSE_MAX_STATE",
     "NumericMap",
     "from_halfvec",
     "halfvec_operator_system",
@@ -188,13 +189,28 @@ def spectral_radius(recursion, values: Mapping | None = None) -> float:
     return rho if state_dependent else rho**2
 
 
+#: largest state dimension n whose state-dependent map is solved through the dense n²×n²
+#: Kronecker matrix; beyond it the map is applied as an operator (O(n³ + N d²) per application)
+DENSE_MAX_STATE = 12
+
+
 @dataclass(frozen=True)
 class NumericMap:
     r"""The second-moment map in float64: :math:`T(\Sigma) = M\Sigma M^\top +
     B\mathcal L(K\Sigma K^\top)B^\top` and the constant forcing :math:`BQ_0B^\top`.
 
-    ``L`` is the matrix of the noise's linear part on row-major vec of a symmetric d×d matrix,
-    :math:`\operatorname{vec}(Q(S) - Q_0) = L\operatorname{vec}S` (``None`` for additive noise).
+    The noise's linear part is given either as the matrix ``L`` on row-major vec of a
+    symmetric d×d matrix, :math:`\operatorname{vec}(Q(S) - Q_0) = L\operatorname{vec}S`, or as
+    the numpy function ``linear`` (S ↦ Q(S) − Q0, :meth:`symsgd.noise.Noise.numeric_covariance`);
+    both ``None`` for additive noise.
+
+    Additive noise is solved by scipy's ``solve_discrete_lyapunov`` (O(n³)).  State-dependent
+    noise with n ≤ :data:`DENSE_MAX_STATE` is solved through the dense Kronecker matrix of T;
+    larger ones never form it: the stationary equation is solved by GMRES on
+    :math:`\Sigma - \mathcal S^{-1}(B\mathcal L(K\Sigma K^\top)B^\top) = \mathcal S^{-1}(G)`
+    (:math:`\mathcal S^{-1}` the Stein solve of the mean part), and stability is decided by
+    the regular splitting of the positive map T: ρ(T) < 1 iff ρ(M) < 1 and
+    :math:`\rho(\mathcal S^{-1}\circ B\mathcal L(K\cdot K^\top)B^\top) < 1` (Arnoldi).
     """
 
     M: np.ndarray
@@ -203,13 +219,22 @@ class NumericMap:
     #: None when the constant part still holds symbols (then only the radius is available)
     Q0: np.ndarray | None
     L: np.ndarray | None = None
+    linear: Callable[[np.ndarray], np.ndarray] | None = None
 
     @classmethod
     def from_recursion(cls, recursion, values: Mapping | None = None) -> NumericMap:
         r"""Evaluate ``recursion`` (:class:`~symsgd.LinearRecursion`) at ``values`` (symbol →
         number) once: ``M``, ``B``, ``K`` and the noise, probed at the d(d+1)/2 symmetric unit
-        matrices.  Raises ``ValueError`` naming the symbols left without a value."""
+        matrices.  A recursion read numerically (:func:`symsgd.recursion.numeric_recursion`)
+        takes its arrays and the noise's own numpy form, with no sympy at all.  Raises
+        ``ValueError`` naming the symbols left without a value."""
         values = dict(values or {})
+        if getattr(recursion, "arrays", None) is not None and not values:
+            M, B, K, _ = recursion.arrays
+            Q0, linear = recursion.noise.numeric_covariance(
+                recursion.landscape, recursion.optimizer.weight_decay
+            )
+            return cls(M, B, K, Q0, None, linear)
         Q0, L = noise_operator(recursion, values)
         M, B, K = (_numeric(m, values) for m in (recursion.M, recursion.B, recursion.K))
         return cls(M, B, K, Q0, L)
@@ -219,22 +244,71 @@ class NumericMap:
         """State dimension."""
         return self.M.shape[0]
 
+    @property
+    def state_dependent(self) -> bool:
+        """True when the noise has a linear part (multiplicative noise)."""
+        return self.L is not None or self.linear is not None
+
     def with_matrices(self, M: np.ndarray, B: np.ndarray) -> NumericMap:
         """The same noise with new ``M`` and ``B`` (a family of recursions, e.g. Adam's)."""
-        return NumericMap(M, B, self.K, self.Q0, self.L)
+        return NumericMap(M, B, self.K, self.Q0, self.L, self.linear)
+
+    def _noise_part(self, S: np.ndarray) -> np.ndarray:
+        r""":math:`\mathcal L(S)` for a d×d array S (its symmetric part)."""
+        S = (S + S.T) / 2
+        if self.linear is not None:
+            return self.linear(S)
+        d = S.shape[0]
+        return (self.L @ S.reshape(-1)).reshape(d, d)
+
+    def _L_matrix(self) -> np.ndarray:
+        if self.L is not None:
+            return self.L
+        d = self.K.shape[0]
+        L = np.zeros((d * d, d * d))
+        for i, j in pairs(d):
+            E = np.zeros((d, d))
+            E[i, j] = E[j, i] = 1
+            column = self.linear(E).reshape(-1)
+            if i == j:
+                L[:, i * d + i] = column
+            else:
+                L[:, i * d + j] = L[:, j * d + i] = column / 2
+        return L
+
+    def apply(self, sigma: np.ndarray) -> np.ndarray:
+        r""":math:`T(\Sigma)` for an n×n array (O(n³) plus one noise application)."""
+        out = self.M @ sigma @ self.M.T
+        if self.state_dependent:
+            out = out + self.B @ self._noise_part(self.K @ sigma @ self.K.T) @ self.B.T
+        return out
 
     def matrix(self) -> np.ndarray:
         r"""T on row-major vec Σ_z: :math:`M\otimes M + (B\otimes B)L(K\otimes K)`."""
         T = np.kron(self.M, self.M)
-        if self.L is not None:
-            T = T + np.kron(self.B, self.B) @ self.L @ np.kron(self.K, self.K)
+        if self.state_dependent:
+            T = T + np.kron(self.B, self.B) @ self._L_matrix() @ np.kron(self.K, self.K)
         return T
+
+    def _dense(self) -> bool:
+        return self.n <= DENSE_MAX_STATE
 
     def radius(self) -> float:
         """Spectral radius of T (ρ(M)² for additive noise): a stationary law exists iff < 1."""
-        if self.L is None:
+        if not self.state_dependent:
             return _radius(self.M) ** 2
-        return _radius(self.matrix())
+        if self._dense():
+            return _radius(self.matrix())
+        return self._arnoldi(self._vec_operator(self.apply))
+
+    def stable(self) -> bool:
+        """ρ(T) < 1, decided without the n²×n² matrix for large n (regular splitting: ρ(M) < 1
+        and ρ of the Stein-preconditioned noise part < 1)."""
+        if not self.state_dependent or self._dense():
+            return self.radius() < 1
+        if not _radius(self.M) < 1:
+            return False
+        return self._arnoldi(self._vec_operator(self._preconditioned)) < 1
 
     def forcing(self) -> np.ndarray:
         r""":math:`BQ_0B^\top`."""
@@ -246,21 +320,87 @@ class NumericMap:
         r"""The gradient-noise covariance :math:`Q_0 + \mathcal L(\Sigma_x)`."""
         if self.Q0 is None:
             raise ValueError("the noise's constant part Q0 still holds symbols: give their values.")
-        if self.L is None:
+        if not self.state_dependent:
             return self.Q0
-        d = self.Q0.shape[0]
-        return self.Q0 + (self.L @ np.asarray(sigma_x).reshape(-1)).reshape(d, d)
+        return self.Q0 + self._noise_part(np.asarray(sigma_x, dtype=float))
+
+    def _stein(self, F: np.ndarray) -> np.ndarray:
+        from scipy.linalg import solve_discrete_lyapunov
+
+        return solve_discrete_lyapunov(self.M, F)
+
+    def _preconditioned(self, sigma: np.ndarray) -> np.ndarray:
+        r""":math:`\mathcal S^{-1}(B\mathcal L(K\Sigma K^\top)B^\top)`."""
+        return self._stein(self.B @ self._noise_part(self.K @ sigma @ self.K.T) @ self.B.T)
+
+    def _vec_operator(self, fn):
+        from scipy.sparse.linalg import LinearOperator
+
+        n = self.n
+        return LinearOperator(
+            (n * n, n * n), matvec=lambda v: fn(np.asarray(v).reshape(n, n)).reshape(-1)
+        )
+
+    def _arnoldi(self, op) -> float:
+        from scipy.sparse.linalg import ArpackNoConvergence, eigs
+
+        n = self.n
+        start = np.eye(n).reshape(-1)  # a positive map's Perron vector is PSD: start inside
+        try:
+            values = eigs(
+                op,
+                k=1,
+                which="LM",
+                v0=start,
+                tol=1e-10,
+                maxiter=50 * n * n,
+                return_eigenvectors=False,
+            )
+        except ArpackNoConvergence:  # pragma: no cover - near-degenerate spectra
+            if n * n > 4000:
+                raise
+            return _radius(self.matrix())
+        return float(np.max(np.abs(values)))
 
     def solve(self) -> np.ndarray:
         r"""The stationary :math:`\Sigma_z = T(\Sigma_z) + BQ_0B^\top` (symmetrised).  The caller
-        checks :meth:`radius` first: the solution is meaningful only where ρ(T) < 1."""
+        checks :meth:`radius` (or :meth:`stable`) first: the solution is meaningful only where
+        ρ(T) < 1."""
         forcing = self.forcing()
-        if self.L is None:
-            from scipy.linalg import solve_discrete_lyapunov
-
-            state = solve_discrete_lyapunov(self.M, forcing)
-        else:
-            n = self.n
+        n = self.n
+        if not self.state_dependent:
+            state = self._stein(forcing)
+        elif self._dense():
             state = np.linalg.solve(np.eye(n * n) - self.matrix(), forcing.reshape(-1))
             state = state.reshape(n, n)
+        else:
+            from scipy.sparse.linalg import LinearOperator, gmres
+
+            op = LinearOperator(
+                (n * n, n * n),
+                matvec=lambda v: v - self._preconditioned(np.asarray(v).reshape(n, n)).reshape(-1),
+            )
+            rhs = self._stein(forcing).reshape(-1)
+            x, info = gmres(op, rhs, x0=rhs, rtol=1e-13, atol=0.0, restart=60, maxiter=200)
+            if info != 0:
+                raise ValueError(f"GMRES did not converge on the stationary equation ({info}).")
+            state = x.reshape(n, n)
+            for _ in range(2):  # iterative refinement: the certificate checks T itself
+                residual = forcing + self.apply(state) - state
+                state = state + _refine(self, residual)
         return (state + state.T) / 2
+
+
+def _refine(T: NumericMap, residual: np.ndarray) -> np.ndarray:
+    r"""One correction step for :math:`\Sigma - T(\Sigma) = G`: the Stein-preconditioned
+    fixed point on the residual (converges where the splitting does)."""
+    from scipy.sparse.linalg import LinearOperator, gmres
+
+    n = T.n
+    op = LinearOperator(
+        (n * n, n * n),
+        matvec=lambda v: v - T._preconditioned(np.asarray(v).reshape(n, n)).reshape(-1),
+    )
+    rhs = T._stein(residual).reshape(-1)
+    x, _ = gmres(op, rhs, rtol=1e-13, atol=0.0, restart=60, maxiter=50)
+    return x.reshape(n, n)

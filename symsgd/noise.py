@@ -11,12 +11,14 @@ Additive noise has :math:`\\mathcal L = 0`; minibatch noise does not (multiplica
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
 from ._util import as_matrix, as_scalar, check_psd, check_symmetric
-from .landscapes import Landscape, LinearRegression
+from .landscapes import Landscape, LinearRegression, _floats
 
 __all__ = ["AdditiveNoise", "MinibatchNoise", "Noise", "sampling_design"]
 
@@ -34,6 +36,19 @@ class Noise:
         r"""The gradient-noise covariance :math:`Q(\Sigma_x)` at a point whose deviation from the
         (weight-decayed) minimum has second moment :math:`\Sigma_x` (affine in it)."""
         raise NotImplementedError
+
+    def numeric_covariance(
+        self, landscape: Landscape, weight_decay=0
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | None]:
+        r"""``(Q0, L)`` in float64 for an all-numeric problem: :math:`Q_0 = Q(0)` and the
+        linear part :math:`\mathcal L(\Sigma_x) = Q(\Sigma_x) - Q_0` as a numpy function of a
+        d×d array (``None`` for state-independent noise).  The default evaluates
+        :meth:`covariance` at Σ = 0 (models with a linear part override this)."""
+        d = landscape.dim
+        Q0 = self.covariance(landscape, sp.zeros(d, d), weight_decay)
+        if self.depends_on_state():
+            raise NotImplementedError(f"{type(self).__name__} has no numeric covariance.")
+        return _floats(Q0), None
 
     def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
         r"""The default Fisher of :class:`~symsgd.NaturalGradient`: the covariance :math:`C_1` of
@@ -239,6 +254,50 @@ class MinibatchNoise(Noise):
             (X * Sigma * X + c * c.T for X, c in terms), sp.zeros(landscape.dim, landscape.dim)
         )
         return (alpha * own + beta * (X_sum * Sigma * X_sum + c_sum * c_sum.T)) / S**2
+
+    def numeric_covariance(self, landscape, weight_decay=0):
+        r"""``(Q0, L)`` in float64 without sympy matrices (all-numeric problems):
+
+        * finite data, :math:`a_i = X_i\delta - c_i` with :math:`X_i = x_ix_i^\top`,
+          :math:`c_i = x_ie_i`: :math:`S^2Q_0 = \alpha X^\top\operatorname{diag}(e^2)X +
+          \beta(X^\top e)(X^\top e)^\top` and :math:`S^2\mathcal L(\Sigma) =
+          \alpha X^\top\operatorname{diag}(x_i^\top\Sigma x_i)X + \beta G\Sigma G`,
+          :math:`G = X^\top X` — O(N d²) per application;
+        * Gaussian inputs: :math:`SQ_0 = A\,bb^\top A + \operatorname{Tr}(Abb^\top)A +
+          \sigma^2A` and :math:`S\mathcal L(\Sigma) = A\Sigma A + \operatorname{Tr}(A\Sigma)A`
+          (Isserlis, :meth:`~symsgd.landscapes.LinearRegression.gradient_covariance`).
+
+        >>> import numpy as np, symsgd as ss
+        >>> land = ss.LinearRegression(2, label_variance=1)
+        >>> Q0, L = ss.MinibatchNoise(4).numeric_covariance(land)
+        >>> Q0, L(np.array([[1.0]]))  # σ²a/S, (a² + a²)/S
+        (array([[0.5]]), array([[2.]]))
+        """
+        N = self.resolved_dataset_size(landscape)
+        S = float(self.batch_size)
+        if N is sp.oo:
+            A = _floats(landscape.A)
+            b = landscape.numeric_offset(weight_decay)
+            Ab = A @ b
+            sigma2 = float(landscape.label_variance)
+            Q0 = (np.outer(Ab, Ab) + float(b @ Ab) * A + sigma2 * A) / S
+
+            def linear(Sigma):
+                ASigma = A @ Sigma
+                return (ASigma @ A + np.trace(ASigma) * A) / S
+
+            return Q0, linear
+        alpha, beta = (float(v) for v in sampling_design(self.batch_size, N, self.replacement))
+        X, e = landscape.numeric_samples(weight_decay)
+        G = X.T @ X
+        Xe = X.T @ e
+        Q0 = (alpha * (X.T * e**2) @ X + beta * np.outer(Xe, Xe)) / S**2
+
+        def linear(Sigma):
+            q = np.einsum("ij,jk,ik->i", X, Sigma, X)
+            return (alpha * (X.T * q) @ X + beta * G @ Sigma @ G) / S**2
+
+        return Q0, linear
 
     def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
         r"""The per-sample gradient covariance at the minimum, :math:`C_1 =

@@ -20,34 +20,71 @@ Jacobians.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import numpy as np
 import sympy as sp
 
 from .landscapes import Landscape
 from .noise import Noise
 from .optimizers import Optimizer
 
-__all__ = ["LinearRecursion", "build_recursion"]
+__all__ = ["LinearRecursion", "build_recursion", "numeric_recursion"]
 
 
-@dataclass(frozen=True)
 class LinearRecursion:
-    """``z' = M z + B ξ`` with ``Cov ξ = noise.covariance(landscape, K Σ Kᵀ)``."""
+    """``z' = M z + B ξ`` with ``Cov ξ = noise.covariance(landscape, K Σ Kᵀ)``.
 
-    M: sp.ImmutableMatrix
-    B: sp.ImmutableMatrix
-    K: sp.ImmutableMatrix
-    #: θ = theta_map · z (the optimizer's readout)
-    theta_map: sp.ImmutableMatrix
-    optimizer: Optimizer
-    landscape: Landscape
-    noise: Noise
+    ``M``, ``B``, ``K`` and ``theta_map`` (θ = theta_map · z, the optimizer's readout) are sympy
+    matrices.  A recursion read numerically (:func:`numeric_recursion`) holds them as float64
+    ``arrays`` ``(M, B, K, Θ)`` and builds the sympy matrices only when asked for them (an
+    n×n sympy matrix of floats costs far more than the numeric solve at n = 200)."""
+
+    _NAMES = ("M", "B", "K", "theta_map")
+
+    def __init__(
+        self,
+        M=None,
+        B=None,
+        K=None,
+        theta_map=None,
+        optimizer: Optimizer | None = None,
+        landscape: Landscape | None = None,
+        noise: Noise | None = None,
+        *,
+        arrays: tuple | None = None,
+    ):
+        given = (M, B, K, theta_map)
+        if arrays is None and any(m is None for m in given):
+            raise TypeError("LinearRecursion needs M, B, K and theta_map (or arrays=).")
+        self._matrices = dict(zip(self._NAMES, given))
+        #: float64 ``(M, B, K, Θ)`` of a numerically read recursion, else None
+        self.arrays = arrays
+        self.optimizer = optimizer
+        self.landscape = landscape
+        self.noise = noise
+
+    def _matrix(self, name: str) -> sp.ImmutableMatrix:
+        m = self._matrices[name]
+        if m is None:
+            m = sp.ImmutableMatrix(self.arrays[self._NAMES.index(name)])
+            self._matrices[name] = m
+        return m
+
+    M = property(lambda self: self._matrix("M"), doc="State matrix.")
+    B = property(lambda self: self._matrix("B"), doc="Noise input matrix.")
+    K = property(lambda self: self._matrix("K"), doc="Gradient-evaluation map x = Kz.")
+    theta_map = property(lambda self: self._matrix("theta_map"), doc="θ = theta_map · z.")
+
+    def __repr__(self) -> str:
+        kind = "numeric " if self.arrays is not None else ""
+        return (
+            f"LinearRecursion({kind}{type(self.optimizer).__name__}, {self.landscape!r}, "
+            f"{self.noise!r}; n = {self.n})"
+        )
 
     @property
     def n(self) -> int:
         """State dimension."""
-        return self.M.rows
+        return self.arrays[0].shape[0] if self.arrays is not None else self.M.rows
 
     def noise_cov(self, second_moment: sp.MatrixBase) -> sp.Matrix:
         r"""Gradient-noise covariance :math:`Q(\Sigma_x)` at an evaluation point whose deviation
@@ -181,3 +218,85 @@ def _at_minimum(P: sp.Matrix, landscape: Landscape, weight_decay) -> sp.Matrix:
     (mode,) = list(landscape.mode_names)
     kappa0 = sp.Integer(0) if density == 0 else mode_trace(density, mode)
     return P.xreplace({COUPLING: kappa0})
+
+
+def numeric_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> LinearRecursion:
+    r"""The :class:`LinearRecursion` of an all-numeric problem, read in float64 without any
+    symbolic algebra: the optimizer's own :meth:`~symsgd.optimizers.Optimizer.step` (with its
+    scalar fields as floats, as the simulator runs it) is applied once to a batch of n + d
+    probe columns — the unit states with ξ = 0 (columns of ``M``) and the zero state with ξ a
+    unit vector (columns of ``B``) — and the point where it evaluates the gradient gives
+    ``K``.  The step is then checked to be linear (a random state and noise must give
+    :math:`Mz + B\xi`), and the readout to give back the point at rest.
+
+    >>> import symsgd as ss
+    >>> r = numeric_recursion(ss.HeavyBall(0.1, 0.5), ss.Quadratic(2), ss.AdditiveNoise(1))
+    >>> r.arrays[0]  # [[1 − λh + μ, −μ], [1, 0]]
+    array([[ 1.3, -0.5],
+           [ 1. ,  0. ]])
+    """
+    from ._util import float_fields
+
+    name = type(optimizer).__name__
+    d, blocks = landscape.dim, optimizer.blocks
+    n = d * blocks
+    H = _float_array(landscape.hessian)
+    P = optimizer.preconditioner(landscape, noise)
+    P = None if P is None else _float_array(P)
+    stepper = float_fields(optimizer)
+
+    def run(Z: np.ndarray, XI: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points: list[np.ndarray] = []
+
+        def grad(x):
+            points.append(x)
+            return H @ x + XI
+
+        state = tuple(Z[b * d : (b + 1) * d] for b in range(blocks))
+        new = stepper.step(state, grad, (lambda v: v) if P is None else (lambda v: P @ v))
+        if len(points) != 1:
+            raise RuntimeError(
+                f"{name}.step must evaluate the gradient exactly once per step; it did "
+                f"{len(points)} times."
+            )
+        return np.vstack([np.asarray(b, dtype=float) for b in new]), np.asarray(points[0])
+
+    probes = n + d
+    Z = np.zeros((n, probes))
+    Z[:, :n] = np.eye(n)
+    XI = np.zeros((d, probes))
+    XI[:, n:] = np.eye(d)
+    out, x = run(Z, XI)
+    M, B, K = out[:, :n], out[:, n:], x[:, :n]
+    theta = optimizer.readout(tuple(Z[b * d : (b + 1) * d, :n] for b in range(blocks)))
+    Theta = np.asarray(theta, dtype=float)
+    # linearity: a random state and noise must give Mz + Bξ (and x = Kz)
+    rng = np.random.default_rng(0)
+    z, xi = rng.standard_normal((n, 1)), rng.standard_normal((d, 1))
+    got, x1 = run(z, xi)
+    scale = 1 + np.abs(M).sum() + np.abs(B).sum()
+    if (
+        np.abs(got - M @ z - B @ xi).max() > 1e-9 * scale
+        or np.abs(x1 - K @ z).max() > 1e-9 * scale
+        or np.abs(x[:, n:]).max() > 0
+    ):
+        raise RuntimeError(f"{name}.step is not linear in the state.")
+    if Theta.shape != (d, n):
+        raise RuntimeError(f"{name}.readout must return one d-vector (d = {d}).")
+    rest = optimizer.initial_state(np.eye(d))
+    back = np.asarray(optimizer.readout(tuple(np.asarray(b, float) for b in rest)), dtype=float)
+    if len(rest) != blocks or np.abs(back - np.eye(d)).max() > 1e-12:
+        raise RuntimeError(
+            f"{name}: readout(initial_state(x)) must be x (the state at rest at x reports x)."
+        )
+    return LinearRecursion(
+        optimizer=optimizer, landscape=landscape, noise=noise, arrays=(M, B, K, Theta)
+    )
+
+
+def _float_array(m) -> np.ndarray:
+    m = sp.Matrix(m)
+    try:
+        return np.array(m.tolist(), dtype=float)
+    except TypeError:  # sqrt(2) and friends
+        return np.array(m.evalf(), dtype=float)
