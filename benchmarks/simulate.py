@@ -25,12 +25,16 @@ import random
 import time
 import tracemalloc
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import sympy as sp
 
 import symsgd as ss
-from symsgd import BurnInWarning
+from symsgd import (
+    BurnInWarning,
+    _simulate,  # block sizes and the bit generator of the runner
+)
 from symsgd._simulate import run  # times the run alone, without preparing
 from symsgd.sampling import prepare
 
@@ -67,6 +71,38 @@ def naive_numpy(chains: int, steps: int) -> float:
     return float(np.mean(s2 / steps))
 
 
+def draws(bit_generator, sizes: list[int], steps: int, workers: int) -> None:
+    """The RNG alone: ``steps`` calls of ``standard_normal(out=buf)`` into a preallocated buffer
+    per block of chains (``sizes``), the blocks spread over ``workers`` threads as the
+    simulator spreads them."""
+
+    def one(b: int) -> None:
+        rng = np.random.Generator(bit_generator(b))
+        buf = np.empty((1, sizes[b]))
+        for _ in range(steps):
+            rng.standard_normal(out=buf)
+
+    if workers == 1:
+        for b in range(len(sizes)):
+            one(b)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(len(sizes))))
+
+
+def best(work: float, fn, repeats: int) -> tuple[float, float]:
+    """Best rate (work per second) of ``repeats`` runs and the CPU time per wall second of
+    that run (≈ the threads' count when no other process competes for the cores)."""
+    top, usage = 0.0, 0.0
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if work / wall > top:
+            top, usage = work / wall, cpu / wall
+    return top, usage
+
+
 def rate(work: float, fn) -> tuple[float, float]:
     start = time.perf_counter()
     fn()
@@ -76,37 +112,79 @@ def rate(work: float, fn) -> tuple[float, float]:
 
 def scalar(quick: bool) -> None:
     h, c = sp.symbols("h c", positive=True)
-    problem = prepare(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c), {ss.lr: LR, h: H, c: C})
-    chains = 2**17
-    steps = 200 if quick else 2000
-    cores = os.cpu_count() or 1
-    print(f"scalar SGD, additive noise: {chains} chains × {steps} steps (float64)")
+    pieces = (ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    values = {ss.lr: LR, h: H, c: C}
+    problem = prepare(*pieces, values)
+    chains = 10**5
+    steps = 200 if quick else 1000
+    repeats = 2 if quick else 3
+    cores = _simulate.usable_cpus() if hasattr(_simulate, "usable_cpus") else os.cpu_count()
+    generator = getattr(_simulate, "BIT_GENERATOR", np.random.PCG64)
+    sizes = _simulate._blocks(chains, max(64, _simulate.BLOCK_WORK // problem.oracle.work))
+    print(
+        f"scalar SGD, additive noise: {chains} chains × {steps} steps (float64), "
+        f"{len(sizes)} blocks of ≤ {max(sizes)} chains, bit generator {generator.__name__}"
+    )
     run(problem, chains=4096, steps=10, burn_in=0, seed=0)  # warm-up
-    results = {}
+    work = chains * steps
+    sim, rng, default, use = {}, {}, {}, {}
     for workers in (1, cores):
-        r, t = rate(
-            chains * steps,
-            lambda w=workers: run(
-                problem, chains=chains, steps=steps, burn_in=0, seed=0, workers=w, progress=False
-            ),
-        )
-        results[workers] = r
+        # interleaved, best of `repeats`: other processes on the machine slow all alike
+        for _ in range(repeats):
+            r, u = best(
+                work,
+                lambda w=workers: run(
+                    problem,
+                    chains=chains,
+                    steps=steps,
+                    burn_in=0,
+                    seed=0,
+                    workers=w,
+                    progress=False,
+                ),
+                1,
+            )
+            if r > sim.get(workers, 0):
+                sim[workers], use[workers] = r, u
+            r, _ = best(work, lambda w=workers: draws(generator, sizes, steps, w), 1)
+            rng[workers] = max(r, rng.get(workers, 0))
+            r, _ = best(work, lambda w=workers: draws(np.random.PCG64, sizes, steps, w), 1)
+            default[workers] = max(r, default.get(workers, 0))
+    for workers in (1, cores):
+        s = "s" if workers > 1 else ""
         print(
-            f"  symsgd.simulate, {workers} thread{'s' if workers > 1 else ''}: "
-            f"{r / 1e6:8.1f} M chain-steps/s ({t:.2f} s)"
+            f"  {workers} thread{s}: simulator {sim[workers] / 1e6:7.1f} M chain-steps/s "
+            f"(CPU use {use[workers]:.2f} cores); RNG alone {rng[workers] / 1e6:7.1f} M draws/s "
+            f"({generator.__name__}), {default[workers] / 1e6:7.1f} M draws/s (PCG64, numpy's "
+            f"default)"
         )
+        print(
+            f"    ratio to the RNG's draw rate: {sim[workers] / rng[workers]:.2f} (same "
+            f"generator), {sim[workers] / default[workers]:.2f} (numpy's default PCG64)"
+        )
+    total, _ = best(
+        work,
+        lambda: ss.simulate(
+            *pieces, values, chains=chains, steps=steps, burn_in=0, seed=0, progress=False
+        ),
+        repeats,
+    )
+    print(f"  ss.simulate (incl. preparing, default workers): {total / 1e6:7.1f} M chain-steps/s")
     python_steps = 20_000 if quick else 200_000
     r_py, _ = rate(python_steps, lambda: naive_python(python_steps))
     print(f"  baseline, plain Python loop:      {r_py / 1e6:8.2f} M chain-steps/s")
     np_steps = steps // 4
-    r_np, _ = rate(chains * np_steps, lambda: naive_numpy(chains, np_steps))
+    r_np, _ = best(chains * np_steps, lambda: naive_numpy(chains, np_steps), repeats)
     print(f"  baseline, naive numpy loop:       {r_np / 1e6:8.1f} M chain-steps/s")
-    best = results[cores]
+    top = sim[cores]
     print(
-        f"  ratio vs naive numpy: {best / r_np:.1f}×; vs plain Python: {best / r_py:.0f}×; "
-        f"{cores} threads vs 1: {best / results[1]:.2f}×"
+        f"  ratio vs naive numpy: {top / r_np:.1f}×; vs plain Python: {top / r_py:.0f}×; "
+        f"{cores} threads vs 1: {top / sim[1]:.2f}×"
     )
-    print(f"  target ≥ 100 M chain-steps/s on 2 cores: {'met' if best >= 1e8 else 'NOT met'}")
+    print(
+        f"  targets on 2 cores: ≥ 120 M chain-steps/s: {'met' if top >= 1.2e8 else 'NOT met'}; "
+        f"≥ 0.8 × the RNG's draw rate: {'met' if top >= 0.8 * rng[cores] else 'NOT met'}"
+    )
 
 
 def regression(quick: bool) -> None:
