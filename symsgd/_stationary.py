@@ -391,11 +391,11 @@ def stationary(
         if not isinstance(value, kind):
             raise TypeError(f"stationary(): {name} must be e.g. {example}; got {value!r}.")
     _refuse_unsupported(optimizer, landscape, noise)
-    _refuse_name_clashes(optimizer, landscape, noise)
-    _refuse_negative_curvature(optimizer, landscape)
     fast = _numeric_stationary(optimizer, landscape, noise, method)
     if fast is not None:
         return fast
+    _refuse_name_clashes(optimizer, landscape, noise)
+    _refuse_negative_curvature(optimizer, landscape)
     recursion = build_recursion(optimizer, landscape, noise)
     pieces = (optimizer, landscape, noise)
     floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
@@ -428,9 +428,9 @@ def stationary(
 
 
 #: largest state dimension n of an all-numeric problem with exact (rational) entries that is
-#: solved exactly (the n(n+1)/2 rational elimination); beyond it the float path answers, and
-#: ``result.method`` says so
-EXACT_MAX_STATE = 8
+#: solved exactly (the n(n+1)/2 rational elimination, ≲ 1 s), for additive and for
+#: state-dependent noise; beyond it the float path answers, and ``result.method`` says so
+EXACT_MAX_STATE = {"additive": 8, "state-dependent": 6}
 
 
 def _numeric_stationary(
@@ -442,20 +442,21 @@ def _numeric_stationary(
     symbolic algebra (:func:`symsgd.recursion.numeric_recursion`,
     :class:`symsgd.moments.NumericMap`, :func:`symsgd.lyapunov.numeric_solution`).  None when
     the problem is not for it (the exact path then answers)."""
-    pieces = (optimizer, landscape, noise)
     if method not in ("auto", "numeric") or landscape.eigenmode:
         return None
-    if any(field_symbols(p) for p in pieces):
+    numbers, floats = _numbers_only(optimizer, landscape, noise)
+    if not numbers:
         return None
-    floats = any(field_atoms(p, sp.Float) for p in pieces)
     n = optimizer.blocks * landscape.dim
-    if not floats and n <= EXACT_MAX_STATE:
+    kind = "state-dependent" if noise.depends_on_state() else "additive"
+    if not floats and n <= EXACT_MAX_STATE[kind]:
         return None
     name = (
         "numeric-float"
         if floats
         else f"numeric-float (exact inputs, n = {n}: exact elimination skipped)"
     )
+    _refuse_negative_curvature(optimizer, landscape)
     recursion = numeric_recursion(optimizer, landscape, noise)
     T = NumericMap.from_recursion(recursion)
     if not T.stable():
@@ -465,11 +466,28 @@ def _numeric_stationary(
     return Stationary(solution=solution, recursion=recursion, stability=(sp.true, True))
 
 
+def _numbers_only(*pieces) -> tuple[bool, bool]:
+    """``(every value the pieces hold is a number, some of them is a float)`` in one cheap
+    walk (plain numbers are recognised by class, before any ``free_symbols``)."""
+    from ._util import _leaves
+
+    floats = False
+    for piece in pieces:
+        for leaf in _leaves(piece):
+            for e in leaf.flat() if isinstance(leaf, sp.MatrixBase) else (leaf,):
+                if e.is_Number:
+                    floats = floats or e.is_Float
+                elif e.free_symbols:
+                    return False, False
+                else:
+                    floats = floats or e.has(sp.Float)
+    return True, floats
+
+
 def _refuse_name_clashes(*pieces) -> None:
     """Refuse a user symbol that shares its name with a library symbol (or another user
     symbol) but is a different symbol: printed formulas, LaTeX and keyword arguments would
     silently merge them (``\\gamma + \\gamma``)."""
-    from ._util import field_symbols
     from .symbols import ALIASES
 
     library = {str(s): s for s in ALIASES.values()}
@@ -504,14 +522,15 @@ def _assumptions(symbol: sp.Symbol) -> str:
 def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> None:
     """A numeric Hessian (plus weight decay) with a negative eigenvalue has no minimum, so no
     stationary law at any learning rate: say so instead of advising a smaller step."""
-    H = landscape.hessian
     gamma = sp.sympify(optimizer.weight_decay)
-    if H.free_symbols or gamma.free_symbols or landscape.eigenmode:
+    if gamma.free_symbols or landscape.eigenmode:
         return
     try:
-        H = np.array(H.tolist(), dtype=float)
-    except TypeError:  # exact irrationals
-        H = np.array(H.evalf(), dtype=float)
+        H = np.array(landscape.hessian.tolist(), dtype=float)
+    except TypeError:  # symbols (nothing to check) or exact irrationals
+        if landscape.hessian.free_symbols:
+            return
+        H = np.array(landscape.hessian.evalf(), dtype=float)
     G = H + float(gamma) * np.eye(landscape.dim)
     lowest = float(np.linalg.eigvalsh(G).min())
     if lowest < 0:

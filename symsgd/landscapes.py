@@ -541,11 +541,12 @@ class LinearRegression(Landscape):
 
 def _floats(m) -> np.ndarray:
     """A numeric sympy matrix as a float64 array (``ValueError`` naming a leftover symbol)."""
-    m = sp.Matrix(m)
-    if m.free_symbols:
-        names = ", ".join(sorted(map(str, m.free_symbols)))
-        raise ValueError(f"a numeric value is needed for {names}.")
+    rows = m.tolist() if isinstance(m, sp.MatrixBase) else m
     try:
-        return np.array(m.tolist(), dtype=float)
-    except TypeError:  # sqrt(2) and other exact irrationals
+        return np.array(rows, dtype=float)
+    except TypeError:  # a symbol, or sqrt(2) and other exact irrationals
+        m = sp.Matrix(m)
+        if m.free_symbols:
+            names = ", ".join(sorted(map(str, m.free_symbols)))
+            raise ValueError(f"a numeric value is needed for {names}.") from None
         return np.array(m.evalf(), dtype=float)

@@ -101,6 +101,12 @@ class AdditiveNoise(Noise):
             )
         return sp.Matrix(self.C)
 
+    def numeric_covariance(self, landscape, weight_decay=0):
+        """``(C, None)`` in float64: the noise does not depend on the state."""
+        if self.C.shape != landscape.hessian.shape:
+            self.covariance(landscape, sp.zeros(landscape.dim, landscape.dim))  # the error
+        return _floats(self.C), None
+
     def mode_names(self, landscape: Landscape) -> dict:
         c = self.C[0, 0]
         return {c: "C"} if landscape.eigenmode and isinstance(c, sp.Symbol) else {}

@@ -96,7 +96,8 @@ class LinearRecursion:
     def forcing(self) -> sp.Matrix:
         r"""The constant part :math:`B Q_0 B^\top`."""
         d = self.landscape.dim
-        return self.B * self.noise_cov(sp.zeros(d, d)) * self.B.T
+        B = sp.Matrix(self.B)  # one matrix type: the sparse-aware product, not the entrywise
+        return B * sp.Matrix(self.noise_cov(sp.zeros(d, d))) * B.T
 
     def second_moment_map(self, sigma: sp.MatrixBase) -> sp.Matrix:
         r"""The linear part of the second-moment map,
@@ -158,12 +159,11 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
         )
     z = sp.Matrix.vstack(*blocks)
     z_new = sp.Matrix.vstack(*[sp.Matrix(b) for b in new]).applyfunc(sp.expand)
-    M = z_new.jacobian(z)
-    B = z_new.jacobian(xi)
-    K = sp.Matrix(points[0]).applyfunc(sp.expand).jacobian(z)
-    residual = (z_new - M * z - B * xi).applyfunc(sp.expand)
-    if any(e != 0 for e in residual):
-        raise RuntimeError(f"{type(optimizer).__name__}.step is not linear in the state.")
+    name = type(optimizer).__name__
+    M, B = _linear_coefficients(z_new, [list(z), list(xi)], f"{name}.step")
+    (K,) = _linear_coefficients(
+        sp.Matrix(points[0]).applyfunc(sp.expand), [list(z)], f"{name}.step"
+    )
     theta_map = _readout_map(optimizer, blocks, z)
 
     def freeze(m):
@@ -180,6 +180,29 @@ def build_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) ->
     )
 
 
+def _linear_coefficients(exprs: sp.Matrix, groups: list[list], what: str) -> list[sp.Matrix]:
+    r"""The coefficient matrices of the expanded ``exprs`` in each group of variables
+    (``exprs = Σ_g C_g v_g``), read term by term — O(number of terms), where a Jacobian is
+    O(rows × variables) derivatives.  Raises ``RuntimeError`` unless every term is one
+    variable (to the first power) times a coefficient free of all variables: that is linearity.
+    """
+    where = {v: (g, k) for g, group in enumerate(groups) for k, v in enumerate(group)}
+    out = [sp.zeros(exprs.rows, len(group)) for group in groups]
+    for i, e in enumerate(exprs):
+        for term in sp.Add.make_args(e):
+            if term == 0:
+                continue
+            found = [f for f in sp.Mul.make_args(term) if f in where]
+            if len(found) != 1:
+                raise RuntimeError(f"{what} is not linear in the state.")
+            coefficient = term / found[0]
+            if coefficient.free_symbols & where.keys():
+                raise RuntimeError(f"{what} is not linear in the state.")
+            g, k = where[found[0]]
+            out[g][i, k] += coefficient
+    return out
+
+
 def _readout_map(optimizer: Optimizer, blocks: list, z: sp.Matrix) -> sp.Matrix:
     r"""The map :math:`\Theta` with :math:`\theta = \Theta z`, read off the optimizer's
     :meth:`~symsgd.optimizers.Optimizer.readout` as a Jacobian; it must be linear and give back
@@ -191,9 +214,7 @@ def _readout_map(optimizer: Optimizer, blocks: list, z: sp.Matrix) -> sp.Matrix:
         raise RuntimeError(
             f"{name}.readout must return one d-vector (d = {d}); got shape {theta.shape}."
         )
-    Theta = theta.jacobian(z)
-    if any(e != 0 for e in (theta - Theta * z).applyfunc(sp.expand)):
-        raise RuntimeError(f"{name}.readout is not linear in the state.")
+    (Theta,) = _linear_coefficients(theta, [list(z)], f"{name}.readout")
     x = sp.Matrix(sp.symbols(f"_x0:{d}", cls=sp.Dummy))
     rest = optimizer.initial_state(x)
     back = sp.Matrix(optimizer.readout(tuple(sp.Matrix(b) for b in rest))) - x
@@ -236,6 +257,7 @@ def numeric_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) 
            [ 1. ,  0. ]])
     """
     from ._util import float_fields
+    from .landscapes import _floats as _float_array
 
     name = type(optimizer).__name__
     d, blocks = landscape.dim, optimizer.blocks
@@ -292,11 +314,3 @@ def numeric_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) 
     return LinearRecursion(
         optimizer=optimizer, landscape=landscape, noise=noise, arrays=(M, B, K, Theta)
     )
-
-
-def _float_array(m) -> np.ndarray:
-    m = sp.Matrix(m)
-    try:
-        return np.array(m.tolist(), dtype=float)
-    except TypeError:  # sqrt(2) and friends
-        return np.array(m.evalf(), dtype=float)
