@@ -124,16 +124,22 @@ class StructuredForm:
         return const, oriented
 
     def products(self) -> list[sp.Matrix]:
-        """The symmetrised :math:`K^\alpha F K^{\top\beta}` of the basis (sympy, unexpanded
-        products of expanded matrix powers)."""
+        r"""The symmetrised :math:`K^\alpha F K^{\top\beta}` of the basis (sympy: sums of
+        products of expanded matrix powers, F and expanded matrix powers, left unexpanded;
+        the powers are expanded in python-flint and zero factors are skipped, so no sympy
+        matrix product meets ``0 * (huge sum)``)."""
         n = self.K.rows
-        powers = [sp.eye(n)]
-        for _ in range(1, n):
-            powers.append((powers[-1] * self.K).applyfunc(sp.expand))
+        powers = _sympy_powers(self.K, n)
+        F = [[self.F[i, j] for j in range(n)] for i in range(n)]
+        left: dict = {}
         out = []
         for a, b in self.universal.basis:
-            P = powers[a] * self.F * powers[b].T
-            out.append(P + P.T if a != b else P)
+            if a not in left:
+                left[a] = _sparse_matmul(powers[a], F)
+            P = _sparse_matmul(left[a], powers[b], transpose=True)
+            if a != b:
+                P = [[P[i][j] + P[j][i] for j in range(n)] for i in range(n)]
+            out.append(sp.Matrix(P))
         return out
 
     def series(self, symbol: sp.Symbol, n: int) -> sp.Matrix:
@@ -194,6 +200,51 @@ class StructuredForm:
             for k in range(min(order, n - j)):
                 out += (a * symbol ** (j + k)) * per_order[k]
         return out
+
+
+def _sparse_matmul(X: list[list], Y: list[list], transpose: bool = False) -> list[list]:
+    """``X Y`` (``X Yᵀ`` with ``transpose``) of sympy entries as lists, each entry one
+    ``Add`` of the nonzero products."""
+    n, m = len(X), len(X[0])
+    p = len(Y) if transpose else len(Y[0])
+    out = []
+    for i in range(n):
+        row = []
+        for j in range(p):
+            terms = []
+            for k in range(m):
+                x, y = X[i][k], (Y[j][k] if transpose else Y[k][j])
+                if x != 0 and y != 0:
+                    terms.append(x * y)
+            row.append(sp.Add(*terms))
+        out.append(row)
+    return out
+
+
+def _sympy_powers(K: sp.MatrixBase, n: int) -> list[list[list]]:
+    r""":math:`K^0, \dots, K^{n-1}` as lists of expanded sympy entries (multiplied in
+    python-flint when the entries are integer polynomials, else by sympy)."""
+    entries = [sp.expand(e) for e in K]
+    ring = None
+    if any(sp.sympify(e).free_symbols for e in entries):
+        ring, polys = FlintRing.of(entries)
+        if any(not p.domain.is_ZZ for p in polys):
+            ring = None
+    if ring is None:
+        powers = [sp.eye(n)]
+        for _ in range(1, n):
+            powers.append((powers[-1] * K).applyfunc(sp.expand))
+        return [[[P[i, j] for j in range(n)] for i in range(n)] for P in powers]
+    flat = [ring.from_poly(p)[0] for p in polys]
+    Kf = [flat[i * n : (i + 1) * n] for i in range(n)]
+    zero = ring.zero
+    current = [[ring.one if i == j else zero for j in range(n)] for i in range(n)]
+    out = []
+    for k in range(n):
+        if k:
+            current = _matmul(current, Kf, zero)
+        out.append([[ring.to_sympy(e) for e in row] for row in current])
+    return out
 
 
 def _reduction_table(n: int, c: list, one, zero) -> list[list]:
@@ -356,16 +407,35 @@ class SteinSolution:
             for var, k in enumerate(monomial):
                 if not k:
                     continue
-                power = powers.get((var, k))
+                power = self._power_within(powers, values[var], var, k, cap)
                 if power is None:
-                    power = powers[var, k] = values[var] ** k
-                if len(power) > cap:
                     return None
                 term = term * power
                 if len(term) > cap:
                     return None
             total = total + term
         return total if len(total) <= cap else None
+
+    @staticmethod
+    def _power_within(powers: dict, value, var: int, k: int, cap: int):
+        """``value**k`` built by repeated multiplication (memoised in ``powers``), or None as
+        soon as a power on the way has more than ``cap`` terms (fully symbolic d = 5: c_0**6
+        has 4·10⁶ terms, c_0**3 already more than the cap)."""
+        if (var, k) in powers:
+            return powers[var, k]
+        known = [e for (v, e) in powers if v == var]
+        if any(powers[var, e] is None for e in known if e < k):
+            return None  # a lower power is already over the cap
+        j = max((e for e in known if e < k), default=0)
+        power = powers[var, j] if j else None
+        while j < k:
+            power = value if power is None else power * value
+            j += 1
+            if len(power) > cap:
+                powers[var, j] = None
+                return None
+            powers[var, j] = power
+        return power
 
     def fits(self, cap: int = EXPAND_LIMIT) -> bool:
         """True if the composed denominator D(c(K), s) has at most ``cap`` terms (the expanded
@@ -460,17 +530,18 @@ class SteinSolution:
             sp.ImmutableMatrix(n, n, [conv(e) for row in self.F for e in row]),
         )
         scale = sign * form.scale
-        X = sp.zeros(n, n)
+        terms: dict = {(i, j): [] for i in range(n) for j in range(i, n)}
         for p, P in zip(uni.g, form.products()):
             coeff = from_universal(p)
             if coeff == 0:
                 continue
-            for i in range(n):
-                for j in range(i, n):
-                    X[i, j] += coeff * P[i, j]
-        for i in range(n):
-            for j in range(i, n):
-                X[i, j] = X[j, i] = scale * X[i, j] / denominator if X[i, j] != 0 else 0
+            for (i, j), acc in terms.items():
+                if P[i, j] != 0:
+                    acc.append(coeff * P[i, j])
+        X = sp.zeros(n, n)
+        for (i, j), acc in terms.items():
+            if acc:
+                X[i, j] = X[j, i] = scale * sp.Add(*acc) / denominator
         return sp.ImmutableMatrix(X), denominator * conv(sden), form
 
     def _factored_denominator(self, from_universal) -> tuple[sp.Expr, int]:
