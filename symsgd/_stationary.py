@@ -460,7 +460,9 @@ def _numeric_stationary(
     recursion = numeric_recursion(optimizer, landscape, noise)
     T = NumericMap.from_recursion(recursion)
     if not T.stable():
-        subject = f"{type(optimizer).__name__} on {landscape!r}"
+        d = landscape.dim
+        shown = repr(landscape) if d <= 3 else f"a {d}×{d} {type(landscape).__name__}"
+        subject = f"{type(optimizer).__name__} on {shown}"
         raise UnstableError.at("stationary()", subject=subject, rho=T.radius())
     solution = numeric_solution(T, name)
     return Stationary(solution=solution, recursion=recursion, stability=(sp.true, True))
@@ -525,12 +527,12 @@ def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> No
     gamma = sp.sympify(optimizer.weight_decay)
     if gamma.free_symbols or landscape.eigenmode:
         return
+    from .landscapes import _floats
+
     try:
-        H = np.array(landscape.hessian.tolist(), dtype=float)
-    except TypeError:  # symbols (nothing to check) or exact irrationals
-        if landscape.hessian.free_symbols:
-            return
-        H = np.array(landscape.hessian.evalf(), dtype=float)
+        H = _floats(landscape.hessian)
+    except ValueError:  # symbols: nothing to check
+        return
     G = H + float(gamma) * np.eye(landscape.dim)
     lowest = float(np.linalg.eigvalsh(G).min())
     if lowest < 0:

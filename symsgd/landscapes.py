@@ -539,8 +539,26 @@ class LinearRegression(Landscape):
         return f"{head}({A}, label_variance={self.label_variance}{star})"
 
 
+#: float64 copies of recently converted immutable matrices (id -> (matrix, array)): one
+#: derivation converts H for the curvature check, the recursion and the loss
+_FLOAT_COPIES: dict = {}
+
+
 def _floats(m) -> np.ndarray:
     """A numeric sympy matrix as a float64 array (``ValueError`` naming a leftover symbol)."""
+    if isinstance(m, sp.ImmutableMatrix):
+        hit = _FLOAT_COPIES.get(id(m))
+        if hit is not None and hit[0] is m:
+            return hit[1].copy()
+        out = _convert(m)
+        if len(_FLOAT_COPIES) > 16:
+            _FLOAT_COPIES.clear()
+        _FLOAT_COPIES[id(m)] = (m, out)
+        return out.copy()
+    return _convert(m)
+
+
+def _convert(m) -> np.ndarray:
     rows = m.tolist() if isinstance(m, sp.MatrixBase) else m
     try:
         return np.array(rows, dtype=float)

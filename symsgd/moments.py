@@ -47,6 +47,7 @@ __all__ = [
     "operator_matrix",
     "pairs",
     "spectral_radius",
+    "stein_solve",
 ]
 
 
@@ -189,6 +190,43 @@ def spectral_radius(recursion, values: Mapping | None = None) -> float:
     return rho if state_dependent else rho**2
 
 
+def stein_solve(M: np.ndarray, F: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    r"""``(X, stable)``: the solution of :math:`X = MXM^\top + F` and whether ρ(M) < 1, from one
+    real Schur form.  As scipy's ``solve_discrete_lyapunov`` does for n ≥ 10, the bilinear map
+    :math:`b = (M^\top - I)(M^\top + I)^{-1}` turns the Stein equation into the Lyapunov
+    equation :math:`b^\top X + Xb = -2(M+I)^{-1}F(M^\top+I)^{-1}`, solved by Bartels–Stewart
+    (Schur form + LAPACK ``trsyl``).  An eigenvalue λ of M maps to μ = (λ − 1)/(λ + 1), and
+    |λ| < 1 iff Re μ < 0: the real parts are the diagonal of the standardised real Schur form,
+    so stability costs nothing beyond the solve.  ``X`` is None when M has the eigenvalue −1.
+
+    >>> X, stable = stein_solve(np.array([[0.5]]), np.array([[1.0]]))
+    >>> X, stable  # 1 / (1 − 0.25)
+    (array([[1.33333333]]), True)
+    """
+    from scipy.linalg import LinAlgError, get_lapack_funcs, inv, schur, solve_discrete_lyapunov
+
+    n = M.shape[0]
+    if n < 10:  # scipy's direct method, and the plain eigenvalues
+        stable = _radius(M) < 1
+        return solve_discrete_lyapunov(M, F), stable
+    eye = np.eye(n)
+    try:
+        right = inv(M.T + eye)
+        left = inv(M + eye)
+    except LinAlgError:  # the eigenvalue −1: on the unit circle
+        return None, False
+    b = (M.T - eye) @ right
+    c = 2 * left @ F @ right
+    r, u = schur(b.T, output="real")
+    stable = bool(np.all(np.diagonal(r) < 0))
+    f = u.T @ (-c) @ u
+    trsyl = get_lapack_funcs("trsyl", (r, f))
+    y, scale, info = trsyl(r, r, f, tranb="T")
+    if info < 0:  # pragma: no cover - LAPACK argument error
+        raise ValueError(f"trsyl failed (argument {-info}).")
+    return u @ (y * scale) @ u.T, stable
+
+
 #: largest state dimension n whose state-dependent map is solved through the dense n²×n²
 #: Kronecker matrix; beyond it the map is applied as an operator (O(n³ + N d²) per application)
 DENSE_MAX_STATE = 12
@@ -284,10 +322,14 @@ class NumericMap:
         return out
 
     def matrix(self) -> np.ndarray:
-        r"""T on row-major vec Σ_z: :math:`M\otimes M + (B\otimes B)L(K\otimes K)`."""
-        T = np.kron(self.M, self.M)
-        if self.state_dependent:
-            T = T + np.kron(self.B, self.B) @ self._L_matrix() @ np.kron(self.K, self.K)
+        r"""T on row-major vec Σ_z: :math:`M\otimes M + (B\otimes B)L(K\otimes K)` (built once
+        per map; do not modify it)."""
+        T = self.__dict__.get("_matrix")
+        if T is None:
+            T = np.kron(self.M, self.M)
+            if self.state_dependent:
+                T = T + np.kron(self.B, self.B) @ self._L_matrix() @ np.kron(self.K, self.K)
+            object.__setattr__(self, "_matrix", T)
         return T
 
     def _dense(self) -> bool:
@@ -303,8 +345,11 @@ class NumericMap:
 
     def stable(self) -> bool:
         """ρ(T) < 1, decided without the n²×n² matrix for large n (regular splitting: ρ(M) < 1
-        and ρ of the Stein-preconditioned noise part < 1)."""
-        if not self.state_dependent or self._dense():
+        and ρ of the Stein-preconditioned noise part < 1).  For additive noise the Schur form
+        of the solve decides it (:meth:`solve_stable`)."""
+        if not self.state_dependent:
+            return self.solve_stable()[1]
+        if self._dense():
             return self.radius() < 1
         if not _radius(self.M) < 1:
             return False
@@ -323,6 +368,19 @@ class NumericMap:
         if not self.state_dependent:
             return self.Q0
         return self.Q0 + self._noise_part(np.asarray(sigma_x, dtype=float))
+
+    def solve_stable(self) -> tuple[np.ndarray | None, bool]:
+        """Additive noise: ``(Σ before refinement, ρ(M) < 1)`` from one Schur form
+        (:func:`stein_solve`), computed once per map."""
+        cache = self.__dict__.get("_additive")
+        if cache is None:
+            cache = stein_solve(self.M, self.forcing())
+            object.__setattr__(self, "_additive", cache)
+        return cache
+
+    def _additive_state(self) -> np.ndarray:
+        state, _ = self.solve_stable()
+        return self._stein(self.forcing()) if state is None else state
 
     def _stein(self, F: np.ndarray) -> np.ndarray:
         from scipy.linalg import solve_discrete_lyapunov
@@ -369,7 +427,7 @@ class NumericMap:
         forcing = self.forcing()
         n = self.n
         if not self.state_dependent:
-            state = self._stein(forcing)
+            state = self._additive_state()
             for _ in range(2):  # refine an ill-conditioned Stein solve (rarely needed)
                 residual = forcing + self.M @ state @ self.M.T - state
                 scale = np.abs(state).max() + np.abs(forcing).max() + 1e-300
