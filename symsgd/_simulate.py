@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .budget import check_progress, progress_bar
 from .errors import UnstableError
 from .landscapes import Landscape
 from .noise import Noise
@@ -68,6 +69,10 @@ BLOCK_WORK = 16384
 #: streams come from the spawned ``SeedSequence`` of each block) draws them about 7 % faster
 #: than numpy's default PCG64 (benchmarks/simulate.py prints both rates)
 BIT_GENERATOR = np.random.PCG64DXSM
+#: array elements (chain-steps × :attr:`work`) one thread gets through per second, a cautious
+#: figure below the measured 0.7–1 × 10⁸ (scalar) and 7 × 10⁷ (d = 10 minibatch): it predicts
+#: the run time, and so whether a progress bar shows (:func:`symsgd.budget.progress_bar`)
+WORK_RATE = 5e7
 
 
 class BurnInWarning(UserWarning):
@@ -265,15 +270,16 @@ def simulate(
     own generator (:data:`BIT_GENERATOR`) spawned from ``numpy.random.SeedSequence(seed)``,
     spread over ``workers`` threads (default: the CPUs the process may use,
     :func:`usable_cpus`); the numbers depend only on ``seed``, ``chains``, ``steps`` and
-    ``burn_in``, not on ``workers``.  A progress bar appears for long interactive runs
-    (``progress=None``; force with True/False).
+    ``burn_in``, not on ``workers``.  A progress bar appears for runs predicted to be long
+    on a terminal (``progress=None``; force with True/False: :func:`symsgd.budget.progress_bar`).
 
     Every input is checked before running: ``ValueError`` names the parameter and its allowed
     range for values that contradict the symbol's assumptions (λ ≤ 0 for the positive
     ``lr``, a non-integer or non-positive batch size, a negative value of a symbol declared
     positive), NaN/inf/complex values, a Hessian that is not positive semi-definite, a batch
     larger than the data set without replacement, missing parameters, and ``chains`` (integer
-    ≥ 2), ``steps`` (≥ 1), ``burn_in`` (≥ 0), ``rel_se`` (in (0, 1)), ``workers`` and ``seed``.
+    ≥ 2), ``steps`` (≥ 1), ``burn_in`` (≥ 0), ``rel_se`` (in (0, 1)), ``workers``, ``seed`` and
+    ``progress``.
     An explicit ``burn_in`` shorter than :data:`MIN_BURN_IN_RELAXATIONS` relaxation times
     :math:`\tau = 1/(-\ln\rho)` warns (:class:`BurnInWarning`, with the recommended value).
 
@@ -290,6 +296,7 @@ def simulate(
     """
     check_run_options(chains, steps, burn_in, rel_se, workers)
     check_seed(seed)
+    check_progress(progress)
     try:
         problem = prepare(optimizer, landscape, noise, params)
     except UnstableError as exc:  # ρ ≥ 1: name the failing condition (derived only now)
@@ -322,6 +329,7 @@ def run(
         chains, steps, burn_in, rel_se, workers
     )
     check_seed(seed)
+    progress = check_progress(progress)
     block = max(64, BLOCK_WORK // max(1, problem.oracle.work))
     if burn_in is None:
         burn_in = default_burn_in(problem.rho)
@@ -333,7 +341,13 @@ def run(
     seeds = _block_seeds(seq, len(sizes))
     workers = min(len(sizes), workers or usable_cpus())
     start = time.perf_counter()
-    bar = _progress_bar(chains * (burn_in + steps), progress)
+    total = chains * (burn_in + steps)
+    bar = progress_bar(
+        total,
+        unit="chain-step",
+        predicted=total * max(1, problem.oracle.work) / (WORK_RATE * workers),
+        progress=progress,
+    )
     try:
 
         def one(b):
@@ -458,30 +472,3 @@ def _symmetric(per_chain: np.ndarray, pairs, d: int) -> tuple[np.ndarray, np.nda
     out[i, j] = out[j, i] = mean
     out_se[i, j] = out_se[j, i] = se
     return out, out_se
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, progress: bool | None):
-    if progress is False:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return _NoBar()
-    # disable=None: off when stderr is not a terminal; delay: only runs longer than a few seconds
-    return tqdm(
-        total=total,
-        unit="chain-step",
-        unit_scale=True,
-        smoothing=0.1,
-        disable=None if progress is None else not progress,
-        delay=0 if progress else 3.0,
-        leave=False,
-    )

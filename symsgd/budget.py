@@ -259,11 +259,12 @@ def progress_bar(
     r"""A progress bar over ``total`` units of work (``update(n)`` after each ``n``, ``close()``
     at the end, or use it as a context manager), shown by the rule:
 
-    * ``progress=False``: never; ``progress=True``: at once, wherever stderr goes;
+    * ``progress=False``: never; ``progress=True``: at once, wherever ``file`` (stderr) goes;
     * ``progress=None`` (automatic): only on a terminal, and only for long work — at once when
-      the work is ``predicted`` to take at least :data:`AUTO_PROGRESS_SECONDS` seconds, never
-      when it is predicted shorter, and after :data:`AUTO_PROGRESS_SECONDS` seconds when there
-      is no prediction.
+      the work is ``predicted`` to take at least :data:`AUTO_PROGRESS_SECONDS` seconds; after
+      :data:`AUTO_PROGRESS_SECONDS` seconds of actual work when it is predicted shorter (a
+      prediction can be wrong on a loaded machine) or not predicted; never when it is predicted
+      to take less than a tenth of that.
 
     >>> bar = progress_bar(100, desc="demo", predicted=0.01)  # short work: nothing shown
     >>> bar.update(100); bar.close()
@@ -271,15 +272,15 @@ def progress_bar(
     progress = check_progress(progress)
     if progress is False:
         return _NoBar()
-    if progress is None and predicted is not None and predicted < AUTO_PROGRESS_SECONDS:
+    if progress is None and predicted is not None and predicted < AUTO_PROGRESS_SECONDS / 10:
         return _NoBar()
     from tqdm import tqdm  # a dependency; imported late: most work shows no bar
 
     if progress:
         delay, disable = 0.0, False
     else:  # disable=None: off when the output is not a terminal
-        delay = 0.0 if predicted is not None else AUTO_PROGRESS_SECONDS
-        disable = None
+        long = predicted is not None and predicted >= AUTO_PROGRESS_SECONDS
+        delay, disable = (0.0 if long else AUTO_PROGRESS_SECONDS), None
     return tqdm(
         total=total,
         desc=desc,

@@ -213,7 +213,9 @@ def test_progress_is_shown_for_long_work_on_a_terminal():
 
 
 def test_progress_is_not_shown_for_short_work_or_off_a_terminal():
-    assert _shown(file=_Terminal(), predicted=AUTO_PROGRESS_SECONDS / 10) == ""
+    assert _shown(file=_Terminal(), predicted=AUTO_PROGRESS_SECONDS / 100) == ""
+    # predicted shorter: only work that really runs AUTO_PROGRESS_SECONDS shows a bar
+    assert _shown(file=_Terminal(), predicted=AUTO_PROGRESS_SECONDS / 2) == ""
     assert _shown(file=_Terminal(), predicted=100.0, progress=False) == ""
     assert _shown(file=io.StringIO(), predicted=100.0) == ""  # not a terminal
     # no prediction: tqdm's delay hides work shorter than AUTO_PROGRESS_SECONDS
