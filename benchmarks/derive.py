@@ -1,6 +1,6 @@
 """Derivation speed: symsgd's solver strategies against sympy's generic exact solver.
 
-Run:  python benchmarks/derive.py [--cap SECONDS] [--no-baseline] [--d5]
+Run:  python benchmarks/derive.py [--cap SECONDS] [--no-baseline] [--d5] [--fresh]
 
 For each fully symbolic case it prints the time of ``ss.stationary(..., method="auto")`` (build
 the recursion + solve + canonical answer; the solver it picked is ``result.method``), the time to
@@ -10,6 +10,13 @@ this run and stopped at ``--cap`` seconds (a ratio ">" means the baseline did no
 ``DomainMatrix.solve_den`` on the *same* half-vectorised system (not run for d = 4).  Fully
 symbolic SGD d = 4 always runs (``--d4`` is accepted for compatibility and does nothing);
 ``--d5`` adds fully symbolic SGD d = 5 (31 symbols, structured; no baselines).
+``--momentum3`` adds fully symbolic heavy-ball and Nesterov d = 3 (state dimension 6; target
+< 10 s each, not met yet: minutes, expanded answers of ~10⁶ terms; no baselines).
+``--fresh`` times fully symbolic SGD d = 5 in fresh Python processes (``import symsgd`` +
+``ss.stationary``, target < 6 s), once with an empty universal-polynomial disk cache and once
+with it filled (the ratio warm/cold is printed; d = 5 itself is below the dimension kept on
+disk, ``symsgd.cayley.PERSIST_FROM``, so both runs derive it — in milliseconds), and the
+universal polynomials of d = 6..8 derived against read back from the cache.
 Nothing here asserts on wall-clock time.
 """
 
@@ -17,6 +24,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import sympy as sp
@@ -75,7 +86,11 @@ def baseline(kind: str, d: int, cap: float, worker=_domainmatrix_worker) -> floa
 
 
 def _symbolic_problem(kind: str, d: int):
-    opt = ss.SGD(ss.lr) if kind == "sgd" else ss.HeavyBall(ss.lr, ss.momentum)
+    opt = {
+        "sgd": lambda: ss.SGD(ss.lr),
+        "heavy-ball": lambda: ss.HeavyBall(ss.lr, ss.momentum),
+        "nesterov": lambda: ss.Nesterov(ss.lr, ss.momentum),
+    }[kind]()
     return opt, ss.Quadratic.symbolic(d), ss.AdditiveNoise(symmetric_matrix(d, "c"))
 
 
@@ -102,7 +117,18 @@ def main() -> None:
     )
     parser.add_argument("--d5", action="store_true", help="also derive fully symbolic SGD d = 5")
     parser.add_argument("--no-baseline", action="store_true", help="skip the child-process runs")
+    parser.add_argument(
+        "--momentum3",
+        action="store_true",
+        help="also derive fully symbolic heavy-ball and Nesterov d = 3 (minutes; no baselines)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="time fully symbolic SGD d = 5 in fresh processes"
+    )
     args = parser.parse_args()
+    if args.fresh:
+        fresh_process()
+        print()
 
     print("eigen-mode / scalar derivations (target < 0.2 s each)")
     print(f"{'case':24s} {'derive s':>9s} {'conditions s':>13s}")
@@ -120,13 +146,14 @@ def main() -> None:
     )
     usable = {}
     cases = [("sgd", 2), ("sgd", 3), ("heavy-ball", 2), ("sgd", 4)] + ([("sgd", 5)] * args.d5)
+    cases += [("heavy-ball", 3), ("nesterov", 3)] if args.momentum3 else []
     for kind, d in cases:
         problem = _symbolic_problem(kind, d)
         result, t = timed(lambda p=problem: ss.stationary(*p, method="auto"))
         _, tc = timed(lambda r=result: stability_conditions(r.recursion))
         n = result.recursion.n
         unknowns = n * (n + 1) // 2
-        if args.no_baseline or d >= 5:
+        if args.no_baseline or d >= 5 or (kind != "sgd" and d >= 3):
             exact, exact_ratio, dm, dm_ratio = "skipped", "", "skipped", ""
         else:
             exact, exact_ratio = _against(baseline(kind, d, args.cap, _exact_worker), t, args.cap)
@@ -148,6 +175,56 @@ def main() -> None:
 
     print()
     lambdify_vs_scipy()
+
+
+_FRESH = """
+import time
+start = time.perf_counter()
+import symsgd as ss
+from symsgd.landscapes import symmetric_matrix
+d = {d}
+C = symmetric_matrix(d, "c")
+r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic.symbolic(d), ss.AdditiveNoise(C))
+assert r.certificate is not None
+print(time.perf_counter() - start, r.method)
+"""
+
+
+def fresh_process(d: int = 5) -> None:
+    """Seconds for ``import symsgd`` + fully symbolic SGD ``d`` in a new interpreter, with the
+    disk cache of the universal polynomials empty and then filled; then the universal
+    polynomials of d = 6..8 derived against read back (verified) from the cache."""
+    from symsgd import cayley
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "SYMSGD_CACHE_DIR": cache}
+        times = []
+        for label in ("empty cache", "filled cache"):
+            out = subprocess.run(
+                [sys.executable, "-c", _FRESH.format(d=d)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            times.append(float(out[0]))
+            print(
+                f"fresh process, fully symbolic SGD d = {d}, {label}: {times[-1]:.2f} s ({out[1]})"
+            )
+        print(f"target < 6 s; filled / empty = {times[1] / times[0]:.2f}")
+        os.environ["SYMSGD_CACHE_DIR"] = cache
+        try:
+            for n in (6, 7, 8):
+                uni, t_derive = timed(lambda n=n: cayley.derive_universal(n))
+                cayley.write_cached_universal(uni)
+                back, t_read = timed(lambda n=n: cayley.read_cached_universal(n))
+                assert back is not None and back.g == uni.g
+                print(
+                    f"universal polynomials n = {n}: derive {t_derive:.3f} s, read + verify "
+                    f"{t_read:.3f} s (ratio {t_derive / t_read:.2g}x)"
+                )
+        finally:
+            del os.environ["SYMSGD_CACHE_DIR"]
 
 
 def usability(result, d: int) -> None:

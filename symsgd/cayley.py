@@ -40,9 +40,15 @@ Two output forms (:func:`solve_stein`):
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import random
+import tempfile
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import sympy as sp
 
@@ -63,13 +69,21 @@ except ImportError:  # pragma: no cover - python-flint is a hard dependency
     flint = None
 
 __all__ = [
+    "CACHE_FORMAT",
     "EXPAND_LIMIT",
+    "PERSIST_FROM",
     "NotApplicable",
     "SteinSolution",
     "StructuredForm",
+    "cache_dir",
+    "cache_file",
+    "check_universal",
+    "derive_universal",
+    "read_cached_universal",
     "shifted_characteristic",
     "solve_stein",
     "universal",
+    "write_cached_universal",
 ]
 
 #: largest number of terms of the composed denominator for which the expanded form is built
@@ -258,21 +272,17 @@ def _reduction_table(n: int, c: list, one, zero) -> list[list]:
     return table
 
 
-@cache
-def universal(n: int) -> Universal:
-    r"""Solve :math:`(x + y - sxy)\,g = 1` in :math:`\operatorname{Sym}^2(\mathbb Z[c,s][x]/(p))`.
+#: version of the on-disk format of :func:`universal`'s cache (a file of another version is
+#: ignored and rewritten)
+CACHE_FORMAT = 1
+#: the universal polynomials of dimensions from this one on are kept on disk (below it,
+#: deriving them takes milliseconds: n = 5 in 5 ms, n = 6 in 25 ms, n = 8 in 2 s)
+PERSIST_FROM = 6
 
-    Returns the numerators :math:`g_{\alpha\beta}` (basis :math:`x^\alpha y^\beta + x^\beta
-    y^\alpha`, or :math:`x^\alpha y^\alpha`) over the common denominator
-    :math:`D = \prod_{i\le j}(k_i + k_j - s k_i k_j)`, as polynomials in the coefficients
-    :math:`c_0, \dots, c_{n-1}` of the monic :math:`p` and in ``s``.
 
-    >>> u = universal(1)
-    >>> u.D, u.g   # n = 1: p = x + c0, k = -c0, so D = 2k - s k^2
-    (-c0^2*s - 2*c0, (1,))
-    """
-    if n < 1:
-        raise ValueError(f"n must be a positive integer; got {n!r}.")
+def _universal_system(n: int) -> tuple:
+    """``(ctx, one, basis, rows)``: multiplication by u on Sym²A as an N×(N+1) system with
+    right-hand side 1 = x⁰y⁰ (N = n(n+1)/2)."""
     names = (*(f"c{a}" for a in range(n)), "s")
     ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
     *c, s = ctx.gens()
@@ -303,6 +313,28 @@ def universal(n: int) -> Universal:
             if i <= j:  # the image is symmetric: read it on the basis
                 rows[index[i, j]][col] += value
     rows[0][N] = one  # g * u = 1 = x^0 y^0
+    return ctx, one, tuple(basis), rows
+
+
+def _pair_product_at_roots(n: int) -> tuple[list[int], int]:
+    r"""The point ``(c, s)`` of the roots 1..n at s = 0 and the value there of
+    :math:`\prod_{i\le j}(k_i + k_j)`."""
+    x = flint.fmpz_poly([1])
+    for k in range(1, n + 1):
+        x = x * flint.fmpz_poly([-k, 1])
+    value = 1
+    for i in range(1, n + 1):
+        for j in range(i, n + 1):
+            value *= i + j
+    return [int(x[a]) for a in range(n)] + [0], value
+
+
+def derive_universal(n: int) -> Universal:
+    r"""Derive the universal inverse of dimension ``n`` (fraction-free elimination on the
+    n(n+1)/2 system; no cache).  :func:`universal` is the cached entry point."""
+    if n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}.")
+    ctx, one, basis, rows = _universal_system(n)
     nums, dens = bareiss_solve(rows, one)
     D = one
     for q in dens:
@@ -310,13 +342,165 @@ def universal(n: int) -> Universal:
     g = [p * (D / q) for p, q in zip(nums, dens)]
     # fix the sign so that D is the product itself: at the roots 1..n and s = 0 it must be
     # prod_{i<=j} (i + j) > 0
-    x = flint.fmpz_poly([1])
-    for k in range(1, n + 1):
-        x = x * flint.fmpz_poly([-k, 1])
-    at = [int(x[a]) for a in range(n)] + [0]
+    at, _ = _pair_product_at_roots(n)
     if int(D(*at)) < 0:
         D, g = -D, [-p for p in g]
-    return Universal(n, ctx, tuple(basis), tuple(g), D)
+    return Universal(n, ctx, basis, tuple(g), D)
+
+
+def check_universal(uni: Universal) -> bool:
+    r"""True if ``uni`` is the universal inverse of its dimension: :math:`u\,g = D` holds
+    exactly in :math:`\operatorname{Sym}^2 A` (so :math:`g/D` is the inverse of u, whatever
+    produced it) and D is :math:`\prod_{i\le j}(k_i + k_j - sk_ik_j)` itself, not a multiple:
+    equal to it at the roots 1..n with s = 0 and at two further integer root sets with
+    integer s (a multiple of D by a nonconstant factor, or by an integer other than 1, would
+    have to take the value 1 at all three points).
+
+    >>> check_universal(universal(3))
+    True
+    """
+    n = uni.n
+    _, one, basis, rows = _universal_system(n)
+    if tuple(uni.basis) != basis or len(uni.g) != len(basis) or uni.D.is_zero():
+        return False
+    N = len(basis)
+    for r, row in enumerate(rows):
+        lhs = sum((row[k] * uni.g[k] for k in range(N) if not row[k].is_zero()), one - one)
+        if lhs != (uni.D if r == 0 else one - one):
+            return False
+    rng = random.Random(n)
+    points = [[k for k in range(1, n + 1)] + [0]]
+    points += [[rng.randint(-50, 50) for _ in range(n)] + [rng.randint(-50, 50)] for _ in (0, 1)]
+    for *roots, s in points:
+        poly = flint.fmpz_poly([1])
+        for k in roots:
+            poly = poly * flint.fmpz_poly([-k, 1])
+        value = 1
+        for i in range(n):
+            for j in range(i, n):
+                value *= roots[i] + roots[j] - s * roots[i] * roots[j]
+        if int(uni.D(*[int(poly[a]) for a in range(n)], s)) != value:
+            return False
+    return True
+
+
+def cache_dir() -> Path:
+    """The directory of the on-disk cache: ``$SYMSGD_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/symsgd``, else ``~/.cache/symsgd``.
+
+    >>> cache_dir().name in ("symsgd", os.environ.get("SYMSGD_CACHE_DIR", "symsgd"))
+    True
+    """
+    override = os.environ.get("SYMSGD_CACHE_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "symsgd"
+
+
+def cache_file(n: int) -> Path:
+    """The file that keeps the universal polynomials of dimension ``n``."""
+    return cache_dir() / f"universal-{n}.v{CACHE_FORMAT}.json"
+
+
+def _poly_text(p) -> str:
+    """The stable text form of an ``fmpz_mpoly``: python-flint's own (terms in the context's
+    lex order, ``coefficient*c0^k*...``), which ``flint.fmpz_mpoly(text, ctx)`` reads back."""
+    return str(p)
+
+
+def _payload(uni: Universal) -> dict:
+    return {
+        "format": CACHE_FORMAT,
+        "n": uni.n,
+        "variables": [*(f"c{a}" for a in range(uni.n)), "s"],
+        "basis": [list(pair) for pair in uni.basis],
+        "D": _poly_text(uni.D),
+        "g": [_poly_text(p) for p in uni.g],
+    }
+
+
+def _checksum(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_cached_universal(uni: Universal) -> bool:
+    """Store ``uni`` in :func:`cache_file` atomically (a temporary file in the same directory,
+    renamed over the target) with its format version and SHA-256 checksum; False (and nothing
+    written) when the directory cannot be created or written."""
+    payload = _payload(uni)
+    document = {"payload": payload, "sha256": _checksum(payload)}
+    target = cache_file(uni.n)
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(document, out, sort_keys=True, separators=(",", ":"))
+        os.replace(tmp, target)
+        return True
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return False
+
+
+def read_cached_universal(n: int) -> Universal | None:
+    """The universal polynomials of dimension ``n`` from :func:`cache_file`, or None when
+    there is no file or it is not trusted: unreadable, another format version or
+    dimension, a checksum mismatch, or polynomials that fail :func:`check_universal`."""
+    try:
+        document = json.loads(cache_file(n).read_text())
+        payload = document["payload"]
+        if payload["format"] != CACHE_FORMAT or payload["n"] != n:
+            return None
+        if document["sha256"] != _checksum(payload):
+            return None
+        names = (*(f"c{a}" for a in range(n)), "s")
+        if payload["variables"] != list(names):
+            return None
+        ctx = flint.fmpz_mpoly_ctx.get(names, "lex")
+
+        def poly(text):
+            if not isinstance(text, str):
+                raise TypeError("a polynomial is stored as text")
+            return flint.fmpz_mpoly(text, ctx)
+
+        basis = tuple((int(a), int(b)) for a, b in payload["basis"])
+        uni = Universal(n, ctx, basis, tuple(poly(t) for t in payload["g"]), poly(payload["D"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return uni if check_universal(uni) else None
+
+
+@cache
+def universal(n: int) -> Universal:
+    r"""Solve :math:`(x + y - sxy)\,g = 1` in :math:`\operatorname{Sym}^2(\mathbb Z[c,s][x]/(p))`.
+
+    Returns the numerators :math:`g_{\alpha\beta}` (basis :math:`x^\alpha y^\beta + x^\beta
+    y^\alpha`, or :math:`x^\alpha y^\alpha`) over the common denominator
+    :math:`D = \prod_{i\le j}(k_i + k_j - s k_i k_j)`, as polynomials in the coefficients
+    :math:`c_0, \dots, c_{n-1}` of the monic :math:`p` and in ``s``.
+
+    Kept once per process; from :data:`PERSIST_FROM` on also on disk (:func:`cache_file`):
+    a cached file is used only when its checksum and format match and the polynomials pass
+    :func:`check_universal`, else they are derived again and the file rewritten.
+
+    >>> u = universal(1)
+    >>> u.D, u.g   # n = 1: p = x + c0, k = -c0, so D = 2k - s k^2
+    (-c0^2*s - 2*c0, (1,))
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}.")
+    if n < PERSIST_FROM:
+        return derive_universal(n)
+    uni = read_cached_universal(n)
+    if uni is None:
+        uni = derive_universal(n)
+        write_cached_universal(uni)
+    return uni
 
 
 def charpoly_coefficients(K: list[list], one) -> list:

@@ -13,6 +13,7 @@ import sympy as sp
 from scipy.linalg import solve_discrete_lyapunov
 
 import symsgd as ss
+from symsgd import cayley
 from symsgd.cayley import NotApplicable, SteinSolution, solve_stein, universal
 from symsgd.certify import evaluate_many
 from symsgd.landscapes import symmetric_matrix
@@ -527,3 +528,113 @@ def test_free_symbols_skip_bound_variables_of_mode_traces():
         ss.MinibatchNoise(ss.batch_size),
     )
     assert all(not s.name.startswith("_") for s in r.free_symbols)
+
+
+# -- the on-disk cache of the universal polynomials -------------------------------------------
+
+CACHED_N = 6  # the smallest dimension kept on disk (symsgd.cayley.PERSIST_FROM)
+
+
+@pytest.fixture
+def cache_in(tmp_path, monkeypatch):
+    """SYMSGD_CACHE_DIR in a fresh directory and an empty in-process cache (restored after)."""
+    monkeypatch.setenv("SYMSGD_CACHE_DIR", str(tmp_path / "cache"))
+    universal.cache_clear()
+    yield tmp_path / "cache"
+    universal.cache_clear()
+
+
+def _rewrite(path, edit):
+    """Apply ``edit`` to the cached payload and store it with a *valid* checksum (a tamperer
+    who knows the format): only the algebraic check can reject it."""
+    import hashlib
+    import json
+
+    document = json.loads(path.read_text())
+    edit(document["payload"])
+    text = json.dumps(document["payload"], sort_keys=True, separators=(",", ":"))
+    document["sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    path.write_text(json.dumps(document))
+
+
+def _sgd6():
+    a = sp.Symbol("a", positive=True)
+    H = sp.Matrix(6, 6, lambda i, j: 4 if i == j else (1 if abs(i - j) == 1 else 0))
+    H[0, 1] = H[1, 0] = a
+    return ss.SGD(lam), ss.Quadratic(H), ss.AdditiveNoise(sp.eye(6))
+
+
+def test_cache_directory_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("SYMSGD_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cayley.cache_dir() == tmp_path / "xdg" / "symsgd"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cayley.cache_dir() == tmp_path / "home" / ".cache" / "symsgd"
+    monkeypatch.setenv("SYMSGD_CACHE_DIR", str(tmp_path / "mine"))
+    assert cayley.cache_dir() == tmp_path / "mine"
+    assert cayley.cache_file(7).parent == tmp_path / "mine"
+
+
+def test_cache_round_trip(cache_in):
+    derived = cayley.derive_universal(CACHED_N)
+    path = cayley.cache_file(CACHED_N)
+    assert not path.exists()
+    first = universal(CACHED_N)  # derived and written
+    assert path.exists() and not list(cache_in.glob("*.tmp"))  # atomic: no leftover
+    assert (first.D, first.g, first.basis) == (derived.D, derived.g, derived.basis)
+    loaded = cayley.read_cached_universal(CACHED_N)
+    assert loaded is not None
+    assert (loaded.D, loaded.g, loaded.basis) == (derived.D, derived.g, derived.basis)
+    universal.cache_clear()
+    path.write_text(path.read_text())  # the next process reads the file
+    again = universal(CACHED_N)
+    assert (again.D, again.g) == (derived.D, derived.g)
+    assert cayley.check_universal(again)
+    assert cayley.read_cached_universal(CACHED_N + 1) is None  # nothing stored for 7
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["bytes", "checksum", "format", "numerator", "scaled", "dimension"],
+)
+def test_a_corrupt_or_tampered_cache_file_is_ignored_and_rewritten(cache_in, tamper):
+    universal(CACHED_N)
+    path = cayley.cache_file(CACHED_N)
+    good = path.read_text()
+    if tamper == "bytes":
+        path.write_text(good[: len(good) // 2] + "7" + good[len(good) // 2 + 1 :])
+    elif tamper == "checksum":
+        path.write_text(good.replace('"sha256":"', '"sha256":"0', 1))
+    elif tamper == "format":
+        _rewrite(path, lambda p: p.update(format=cayley.CACHE_FORMAT + 1))
+    elif tamper == "numerator":  # a wrong g with a recomputed checksum
+        _rewrite(path, lambda p: p["g"].__setitem__(3, p["g"][3] + " + c0"))
+    elif tamper == "scaled":  # g/D unchanged as a fraction, but D no longer the product
+        _rewrite(path, lambda p: p.update(D=f"2*({p['D']})", g=[f"2*({g})" for g in p["g"]]))
+    else:
+        _rewrite(path, lambda p: p.update(n=CACHED_N + 1))
+    assert path.read_text() != good
+    assert cayley.read_cached_universal(CACHED_N) is None
+    universal.cache_clear()
+    result = ss.stationary(*_sgd6(), method="invariant")  # derives again, rewrites the file
+    assert result.certificate is not None
+    assert cayley.read_cached_universal(CACHED_N) is not None
+    ref = ss.stationary(*_sgd6(), method="exact")
+    point = {s: sp.Rational(3 if s.name == "a" else 1, 10) for s in ref.free_symbols}
+    assert at_point(result.state_cov, point) == at_point(ref.state_cov, point)
+
+
+def test_an_unwritable_cache_directory_is_not_an_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("SYMSGD_CACHE_DIR", str(blocker / "cache"))  # mkdir must fail
+    universal.cache_clear()
+    try:
+        uni = universal(CACHED_N)
+        assert cayley.check_universal(uni)
+        assert not cayley.write_cached_universal(uni)
+        assert cayley.read_cached_universal(CACHED_N) is None
+        assert ss.stationary(*_sgd6(), method="invariant").certificate is not None
+    finally:
+        universal.cache_clear()
