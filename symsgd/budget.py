@@ -30,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "AUTO_PROGRESS_SECONDS",
+    "MAX_SECONDS",
     "DerivationTimeout",
     "TimeLimitWarning",
     "check_progress",
@@ -40,6 +41,9 @@ __all__ = [
 
 #: work predicted to take longer than this (seconds) shows a progress bar when ``progress=None``
 AUTO_PROGRESS_SECONDS = 3.0
+
+#: a limit longer than this (about three years; the interval timer overflows near it) is none
+MAX_SECONDS = 1e8
 
 #: the default advice of a :class:`DerivationTimeout`
 ADVICE = (
@@ -123,10 +127,12 @@ class time_limit:  # a lower-case name: used like a function, `with time_limit(5
     (``seconds=None``: no limit).  ``what`` names the work in the message (``"the stationary
     covariance of SGD on ..."``), ``advice`` says what to do instead (default :data:`ADVICE`).
 
-    Main thread only (``SIGALRM``): elsewhere it warns (:class:`TimeLimitWarning`) and runs the
-    block without a limit.  A ``SIGALRM`` handler and timer set before (an outer limit, a test
-    runner's timeout) are restored on exit, with the time they have left; an outer deadline that
-    comes first fires first.
+    Main thread only (``SIGALRM``): elsewhere it warns (:class:`TimeLimitWarning`; not with
+    ``warn=False``, for a limit the caller sets as an internal guard rather than at the user's
+    request) and runs the block without a limit.  More than :data:`MAX_SECONDS` is no limit.
+    A ``SIGALRM`` handler and timer set before (an outer limit, a test runner's timeout) are
+    restored on exit, with the time they have left; an outer deadline that comes first fires
+    first.
 
     >>> with time_limit(5, "adding two numbers"):
     ...     1 + 1
@@ -139,17 +145,26 @@ class time_limit:  # a lower-case name: used like a function, `with time_limit(5
     symsgd.budget.DerivationTimeout: sleeping took longer than timeout=0.05 s and was ...
     """
 
-    def __init__(self, seconds: float | None, what: str = "the work", advice: str = ADVICE):
+    def __init__(
+        self,
+        seconds: float | None,
+        what: str = "the work",
+        advice: str = ADVICE,
+        *,
+        warn: bool = True,
+    ):
         self.seconds = check_timeout(seconds)
-        self.what, self.advice = what, advice
+        self.what, self.advice, self.warn = what, advice, warn
         self._armed = False
         self._old: Any = None
 
     def __enter__(self) -> time_limit:
-        if self.seconds is None:
+        if self.seconds is None or self.seconds > MAX_SECONDS:
             return self
         why = _enforceable()
         if why is not None:
+            if not self.warn:
+                return self
             warnings.warn(
                 f"timeout={self.seconds:g} s for {self.what} is not enforced: {why}; the work "
                 "runs without a limit.",

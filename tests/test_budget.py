@@ -182,6 +182,27 @@ def test_off_the_main_thread_it_warns_and_runs_without_a_limit():
     assert "not enforced" in str(warning.message) and "main thread" in str(warning.message)
 
 
+def test_off_the_main_thread_an_internal_guard_is_silent():
+    out: dict = {}
+
+    def work():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with time_limit(0.01, "a guard", warn=False):
+                out["finished"] = True
+        out["warnings"] = caught
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert out["finished"] and out["warnings"] == []
+
+
+def test_a_limit_of_years_is_no_limit():
+    with time_limit(1e12, "forever"):  # beyond the interval timer's range
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 def test_the_timeout_error_pickles():
     err = pickle.loads(pickle.dumps(DerivationTimeout("the law", 2.5, "Try less.")))
     assert isinstance(err, DerivationTimeout)
