@@ -457,7 +457,10 @@ def _numeric_stationary(
         else f"numeric-float (exact inputs, n = {n}: exact elimination skipped)"
     )
     _refuse_negative_curvature(optimizer, landscape)
-    recursion = numeric_recursion(optimizer, landscape, noise)
+    try:
+        recursion = numeric_recursion(optimizer, landscape, noise)
+    except TypeError:  # a user optimizer whose step only runs on sympy values: read it there
+        return None
     T = NumericMap.from_recursion(recursion)
     if not T.stable():
         d = landscape.dim
@@ -470,13 +473,14 @@ def _numeric_stationary(
 
 def _numbers_only(*pieces) -> tuple[bool, bool]:
     """``(every value the pieces hold is a number, some of them is a float)`` in one cheap
-    walk (plain numbers are recognised by class, before any ``free_symbols``)."""
+    walk over the nonzero entries (plain numbers are recognised by class, before any
+    ``free_symbols``)."""
     from ._util import _leaves
 
     floats = False
     for piece in pieces:
         for leaf in _leaves(piece):
-            for e in leaf.flat() if isinstance(leaf, sp.MatrixBase) else (leaf,):
+            for e in leaf.values() if isinstance(leaf, sp.MatrixBase) else (leaf,):
                 if e.is_Number:
                     floats = floats or e.is_Float
                 elif e.free_symbols:
