@@ -64,11 +64,10 @@ DIVERGENCE_BOUND = 1e100
 #: chain-steps of work (≈ array elements touched per step) in one block; sized for the L2 cache
 #: (measured by benchmarks/simulate.py: the scalar rate peaks between 8192 and 32768)
 BLOCK_WORK = 16384
-#: the bit generator of every block.  The normal draws are most of a scalar simulation's time;
-#: numpy's PCG64DXSM (the "upgraded PCG64" numpy recommends for parallel streams; independent
-#: streams come from the spawned ``SeedSequence`` of each block) draws them about 7 % faster
-#: than numpy's default PCG64 (benchmarks/simulate.py prints both rates)
-BIT_GENERATOR = np.random.PCG64DXSM
+#: the bit generator of every block (numpy's default PCG64).  The normal draws are most of a
+#: scalar simulation's time; benchmarks/simulate.py prints the simulator's rate against this
+#: generator's own draw rate.  (PCG64DXSM draws no faster here; SFC64 about 14 % faster.)
+BIT_GENERATOR = np.random.PCG64
 #: array elements (chain-steps × :attr:`work`) one thread gets through per second, a cautious
 #: figure below the measured 0.7–1 × 10⁸ (scalar) and 7 × 10⁷ (d = 10 minibatch): it predicts
 #: the run time, and so whether a progress bar shows (:func:`symsgd.budget.progress_bar`)
@@ -150,10 +149,7 @@ def _run_block(
     report: Callable[[int], None],
 ) -> tuple:
     """Run ``n`` chains for ``burn_in + steps`` steps; return their time averages
-    ``(mean δ, δδᵀ upper triangle, vvᵀ upper triangle)`` of shapes (d, n), (p, n), (p, n).
-
-    The statistics are accumulated in place into preallocated buffers (no array is allocated
-    per step here; the optimizer's own step allocates its results)."""
+    ``(mean δ, δδᵀ upper triangle, vvᵀ upper triangle)`` of shapes (d, n), (p, n), (p, n)."""
     rng = np.random.Generator(BIT_GENERATOR(seed))
     grad = problem.oracle.make(rng, n)
     precondition = problem.precondition()
@@ -167,13 +163,6 @@ def _run_block(
     s2 = np.zeros((i.size, n))
     sv = np.zeros((i.size, n))
     tmp = np.empty((d, n))
-    v = np.empty((d, n))
-    if d == 1:
-        square = np.empty((1, n))
-        left = right = None
-    else:
-        square = np.empty((i.size, n))
-        left, right = np.empty((i.size, n)), np.empty((i.size, n))
     every = 64
     with np.errstate(all="ignore"):
         for t in range(1, burn_in + 1):
@@ -186,21 +175,15 @@ def _run_block(
             theta = readout(state)
             delta = np.subtract(theta, centre, out=tmp) if centred else theta
             m1 += delta
-            np.subtract(theta, previous, out=v)
             if d == 1:
-                np.multiply(delta, delta, out=square)
-                s2 += square
-                np.multiply(v, v, out=square)
-                sv += square
+                s2 += delta * delta
+                v = theta - previous
+                v *= v
+                sv += v
             else:
-                np.take(delta, i, axis=0, out=left, mode="clip")
-                np.take(delta, j, axis=0, out=right, mode="clip")
-                np.multiply(left, right, out=square)
-                s2 += square
-                np.take(v, i, axis=0, out=left, mode="clip")
-                np.take(v, j, axis=0, out=right, mode="clip")
-                np.multiply(left, right, out=square)
-                sv += square
+                s2 += delta[i] * delta[j]
+                v = theta - previous
+                sv += v[i] * v[j]
             previous = theta
             if (burn_in + t) % every == 0:
                 _check(theta, burn_in + t, report, n * every)
