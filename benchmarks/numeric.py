@@ -17,8 +17,9 @@ log time vs log d).  Families:
 * ``diagonal``: ``Quadratic.diagonal(d)`` with a symbolic diagonal C, symbolic λ; baseline d
   times the same derivation for one scalar mode (target: linear in d, d = 100 under 5 s).
 
-Times are the best of ``--repeat`` runs; the load average is printed because other processes
-change the numbers.  Nothing is asserted.
+Times are the best of ``--repeat`` runs (default 3; 1 with ``--quick``), with BLAS on one
+thread unless ``--all-threads``; the load average is printed because other processes change
+the numbers.  Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
+
+# one BLAS thread unless --all-threads: on a shared 2-core machine a multi-threaded BLAS that
+# competes with other processes makes both timings swing by 10× and more
+if "--all-threads" not in sys.argv:
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import numpy as np
 import sympy as sp
@@ -114,8 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller d, one repeat")
     parser.add_argument("--repeat", type=int, default=None)
+    parser.add_argument("--all-threads", action="store_true", help="BLAS on every core")
     args = parser.parse_args()
-    repeat = args.repeat or (1 if args.quick else 2)
+    repeat = args.repeat or (1 if args.quick else 3)
     rng = np.random.default_rng(0)
     sizes = {
         "sgd": [30, 60] if args.quick else [30, 100, 200],

@@ -456,13 +456,13 @@ def _numeric_stationary(
         if floats
         else f"numeric-float (exact inputs, n = {n}: exact elimination skipped)"
     )
-    _refuse_negative_curvature(optimizer, landscape)
     try:
         recursion = numeric_recursion(optimizer, landscape, noise)
     except TypeError:  # a user optimizer whose step only runs on sympy values: read it there
         return None
     T = NumericMap.from_recursion(recursion)
-    if not T.stable():
+    if not T.stable():  # (a negative curvature makes it unstable: say so first)
+        _refuse_negative_curvature(optimizer, landscape)
         d = landscape.dim
         shown = repr(landscape) if d <= 3 else f"a {d}×{d} {type(landscape).__name__}"
         subject = f"{type(optimizer).__name__} on {shown}"
@@ -476,17 +476,18 @@ def _numbers_only(*pieces) -> tuple[bool, bool]:
     walk over the nonzero entries (plain numbers are recognised by class, before any
     ``free_symbols``)."""
     from ._util import _leaves
+    from .landscapes import _number_kind
 
     floats = False
     for piece in pieces:
         for leaf in _leaves(piece):
-            for e in leaf.values() if isinstance(leaf, sp.MatrixBase) else (leaf,):
-                if e.is_Number:
-                    floats = floats or e.is_Float
-                elif e.free_symbols:
-                    return False, False
-                else:
-                    floats = floats or e.has(sp.Float)
+            if isinstance(leaf, sp.MatrixBase):
+                numbers, some = _number_kind(leaf)
+            else:
+                numbers, some = not leaf.free_symbols, leaf.has(sp.Float)
+            if not numbers:
+                return False, False
+            floats = floats or some
     return True, floats
 
 
