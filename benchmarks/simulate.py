@@ -16,12 +16,16 @@ Reports, all measured in this process (best of a few interleaved runs):
 * tracemalloc peak memory for 10³ and 10⁵ steps (it must not grow with the number of steps).
 
 Targets (issue 11): ≥ 1.2 × 10⁸ scalar chain-steps/s on 2 cores and ≥ 0.8 × the RNG's draw rate.
-What the measurements found: one thread runs at 0.82–0.84 × the RNG's rate (the normal draws are
-~83 % of the time; preallocating the statistics' temporaries changed nothing measurable), so the
-2-core target needs both cores.  Lost before: 10⁵ chains made 7 blocks, so one of two threads ran
-4 while the other idled after 3 (≤ 12.5 %; now 8); and on a machine whose other core is busy,
-two threads run slower than one (GIL hand-offs on one core) — the "CPU use" column shows it.
-The machine's load average is printed because other processes change the numbers.
+What the measurements found (2-core VM, runs taken while both cores were idle otherwise): one
+thread runs at 0.82–0.84 × the RNG's rate (the normal draws are ~83 % of the time; preallocating
+the statistics' temporaries, PCG64DXSM instead of PCG64 and block sizes from 4096 to 32768 changed
+nothing measurable); two threads reach 1.6–1.7 × 10⁸ chain-steps/s, 0.78–0.81 × the RNG's
+2.05–2.1 × 10⁸ draws/s on two threads (the two threads hand the GIL over around each of the ~12
+numpy calls of a step).  Lost before: 10⁵ chains made 7 blocks, so one of two threads ran 4 while
+the other idled after 3 (median 1.45 × 10⁸ at 1.72 cores in use; 8 blocks: 1.62 × 10⁸ at 1.93);
+and on a machine whose other core is busy, two threads run a few % slower than one — the "CPU
+use" column shows when that happened.  The load average is printed because other processes change
+the numbers; the independent 0.6–1.5 × 10⁸ was such a range.
 """
 
 from __future__ import annotations
