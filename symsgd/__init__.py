@@ -13,6 +13,7 @@ from ._stationary import ContinuousTime, Stationary, stationary
 from ._sweep import Sweep, sweep
 from ._verify import Verdict, parse_formula, verify
 from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
+from .budget import DerivationTimeout
 from .errors import InternalError, UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .noise import AdditiveNoise, MinibatchNoise, Noise
@@ -54,6 +55,7 @@ __all__ = [
     "ContinuousTime",
     "CrossCheck",
     "DampedNewton",
+    "DerivationTimeout",
     "HeavyBall",
     "InternalError",
     "Landscape",

@@ -26,6 +26,7 @@ import sympy as sp
 from ._continuous import ContinuousTime
 from ._result import Result, _scalar, check_readout, congruence
 from ._util import field_atoms, field_symbols, replace_fields, symbols_in
+from .budget import time_limit
 from .certify import certify_modes
 from .domain import check_values, problem_constraints
 from .errors import UnstableError
@@ -354,7 +355,12 @@ class Stationary(Result):
 
 
 def stationary(
-    optimizer: Optimizer, landscape: Landscape, noise: Noise, *, method: str = "auto"
+    optimizer: Optimizer,
+    landscape: Landscape,
+    noise: Noise,
+    *,
+    method: str = "auto",
+    timeout: float | None = None,
 ) -> Stationary:
     r"""Derive the exact stationary law of ``optimizer`` on ``landscape`` with ``noise``.
 
@@ -382,7 +388,23 @@ def stationary(
 
     >>> r.certificate.how, len(r.certificate.points)
     ('exact', 2)
+
+    ``timeout`` (seconds; None: no limit) interrupts a derivation that runs longer with
+    :class:`~symsgd.DerivationTimeout` (a ``TimeoutError`` naming the problem and what to do
+    instead); it works in the main thread only (elsewhere it warns and does not limit, see
+    :func:`symsgd.budget.time_limit`).
     """
+    dim = getattr(landscape, "dim", "?")
+    what = (
+        f"stationary() of {type(optimizer).__name__} on a {dim}-dimensional "
+        f"{type(landscape).__name__} with {type(noise).__name__}"
+    )
+    with time_limit(timeout, what):
+        return _derive(optimizer, landscape, noise, method)
+
+
+def _derive(optimizer: Optimizer, landscape: Landscape, noise: Noise, method: str) -> Stationary:
+    """:func:`stationary` without its time limit."""
     for name, value, kind, example in (
         ("optimizer", optimizer, Optimizer, "ss.SGD(ss.lr)"),
         ("landscape", landscape, Landscape, "ss.Quadratic(h)"),

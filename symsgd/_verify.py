@@ -28,10 +28,7 @@ import math
 import numbers
 import random
 import re
-import signal
-import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +37,7 @@ import sympy as sp
 
 from ._result import LATEX_LHS
 from ._util import substitute, symbols_in
+from .budget import DerivationTimeout, time_limit
 from .modes import ModeTrace
 from .numeric import mpmath_evaluator
 from .parsing import (
@@ -88,36 +86,6 @@ class Verdict:
         return f"{'equal' if self.equal else 'NOT equal'}: {self.explanation}"
 
 
-class _Timeout(BaseException):  # BaseException: sympy's `except Exception` must not swallow it
-    pass
-
-
-@contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Interrupt the block after ``seconds`` (main thread, no other timer running); else no-op."""
-    usable = (
-        seconds is not None
-        and seconds > 0
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
-    )
-    if not usable:
-        yield
-        return
-
-    def handler(signum, frame):
-        raise _Timeout
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def _small(expr: sp.Basic, limit: int) -> bool:
     for count, _ in enumerate(sp.preorder_traversal(expr)):
         if count > limit:
@@ -130,7 +98,7 @@ def _exact(hand: list, derived: list, timeout: float | None) -> tuple[str, int |
     nonzero: int | None = None
     unknown = False
     try:
-        with _time_limit(timeout):
+        with time_limit(timeout, warn=False):
             for k, (a, b) in enumerate(zip(hand, derived, strict=True)):
                 diff = a - b
                 if diff == 0:
@@ -155,7 +123,7 @@ def _exact(hand: list, derived: list, timeout: float | None) -> tuple[str, int |
                     nonzero = k
                     break
                 unknown = True
-    except _Timeout:
+    except DerivationTimeout:
         return "unknown", None
     if nonzero is not None:
         return "nonzero", nonzero
@@ -742,9 +710,9 @@ def _parse_in_time(hand: Any, names: Names, what: str, timeout: float | None) ->
     """:func:`~symsgd.parsing.parse_with_names` within ``timeout`` seconds (a ValueError
     after that; the parser's own limits normally refuse a hostile input much sooner)."""
     try:
-        with _time_limit(timeout):
+        with time_limit(timeout, warn=False):
             return parse_with_names(hand, names, what)
-    except _Timeout:
+    except DerivationTimeout:
         raise ValueError(
             f"reading the hand formula took longer than timeout={timeout} s; simplify it or "
             f"pass a larger timeout"
@@ -765,7 +733,7 @@ def _series_pair(
         return sp.series(value, lr, 0, order).removeO()
 
     try:
-        with _time_limit(timeout):
+        with time_limit(timeout, warn=False):
             left = taylor(hand)
             series = getattr(derived, "series", None)
             if what == "cov" and _is_result(derived) and callable(series):
@@ -775,7 +743,7 @@ def _series_pair(
                 right = taylor(right) if not isinstance(right, sp.MatrixBase) else right
             else:
                 right = taylor(target)
-    except _Timeout:
+    except DerivationTimeout:
         raise ValueError(
             f"the Taylor series to order {order} took longer than timeout={timeout} s; pass a "
             f"larger timeout or compare at a lower order"
@@ -792,7 +760,7 @@ def _first_difference(hand: Any, target: Any, lr: sp.Symbol, timeout: float | No
     cols = hand.cols if isinstance(hand, sp.MatrixBase) else 1
     name = _pretty(lr)
     try:
-        with _time_limit(timeout):
+        with time_limit(timeout, warn=False):
             for k in range(64):
                 for index, (a, b) in enumerate(pairs):
                     if not (_small(a, 2_000) and _small(b, 2_000)):
@@ -806,7 +774,7 @@ def _first_difference(hand: Any, target: Any, lr: sp.Symbol, timeout: float | No
                             f"the {power} coefficients differ{where} (hand {sp.sstr(ca)}, "
                             f"derived {sp.sstr(cb)}); "
                         )
-    except _Timeout:
+    except DerivationTimeout:
         return ""
     return ""
 

@@ -253,3 +253,35 @@ def test_bad_progress_values_are_refused(bad):
         check_progress(bad)
     with pytest.raises(ValueError, match=r"progress must be None"):
         progress_bar(10, progress=bad)
+
+
+def test_stationary_timeout_interrupts_a_long_derivation_and_the_next_call_works():
+    """Fully symbolic 3×3 heavy-ball takes minutes; timeout=0.5 stops it with a clear error."""
+    import sympy as sp
+
+    import symsgd as ss
+    from symsgd.landscapes import symmetric_matrix
+
+    c = sp.Symbol("c", positive=True)
+    with pytest.raises(ss.DerivationTimeout, match=r"^stationary\(\) of HeavyBall on a 3-dim"):
+        ss.stationary(
+            ss.HeavyBall(ss.lr, ss.momentum),
+            ss.Quadratic(symmetric_matrix(3, "h")),
+            ss.AdditiveNoise(c * sp.eye(3)),
+            timeout=0.5,
+        )
+    h = sp.Symbol("h", positive=True)
+    assert ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c), timeout=5).cov == (
+        ss.lr * c / (h * (2 - ss.lr * h))
+    )
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), "1", True])
+def test_stationary_refuses_a_bad_timeout(bad):
+    import sympy as sp
+
+    import symsgd as ss
+
+    h = sp.Symbol("h", positive=True)
+    with pytest.raises(ValueError, match=r"timeout must be a number of seconds > 0"):
+        ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(1), timeout=bad)
