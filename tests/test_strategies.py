@@ -234,3 +234,20 @@ def test_eigenmode_denominator_is_the_product_of_the_modes_at_any_dimension():
     assert sp.cancel(r.denominator / expected) in (1, -1)
     for k, hk in enumerate(hs):
         assert sp.cancel(r.cov[k, k] - one.cov.subs(h, hk)) == 0
+
+
+def test_block_diagonal_problems_split_per_block_and_agree_with_elimination():
+    """A block-diagonal H and C (a symbolic 2×2 block and a scalar one) are solved one block at
+    a time; the answer equals the elimination of the whole system and has zero cross blocks."""
+    h11, h12, h22, h3 = sp.symbols("h11 h12 h22 h3", positive=True)
+    c11, c22, c3 = sp.symbols("c11 c22 c3", positive=True)
+    H = sp.Matrix([[h11, h12, 0], [h12, h22, 0], [0, 0, h3]])
+    C = sp.Matrix([[c11, 0, 0], [0, c22, 0], [0, 0, c3]])
+    for optimizer in (ss.SGD(ss.lr), ss.HeavyBall(ss.lr, ss.momentum)):
+        pieces = (optimizer, ss.Quadratic(H), ss.AdditiveNoise(C))
+        split = ss.stationary(*pieces)
+        assert split.method == "block-diagonal"
+        whole = ss.stationary(*pieces, method="exact")
+        difference = (split.state_cov - whole.state_cov).applyfunc(sp.cancel)
+        assert difference.is_zero_matrix
+        assert split.cov[0, 2] == 0 and split.cov[1, 2] == 0
