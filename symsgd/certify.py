@@ -313,6 +313,16 @@ def _certify_algebraic(residual, solution, equation, drawn) -> Certificate:
         if any(e.has(sp.zoo, sp.nan) for e in X):
             continue
         R = sp.Matrix(residual(X, exact_point)).xreplace(exact_point)
+        verdict = _quadratic_field_zero(list(R))
+        if verdict is True:
+            checked.append(exact_point)
+            continue
+        if verdict is False:
+            raise InternalError(
+                f"certificate failed: the candidate does not solve {equation} at "
+                f"{_show(exact_point)} (a residual entry is a non-zero element of "
+                f"Q(√p₁, √p₂, …)); it was not returned."
+            )
         scale = max([abs(sp.N(e, 30)) for e in X] + [sp.Float(1e-300)])
         for e in R:
             value = sp.expand(e)
@@ -330,6 +340,62 @@ def _certify_algebraic(residual, solution, equation, drawn) -> Certificate:
         raise InternalError("certificate: the candidate is undefined at every point drawn.")
     how = "exact" if numeric == 0 else f"{HIGH_DIGITS}-digit"
     return Certificate(equation, how, tuple(checked), numeric)
+
+
+def _radical(q: sp.Rational, roots: dict) -> sp.Expr:
+    """√q as (rational)·∏ s_p over the primes p of its square-free part (s_p stands for √p)."""
+    n = int(q.p) * int(q.q)  # √(a/b) = √(ab)/b
+    out = sp.Rational(1, int(q.q))
+    for prime, power in sp.factorint(n).items():
+        out *= sp.Integer(prime) ** (power // 2)
+        if power % 2:
+            out *= roots.setdefault(prime, sp.Dummy(f"sqrt{prime}"))
+    return out
+
+
+def _quadratic_field_zero(entries: list) -> bool | None:
+    r"""Decide exactly whether expressions whose only irrational constants are square roots of
+    positive rationals (Adam's :math:`\sqrt{v_i}`) vanish: each :math:`\sqrt q` becomes a
+    rational multiple of a product of symbols :math:`s_p = \sqrt p` over distinct primes, each
+    entry one fraction whose numerator is reduced modulo :math:`s_p^2 - p`.  The square roots of
+    distinct square-free integers are linearly independent over Q, so the reduced numerator is
+    zero iff the number is.  True / False; None when another irrational constant occurs, or a
+    denominator vanishes (the caller then decides).
+
+    >>> r2, r3 = sp.sqrt(2), sp.sqrt(3)
+    >>> _quadratic_field_zero([sp.sqrt(6) - r2 * r3, 1 / (r2 + 1) - r2 + 1])
+    True
+    >>> _quadratic_field_zero([sp.sqrt(8) - 2 * sp.sqrt(3)])
+    False
+    """
+    roots: dict = {}
+    swap: dict = {}
+    for e in entries:
+        if e.free_symbols or e.has(sp.Float, sp.NumberSymbol, sp.zoo, sp.nan):
+            return None
+        for atom in e.atoms(sp.Pow):
+            base, exp = atom.as_base_exp()
+            if base.is_Rational and base > 0 and exp.is_Rational and exp.q == 2:
+                swap[atom] = _radical(base, roots) ** int(exp.p)
+            elif not exp.is_Integer:  # a cube root, √(negative), …: not decided here
+                return None
+    symbols = list(roots.values())
+    if not symbols:
+        return None
+    relations = [s_p**2 - prime for prime, s_p in roots.items()]
+    for e in entries:
+        numerator, denominator = sp.fraction(sp.together(e.xreplace(swap)))
+        if _reduced(denominator, relations, symbols) == 0:
+            return None  # a pole at this point: not decided here
+        if _reduced(numerator, relations, symbols) != 0:
+            return False
+    return True
+
+
+def _reduced(poly: sp.Expr, relations: list, symbols: list) -> sp.Expr:
+    """``poly`` reduced modulo ``s_p² − p`` (a Gröbner basis: coprime leading terms)."""
+    _, remainder = sp.reduced(sp.expand(poly), relations, *symbols, domain=sp.QQ)
+    return remainder
 
 
 def _certify_float(residual, solution, equation) -> Certificate:

@@ -13,7 +13,7 @@ from scipy.linalg import solve_discrete_lyapunov
 import symsgd as ss
 from symsgd import lyapunov
 from symsgd.catalogue import CATALOGUE
-from symsgd.certify import certify_stationary
+from symsgd.certify import certify, certify_stationary
 from symsgd.exact import flint_factor
 from symsgd.recursion import build_recursion
 
@@ -354,3 +354,36 @@ def test_subs_refuses_a_symbolic_value_of_the_wrong_sign():
     r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
     with pytest.raises(ValueError, match=r"lambda .*> 0"):
         r.subs(lr=-h)
+
+
+def test_answers_with_square_roots_are_certified_exactly_and_fast():
+    """Adam with a symbolic learning rate on an explicit 2×2 problem whose noise diagonal is not
+    a square (√2, √3 in the preconditioner) took minutes in sympy's zero test; the residual is
+    now decided in Q(√2, √3) exactly."""
+    R = sp.Rational
+    H = sp.Matrix([[2, 1], [1, 3]])
+    result = ss.stationary(
+        ss.Adam(ss.lr, R(9, 10), R(999, 1000), R(1, 10**8)),
+        ss.Quadratic(H),
+        ss.AdditiveNoise(H),
+        timeout=60,
+    )
+    assert result.certificate.how == "exact" and len(result.certificate.points) == 2
+    assert result.cov.has(sp.sqrt(2)) and result.cov.has(sp.sqrt(3))
+
+
+def test_a_wrong_answer_with_square_roots_is_refused():
+    """The exact decision in Q(√p, …) catches an error of 10⁻³⁰ that a 100-digit evaluation
+    relative to the answer's size would only just see, and it never calls a right answer wrong
+    (√6 = √2·√3 and √8 = 2√2 are the same numbers)."""
+    x = sp.Symbol("x", positive=True)
+    r2, r6 = sp.sqrt(2), sp.sqrt(6)
+
+    def residual(X, point):
+        return (r6 + r2 * x) * X - sp.eye(1) * (sp.sqrt(8) + x)
+
+    right = sp.Matrix([[(2 * r2 + x) / (r2 * sp.sqrt(3) + r2 * x)]])
+    assert certify(residual, right, [x]).how == "exact"
+    wrong = right * (1 + sp.Rational(1, 10**30))
+    with pytest.raises(ss.InternalError, match="non-zero element"):
+        certify(residual, wrong, [x])
