@@ -11,6 +11,7 @@ from ._result import Result
 from ._simulate import BurnInWarning, Simulation, simulate
 from ._stationary import ContinuousTime, Stationary, stationary
 from ._sweep import Sweep, sweep
+from ._transient import Transient, transient
 from ._verify import Verdict, parse_formula, verify
 from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
 from .budget import DerivationTimeout
@@ -72,6 +73,7 @@ __all__ = [
     "Simulation",
     "Stationary",
     "Sweep",
+    "Transient",
     "UnstableError",
     "Verdict",
     "adam_self_consistency_equations",
@@ -91,6 +93,7 @@ __all__ = [
     "simulate",
     "stationary",
     "sweep",
+    "transient",
     "verify",
     "weight_decay",
 ]

@@ -212,6 +212,25 @@ def _scalar_closed_form(A: sp.Matrix, v: sp.Matrix, t) -> sp.Matrix:
     return sp.Matrix([M**t * m0, s, 1])
 
 
+def _certify_closed_form(A: sp.Matrix, v0: sp.Matrix, v: sp.Matrix, t: sp.Symbol) -> None:
+    """Both the closed form and the iterated map are sums of at most three geometric terms
+    (1, Mᵗ, ρᵗ or tρᵗ), so their difference satisfies a linear recurrence of order ≤ 6: equal
+    at t = 0..6, equal for every t.  Checked exactly; ``InternalError`` otherwise (nothing
+    wrong is returned)."""
+    from .errors import InternalError
+
+    exact = v0
+    for k in range(7):
+        gap = (v.subs(t, k) - exact).applyfunc(sp.cancel)
+        if not gap.is_zero_matrix:
+            raise InternalError(
+                f"transient: the closed form disagrees with the iterated map at t = {k}; "
+                "it was not returned."
+            )
+        exact = A * exact
+    return None
+
+
 def transient(
     optimizer: Optimizer,
     landscape: Landscape,
@@ -229,7 +248,8 @@ def transient(
     inputs, floats for float inputs.  A one-dimensional state (scalar SGD) also takes symbolic
     parameters and a symbolic ``steps`` (an integer, nonnegative ``sp.Symbol``), solved in
     closed form :math:`s_t = s^* + \rho^t(s_0 - s^*)` (plus a mean term for minibatch noise on
-    finite data).  ``curve=True`` adds the float training loss at every t = 0..steps.
+    finite data), certified against the iterated map at t = 0..6 (which determines it).
+    ``curve=True`` adds the float training loss at every t = 0..steps.
 
     >>> import sympy as sp, symsgd as ss
     >>> half = sp.Rational(1, 2)
@@ -261,6 +281,8 @@ def transient(
     if n == 1 and (symbolic or free):
         v = _scalar_closed_form(A, v0, steps)
         v = v.applyfunc(lambda e: sp.powsimp(sp.expand(e)))
+        if symbolic:
+            _certify_closed_form(A, v0, v, steps)
     elif symbolic or free:
         raise NotImplementedError(
             f"transient: a symbolic number of steps or symbolic parameters need a "
