@@ -192,6 +192,45 @@ class Result:
         ``True`` once every value is fixed inside the stable region)."""
         return self._apply(self._raw_conditions())
 
+    def stability_edge(self, symbol: sp.Symbol) -> sp.Expr:
+        r"""The largest value of ``symbol`` (e.g. ``ss.lr``) up to which the stationary law exists
+        when it is raised from 0⁺, as a function of the other parameters: the smallest positive
+        root, over the :attr:`conditions`, of each margin (``rhs − lhs`` of ``lhs < rhs``) that
+        decreases through zero; ``oo`` when no condition bounds it.
+
+        A margin linear in ``symbol`` gives its root; a quadratic one whose discriminant is
+        negative under the symbols' assumptions never vanishes and bounds nothing.  Other
+        margins raise ``NotImplementedError`` naming the condition (numbers for the other
+        parameters, via :meth:`subs`, make every margin a univariate polynomial, whose roots are
+        isolated exactly).
+
+        >>> import sympy as sp, symsgd as ss
+        >>> h, c = sp.symbols("h c", positive=True)
+        >>> ss.stationary(ss.Nesterov(ss.lr, ss.momentum), ss.Quadratic(h),
+        ...               ss.AdditiveNoise(c)).stability_edge(ss.lr)
+        2*(mu + 1)/(h*(2*mu + 1))
+        """
+        if not isinstance(symbol, sp.Symbol):
+            raise TypeError(f"stability_edge(symbol) takes a sympy Symbol; got {symbol!r}.")
+        conditions = self.conditions
+        if conditions is sp.false:
+            raise ValueError("stability_edge(): no value gives a stationary law here.")
+        roots = []
+        for cond in sp.And.make_args(conditions):
+            if cond is sp.true or symbol not in cond.free_symbols:
+                continue
+            if not isinstance(cond, sp.core.relational.Relational) or cond.rel_op not in (
+                "<",
+                "<=",
+            ):
+                raise NotImplementedError(f"stability_edge(): cannot read the condition {cond}.")
+            root = _edge_of(sp.expand(cond.gts - cond.lts), symbol, cond)
+            if root is not None:
+                roots.append(root)
+        if not roots:
+            return sp.oo
+        return sp.factor(roots[0]) if len(roots) == 1 else sp.Min(*roots)
+
     @property
     def free_symbols(self) -> set:
         """The symbols left in :attr:`cov`."""
@@ -385,3 +424,27 @@ class Result:
         return lambdify_result(
             outputs, self.conditions, backend, unstable, self._constraints(), self._radius()
         )
+
+
+def _edge_of(margin: sp.Expr, x: sp.Symbol, cond) -> sp.Expr | None:
+    """The smallest positive x where ``margin`` (positive at x = 0⁺) reaches zero, or None."""
+    poly = sp.Poly(margin, x)
+    coeffs = poly.all_coeffs()
+    if poly.degree() == 1:
+        c1, c0 = coeffs
+        if sp.factor(c1).is_nonnegative:
+            return None  # grows with x: never reached from x = 0⁺
+        if sp.factor(c1).is_negative:
+            return sp.cancel(-c0 / c1)
+    elif poly.degree() == 2:
+        c2, c1, c0 = coeffs
+        if sp.factor(c1**2 - 4 * c2 * c0).is_negative:
+            return None  # no real root: the margin keeps its sign
+    if not poly.free_symbols - {x}:
+        positive = [r for r in poly.real_roots() if r.is_positive]
+        return min(positive, key=lambda r: float(r)) if positive else None
+    raise NotImplementedError(
+        f"stability_edge(): the condition {cond} is of degree {poly.degree()} in {x} with "
+        f"symbolic coefficients; substitute numbers for the other parameters first "
+        f"(result.subs(...))."
+    )
