@@ -17,6 +17,7 @@ from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self
 from .budget import DerivationTimeout
 from .errors import InternalError, UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
+from .models import EmpiricalLoss, LocalLandscape
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .optimizers import (
     QHM,
@@ -57,11 +58,13 @@ __all__ = [
     "CrossCheck",
     "DampedNewton",
     "DerivationTimeout",
+    "EmpiricalLoss",
     "HeavyBall",
     "InternalError",
     "Landscape",
     "LinearRecursion",
     "LinearRegression",
+    "LocalLandscape",
     "MinibatchNoise",
     "NaturalGradient",
     "Nesterov",

@@ -573,10 +573,22 @@ def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> No
 def _refuse_unsupported(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> None:
     """Refuse problems whose answer is not of the form asked for (rather than return a wrong
     one)."""
+    gamma = sp.sympify(getattr(optimizer, "weight_decay", 0))
+    flat = getattr(landscape, "flat_directions", ())
+    if flat and gamma == 0:
+        shown = "; ".join(
+            "(" + ", ".join(sp.sstr(sp.N(v, 4) if v.is_Float else v) for v in d) + ")" for d in flat
+        )
+        raise ValueError(
+            f"stationary(): the Hessian at this minimum is singular — it lies on a manifold of "
+            f"minima, flat along {shown}. Along a flat direction the noise accumulates without "
+            f"bound, so the linearised dynamics has no stationary law. Add weight decay "
+            f"(e.g. SGD(lr, weight_decay=ss.weight_decay)), or study the non-flat directions "
+            f"by reparametrising the model."
+        )
     if not (getattr(landscape, "eigenmode", False) and noise.depends_on_state()):
         return
     star = getattr(landscape, "theta_star", None)
-    gamma = sp.sympify(getattr(optimizer, "weight_decay", 0))
     if gamma != 0 and star is not None and not sp.Matrix(star).is_zero_matrix:
         raise ValueError(
             f"stationary(): minibatch noise with weight_decay={gamma} and theta_star={star[0]} "

@@ -150,7 +150,17 @@ def check_psd(m: sp.MatrixBase, name: str, strict: bool = False) -> None:
 
 
 def _fields(obj) -> dict:
-    return dict(vars(obj))
+    """The values an object holds, without its caches (attributes named ``*_cache``, which
+    hold results computed from the values and must not survive a copy with new values)."""
+    return {k: v for k, v in vars(obj).items() if not k.endswith("_cache")}
+
+
+def _fresh_copy(obj):
+    """``copy.copy(obj)`` without the caches of :func:`_fields`."""
+    new = copy.copy(obj)
+    for key in [k for k in vars(new) if k.endswith("_cache")]:
+        del new.__dict__[key]
+    return new
 
 
 def _is_value_object(value) -> bool:
@@ -199,7 +209,7 @@ def map_fields(obj, fn):
             return map_fields(value, fn)
         return value
 
-    new = copy.copy(obj)
+    new = _fresh_copy(obj)
     for key, value in _fields(obj).items():
         object.__setattr__(new, key, visit(value))
     return new
@@ -209,7 +219,7 @@ def replace_fields(obj, values: dict):
     """A copy of the frozen value object ``obj`` with ``values`` substituted (``xreplace``) in
     every sympy value it holds (:func:`map_fields`)."""
     if not values:
-        return copy.copy(obj)
+        return _fresh_copy(obj)
     return map_fields(obj, lambda value: value.xreplace(values))
 
 
@@ -217,7 +227,7 @@ def float_fields(obj):
     """A copy of a numeric value object whose scalar number fields (its own and those of nested
     value objects) are Python floats, so that :meth:`~symsgd.Optimizer.step` runs on numpy
     arrays at numpy speed; matrices and tuples stay as they are."""
-    new = copy.copy(obj)
+    new = _fresh_copy(obj)
     for key, value in _fields(obj).items():
         if _is_value_object(value):
             object.__setattr__(new, key, float_fields(value))

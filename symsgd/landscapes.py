@@ -23,7 +23,14 @@ import sympy as sp
 
 from ._util import _entry, as_matrix, check_psd, check_symmetric
 
-__all__ = ["COUPLING", "Landscape", "LinearRegression", "Quadratic", "isserlis_quartic"]
+__all__ = [
+    "COUPLING",
+    "Landscape",
+    "LinearRegression",
+    "Quadratic",
+    "SampledLandscape",
+    "isserlis_quartic",
+]
 
 #: The cross-mode trace κ = Tr(A E[uuᵀ]) of an eigen-mode landscape (``eigenmode=True``): one
 #: mode's problem cannot see the other modes, so its minibatch noise and loss hold κ as this
@@ -265,8 +272,118 @@ def _label_variance(label_variance, label_noise, where: str) -> sp.Expr:
     return sp.S.Zero if label_variance is _UNSET else label_variance
 
 
+@dataclass(frozen=True)
+class SampleSums:
+    r"""Sums over the per-sample gradient terms :math:`X_i\delta - c_i` of a finite data set:
+    ``X_sum`` :math:`= \sum_iX_i`, ``c_sum`` :math:`= \sum_ic_i`, ``cc`` :math:`=
+    \sum_ic_ic_i^\top`, and :meth:`own` :math:`(\Sigma) = \sum_iX_i\Sigma X_i`."""
+
+    X_sum: sp.ImmutableMatrix
+    c_sum: sp.ImmutableMatrix
+    cc: sp.ImmutableMatrix
+    #: numeric terms: (a, b, c, e) -> Σ_i X_i[a, b] X_i[c, e]; None when the terms hold symbols
+    tensor: dict | None
+    terms: tuple
+
+    @classmethod
+    def of(cls, terms: list, d: int) -> SampleSums:
+        X_sum = sum((sp.Matrix(X) for X, _ in terms), sp.zeros(d, d))
+        c_sum = sum((sp.Matrix(c) for _, c in terms), sp.zeros(d, 1))
+        cc = sum((sp.Matrix(c) * sp.Matrix(c).T for _, c in terms), sp.zeros(d, d))
+        numeric = all(not sp.Matrix(X).free_symbols for X, _ in terms)
+        tensor = None
+        if numeric:
+            tensor = {}
+            for X, _ in terms:
+                for a in range(d):
+                    for b in range(d):
+                        if X[a, b] == 0:
+                            continue
+                        for c in range(d):
+                            for e in range(d):
+                                key = (a, b, c, e)
+                                tensor[key] = tensor.get(key, 0) + X[a, b] * X[c, e]
+        return cls(
+            sp.ImmutableMatrix(X_sum),
+            sp.ImmutableMatrix(c_sum),
+            sp.ImmutableMatrix(cc),
+            tensor,
+            tuple(terms),
+        )
+
+    def own(self, Sigma: sp.MatrixBase) -> sp.Matrix:
+        r""":math:`\sum_iX_i\Sigma X_i`."""
+        d = Sigma.rows
+        if self.tensor is None:
+            return sum((X * Sigma * X for X, _ in self.terms), sp.zeros(d, d))
+        out = sp.zeros(d, d)
+        for (a, b, c, e), v in self.tensor.items():
+            out[a, e] += v * Sigma[b, c]
+        return out
+
+
+class SampledLandscape(Landscape):
+    r"""Base of landscapes whose gradient is an average of per-sample gradients (minibatch
+    noise is derived from them): :class:`LinearRegression` and the local problem
+    :class:`symsgd.models.LocalLandscape` of a general per-sample loss.
+
+    A subclass provides ``theta_star`` (the point the weight decay is measured from),
+    :attr:`dataset_size` and, for a finite data set, :meth:`sample_terms` — the per-sample
+    gradients :math:`a_i(\delta) = X_i\delta - c_i` at :math:`\theta = \theta_\gamma + \delta`
+    — and :meth:`numeric_sample_terms` (the same in float64).
+    """
+
+    @property
+    def dataset_size(self):
+        """N for a finite data set, ``sp.oo`` for fresh samples."""
+        raise NotImplementedError
+
+    def sample_terms(self, weight_decay=0) -> list[tuple[sp.Matrix, sp.Matrix]]:
+        r"""``[(X_i, c_i)]`` with per-sample gradients :math:`X_i\delta - c_i`."""
+        raise NotImplementedError
+
+    def sample_sums(self, weight_decay=0) -> SampleSums:
+        r"""The sums over the data set that minibatch noise needs (:class:`SampleSums`), computed
+        once per weight decay (numeric terms: the fourth-order tensor of
+        :math:`\sum_iX_i\otimes X_i` is summed once, so applying it to a symbolic Σ costs
+        :math:`d^4` terms, not N matrix products)."""
+        cache = self.__dict__.setdefault("_sums_cache", {})
+        key = sp.sympify(weight_decay)
+        if key not in cache:
+            cache[key] = SampleSums.of(self.sample_terms(weight_decay), self.dim)
+        return cache[key]
+
+    def numeric_sample_terms(self, weight_decay=0) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample_terms` in float64: arrays ``X`` of shape (N, d, d) and ``c`` (N, d)."""
+        terms = self.sample_terms(weight_decay)
+        return (
+            np.array([_floats(X) for X, _ in terms]),
+            np.array([_floats(c).reshape(-1) for _, c in terms]),
+        )
+
+    def offset(self, weight_decay=0) -> sp.Matrix:
+        r""":math:`b = \theta_\gamma - \theta_*`: where the (weight-decayed) minimum lies
+        relative to the noiseless optimum (zero without weight decay)."""
+        gamma = sp.sympify(weight_decay)
+        if gamma == 0:
+            return sp.zeros(self.dim, 1)
+        H = sp.Matrix(self.hessian)
+        shifted = H + gamma * sp.eye(self.dim)
+        return (-gamma * shifted.LUsolve(sp.Matrix(self.theta_star))).applyfunc(sp.cancel)
+
+    def numeric_offset(self, weight_decay=0) -> np.ndarray:
+        r""":meth:`offset` in float64 (all-numeric problems): :math:`b = -\gamma(H+\gamma I)^{-1}
+        \theta_*`, a length-d vector."""
+        gamma = float(sp.sympify(weight_decay))
+        star = _floats(self.theta_star).reshape(-1)
+        if gamma == 0:
+            return np.zeros_like(star)
+        shifted = _floats(self.hessian) + gamma * np.eye(self.dim)
+        return -gamma * np.linalg.solve(shifted, star)
+
+
 @dataclass(frozen=True, init=False)
-class LinearRegression(Landscape):
+class LinearRegression(SampledLandscape):
     r"""Linear regression with per-sample loss :math:`\ell = \tfrac12(\theta^\top x - y)^2`.
 
     *Gaussian (online) form* ``LinearRegression(A, label_variance=σ², theta_star=None)``: inputs
@@ -418,16 +535,6 @@ class LinearRegression(Landscape):
         """N for finite data, ``sp.oo`` for the Gaussian (online) form."""
         return sp.oo if self.data is None else self.data[0].rows
 
-    def offset(self, weight_decay=0) -> sp.Matrix:
-        r""":math:`b = \theta_\gamma - \theta_*`: where the (weight-decayed) minimum lies
-        relative to the noiseless optimum (zero without weight decay)."""
-        gamma = sp.sympify(weight_decay)
-        if gamma == 0:
-            return sp.zeros(self.dim, 1)
-        H = sp.Matrix(self.hessian)
-        shifted = H + gamma * sp.eye(self.dim)
-        return (-gamma * shifted.LUsolve(sp.Matrix(self.theta_star))).applyfunc(sp.cancel)
-
     def gradient_covariance(self, second_moment: sp.MatrixBase, weight_decay=0) -> sp.Matrix:
         r"""Per-sample gradient covariance of the Gaussian form, averaged over the parameter
         deviation :math:`\delta` (mean 0, second moment :math:`\Sigma`):
@@ -450,16 +557,6 @@ class LinearRegression(Landscape):
         b = self.offset(weight_decay)
         return (sp.Matrix(self.A) * (sp.Matrix(cov) + b * b.T))[0, 0]
 
-    def numeric_offset(self, weight_decay=0) -> np.ndarray:
-        r""":meth:`offset` in float64 (all-numeric problems): :math:`b = -\gamma(H+\gamma I)^{-1}
-        \theta_*`, a length-d vector."""
-        gamma = float(sp.sympify(weight_decay))
-        star = _floats(self.theta_star).reshape(-1)
-        if gamma == 0:
-            return np.zeros_like(star)
-        shifted = _floats(self.hessian) + gamma * np.eye(self.dim)
-        return -gamma * np.linalg.solve(shifted, star)
-
     def numeric_samples(self, weight_decay=0) -> tuple[np.ndarray, np.ndarray]:
         r""":meth:`sample_terms` in float64 (all-numeric finite data): the N×d inputs ``X`` and
         the residuals :math:`e_i = y_i - x_i^\top\theta_\gamma` at the (weight-decayed)
@@ -471,6 +568,12 @@ class LinearRegression(Landscape):
         X, Y = (_floats(m) for m in self.data)
         center = _floats(self.theta_star).reshape(-1) + self.numeric_offset(weight_decay)
         return X, Y.reshape(-1) - X @ center
+
+    def numeric_sample_terms(self, weight_decay=0) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample_terms` in float64 from :meth:`numeric_samples`: :math:`X_i =
+        x_ix_i^\top` (shape (N, d, d)) and :math:`c_i = x_ie_i` (shape (N, d))."""
+        X, e = self.numeric_samples(weight_decay)
+        return np.einsum("ni,nj->nij", X, X), X * e[:, None]
 
     def sample_terms(self, weight_decay=0) -> list[tuple[sp.Matrix, sp.Matrix]]:
         r"""For finite data: per-sample gradients are :math:`a_i(\delta) = X_i\delta - c_i` at

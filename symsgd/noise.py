@@ -18,7 +18,7 @@ import numpy as np
 import sympy as sp
 
 from ._util import as_matrix, as_scalar, check_psd, check_symmetric
-from .landscapes import Landscape, LinearRegression, _floats
+from .landscapes import Landscape, LinearRegression, SampledLandscape, _floats
 
 __all__ = ["AdditiveNoise", "MinibatchNoise", "Noise", "sampling_design"]
 
@@ -225,11 +225,11 @@ class MinibatchNoise(Noise):
 
     def resolved_dataset_size(self, landscape: Landscape):
         """N, taken from the landscape when not given (and checked against it)."""
-        if not isinstance(landscape, LinearRegression):
+        if not isinstance(landscape, SampledLandscape):
             raise ValueError(
                 "MinibatchNoise needs per-sample gradients, which Quadratic does not define; use "
-                "LinearRegression(A, label_variance=σ²) or LinearRegression.from_data(X, y), or "
-                "AdditiveNoise(C) for a quadratic loss."
+                "LinearRegression(A, label_variance=σ²), LinearRegression.from_data(X, y) or "
+                "EmpiricalLoss(...).near(θ*), or AdditiveNoise(C) for a quadratic loss."
             )
         own = landscape.dataset_size
         N = own if self.dataset_size is None else self.dataset_size
@@ -253,12 +253,9 @@ class MinibatchNoise(Noise):
         if N is sp.oo:
             return landscape.gradient_covariance(Sigma, weight_decay) / S
         alpha, beta = sampling_design(S, N, self.replacement)
-        terms = landscape.sample_terms(weight_decay)
-        X_sum = sum((X for X, _ in terms), sp.zeros(landscape.dim, landscape.dim))
-        c_sum = sum((c for _, c in terms), sp.zeros(landscape.dim, 1))
-        own = sum(
-            (X * Sigma * X + c * c.T for X, c in terms), sp.zeros(landscape.dim, landscape.dim)
-        )
+        sums = landscape.sample_sums(weight_decay)
+        X_sum, c_sum = sp.Matrix(sums.X_sum), sp.Matrix(sums.c_sum)
+        own = sums.own(Sigma) + sums.cc
         return (alpha * own + beta * (X_sum * Sigma * X_sum + c_sum * c_sum.T)) / S**2
 
     def numeric_covariance(self, landscape, weight_decay=0):
@@ -271,7 +268,12 @@ class MinibatchNoise(Noise):
           :math:`G = X^\top X` — O(N d²) per application;
         * Gaussian inputs: :math:`SQ_0 = A\,bb^\top A + \operatorname{Tr}(Abb^\top)A +
           \sigma^2A` and :math:`S\mathcal L(\Sigma) = A\Sigma A + \operatorname{Tr}(A\Sigma)A`
-          (Isserlis, :meth:`~symsgd.landscapes.LinearRegression.gradient_covariance`).
+          (Isserlis, :meth:`~symsgd.landscapes.LinearRegression.gradient_covariance`);
+        * general per-sample terms :math:`X_i\delta - c_i` (a local problem
+          :meth:`symsgd.EmpiricalLoss.near`): :math:`S^2Q_0 = \alpha\sum_ic_ic_i^\top +
+          \beta\,\bar c\bar c^\top` and :math:`S^2\mathcal L(\Sigma) = \alpha\sum_iX_i\Sigma X_i
+          + \beta\,\bar X\Sigma\bar X` (:math:`\bar X = \sum_i X_i`, :math:`\bar c = \sum_i
+          c_i`) — O(N d³).
 
         >>> import numpy as np, symsgd as ss
         >>> land = ss.LinearRegression(2, label_variance=1)
@@ -294,6 +296,16 @@ class MinibatchNoise(Noise):
 
             return Q0, linear
         alpha, beta = (float(v) for v in sampling_design(self.batch_size, N, self.replacement))
+        if not isinstance(landscape, LinearRegression):  # general per-sample terms X_iδ − c_i
+            Xs, cs = landscape.numeric_sample_terms(weight_decay)
+            X_sum, c_sum = Xs.sum(axis=0), cs.sum(axis=0)
+            Q0 = (alpha * cs.T @ cs + beta * np.outer(c_sum, c_sum)) / S**2
+
+            def general(Sigma):
+                own = np.einsum("nij,jk,nkl->il", Xs, Sigma, Xs, optimize=True)
+                return (alpha * own + beta * X_sum @ Sigma @ X_sum) / S**2
+
+            return Q0, general
         X, e = landscape.numeric_samples(weight_decay)
         G = X.T @ X
         Xe = X.T @ e
@@ -330,9 +342,8 @@ class MinibatchNoise(Noise):
         d = landscape.dim
         if N is sp.oo:
             return landscape.gradient_covariance(sp.zeros(d, d), weight_decay)
-        terms = landscape.sample_terms(weight_decay)
-        mean = sum((c for _, c in terms), sp.zeros(d, 1)) / N
-        own = sum((c * c.T for _, c in terms), sp.zeros(d, d)) / N
+        sums = landscape.sample_sums(weight_decay)
+        mean, own = sp.Matrix(sums.c_sum) / N, sp.Matrix(sums.cc) / N
         return (own - mean * mean.T).applyfunc(sp.cancel)
 
     def __repr__(self) -> str:
