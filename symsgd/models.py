@@ -156,7 +156,7 @@ class EmpiricalLoss:
                 f"EmpiricalLoss: loss must be a sympy expression of the parameters and inputs; "
                 f"got {type(loss).__name__}."
             ) from None
-        if not isinstance(expr, sp.Expr):
+        if not isinstance(expr, sp.Expr) or isinstance(expr, (sp.MatrixBase, sp.MatrixExpr)):
             raise TypeError(
                 f"EmpiricalLoss: loss must be a scalar sympy expression (one per-sample loss); "
                 f"got {type(expr).__name__}."
@@ -326,7 +326,27 @@ class EmpiricalLoss:
                 f"regression on separable data: add an L2 term to the loss), or try another "
                 f"start."
             )
+        if g <= 1e-6 * scale:  # a converged minimiser: the Newton step there is negligible
+            H = self.hessian(x)
+            step = np.linalg.lstsq(H, self.gradient(x), rcond=1e-10)[0]
+            if float(np.max(np.abs(step))) > 1e-6 * (1.0 + float(np.max(np.abs(x)))):
+                g = np.inf
+        if g > 1e-6 * scale:
+            raise ValueError(
+                f"minimum(): the search from start={theta0.tolist()} found no minimum: at "
+                f"|θ| = {float(np.max(np.abs(x))):.3g} the gradient is small but the loss is "
+                f"still falling (a Newton step there is not small). The loss may keep "
+                f"decreasing as |θ| grows (e.g. logistic regression on separable data: add an "
+                f"L2 term to the loss), or try another start."
+            )
         theta = self._refine(x, digits)
+        moved = max(abs(float(t) - v) for t, v in zip(theta, x))
+        if not moved <= 1e-6 * (1.0 + float(np.max(np.abs(x)))):
+            raise ValueError(
+                f"minimum(): the search from start={theta0.tolist()} found no minimum: refining "
+                f"the point {x.tolist()} moved it by {moved:.3g} (the loss has no isolated "
+                f"minimum there; e.g. logistic regression on separable data: add an L2 term)."
+            )
         exact = self._exact_candidate(theta, digits) if self.exact else None
         point = (
             exact if exact is not None else sp.ImmutableMatrix([sp.Float(t, digits) for t in theta])
@@ -659,10 +679,23 @@ def _null_space(H: sp.ImmutableMatrix, precision: str) -> tuple:
     if precision == "exact":
         basis = sp.Matrix(H).nullspace()
         return tuple(sp.ImmutableMatrix(v) for v in basis)
-    w, V = np.linalg.eigh(_floats(H))
-    scale = max(1.0, float(np.max(np.abs(w))))
-    tol = 1e-9 if precision == "float64" else 1e-20
-    return tuple(sp.ImmutableMatrix(V[:, k]) for k in range(len(w)) if abs(w[k]) <= tol * scale)
+    if precision == "float64":
+        w, V = np.linalg.eigh(_floats(H))
+        scale = max(1.0, float(np.max(np.abs(w))))
+        return tuple(
+            sp.ImmutableMatrix(V[:, k]) for k in range(len(w)) if abs(w[k]) <= 1e-9 * scale
+        )
+    with mpmath.workdps(DIGITS):  # the terms carry DIGITS digits: decide at that precision
+        w, V = mpmath.eigsy(
+            mpmath.matrix([[mpmath.mpf(str(e)) for e in row] for row in H.tolist()])
+        )
+        scale = max(1, max(abs(v) for v in w))
+        cut = scale * mpmath.mpf(10) ** (-(DIGITS // 2))
+        return tuple(
+            sp.ImmutableMatrix([sp.Float(mpmath.nstr(V[a, k], 20), 20) for a in range(H.rows)])
+            for k in range(H.rows)
+            if abs(w[k]) <= cut
+        )
 
 
 def _check_stationary(local: LocalLandscape) -> None:
