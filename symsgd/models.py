@@ -301,7 +301,9 @@ class EmpiricalLoss:
         >>> import sympy as sp, symsgd as ss
         >>> w, x = sp.symbols("w x")
         >>> ss.EmpiricalLoss(sp.cosh(w - x), [w], [x], [0, 1]).minimum(start=[3])[0]
-        0.500000000000000000000000000000
+        1/2
+        >>> ss.EmpiricalLoss(sp.cosh(w) - x * w, [w], [x], [1]).minimum(start=[3])[0]  # asinh(1)
+        0.881373587019543025232609324980
         """
         from scipy.optimize import minimize
 
