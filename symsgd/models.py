@@ -43,10 +43,12 @@ from ._util import _entry
 from .landscapes import SampledLandscape, _floats
 
 __all__ = [
+    "EXAMPLES",
     "EmpiricalLoss",
     "LocalLandscape",
     "NoiseApproximations",
     "double_well",
+    "example",
     "logistic_regression",
     "two_layer_linear",
     "two_layer_tanh",
@@ -797,7 +799,8 @@ def logistic_regression(X, y, l2=0) -> EmpiricalLoss:
     >>> m.params, m.inputs
     ((w_1,), (x_1, y))
     """
-    rows = _data_rows(X, len(X[0]) if len(X) and isinstance(X[0], Sequence) else 1)
+    table = np.asarray(X, dtype=object)
+    rows = _data_rows(X, table.shape[1] if table.ndim == 2 else 1)
     d = len(rows[0])
     w = sp.symbols(f"w_1:{d + 1}")
     x = sp.symbols(f"x_1:{d + 1}")
@@ -866,3 +869,62 @@ def double_well(data, dims: int = 1) -> EmpiricalLoss:
     if dims == 2:
         loss += (x * w[1]) ** 2 / 2
     return EmpiricalLoss(loss, w, [x, y], data)
+
+
+#: built-in examples: name -> (description, factory of the model, start of the minimum search)
+EXAMPLES: dict[str, tuple[str, Callable[[], EmpiricalLoss], list]] = {}
+
+
+def _example_data(seed: int, N: int, curve: Callable, noise: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=N)
+    return np.c_[x, curve(x) + noise * rng.normal(size=N)]
+
+
+def _logistic_example() -> EmpiricalLoss:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(64, 2))
+    p = 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0]))))
+    return logistic_regression(X, (rng.random(64) < p).astype(int).tolist())
+
+
+EXAMPLES.update(
+    {
+        "logistic-regression": (
+            "logistic regression, 2 features, N = 64 (not separable: a unique minimum)",
+            _logistic_example,
+            [0.0, 0.0],
+        ),
+        "two-layer-tanh": (
+            "b·tanh(a·x) on y = 0.8 tanh(2x) + 0.1 ε, N = 256",
+            lambda: two_layer_tanh(_example_data(0, 256, lambda x: 0.8 * np.tanh(2 * x), 0.1)),
+            [0.5, 0.5],
+        ),
+        "two-layer-linear": (
+            "b·a·x on y = 0.7 x + 0.3 ε, N = 64: a manifold of minima a·b = const",
+            lambda: two_layer_linear(_example_data(1, 64, lambda x: 0.7 * x, 0.3)),
+            [1.0, 1.0],
+        ),
+        "double-well": (
+            "½(x w² − y)² with x ≡ 1, y = 1 + 0.5 ε, N = 64: minima at ±√ȳ, barrier at 0",
+            lambda: double_well(
+                np.c_[np.ones(64), 1 + 0.5 * np.random.default_rng(2).normal(size=64)]
+            ),
+            [1.0],
+        ),
+    }
+)
+
+
+def example(name: str) -> tuple[EmpiricalLoss, sp.ImmutableMatrix]:
+    """A built-in model (:data:`EXAMPLES`) and its minimum from the listed start.
+
+    >>> model, star = example("double-well")
+    >>> model.dim, float(star[0]) > 0
+    (1, True)
+    """
+    if name not in EXAMPLES:
+        raise ValueError(f"example(): unknown model {name!r}; choose one of {sorted(EXAMPLES)}.")
+    _, factory, start = EXAMPLES[name]
+    model = factory()
+    return model, model.minimum(start=start)

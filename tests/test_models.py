@@ -354,3 +354,26 @@ def test_catalogue_models_build_and_state_their_parameters():
         models.double_well([[1, 1]], dims=3)
     with pytest.raises(ValueError, match="one label 0 or 1"):
         models.logistic_regression([[1.0], [2.0]], [1, 2])
+
+
+@pytest.mark.parametrize("name", sorted(models.EXAMPLES))
+def test_every_built_in_example_has_a_minimum_and_a_local_problem(name):
+    model, star = models.example(name)
+    theta = floats(star).ravel()
+    # a minimum: zero gradient, and the loss rises in every direction of a small circle
+    assert np.max(np.abs(model.gradient(theta))) < 1e-12
+    local = model.near(star)
+    flat = [floats(v).ravel() for v in local.flat_directions]
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        u = rng.normal(size=model.dim)
+        for v in flat:  # along a flat direction the loss is constant to second order
+            u -= (u @ v) * v
+        u *= 1e-3 / np.linalg.norm(u)
+        assert model.value(theta + u) > model.value(theta)
+    assert bool(flat) == (name == "two-layer-linear")
+    if not flat:
+        r = ss.stationary(ss.SGD(0.01), local, ss.MinibatchNoise(4))
+        assert np.all(np.linalg.eigvalsh(floats(r.cov)) > 0)
+    with pytest.raises(ValueError, match="unknown model"):
+        models.example("resnet")
