@@ -72,6 +72,7 @@ def tanh_data(seed: int, N: int) -> np.ndarray:
 
 
 def floats(m) -> np.ndarray:
+    m = m if isinstance(m, (sp.MatrixBase, list)) else [[m]]  # 1-d results are scalars
     return np.array(sp.Matrix(m).evalf(), dtype=float)
 
 
