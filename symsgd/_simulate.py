@@ -34,9 +34,10 @@ import numpy as np
 from .budget import check_progress, progress_bar
 from .errors import UnstableError
 from .landscapes import Landscape
+from .models import EmpiricalLoss
 from .noise import Noise
 from .optimizers import Optimizer
-from .sampling import Problem, prepare
+from .sampling import Problem, nonlinear, prepare
 from .stability import explain
 from .statistics import (
     BURN_IN_TOLERANCE,
@@ -49,6 +50,7 @@ from .statistics import (
 
 __all__ = [
     "BurnInWarning",
+    "ChainAverages",
     "Problem",
     "Simulation",
     "check_run_options",
@@ -78,6 +80,20 @@ class BurnInWarning(UserWarning):
     """An explicit ``burn_in`` shorter than :data:`MIN_BURN_IN_RELAXATIONS` relaxation times of
     the second moments: the estimates carry the start-up transient (biased towards the initial
     state at rest).  The message gives the recommended value."""
+
+
+@dataclass(frozen=True)
+class ChainAverages:
+    r"""The time averages of each chain (one independent sample per chain): ``mean`` (chains, d)
+    of δ, ``cov`` (chains, d, d) of :math:`\delta\delta^\top` and ``velocity_cov`` of
+    :math:`vv^\top`.  :attr:`Simulation.cov` is ``cov.mean(axis=0)`` and its standard error the
+    standard deviation over the chains (``ddof=1``) over :math:`\sqrt{\text{chains}}`.  Runs
+    with common random numbers (the same minibatches) are compared chain by chain:
+    ``(a.cov - b.cov)`` has a far smaller spread than either."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    velocity_cov: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,10 @@ class Simulation:
     params: dict = field(repr=False)
     #: wall-clock seconds of the run (excluding preparation)
     elapsed: float = field(default=0.0, repr=False)
+    #: the per-chain time averages (``simulate(..., per_chain=True)``), else None
+    per_chain: ChainAverages | None = field(default=None, repr=False, compare=False)
+    #: "linearised" or "nonlinear" (an :class:`~symsgd.EmpiricalLoss` simulated itself)
+    dynamics: str = "linearised"
 
     @property
     def dim(self) -> int:
@@ -231,10 +251,11 @@ def _block_seeds(seed: np.random.SeedSequence, k: int) -> list[np.random.SeedSeq
 
 def simulate(
     optimizer: Optimizer,
-    landscape: Landscape,
+    landscape: Landscape | EmpiricalLoss,
     noise: Noise,
     params: Mapping,
     *,
+    theta0=None,
     chains: int | None = None,
     steps: int | None = None,
     burn_in: int | None = None,
@@ -242,6 +263,7 @@ def simulate(
     rel_se: float = 0.01,
     workers: int | None = None,
     progress: bool | None = None,
+    per_chain: bool = False,
 ) -> Simulation:
     r"""Simulate ``optimizer`` on ``landscape`` with real ``noise`` and measure its stationary
     second moments (see the module docstring for the gradients and statistics).
@@ -269,6 +291,25 @@ def simulate(
     Raises :class:`~symsgd.UnstableError` before running when ρ ≥ 1 (naming the violated
     stability condition, which is derived only then), or when the iterates overflow.
 
+    ``per_chain=True`` keeps each chain's time averages (:attr:`Simulation.per_chain`, a
+    :class:`ChainAverages`), for comparing runs chain by chain.
+
+    **The real nonlinear dynamics.**  When ``landscape`` is an :class:`~symsgd.EmpiricalLoss`
+    (a per-sample loss and its data set), the optimizer's own ``step`` runs on the *real*
+    per-sample gradients :math:`\nabla\ell(\theta; x_i)` of the loss (its compiled gradient at
+    the chains' θ, with the rows of real minibatches drawn with or without replacement as
+    ``noise = MinibatchNoise(S, replacement=…)`` says), not on their linearisation.  ``theta0``
+    (required) must be a minimum (:meth:`~symsgd.EmpiricalLoss.minimum`; else the
+    ``ValueError`` of :meth:`~symsgd.EmpiricalLoss.near`): the chains start there and δ is
+    measured from it (from the minimiser :math:`\theta_\gamma` of the linearised weight-decayed
+    loss when the optimizer has weight decay).  The local problem ``model.near(theta0)`` supplies
+    the spectral radius ρ (so the default burn-in and sizes), the stability check and the
+    preconditioner of preconditioned optimizers (:func:`symsgd.sampling.nonlinear`).
+    ``Simulation.loss`` is None for these runs (the training loss would cost a pass over the
+    whole data set per step).  The same ``seed``, ``chains``, ``steps`` and ``burn_in`` on
+    ``model`` and on ``model.near(theta0)`` draw the same minibatches (common random numbers),
+    so ``per_chain`` differences measure the departure from the linearised dynamics.
+
     >>> import sympy as sp, symsgd as ss
     >>> h, c = sp.symbols("h c", positive=True)
     >>> sim = simulate(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c),
@@ -280,10 +321,25 @@ def simulate(
     check_run_options(chains, steps, burn_in, rel_se, workers)
     check_seed(seed)
     check_progress(progress)
+    model = None
+    if isinstance(landscape, EmpiricalLoss):
+        if theta0 is None:
+            raise ValueError(
+                "simulate(): the nonlinear dynamics of an EmpiricalLoss start at a minimum; pass "
+                "theta0=model.minimum(start=…)."
+            )
+        model, landscape = landscape, landscape.near(theta0)
+    elif theta0 is not None:
+        raise ValueError(
+            f"simulate(): theta0 is the start of the nonlinear dynamics of an EmpiricalLoss; "
+            f"the chains on {landscape!r} start at its minimiser. Drop theta0."
+        )
     try:
         problem = prepare(optimizer, landscape, noise, params)
     except UnstableError as exc:  # ρ ≥ 1: name the failing condition (derived only now)
         raise explain(exc, optimizer, landscape, noise) from None
+    if model is not None:
+        problem = nonlinear(problem)
     return run(
         problem,
         chains=chains,
@@ -293,6 +349,7 @@ def simulate(
         rel_se=rel_se,
         workers=workers,
         progress=progress,
+        per_chain=per_chain,
     )
 
 
@@ -306,6 +363,7 @@ def run(
     rel_se: float = 0.01,
     workers: int | None = None,
     progress: bool | None = None,
+    per_chain: bool = False,
 ) -> Simulation:
     """:func:`simulate` for a problem already :func:`prepare`-d (reuse it across seeds)."""
     chains, steps, burn_in, rel_se, workers = check_run_options(
@@ -313,6 +371,8 @@ def run(
     )
     check_seed(seed)
     progress = check_progress(progress)
+    if not isinstance(per_chain, (bool, np.bool_)):
+        raise ValueError(f"per_chain must be True or False; got {per_chain!r}.")
     block = max(64, BLOCK_WORK // max(1, problem.oracle.work))
     if burn_in is None:
         burn_in = default_burn_in(problem.rho)
@@ -373,7 +433,18 @@ def run(
         spectral_radius=problem.rho,
         params=dict(problem.values),
         elapsed=elapsed,
+        per_chain=_chain_averages(m1, s2, sv, pairs, d) if per_chain else None,
+        dynamics=problem.dynamics,
     )
+
+
+def _chain_averages(m1, s2, sv, pairs, d: int) -> ChainAverages:
+    i, j = pairs
+    n = m1.shape[1]
+    cov, vel = np.empty((n, d, d)), np.empty((n, d, d))
+    cov[:, i, j] = cov[:, j, i] = s2.T
+    vel[:, i, j] = vel[:, j, i] = sv.T
+    return ChainAverages(mean=m1.T.copy(), cov=cov, velocity_cov=vel)
 
 
 def _integer(name: str, value, low: int) -> int | None:

@@ -25,6 +25,7 @@ recursion with the values substituted.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import sympy as sp
 from ._util import field_symbols, float_fields, replace_fields
 from .errors import UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
+from .models import EmpiricalLoss, LocalLandscape
 from .moments import NumericMap
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .numeric import resolve_values
@@ -42,7 +44,7 @@ from .optimizers import Optimizer
 from .recursion import build_recursion
 from .stability import as_number, parameter_label
 
-__all__ = ["Problem", "check_pieces", "prepare"]
+__all__ = ["Problem", "check_pieces", "nonlinear", "prepare"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,10 +179,37 @@ class _Online(_Oracle):
         return grad
 
 
+def _batch_sampler(
+    rng: np.random.Generator, N: int, S: int, n: int, replacement: bool
+) -> Callable[[], np.ndarray]:
+    """Minibatch indices for ``n`` chains, shape (S, n), one call per step: S rows drawn
+    uniformly with replacement, or a uniformly random S-subset without (the S smallest of N
+    i.i.d. uniforms).  Every finite-data oracle draws its batches here, so oracles of the same
+    data set, batch design and generator state draw the *same* batches (common random numbers:
+    :func:`nonlinear`)."""
+    if replacement:
+        return lambda: rng.integers(0, N, size=(S, n))
+    if S == N:
+        full = np.broadcast_to(np.arange(N)[:, None], (N, n))
+        return lambda: full
+    uniform = np.empty((N, n))
+
+    def subset():
+        rng.random(out=uniform)
+        return np.argpartition(uniform, S - 1, axis=0)[:S]
+
+    return subset
+
+
+def _sampled_work(d: int, S: int, N: int, replacement: bool) -> int:
+    """Block-sizing work of the per-sample oracles of a general model (linearised and nonlinear
+    alike, so that both split the chains into the same blocks and draw the same batches)."""
+    return d * d * (S + 1) + (0 if replacement else N)
+
+
 @dataclass(frozen=True)
 class _Data(_Oracle):
-    r"""Minibatches of a finite data set: S rows drawn uniformly with replacement, or a uniformly
-    random S-subset without;
+    r"""Minibatches of a finite data set (:func:`_batch_sampler`):
     :math:`g = \frac1S\sum_{i\in\text{batch}} x_i(x_i^\top\theta - y_i)`."""
 
     X: np.ndarray  # (N, d)
@@ -195,22 +224,93 @@ class _Data(_Oracle):
 
     def make(self, rng, n):
         X, Y, S = self.X, self.Y, self.batch
-        N = X.shape[0]
-        uniform = np.empty((N, n))
-
-        def indices():
-            if self.replacement:
-                return rng.integers(0, N, size=(S, n))
-            if S == N:
-                return np.broadcast_to(np.arange(N)[:, None], (N, n))
-            rng.random(out=uniform)  # the S smallest of N i.i.d. uniforms: a uniform S-subset
-            return np.argpartition(uniform, S - 1, axis=0)[:S]
+        indices = _batch_sampler(rng, X.shape[0], S, n, self.replacement)
 
         def grad(x):
             idx = indices()
             xs = X[idx]  # (S, n, d)
             r = np.einsum("snd,dn->sn", xs, x) - Y[idx]
             return np.einsum("snd,sn->dn", xs, r) / S
+
+        return grad
+
+
+@dataclass(frozen=True)
+class _Local(_Oracle):
+    r"""Minibatches of the linearised per-sample gradients of a general model near θ*
+    (:class:`~symsgd.models.LocalLandscape`):
+    :math:`g(\theta) = \frac1S\sum_{i\in\text{batch}}\bigl(g_i + H_i(\theta - \theta_*)\bigr)`."""
+
+    Hs: np.ndarray  # (N, d, d)
+    gs: np.ndarray  # (N, d)
+    star: np.ndarray  # (d,)
+    batch: int
+    replacement: bool
+
+    @property
+    def work(self) -> int:
+        N, d = self.gs.shape
+        return _sampled_work(d, self.batch, N, self.replacement)
+
+    def make(self, rng, n):
+        Hs, gs, S = self.Hs, self.gs, self.batch
+        N, d = gs.shape
+        star = self.star[:, None]
+        indices = _batch_sampler(rng, N, S, n, self.replacement)
+        if d == 1:
+            h, g0 = Hs[:, 0, 0], gs[:, 0]
+
+            def grad_scalar(x):
+                idx = indices()
+                return ((h[idx] * (x - star)).sum(axis=0) + g0[idx].sum(axis=0))[None, :] / S
+
+            return grad_scalar
+
+        def grad(x):
+            idx = indices()
+            H = Hs[idx].sum(axis=0)  # (n, d, d)
+            g = gs[idx].sum(axis=0)  # (n, d)
+            return (np.einsum("nij,jn->in", H, x - star) + g.T) / S
+
+        return grad
+
+
+@dataclass(frozen=True)
+class _Nonlinear(_Oracle):
+    r"""Minibatches of the real per-sample gradients of a general model
+    (:class:`~symsgd.models.EmpiricalLoss`): :math:`g(\theta) =
+    \frac1S\sum_{i\in\text{batch}}\nabla\ell(\theta; x_i)`, the compiled (lambdified, CSE)
+    gradient evaluated at the chains' θ columns with the batch's data rows, shape (S, chains)."""
+
+    gradient: Callable  # (*θ, *x) -> d arrays broadcasting over (S, chains)
+    X: np.ndarray  # (N, k)
+    dim: int
+    batch: int
+    replacement: bool
+
+    @property
+    def work(self) -> int:
+        return _sampled_work(self.dim, self.batch, self.X.shape[0], self.replacement)
+
+    def make(self, rng, n):
+        S, d = self.batch, self.dim
+        N = self.X.shape[0]
+        columns = [np.ascontiguousarray(self.X[:, j]) for j in range(self.X.shape[1])]
+        f = self.gradient
+        indices = _batch_sampler(rng, N, S, n, self.replacement)
+
+        def grad(x):
+            idx = indices()
+            parts = f(*x, *(c[idx] for c in columns))
+            g = np.empty((d, n))
+            for a in range(d):
+                p = parts[a]
+                if np.ndim(p) == 2:
+                    np.sum(p, axis=0, out=g[a])
+                    g[a] /= S
+                else:  # a component that does not depend on the data (an L2 term)
+                    g[a] = p
+            return g
 
         return grad
 
@@ -229,15 +329,18 @@ def _make_oracle(land: Landscape, noise: Noise) -> _Oracle:
         if not (S.is_Integer and S >= 1):
             raise ValueError(f"MinibatchNoise: batch_size must be an integer ≥ 1; got {S}.")
         S = int(S)
+        if N is not sp.oo and not noise.replacement and S > int(N):
+            raise ValueError(
+                f"MinibatchNoise: without replacement the batch_size must be ≤ the data-set "
+                f"size N = {N}; got S = {S}. Lower the batch size or sample with replacement."
+            )
+        if isinstance(land, LocalLandscape):
+            Hs, c = land.numeric_sample_terms(0)
+            return _Local(Hs=Hs, gs=-c, star=star, batch=S, replacement=noise.replacement)
         if land.data is None:
             sigma2 = float(_label_variance(land))
             return _Online(
                 LA=_sqrt_psd(_array(land.A), "A"), star=star, sigma=math.sqrt(sigma2), batch=S
-            )
-        if not noise.replacement and S > int(N):
-            raise ValueError(
-                f"MinibatchNoise: without replacement the batch_size must be ≤ the data-set "
-                f"size N = {N}; got S = {S}. Lower the batch size or sample with replacement."
             )
         X, Y = (_array(m) for m in land.data)
         return _Data(X=X, Y=Y.ravel(), batch=S, replacement=noise.replacement)
@@ -272,6 +375,9 @@ def _loss_model(landscape: Landscape, theta_min: sp.Matrix) -> _LossModel | None
     H = _array(landscape.hessian)
     if isinstance(landscape, Quadratic):
         return _LossModel(H, np.zeros(d), 0.0)
+    if isinstance(landscape, LocalLandscape):  # L* + ½(δ + b)ᵀH(δ + b)
+        b = _array(theta_min - sp.Matrix(landscape.theta_star)).ravel()
+        return _LossModel(H, b, float(landscape.minimum_loss))
     if isinstance(landscape, LinearRegression):
         star = sp.Matrix(landscape.theta_star)
         b = _array(theta_min - star).ravel()
@@ -300,6 +406,9 @@ class Problem:
     #: numeric (M, B, K) of the recursion z' = Mz + Bξ (ξ the gradient noise at Kz)
     state_space: tuple[np.ndarray, np.ndarray, np.ndarray]
     hessian: np.ndarray  # numeric Hessian of the landscape (population or empirical)
+    #: "linearised" (the landscape's own gradients) or "nonlinear" (the real gradients of the
+    #: model of a :class:`~symsgd.models.LocalLandscape`: :func:`nonlinear`)
+    dynamics: str = "linearised"
 
     @property
     def dim(self) -> int:
@@ -318,7 +427,14 @@ class Problem:
         return lambda v: P @ v
 
     def describe(self) -> str:
-        return f"{type(self.optimizer).__name__} on {self.landscape!r} with {self.noise!r}"
+        name = type(self.optimizer).__name__
+        if self.dynamics == "nonlinear":
+            star = ", ".join(f"{float(v):.6g}" for v in self.landscape.theta_star)
+            return (
+                f"{name} on the nonlinear {self.landscape.model!r} from θ* = [{star}] with "
+                f"{self.noise!r}"
+            )
+        return f"{name} on {self.landscape!r} with {self.noise!r}"
 
     def instability(self, rho: float, reason: str | None = None) -> UnstableError:
         """The :class:`UnstableError` for this problem at spectral radius ``rho`` (``reason``:
@@ -381,6 +497,55 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
     if not rho < 1:
         raise problem.instability(rho)
     return problem
+
+
+def nonlinear(problem: Problem) -> Problem:
+    r"""``problem`` — prepared (:func:`prepare`) on the local problem
+    :class:`~symsgd.models.LocalLandscape` of an :class:`~symsgd.EmpiricalLoss` with
+    :class:`~symsgd.MinibatchNoise` — with the *real* dynamics: the oracle returns the minibatch
+    mean of the real per-sample gradients :math:`\nabla\ell(\theta; x_i)` of the model (its
+    compiled gradient, :meth:`~symsgd.EmpiricalLoss.compiled`) instead of their linearisation
+    :math:`g_i + H_i(\theta - \theta_*)`.  Everything else is the local problem's: the minimiser
+    the chains start from and are measured from, the preconditioner of preconditioned optimizers,
+    and the spectral radius ρ (which sets the burn-in).  The training loss is not measured
+    (``loss_model`` None): it would cost a full pass over the data per step.
+
+    Both oracles draw their minibatches with the same helper and split the chains into the same
+    blocks, so runs of the two problems with the same ``seed``, ``chains``, ``steps`` and
+    ``burn_in`` use the *same* minibatches (common random numbers): their per-chain difference
+    measures the departure from the linearised dynamics with a small standard error.
+
+    Raises ``ValueError`` for another landscape or noise model, or a model with symbolic data.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> w, x = sp.symbols("w x")
+    >>> model = ss.EmpiricalLoss((w**3 / 3 - w) * x, [w], [x], [1, 2, 3])
+    >>> local = model.near(model.minimum(start=[2]))  # ∇ℓ = (w² − 1)x: the minimum w = 1
+    >>> full = ss.MinibatchNoise(3, replacement=False)  # the whole data set: mean x = 2
+    >>> p = nonlinear(prepare(ss.SGD(ss.lr), local, full, {"lr": 0.1}))
+    >>> p.oracle.make(np.random.default_rng(0), 3)(np.array([[1.0, 2.0, 3.0]]))  # 2(w² − 1)
+    array([[ 0.,  6., 16.]])
+    """
+    land = problem.landscape
+    if not isinstance(land, LocalLandscape) or not isinstance(land.model, EmpiricalLoss):
+        raise ValueError(
+            f"the nonlinear dynamics need the local problem of an EmpiricalLoss "
+            f"(model.near(θ*)); got {land!r}, whose dynamics are its own."
+        )
+    if not isinstance(problem.noise, MinibatchNoise):
+        raise ValueError(
+            f"the nonlinear dynamics sample real minibatches of the data set: use "
+            f"MinibatchNoise(S, replacement=…); got {problem.noise!r}."
+        )
+    model = land.model
+    oracle = _Nonlinear(
+        gradient=model.compiled().gradient,
+        X=model.data_array(),
+        dim=model.dim,
+        batch=problem.oracle.batch,
+        replacement=problem.oracle.replacement,
+    )
+    return dataclasses.replace(problem, oracle=oracle, loss_model=None, dynamics="nonlinear")
 
 
 def check_pieces(optimizer, landscape, noise, params=None, name: str = "params") -> None:
