@@ -711,7 +711,8 @@ def _check_stationary(local: LocalLandscape) -> None:
         if local.model is not None and local.model.symbolic:
             nonzero = [sp.simplify(v) for v in mean if sp.simplify(v) != 0]
         else:
-            nonzero = [v for v in mean if sp.radsimp(v) != 0]
+            # radsimp settles most algebraic zeros; simplify the rest (nested surds)
+            nonzero = [v for v in mean if sp.radsimp(v) != 0 and sp.simplify(v) != 0]
         if nonzero:
             raise ValueError(
                 f"near(): θ = {list(local.theta_star)} is not a stationary point: the mean "

@@ -378,3 +378,13 @@ def test_every_built_in_example_has_a_minimum_and_a_local_problem(name):
         assert np.all(np.linalg.eigvalsh(floats(r.cov)) > 0)
     with pytest.raises(ValueError, match="unknown model"):
         models.example("resnet")
+
+
+def test_an_exact_minimum_with_a_surd_is_recognised_as_stationary():
+    w, x = sp.symbols("w x")
+    model = ss.EmpiricalLoss((w**3 / 3 + w**2 / 2) * x - w * x, [w], [x], [1, 2, 3])
+    star = model.minimum(start=[1])  # w² + w − 1 = 0: the golden ratio conjugate
+    assert sp.simplify(star[0] - (sp.sqrt(5) - 1) / 2) == 0
+    local = model.near(star)
+    assert local.precision == "exact"
+    assert sp.simplify(local.hessian[0, 0] - 2 * (2 * star[0] + 1)) == 0  # mean x = 2
