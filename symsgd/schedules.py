@@ -247,6 +247,13 @@ def _kind(schedule: Schedule, landscape: Landscape, noise: Noise) -> str:
     """``"symbolic"`` (free symbols), ``"float"`` (any float) or ``"exact"`` (all rational)."""
     pieces = (*schedule.optimizers, landscape, noise)
     if any(field_symbols(p) for p in pieces):
+        floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
+        if floats:
+            raise ValueError(
+                f"symbolic parameters need exact numbers beside them (sp.Rational), not floats "
+                f"({', '.join(sorted(map(str, floats)))}): the answer is checked to cancel "
+                "identically."
+            )
         return "symbolic"
     if any(field_atoms(p, sp.Float) for p in pieces):
         return "float"
@@ -305,14 +312,36 @@ def _sym_pow(G: sp.Matrix, t: int) -> sp.Matrix:
     return out
 
 
-def _psd_exact(S: sp.Matrix) -> bool:
-    """A rational symmetric matrix is positive semidefinite (exact: all principal minors of its
-    LDLᵀ-pivoted form, via sympy's exact test)."""
-    return bool(sp.Matrix(S).is_positive_semidefinite)
+def _psd_exact(S: sp.MatrixBase, strict: bool = False) -> bool:
+    """A rational symmetric matrix is positive semidefinite (``strict``: definite), decided
+    exactly by symmetric Gaussian elimination in ℚ with diagonal pivoting: pivot on the
+    largest diagonal entry; a negative one (zero, when ``strict``) refutes, a zero one needs
+    its row to vanish."""
+    from fractions import Fraction
+
+    rows = [
+        [Fraction(int(sp.Rational(e).p), int(sp.Rational(e).q)) for e in S.row(i)]
+        for i in range(S.rows)
+    ]
+    live = list(range(S.rows))
+    while live:
+        k = max(live, key=lambda i: rows[i][i])
+        pivot = rows[k][k]
+        if pivot < 0 or (strict and pivot == 0):
+            return False
+        if pivot == 0:  # the largest diagonal entry is zero: every live entry must vanish
+            return all(rows[i][j] == 0 for i in live for j in live)
+        live.remove(k)
+        for i in live:
+            factor = rows[i][k] / pivot
+            if factor:
+                for j in live:
+                    rows[i][j] -= factor * rows[k][j]
+    return True
 
 
-def _pd_exact(S: sp.Matrix) -> bool:
-    return bool(sp.Matrix(S).is_positive_definite)
+def _pd_exact(S: sp.MatrixBase) -> bool:
+    return _psd_exact(S, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------
