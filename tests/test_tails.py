@@ -186,10 +186,12 @@ def test_monte_carlo_agrees_with_enumeration_for_finite_data():
     assert abs(sampled.radius - exact.radius) < 5 * sampled.stderr, (sampled, exact)
 
 
-def test_online_regression_in_two_dimensions_falls_back_to_monte_carlo():
-    problem = prepare(
-        ss.SGD(0.2), ss.LinearRegression(sp.diag(1, 2), label_variance=1), ss.MinibatchNoise(2), {}
-    )
+def test_large_data_set_without_replacement_falls_back_to_monte_carlo():
+    """C(30, 10) subsets are too many to enumerate and not i.i.d. draws: Monte Carlo."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    land = ss.LinearRegression.from_data(sp.Matrix(X), list(rng.normal(size=30)))
+    problem = prepare(ss.SGD(0.2), land, ss.MinibatchNoise(10, replacement=False), {})
     result = fourth_moment(problem, samples=4_000)
     assert result.method == "monte-carlo" and result.stderr > 0 and not result.exact
     assert "±" in repr(result)
@@ -199,6 +201,17 @@ def test_online_regression_in_two_dimensions_falls_back_to_monte_carlo():
         fourth_moment(problem, samples=GROUPS)
     with pytest.raises(ValueError, match="method must be"):
         fourth_moment(problem, method="sampled")
+
+
+def test_online_regression_in_two_dimensions_is_exact_by_isserlis():
+    """Formerly Monte Carlo: now E[A^{⊗4}] by Isserlis, within five Monte Carlo errors."""
+    problem = prepare(
+        ss.SGD(0.2), ss.LinearRegression(sp.diag(1, 2), label_variance=1), ss.MinibatchNoise(2), {}
+    )
+    exact = fourth_moment(problem)
+    assert exact.method == "exact-isserlis" and exact.exact and exact.stderr == 0
+    sampled = fourth_moment(problem, samples=20_000, seed=4, method="monte-carlo")
+    assert abs(sampled.radius - exact.radius) < 5 * sampled.stderr, (sampled, exact)
 
 
 def test_additive_noise_has_every_moment():
