@@ -1,31 +1,40 @@
-r"""Heavy tails of the stationary law: is its fourth moment finite?
+r"""Heavy tails of the stationary law: tail index, Lyapunov exponent and exact higher moments.
 
-With minibatch noise the update is a *random* linear map, :math:`z_{t+1} = A_t z_t + b_t` with
-:math:`A_t = M + B(\hat H_t - H)K` (:math:`\hat H_t` the minibatch Hessian).  Second moments are
-finite iff :math:`\rho(\mathbb E[A\otimes A]) < 1` (the library's stability conditions); fourth
-moments iff
+With minibatch noise the update is a *random* affine map, :math:`z_{t+1} = A_t z_t + b_t` with
+:math:`A_t = M + B(\hat H_t - H)K` (:math:`\hat H_t` the minibatch Hessian) and
+:math:`b_t = B(\hat g_t(\theta_\gamma) - \mathbb E\hat g)` the gradient noise at the
+minimiser, drawn from the same minibatch.  Second moments are finite iff
+:math:`\rho(\mathbb E[A\otimes A]) < 1` (the library's stability conditions); moments of order
+2k iff :math:`\rho_{2k} = \rho(\mathbb E[A^{\otimes 2k}]) < 1`; and a stationary law exists iff
+the top Lyapunov exponent :math:`\gamma = \lim\frac1t\log\|A_t\cdots A_1\|` is negative — also
+beyond the mean-square edge, where the law has infinite variance.  The law has power-law tails
+:math:`P(|z| > t)\sim c\,t^{-\alpha}` (Kesten–Goldie; Mori, Ziyin, Liu & Ueda 2022): moments
+of order < α are finite, those of order ≥ α infinite; between the second- and fourth-moment
+edges symsgd's covariances hold but a simulated variance has no valid standard error.
 
-.. math:: \rho_4 = \rho\bigl(\mathbb E[A\otimes A\otimes A\otimes A]\bigr) < 1 .
+* :func:`tail_index` — α exactly for a scalar state (the root of the Kesten equation
+  :math:`\mathbb E|A|^\alpha = 1`: mpmath quadrature against the χ² law of
+  :math:`\hat h = \frac aS\chi^2_S` for online Gaussian data, a finite sum with exact
+  multinomial/subset weights for a data set) and for rotation-invariant problems
+  (:math:`\mathbb E\|Ae_1\|^\alpha = 1`), else a bracket (2k, 2k+2] from the exact even-moment
+  radii.  For small λ, :math:`\alpha\,\lambda a/S \to c^* = x^*/2 \approx 1.7956` with
+  :math:`x^*(\ln x^* - 1) = 1` (Laplace's method: the dominant minibatches have
+  :math:`\lambda\hat h\approx 1 + 2c`).
+* :func:`lyapunov_exponent` — exact (:math:`\mathbb E\log|A|`) where α is, else Monte Carlo of
+  the projective chain with a standard error.
+* :func:`moment_radius` / :func:`fourth_moment` — :math:`\rho_{2k}` **exactly**: Isserlis'
+  theorem for Gaussian data (any dimension; the χ² moments when d = 1), sums of i.i.d. draws
+  for a data set sampled with replacement, every minibatch when there are at most
+  :data:`MAX_BATCHES`; :func:`fourth_moment` falls back on **Monte Carlo** over the
+  optimizer's real minibatch Hessians (jackknife standard error over :data:`GROUPS` groups)
+  only for large data sets sampled without replacement.
+* :func:`moment_conditions` — the symbolic condition :math:`\mathbb E(p + q\hat h)^{2k} < 1`
+  for a one-dimensional state (:func:`sgd_fourth_moment` and :func:`sgd_fourth_moment_edge`
+  are its SGD, order-4 case).
+* :func:`stationary_moments` (scalar: the moment recursion in rational arithmetic) and
+  :func:`stationary_fourth_moments` (small states: the linear system on 4-tensors of the
+  homogeneous state (z, 1)) — exact stationary fourth moments and kurtosis.
 
-Between the two edges the stationary law has power-law tails (Mori, Ziyin, Liu & Ueda, 2022):
-its variance exists and symsgd's formulas hold, but a simulated variance then has no valid
-standard error — the sample variance converges slower than :math:`1/\sqrt n` and is usually
-*below* the truth.  :func:`fourth_moment` computes :math:`\rho_4`:
-
-* **exactly** for online Gaussian regression with one parameter: :math:`\hat H_t - H = u` is a
-  scalar with :math:`\hat H = \frac aS\chi^2_S`, so :math:`A_t = M + uD` (:math:`D = BK`) and
-  :math:`\mathbb E[A^{\otimes 4}] = \sum_{k=0}^4 \mathbb E[u^k]\,T_k` with :math:`T_k` the sum
-  of the Kronecker products holding :math:`D` in k of the four slots — the moments of
-  :math:`u` come from the moment-generating function of :math:`\chi^2_S`
-  (:func:`chi2_moments`);
-* **exactly** for a finite data set when the distinct minibatches are few (at most
-  :data:`MAX_BATCHES`): the expectation is the weighted sum over every batch (multinomial
-  weights with replacement, uniform over S-subsets without);
-* otherwise by **Monte Carlo** over the optimizer's real minibatch Hessians, with a jackknife
-  standard error over :data:`GROUPS` groups of draws.
-
-:func:`sgd_fourth_moment` and :func:`sgd_fourth_moment_edge` give the scalar SGD map
-:math:`\mathbb E[(1-\lambda(\hat h+\gamma))^4]` and its edge symbolically.
 :func:`symsgd.crosscheck` warns when :math:`\rho_4 \ge 1`.  Additive noise has
 :math:`A_t = M` and every moment finite.
 """
@@ -52,6 +61,7 @@ __all__ = [
     "MAX_STATE_DIM",
     "SAMPLES",
     "FourthMoment",
+    "FourthMoments",
     "LyapunovExponent",
     "StationaryMoments",
     "TailIndex",
@@ -63,6 +73,7 @@ __all__ = [
     "moment_radius",
     "sgd_fourth_moment",
     "sgd_fourth_moment_edge",
+    "stationary_fourth_moments",
     "stationary_moments",
     "tail_index",
 ]
@@ -543,6 +554,7 @@ class _RandomMap:
     hessian: np.ndarray
     theta_min: np.ndarray
     subject: str
+    theta_map: np.ndarray  # θ = Θ z
 
     @property
     def dim(self) -> int:
@@ -589,6 +601,7 @@ def _random_map(result, params, context: str) -> _RandomMap:
         hessian=_array(land.hessian),
         theta_min=_array(_minimiser(land, opt.weight_decay)).reshape(land.dim),
         subject=f"{type(optimizer).__name__} on {landscape!r} with {noise!r}",
+        theta_map=_array(rec.theta_map),
     )
 
 
@@ -1025,7 +1038,10 @@ def tail_index(result, params: Mapping | None = None) -> TailIndex:
         lower = mp.mpf(lo)
         if lo == 0:  # f(0) = 0 with slope γ < 0: step in until f < 0, starting from the
             # root of the parabola through f(0) = 0, f'(0) = γ and f(upper)
-            guess = -gamma * upper**2 / (f(upper) - gamma * upper)
+            if mp.isinf(gamma):  # A = 0 with positive probability
+                guess = upper / 2
+            else:
+                guess = -gamma * upper**2 / (f(upper) - gamma * upper)
             lower = min(guess * mp.mpf("0.9"), upper / 2)
             while not f(lower) < 0:
                 lower /= 2
@@ -1250,3 +1266,137 @@ def stationary_moments(result, params: Mapping | None = None, order: int = 4) ->
         )
         moments.append(forcing / (1 - growth))
     return StationaryMoments(tuple(float(v) for v in moments[1:]), method)
+
+
+@dataclass(frozen=True)
+class FourthMoments:
+    r"""Exact stationary second and fourth moments of the deviation δ = θ − θ_γ (mean 0):
+    ``cov`` = E[δδᵀ] (d×d) and ``fourth`` = E[δ^{⊗4}] (d×d×d×d); ``kurtosis[i]`` =
+    :math:`\mathbb E\delta_i^4/(\mathbb E\delta_i^2)^2`."""
+
+    cov: np.ndarray
+    fourth: np.ndarray
+    method: str
+
+    @property
+    def kurtosis(self) -> np.ndarray:
+        d = self.cov.shape[0]
+        diagonal = np.array([self.fourth[i, i, i, i] for i in range(d)])
+        return diagonal / np.diagonal(self.cov) ** 2
+
+
+def stationary_fourth_moments(result, params: Mapping | None = None) -> FourthMoments:
+    r"""Exact stationary fourth moments of a small state (:math:`(n+1)^4` ≤
+    :data:`MAX_OPERATOR_ROWS`) from the linear system on 4-tensors of the homogeneous state
+    :math:`\tilde z = (z, 1)`: :math:`\tilde z' = \tilde A\tilde z` with
+
+    .. math:: \tilde A = \begin{pmatrix} M - BHK & -B\,\mathbb E\hat g\\ 0 & 1\end{pmatrix}
+              + \hat B\,\Bigl(\frac1S\sum_i w_iw_i^\top\Bigr) R,
+
+    where :math:`w_i = (x_i, \epsilon_i)` (online Gaussian data, label noise σε) or
+    :math:`(x_i, y_i)` (a data set), :math:`\hat B = \begin{pmatrix}B&0\\0&0\end{pmatrix}`
+    and :math:`R = \begin{pmatrix}K & \beta\\ 0 & c\end{pmatrix}` (β = θ_γ − θ*, c = −σ
+    online; β = θ_γ, c = −1 for data), so that the minibatch Hessian and the gradient noise at
+    the minimiser come from the same inputs.  :math:`W = \mathbb E[\tilde z^{\otimes 4}]`
+    solves :math:`W = \mathbb E[\tilde A^{\otimes 4}]\,W` with :math:`W_{\star\star\star\star}
+    = 1`; :math:`\mathbb E[\tilde A^{\otimes 4}]` is exact (Isserlis, sums of i.i.d. draws
+    or every minibatch, as for :func:`moment_radius`).  ``ValueError`` when the fourth moment
+    is infinite (ρ₄ ≥ 1).
+
+    >>> import sympy as sp, symsgd as ss
+    >>> r = ss.stationary(ss.SGD(ss.lr), ss.LinearRegression(sp.diag(1, 2), label_variance=1),
+    ...                   ss.MinibatchNoise(2))
+    >>> m = stationary_fourth_moments(r, {ss.lr: 0.2})
+    >>> bool(np.allclose(m.cov, np.array(r.cov.subs(ss.lr, 0.2), dtype=float)))
+    True
+    >>> np.round(m.kurtosis, 4)
+    array([3.2158, 4.0641])
+    """
+    from .sampling import _Online
+
+    rmap = _random_map(result, params, "stationary_fourth_moments()")
+    if not rmap.noise.depends_on_state():
+        raise NotImplementedError(
+            "stationary_fourth_moments(): with additive noise the stationary law is Gaussian "
+            "(E δ^{⊗4} by Isserlis from result.cov)."
+        )
+    M, B, K = rmap.state_space
+    n, d = M.shape[0], rmap.dim
+    if (n + 1) ** 4 > MAX_OPERATOR_ROWS:
+        raise NotImplementedError(
+            f"stationary_fourth_moments(): the state has {n} dimensions; the 4-tensor system "
+            f"has more than {MAX_OPERATOR_ROWS} rows."
+        )
+    radius = moment_radius(rmap, 4)
+    if radius is None:
+        raise NotImplementedError(
+            f"stationary_fourth_moments(): no exact moment operator (more than {MAX_BATCHES} "
+            "minibatches sampled without replacement)."
+        )
+    if not radius[0] < 1:
+        raise ValueError(
+            f"stationary_fourth_moments(): the stationary fourth moment is infinite here "
+            f"(ρ(E[A^{{⊗4}}]) = {radius[0]:.6g} ≥ 1); lower the learning rate."
+        )
+    oracle = rmap.oracle
+    S = int(oracle.batch)
+    if isinstance(oracle, _Online):
+        beta, c = rmap.theta_min - oracle.star, -float(oracle.sigma)
+        mean_gradient = rmap.hessian @ beta
+    else:
+        beta, c = rmap.theta_min, -1.0
+        mean_gradient = oracle.X.T @ (oracle.X @ rmap.theta_min - oracle.Y) / oracle.X.shape[0]
+    P = np.zeros((n + 1, n + 1))
+    P[:n, :n] = M - B @ rmap.hessian @ K
+    P[:n, n] = -B @ mean_gradient
+    P[n, n] = 1.0
+    Bh = np.zeros((n + 1, d + 1))
+    Bh[:n, :d] = B
+    R = np.zeros((d + 1, n + 1))
+    R[:d, :n] = K
+    R[:d, n] = beta
+    R[d, n] = c
+    if isinstance(oracle, _Online):
+        L = np.zeros((d + 1, d + 1))
+        L[:d, :d] = oracle.LA
+        L[d, d] = 1.0
+        single = [_gaussian_moment(L, 2 * j) for j in range(5)]
+        method = "exact-isserlis"
+    else:
+        W = np.column_stack([oracle.X, oracle.Y])
+        enumerated = _batches(W.shape[0], S, oracle.replacement)
+        if enumerated is None and oracle.replacement:
+            single = [_empirical_moment(W, 2 * j) for j in range(5)]
+            method = "exact-samples"
+        else:
+            single = None
+            method = "exact-batches"
+    if single is not None:
+        hessian = _sum_of_samples(single, S, 4)
+        D = [_sandwich(hessian[j], j, Bh, R) for j in range(5)]
+        T = _as_matrix(_mix(D, [_power(P, j) for j in range(5)], 4), 4)
+    else:
+        batches = np.array(enumerated[0])
+        Hw = np.einsum("kbi,kbj->kij", W[batches], W[batches]) / S
+        A = P + np.einsum("ij,kjl,lm->kim", Bh, Hw, R)
+        weights = np.array([float(w) for w in enumerated[1]])
+        T = np.einsum("k,kij->ij", weights, _kron_power(A, 4))
+    size = (n + 1) ** 4
+    last = size - 1  # the index (n, n, n, n): the constant 1
+    system = np.eye(size) - T
+    system[last] = 0.0
+    system[last, last] = 1.0
+    rhs = np.zeros(size)
+    rhs[last] = 1.0
+    moments = np.linalg.solve(system, rhs).reshape((n + 1,) * 4)
+    residual = np.max(np.abs(T @ moments.ravel() - moments.ravel()))
+    if not residual <= 1e-9 * max(1.0, float(np.max(np.abs(moments)))):
+        raise ArithmeticError(
+            f"stationary_fourth_moments(): the 4-tensor solve has residual {residual:.3g}."
+        )
+    Theta = rmap.theta_map
+    fourth = moments[:n, :n, :n, :n]
+    for axis in range(4):
+        fourth = np.moveaxis(np.tensordot(Theta, fourth, axes=([1], [axis])), 0, axis)
+    second = Theta @ moments[:n, :n, n, n] @ Theta.T
+    return FourthMoments(second, fourth, method)

@@ -30,6 +30,7 @@ from symsgd.tails import (
     moment_conditions,
     moment_radius,
     sgd_fourth_moment,
+    stationary_fourth_moments,
     stationary_moments,
     tail_index,
 )
@@ -462,3 +463,169 @@ def test_additive_noise_and_noiseless_minimum_have_every_moment():
     assert t.alpha == math.inf and "point mass" in t.method
     with pytest.raises(TypeError, match=r"ss\.stationary"):
         tail_index("not a result", {})
+
+
+# -- fourth moments of small states: the linear system on 4-tensors -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "values"),
+    [
+        ("online", {ss.lr: 0.3, a: 1.5, ss.batch_size: 2}),
+        ("online-decay", {ss.lr: 0.12, a: 1.5, ss.batch_size: 2, ss.weight_decay: 0.3}),
+        ("data", {ss.lr: 0.3}),
+        ("data-subsets", {ss.lr: 0.5}),
+    ],
+)
+def test_tensor_system_agrees_with_the_scalar_moment_recursion(case, values):
+    if case == "online":
+        result = ONLINE
+    elif case == "online-decay":
+        result = ss.stationary(
+            ss.SGD(ss.lr, weight_decay=ss.weight_decay),
+            ss.LinearRegression(a, label_variance=1, theta_star=[1]),
+            ss.MinibatchNoise(ss.batch_size),
+        )
+    elif case == "data":
+        result = data_result(1, True)
+    else:
+        result = data_result(2, False)
+    scalar = stationary_moments(result, values, order=4)
+    tensor = stationary_fourth_moments(result, values)
+    assert tensor.cov[0, 0] == pytest.approx(scalar.moments[1], rel=1e-10)
+    assert tensor.fourth[0, 0, 0, 0] == pytest.approx(scalar.moments[3], rel=1e-9)
+    assert tensor.kurtosis[0] == pytest.approx(scalar.kurtosis, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "landscape", "values"),
+    [
+        (ss.SGD(ss.lr), ss.LinearRegression(sp.diag(1, 2), label_variance=1), {ss.lr: 0.1}),
+        (
+            ss.HeavyBall(ss.lr, ss.momentum),
+            ss.LinearRegression(a, label_variance=1),
+            {ss.lr: 0.1, ss.momentum: 0.4, a: 1},
+        ),
+    ],
+)
+def test_fourth_moments_of_small_states_match_the_real_optimizer(optimizer, landscape, values):
+    result = ss.stationary(optimizer, landscape, ss.MinibatchNoise(1))
+    exact = stationary_fourth_moments(result, values)
+    assert np.allclose(
+        exact.cov,
+        np.array(sp.Matrix([result.cov]).subs(values), dtype=float).reshape(exact.cov.shape),
+    )
+    problem = prepare(optimizer, landscape, ss.MinibatchNoise(1), values)
+    assert moment_radius(problem, 8)[0] < 1  # a finite eighth moment: valid standard errors
+    rng = np.random.default_rng(21)
+    chains = 300_000
+    grad = problem.oracle.make(rng, chains)
+    stepper = problem.stepper
+    state = stepper.initial_state(np.repeat(problem.theta_min[:, None], chains, axis=1))
+    for _ in range(120):
+        state = stepper.step(state, grad, problem.precondition())
+    delta = stepper.readout(state) - problem.theta_min[:, None]
+    for i in range(delta.shape[0]):
+        k, se = kurtosis_and_stderr(delta[i])
+        assert abs(k - exact.kurtosis[i]) < 4 * se, (i, k, se, exact.kurtosis[i])
+        assert abs(exact.kurtosis[i] - 3) > 4 * se  # the departure from Gaussian is seen
+    pair = delta[0] ** 2 * delta[-1] ** 2  # a mixed fourth moment
+    se = pair.std() / math.sqrt(chains)
+    assert abs(pair.mean() - exact.fourth[0, 0, -1, -1]) < 4 * se
+
+
+# -- property-based checks against the independent oracles -----------------------------------------
+
+
+@settings(derandomize=True, max_examples=15, deadline=None)
+@given(
+    xs=hs.lists(hs.floats(-2, 2).filter(lambda v: abs(v) > 0.05), min_size=2, max_size=5),
+    lr=hs.floats(0.2, 1.5),
+    S=hs.sampled_from([1, 2]),
+    replacement=hs.booleans(),
+)
+def test_property_finite_data_kesten_root(xs, lr, S, replacement):
+    x = np.array(xs)
+    if not replacement and S > len(x):
+        return
+    y = np.linspace(-1, 1, len(x))
+    land = ss.LinearRegression.from_data(sp.Matrix(x.reshape(-1, 1)), list(y))
+    result = ss.stationary(ss.SGD(ss.lr), land, ss.MinibatchNoise(S, replacement=replacement))
+    batches = (
+        itertools.product(range(len(x)), repeat=S)
+        if replacement
+        else itertools.permutations(range(len(x)), S)
+    )
+    A = np.abs(np.array([1 - lr * np.mean(x[list(b)] ** 2) for b in batches]))
+    gamma = np.mean(np.log(A)) if np.all(A > 0) else -np.inf
+    g = lyapunov_exponent(result, {ss.lr: lr})
+    assert g.value == pytest.approx(gamma, rel=1e-10) or g.value == gamma == -np.inf
+    if gamma >= 0:
+        with pytest.raises(ss.UnstableError):
+            tail_index(result, {ss.lr: lr})
+        return
+    t = tail_index(result, {ss.lr: lr})
+    if np.max(A) <= 1:
+        assert t.alpha == math.inf
+        return
+    hi = 1.0
+    while np.mean(A**hi) < 1:
+        hi *= 2
+    reference = optimize.brentq(lambda v: np.log(np.mean(A**v)), 1e-9, hi, xtol=1e-13)
+    assert t.alpha == pytest.approx(reference, rel=1e-8)
+    assert t.bracket[0] <= t.alpha <= t.bracket[1]
+
+
+@settings(derandomize=True, max_examples=4, deadline=None)
+@given(
+    lr=hs.floats(0.1, 1.5),
+    a_=hs.floats(0.5, 2.0),
+    S=hs.integers(1, 5),
+    gamma=hs.sampled_from([0.0, 0.3]),
+)
+def test_property_online_kesten_root_against_scipy(lr, a_, S, gamma):
+    result = ss.stationary(
+        ss.SGD(ss.lr, weight_decay=ss.weight_decay),
+        ss.LinearRegression(a, label_variance=1),
+        ss.MinibatchNoise(ss.batch_size),
+    )
+    values = {ss.lr: lr, a: a_, ss.batch_size: S, ss.weight_decay: gamma}
+    c, k = 1 - lr * gamma, lr * a_ / S
+    log_mean = (
+        integrate.quad(
+            lambda u: np.log(abs(c - k * u)) * sstats.chi2.pdf(u, S), 0, c / k, limit=200
+        )[0]
+        + integrate.quad(
+            lambda u: np.log(abs(c - k * u)) * sstats.chi2.pdf(u, S), c / k, np.inf, limit=200
+        )[0]
+    )
+    g = lyapunov_exponent(result, values)
+    assert g.value == pytest.approx(log_mean, abs=1e-7)
+    if log_mean > -1e-3:  # too close to the edge of existence for scipy's root
+        return
+    reference = scipy_kesten(lr, a_, S, gamma)
+    assert tail_index(result, values).alpha == pytest.approx(reference, rel=1e-7)
+
+
+@settings(derandomize=True, max_examples=10, deadline=None)
+@given(
+    xs=hs.lists(hs.floats(-1.5, 1.5), min_size=2, max_size=4),
+    lr=hs.floats(0.05, 0.4),
+    S=hs.sampled_from([1, 2]),
+)
+def test_property_scalar_recursion_equals_tensor_system(xs, lr, S):
+    x = np.array(xs)
+    if np.sum(x**2) < 0.1:
+        return
+    y = np.cos(np.arange(len(x)))
+    land = ss.LinearRegression.from_data(sp.Matrix(x.reshape(-1, 1)), list(y))
+    result = ss.stationary(ss.SGD(ss.lr), land, ss.MinibatchNoise(S))
+    try:
+        scalar = stationary_moments(result, {ss.lr: lr}, order=4)
+    except ValueError:  # an infinite fourth moment: both routes must say so
+        with pytest.raises(ValueError, match="infinite"):
+            stationary_fourth_moments(result, {ss.lr: lr})
+        return
+    tensor = stationary_fourth_moments(result, {ss.lr: lr})
+    assert tensor.cov[0, 0] == pytest.approx(scalar.moments[1], rel=1e-9)
+    assert tensor.fourth[0, 0, 0, 0] == pytest.approx(scalar.moments[3], rel=1e-8)
