@@ -270,10 +270,16 @@ def _empirical_moment(X: np.ndarray, order: int) -> np.ndarray:
 
 def _sum_of_samples(single: list, S: int, order: int) -> list:
     r"""Slot tensors of :math:`\hat H = \frac1S\sum_{i\le S} X_i` (X_i i.i.d. with the slot
-    tensors ``single``), orders 0 … ``order``: add one sample at a time with :func:`_mix`."""
-    total = single
-    for _ in range(S - 1):
-        total = [_mix(single, total, j) for j in range(order + 1)]
+    tensors ``single``), orders 0 … ``order``: sums of independent blocks combined with
+    :func:`_mix`, the block sizes doubling (⌈log₂ S⌉ squarings)."""
+    total, power, remaining = None, single, S
+    while True:
+        if remaining & 1:
+            total = power if total is None else [_mix(total, power, j) for j in range(order + 1)]
+        remaining >>= 1
+        if not remaining:
+            break
+        power = [_mix(power, power, j) for j in range(order + 1)]
     return [total[j] / S**j for j in range(order + 1)]
 
 
