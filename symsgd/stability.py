@@ -121,9 +121,12 @@ def _positive_form(expr: sp.Expr) -> sp.Basic:
         factors.append((f, e))
     keep, nonzero = [], []
     for f, e in factors:
-        if f.is_positive:
+        known = _sign_on_positive_axis(f)  # 0: a root in (0, ∞), so no constant sign
+        if known is None:
+            known = 1 if f.is_positive else (-1 if f.is_negative else 0)
+        if known > 0:
             continue
-        if f.is_negative:
+        if known < 0:
             sign *= (-1) ** e
             continue
         if e % 2 == 0:
@@ -134,13 +137,44 @@ def _positive_form(expr: sp.Expr) -> sp.Basic:
         return sp.And(*nonzero) if sign > 0 else sp.false
     body = sign * sp.Mul(*keep)
     body = sp.expand(body) if len(keep) == 1 else body
+    # a polynomial in one positive symbol that changes sign there cannot be decided by sympy's
+    # assumptions (which would try, by numeric root refinement: slow for the 300-digit
+    # coefficients of float-data problems), so its relation is built unevaluated
+    evaluate = _sign_on_positive_axis(body) != 0
     if body.is_Add:
         pos = sp.Add(*[t for t in body.args if not t.could_extract_minus_sign()])
         neg = -sp.Add(*[t for t in body.args if t.could_extract_minus_sign()])
-        rel = sp.StrictLessThan(neg, pos) if neg != 0 else sp.StrictGreaterThan(pos, 0)
+        rel = (
+            sp.StrictLessThan(neg, pos, evaluate=evaluate)
+            if neg != 0
+            else sp.StrictGreaterThan(pos, 0, evaluate=evaluate)
+        )
     else:
-        rel = sp.StrictGreaterThan(body, 0)
+        rel = sp.StrictGreaterThan(body, 0, evaluate=evaluate)
     return sp.And(rel, *nonzero)
+
+
+def _sign_on_positive_axis(f: sp.Expr) -> int | None:
+    """For a polynomial ``f`` in one positive symbol s: ±1 when it has that sign for every
+    s > 0, 0 when it has a root in (0, ∞) (so no constant sign), decided exactly by real-root
+    counting; None when ``f`` is not such a polynomial."""
+    symbols = f.free_symbols
+    if len(symbols) != 1:
+        return None
+    (s,) = symbols
+    if not s.is_positive:
+        return None
+    try:
+        poly = sp.Poly(f, s, domain="QQ")
+    except (sp.PolynomialError, sp.CoercionFailed):
+        return None
+    if poly.is_zero:
+        return None
+    inside = poly.count_roots(0, None) - (1 if poly.eval(0) == 0 else 0)
+    if inside > 0:
+        return 0
+    probe = sp.Integer(1)  # not a root: there is none in (0, ∞)
+    return 1 if poly.eval(probe) > 0 else -1
 
 
 def diagonal_blocks(T: sp.Matrix) -> list[sp.Matrix]:

@@ -69,3 +69,21 @@ def test_unbounded_parameter_and_refusals():
         sgd.stability_edge("lr")
     with pytest.raises(NotImplementedError, match="substitute numbers for the other parameters"):
         _online(ss.HeavyBall(lr, mu)).stability_edge(lr)
+
+
+def test_margins_in_one_positive_symbol_are_decided_by_exact_root_counting():
+    """conditions_from drops factors with no root in λ > 0 and keeps, unevaluated, margins with
+    one; the 300-digit coefficients of float-data problems are decided exactly and fast."""
+    from symsgd.stability import conditions_from
+
+    lam = ss.lr
+    assert conditions_from([lam**2 + 1]) == sp.true
+    assert conditions_from([-(lam + 2)]) == sp.false
+    assert conditions_from([lam * (lam + 3)]) == sp.true
+    big = sp.Rational(10**300 + 1, 10**299)
+    margin = conditions_from([big - lam])  # λ < 10.000…1: a root inside
+    assert margin.subs(lam, 10) == sp.true and margin.subs(lam, 11) == sp.false
+    tiny = conditions_from([(lam - 1) ** 2 + sp.Rational(1, 10**300)])  # no real root at all
+    assert tiny == sp.true
+    touching = conditions_from([(lam - 1) ** 2])  # a double root inside: ≠ 0 there
+    assert touching.subs(lam, 1) == sp.false and touching.subs(lam, 2) == sp.true
