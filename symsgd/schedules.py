@@ -60,6 +60,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
+from sympy.polys.matrices import DomainMatrix
 
 from ._transient import Transient, _affine, _start
 from ._util import field_atoms, field_symbols
@@ -300,16 +301,14 @@ def _from_flint(m) -> sp.Matrix:
     )
 
 
-def _sym_pow(G: sp.Matrix, t: int) -> sp.Matrix:
-    out = sp.eye(G.rows)
-    P = sp.Matrix(G)
-    while t:
-        if t & 1:
-            out = (P * out).applyfunc(sp.cancel)
-        t >>= 1
-        if t:
-            P = (P * P).applyfunc(sp.cancel)
-    return out
+def _field_matrices(mats: list[sp.Matrix]) -> list:
+    """The matrices as DomainMatrix over one field (rational functions of their symbols)."""
+    out = [DomainMatrix.from_Matrix(sp.Matrix(m)) for m in mats]
+    dom = out[0].domain
+    for m in out[1:]:
+        dom = dom.unify(m.domain)
+    dom = dom.get_field()
+    return [m.convert_to(dom) for m in out]
 
 
 def _psd_exact(S: sp.MatrixBase, strict: bool = False) -> bool:
@@ -439,8 +438,59 @@ def _affine_half(rec: LinearRecursion) -> sp.Matrix:
     return G
 
 
+def _affine_in(fn, d: int, dom):
+    """``fn`` (a d×d symmetric matrix ↦ expression, affine: a loss) as a function of a
+    DomainMatrix over ``dom``, its coefficients read off once at a matrix of placeholders —
+    so no sympy arithmetic on the (large) rational functions of a symbolic answer."""
+    if fn is None:
+        return None
+    marks = {(i, j): sp.Dummy(f"s{i}{j}") for i in range(d) for j in range(i, d)}
+    D = sp.Matrix(d, d, lambda i, j: marks[(min(i, j), max(i, j))])
+    expr = fn(D)
+    if expr is None:
+        return None
+    expr = sp.expand(expr)
+    zero = {m: 0 for m in marks.values()}
+    const = dom.from_sympy(expr.xreplace(zero))
+    coeffs = {k: dom.from_sympy(expr.coeff(m)) for k, m in marks.items()}
+
+    def apply(C):
+        out = const
+        for (i, j), c in coeffs.items():
+            if c:
+                out = out + c * C[i, j].element
+        return dom.to_sympy(out)
+
+    return apply
+
+
+def _field_readouts(landscape, wd, Theta, states, mean_state, dom):
+    """:func:`_readouts` for a symbolic answer: states are DomainMatrix over the field ``dom``."""
+    d = Theta.rows
+    Th = DomainMatrix.from_Matrix(Theta).convert_to(dom)
+    loss = _affine_in(lambda S: landscape.loss(S, wd), d, dom)
+    test = getattr(landscape, "test_loss", None)
+    test = None if test is None else _affine_in(lambda S: test(S, wd), d, dom)
+    covs, losses, tests = [], [], []
+    for S in [*states, mean_state]:
+        C = Th * S * Th.transpose()
+        covs.append(sp.ImmutableMatrix(C.to_Matrix()))
+        losses.append(loss(C))
+        tests.append(None if test is None else test(C))
+    has_test = test is not None
+    return (
+        tuple(covs[:-1]),
+        covs[-1],
+        tuple(losses[:-1]),
+        losses[-1],
+        tuple(tests[:-1]) if has_test else None,
+        tests[-1] if has_test else None,
+    )
+
+
 def _readouts(landscape, schedule, recs, states, mean_state, numeric: bool):
     """θ covariances, losses and their averages from state second moments."""
+    canonical = sp.cancel
     wd = schedule.optimizers[0].weight_decay
     Theta = sp.Matrix(recs[0].theta_map) if not numeric else None
     test = getattr(landscape, "test_loss", None)
@@ -454,10 +504,10 @@ def _readouts(landscape, schedule, recs, states, mean_state, numeric: bool):
             t = getattr(landscape, "numeric_test_loss", None)
             tl = None if test is None else (None if t is None else t(C, wd))
         else:
-            cov = sp.ImmutableMatrix((Theta * S * Theta.T).applyfunc(sp.cancel))
-            loss = sp.cancel(landscape.loss(cov, wd))
+            cov = sp.ImmutableMatrix((Theta * S * Theta.T).applyfunc(canonical))
+            loss = canonical(landscape.loss(cov, wd))
             tl = None if test is None else test(cov, wd)
-            tl = None if tl is None else sp.cancel(tl)
+            tl = None if tl is None else canonical(tl)
         covs.append(cov)
         losses.append(loss)
         tests.append(tl)
@@ -589,53 +639,70 @@ def _periodic_symbolic(schedule, landscape, noise, recs) -> PeriodicState:
             f"period of {schedule.period}. Give numbers for "
             f"{', '.join(sorted(map(str, free)))}."
         )
-    G = [_affine_half(rec) for rec in recs]
-    powers = [_sym_pow(g, t) for g, t in zip(G, schedule.steps)]
-    cycle = sp.eye(p + 1)
+    # exact arithmetic in the field of rational functions of the parameters (sympy's
+    # DomainMatrix): canonical elements, so the certificate's zero test is exact
+    G = _field_matrices([_affine_half(rec) for rec in recs])
+    dom = G[0].domain
+    powers = [g**t for g, t in zip(G, schedule.steps)]
+    cycle = DomainMatrix.eye(p + 1, dom)
     for P in powers:
-        cycle = (P * cycle).applyfunc(sp.cancel)
-    A, b = cycle[:p, :p], cycle[:p, p]
-    s0 = (sp.eye(p) - A).LUsolve(b).applyfunc(sp.cancel)
-    halves = [s0]
+        cycle = P * cycle
+    A, b = cycle[:p, :p], cycle[:p, p:]
+    one = DomainMatrix([[dom.one]], (1, 1), dom)
+    halves = [(DomainMatrix.eye(p, dom) - A).lu_solve(b)]
     for P in powers[:-1]:
-        halves.append((P * sp.Matrix([*halves[-1], 1]))[:p, 0].applyfunc(sp.cancel))
-    total = sp.zeros(p, 1)
+        halves.append((P * halves[-1].vstack(one))[:p, :])
+    total = DomainMatrix.zeros((p, 1), dom)
     for g, t, s in zip(G, schedule.steps, halves):
-        v = sp.Matrix([*s, 1])
+        v = s.vstack(one)
         for _ in range(t):
-            total += v[:p, 0]
+            total = total + v[:p, :]
             v = g * v
-    mean_half = (total / schedule.period).applyfunc(sp.cancel)
-    # certificate: the cyclic equations cancel identically
+    mean_half = total * dom.convert(sp.Rational(1, schedule.period))
+    # certificate: every phase, stepped n_k times one step at a time, maps Σ_k onto Σ_{k+1}
     P_ = len(recs)
-    for k, g in enumerate(powers):
-        got = (g * sp.Matrix([*halves[k], 1]))[:p, 0]
-        gap = (got - halves[(k + 1) % P_]).applyfunc(sp.cancel)
-        if not gap.is_zero_matrix:
+    for k, (g, t) in enumerate(zip(G, schedule.steps)):
+        v = halves[k].vstack(one)
+        for _ in range(t):
+            v = g * v
+        if not (v[:p, :] - halves[(k + 1) % P_]).is_zero_matrix:
             raise InternalError(
                 f"periodic_state: phase {k} does not map Σ_{k} onto Σ_{(k + 1) % P_} "
                 "identically; nothing was returned."
             )
     certificate = Certificate(
-        PERIODIC_EQUATION, "exact", (), 0.0, ("identically in the parameters (cancelled)",)
+        PERIODIC_EQUATION, "exact", (), 0.0, ("identically in the parameters (rational functions)",)
     )
+    charpoly = [dom.to_sympy(c) for c in A.charpoly()]
+    A = A.to_Matrix()
+    index = pairs(n)
+
+    def full(h):  # the symmetric n×n DomainMatrix of a half-vector
+        rows = [[dom.zero] * n for _ in range(n)]
+        for r, (i, j) in enumerate(index):
+            rows[i][j] = rows[j][i] = h[r, 0].element
+        return DomainMatrix(rows, (n, n), dom)
+
+    dstates = [full(h) for h in halves]
+    dmean = full(mean_half)
     z = sp.Dummy("z")
     if p == 1:
         radius = sp.factor(A[0, 0])
         conditions = conditions_from([1 - A[0, 0]])  # 𝒜 ≥ 0: a positive map
     else:
         radius = None
-        poly = sp.Add(*[c * z ** (p - i) for i, c in enumerate(A.charpoly(z).all_coeffs())])
+        poly = sp.Add(*[c * z ** (p - i) for i, c in enumerate(charpoly)])
         conditions = conditions_from(schur_conditions(poly, z))
-    states = [sp.Matrix(from_halfvec(n, list(s))) for s in halves]
-    mean_state = sp.Matrix(from_halfvec(n, list(mean_half)))
-    covs, mean_cov, loss, mean_loss, tests, mean_test = _readouts(
-        landscape, schedule, recs, states, mean_state, numeric=False
+    states = [sp.ImmutableMatrix(S.to_Matrix()) for S in dstates]
+    Theta = sp.Matrix(recs[0].theta_map)
+    wd = schedule.optimizers[0].weight_decay
+    covs, mean_cov, loss, mean_loss, tests, mean_test = _field_readouts(
+        landscape, wd, Theta, dstates, dmean, dom
     )
     return PeriodicState(
         schedule=schedule,
         covs=covs,
-        state_covs=tuple(sp.ImmutableMatrix(S) for S in states),
+        state_covs=tuple(states),
         loss=loss,
         test_loss=tests,
         mean_cov=mean_cov,
@@ -951,13 +1018,15 @@ def _run(affines, steps, cycles: int, v0: sp.Matrix, kind: str) -> list:
             v = P @ v
             out.append(sp.Matrix(v))
         return out
-    mats = [_sym_pow(sp.Matrix(A), t) for A, t in zip(affines, steps)]
-    cycle = sp.eye(mats[0].rows)
+    *field, v = _field_matrices([*affines, v0])  # rational functions of the parameters
+    mats = [A**t for A, t in zip(field, steps)]
+    cycle = DomainMatrix.eye(mats[0].shape[0], v.domain)
     for P in mats:
-        cycle = (P * cycle).applyfunc(sp.cancel)
-    v = _sym_pow(cycle, cycles - 1) * v0 if cycles > 1 else v0
+        cycle = P * cycle
+    if cycles > 1:
+        v = cycle ** (cycles - 1) * v
     out = []
     for P in mats:
-        v = (P * v).applyfunc(sp.cancel)
-        out.append(v)
+        v = P * v
+        out.append(v.to_Matrix())
     return out

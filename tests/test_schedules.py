@@ -148,6 +148,12 @@ def test_exact_periodic_state_matches_kron_oracle(name):
             assert float(state.loss[k]) == pytest.approx(
                 0.5 * np.trace(H @ _theta_block(want, d)), rel=1e-10
             )
+            assert state.test_loss is None
+        elif land.data is None:  # online regression: the test loss is the training loss
+            assert state.test_loss[k] == state.loss[k]
+            assert float(state.loss[k]) == pytest.approx(
+                0.5 * (np.trace(H @ _theta_block(want, d)) + 1), rel=1e-10
+            )
     # the cycle average: the mean of the second moments over every step of the period
     maps = _oracle_maps(schedule, land, noise)
     total, s = np.zeros(n * n), dense[0]
@@ -578,6 +584,8 @@ def test_bad_input():
     with pytest.raises(ss.UnstableError, match="spectral radius") as info:
         periodic_state(Schedule.cyclical(ss.SGD, [R(5, 2), R(1, 10)]), land, noise)
     assert info.value.rho == pytest.approx(2.25 * 0.81)
+    with pytest.raises(ss.UnstableError):  # ρ(𝒜) = 1 exactly: decided in ℚ, not by rounding
+        periodic_state(Schedule([ss.SGD(2), ss.SGD(2)]), land, noise)
     with pytest.raises(ss.UnstableError, match="spectral radius"):
         periodic_state(Schedule.cyclical(ss.SGD, [2.5, 0.1]), land, noise)
     with pytest.raises(NotImplementedError, match="eigen-mode"):
