@@ -181,6 +181,29 @@ def test_finite_data_tail_index_solves_the_sum_over_ordered_batches(S, replaceme
 # -- rotation-invariant problems --------------------------------------------------------------
 
 
+def chi2_pdf(x: float, dof: int) -> float:
+    return x ** (dof / 2 - 1) * math.exp(-x / 2) / (2 ** (dof / 2) * math.gamma(dof / 2))
+
+
+def isotropic_expectation(fn, k: float, S: int, d: int) -> float:
+    """E fn((1 − kU)² + k²UV), U ~ χ²_S, V ~ χ²_{d−1} independent: scipy nested quadrature
+    in u = x², v = y² (a route independent of the library's Tricomi-function inner integral)."""
+    tol = dict(limit=200, epsabs=1e-13, epsrel=1e-12)
+
+    def inner(x):
+        u = x * x
+        s, t = (1 - k * u) ** 2, k * k * u
+        return integrate.quad(
+            lambda y: fn(s + t * y * y) * 2 * y * chi2_pdf(y * y, d - 1), 0, np.inf, **tol
+        )[0]
+
+    def outer(x):
+        return inner(x) * 2 * x * chi2_pdf(x * x, S)
+
+    root = math.sqrt(1 / k)
+    return integrate.quad(outer, 0, root, **tol)[0] + integrate.quad(outer, root, np.inf, **tol)[0]
+
+
 @pytest.mark.parametrize(("d", "lr", "S"), [(2, 0.9, 1), (3, 0.8, 2)])
 def test_isotropic_tail_index_solves_the_norm_equation_by_monte_carlo(d, lr, S):
     result = ss.stationary(
@@ -192,6 +215,14 @@ def test_isotropic_tail_index_solves_the_norm_equation_by_monte_carlo(d, lr, S):
     t = tail_index(result, values)
     g = lyapunov_exponent(result, values)
     assert t.exact and "isotropic" in t.method and g.exact
+    # scipy: nested quadrature over U ~ χ²_S and V ~ χ²_{d−1} of ‖Ae₁‖² = (1 − kU)² + k²UV
+    k = lr / S
+    assert isotropic_expectation(lambda q: q ** (t.alpha / 2), k, S, d) == pytest.approx(
+        1, abs=1e-9
+    )
+    assert isotropic_expectation(lambda q: math.log(q) / 2, k, S, d) == pytest.approx(
+        g.value, abs=1e-9
+    )
     # ‖A e₁‖ with A = I − (λ/S) Σ x_i x_iᵀ, real Gaussian inputs
     rng = np.random.default_rng(7)
     n = 200_000
@@ -266,21 +297,25 @@ def test_isserlis_fourth_moment_operator_matches_gauss_hermite(lr, off, momentum
 
 
 def test_bracket_from_even_moments_for_an_anisotropic_problem():
+    A = sp.diag(1, 2)
     result = ss.stationary(
-        ss.SGD(ss.lr), ss.LinearRegression(sp.diag(1, 2), label_variance=1), ss.MinibatchNoise(2)
+        ss.SGD(ss.lr), ss.LinearRegression(A, label_variance=1), ss.MinibatchNoise(2)
     )
     for lr, bracket in ((0.2, (6, 8)), (0.4, (2, 4)), (0.6, (0, 2))):
         t = tail_index(result, {ss.lr: lr})
         assert t.alpha is None and not t.exact and t.bracket == bracket, t
         assert "even-moment bracket (exact-isserlis" in t.method
-        problem = prepare(
-            ss.SGD(0.2),
-            ss.LinearRegression(sp.diag(1, 2), label_variance=1),
-            ss.MinibatchNoise(2),
-            {},
-        )
-    # the bracket's ends are the exact radii crossing 1
-    assert moment_radius(problem, 6)[0] < 1 < moment_radius(problem, 8)[0]
+    # the ends of (6, 8]: the radii of orders 6 and 8 by Gauss–Hermite quadrature cross 1
+    problem = prepare(
+        ss.SGD(0.2), ss.LinearRegression(A, label_variance=1), ss.MinibatchNoise(2), {}
+    )
+    M, B, K = problem.state_space
+    L = np.sqrt(np.array(A, dtype=float))
+    for order, below in ((6, True), (8, False)):
+        reference = gauss_hermite_operator(M, B, K, problem.hessian, L, 2, order)
+        radius = np.max(np.abs(np.linalg.eigvals(reference)))
+        assert moment_radius(problem, order)[0] == pytest.approx(radius, rel=1e-9)
+        assert (radius < 1) == below
 
 
 def test_data_with_replacement_moments_are_sums_of_iid_draws():
@@ -427,6 +462,37 @@ def test_lyapunov_exponent_sign_and_value_match_the_real_optimizer(lr):
     else:
         with pytest.raises(ss.UnstableError, match="Lyapunov exponent"):
             tail_index(ONLINE, {ss.lr: lr, a: 1, ss.batch_size: 1})
+
+
+def noisy_sgd_log_deviation(lr: float, steps: int, chains: int, seed: int) -> np.ndarray:
+    """log|δ_T| of SGD (its own step, real minibatches with label noise σ = 1, a = 1, S = 1)
+    started at the minimum; the stepper from a stable λ, its preconditioner scaling it to lr."""
+    land = ss.LinearRegression(a, label_variance=1)
+    problem = prepare(ss.SGD(ss.lr), land, ss.MinibatchNoise(1), {a: 1, ss.lr: 0.1})
+    scale = lr / float(problem.stepper.lr)
+    grad = problem.oracle.make(np.random.default_rng(seed), chains)
+    state = problem.stepper.initial_state(np.zeros((1, chains)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(steps):
+            state = problem.stepper.step(state, grad, lambda v: scale * v)
+    return np.log(np.abs(problem.stepper.readout(state)[0]))
+
+
+@pytest.mark.parametrize("lr", [1.2, 3.0])
+def test_stationary_law_exists_iff_the_lyapunov_exponent_is_negative(lr):
+    """Both learning rates are beyond the mean-square edge 2/3 (ρ ≥ 1: prepare refuses them).
+    γ < 0: the law of δ_T is the same at T = 60 and T = 120 (two-sample Kolmogorov–Smirnov on
+    independent chains); γ > 0: log|δ_T| moves up by about γ·60 between them."""
+    g = lyapunov_exponent(ONLINE, {ss.lr: lr, a: 1, ss.batch_size: 1})
+    early = noisy_sgd_log_deviation(lr, 60, 4000, seed=1)
+    late = noisy_sgd_log_deviation(lr, 120, 4000, seed=2)
+    with pytest.raises(ss.UnstableError):
+        prepare(ss.SGD(lr), ss.LinearRegression(1, label_variance=1), ss.MinibatchNoise(1), {})
+    if g.stationary:
+        assert sstats.ks_2samp(early, late).pvalue > 1e-3
+    else:
+        shift = np.median(late) - np.median(early)
+        assert abs(shift - 60 * g.value) < 0.2 * 60 * g.value, (shift, g)
 
 
 def test_monte_carlo_lyapunov_exponent_matches_the_real_heavy_ball():
