@@ -244,21 +244,32 @@ def _check(schedule, landscape, noise, where: str) -> None:
         raise NotImplementedError(f"{where}: eigen-mode problems are not supported yet.")
 
 
-def _kind(schedule: Schedule, landscape: Landscape, noise: Noise) -> str:
-    """``"symbolic"`` (free symbols), ``"float"`` (any float) or ``"exact"`` (all rational)."""
+def _kind(schedule: Schedule, landscape: Landscape, noise: Noise, recs=None) -> str:
+    """How to solve: ``"symbolic"`` (free symbols), ``"float"`` (any float), ``"exact"`` (all
+    rational) or ``"algebraic"`` (numbers such as √2: exact in their number field).  Without
+    the recursions ``recs`` it reads the pieces' fields (``"symbolic"`` meaning "build the
+    recursions and look again"); with them, the entries of their second-moment maps — only the
+    symbols those use count (Adam's β₂ does not enter the linear theory), and floats a
+    preconditioner introduces (Adam's √v) count.  Floats beside used symbols are refused."""
     pieces = (*schedule.optimizers, landscape, noise)
-    if any(field_symbols(p) for p in pieces):
-        floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
-        if floats:
-            raise ValueError(
-                f"symbolic parameters need exact numbers beside them (sp.Rational), not floats "
-                f"({', '.join(sorted(map(str, floats)))}): the answer is checked to cancel "
-                "identically."
-            )
+    floats = set().union(*(field_atoms(p, sp.Float) for p in pieces))
+    symbols = set().union(*(field_symbols(p) for p in pieces))
+    if recs is None:
+        return "symbolic" if symbols else ("float" if floats else "exact")
+    maps = [_affine_half(rec) for rec in recs]
+    symbols = set().union(*(G.free_symbols for G in maps))
+    floats |= set().union(*(G.atoms(sp.Float) for G in maps))
+    if symbols and floats:
+        raise ValueError(
+            f"symbolic parameters need exact numbers beside them (sp.Rational), not floats "
+            f"({', '.join(sorted(map(str, floats)))}): the answer is checked to cancel "
+            "identically."
+        )
+    if symbols:
         return "symbolic"
-    if any(field_atoms(p, sp.Float) for p in pieces):
+    if floats:
         return "float"
-    return "exact"
+    return "exact" if all(e.is_Rational for G in maps for e in G) else "algebraic"
 
 
 def _same_readout(recs: list[LinearRecursion]) -> None:
@@ -303,7 +314,7 @@ def _from_flint(m) -> sp.Matrix:
 
 def _field_matrices(mats: list[sp.Matrix]) -> list:
     """The matrices as DomainMatrix over one field (rational functions of their symbols)."""
-    out = [DomainMatrix.from_Matrix(sp.Matrix(m)) for m in mats]
+    out = [DomainMatrix.from_Matrix(sp.Matrix(m), extension=True) for m in mats]
     dom = out[0].domain
     for m in out[1:]:
         dom = dom.unify(m.domain)
@@ -361,7 +372,8 @@ class PeriodicState:
     symbolic parameters the expression 𝒜 ≥ 0 itself, None for a larger symbolic state);
     ``conditions`` the existence condition ρ(𝒜) < 1 (a sympy boolean: ``true`` for numeric
     problems, the Schur conditions of 𝒜's characteristic polynomial for symbolic ones);
-    ``method`` ``"exact"`` (ℚ), ``"symbolic"`` or ``"float"``; ``certificate`` what was checked.
+    ``method`` ``"exact"`` (ℚ), ``"algebraic"`` (a number field such as ℚ(√2)), ``"symbolic"``
+    or ``"float"``; ``certificate`` what was checked.
     """
 
     schedule: Schedule
@@ -396,6 +408,9 @@ def periodic_state(schedule: Schedule, landscape: Landscape, noise: Noise) -> Pe
       :data:`~symsgd.moments.DENSE_MAX_STATE` (GMRES on the composed operator beyond), one
       step of iterative refinement, each phase certified by its float residual relative to
       the size of its terms (≤ ``FLOAT_RTOL``);
+    * algebraic numbers (a √2 in H; no symbols): exactly in their number field, radius and
+      positive semidefiniteness in float64;
+    * floats anywhere (also those a preconditioner makes, Adam's 1/√v): the float path;
     * symbolic parameters: a scalar state (any period), or n ≤ 2 with a period of at most
       :data:`MAX_SYMBOLIC_PERIOD` steps; the cyclic equations are checked to cancel
       identically, ``conditions`` are the Schur conditions of 𝒜.
@@ -421,9 +436,12 @@ def periodic_state(schedule: Schedule, landscape: Landscape, noise: Noise) -> Pe
         return _periodic_float(schedule, landscape, noise)
     recs = [build_recursion(opt, landscape, noise) for opt in schedule.optimizers]
     _same_readout(recs)
+    kind = _kind(schedule, landscape, noise, recs)
+    if kind == "float":
+        return _periodic_float(schedule, landscape, noise)
     if kind == "exact":
         return _periodic_exact(schedule, landscape, noise, recs)
-    return _periodic_symbolic(schedule, landscape, noise, recs)
+    return _periodic_symbolic(schedule, landscape, noise, recs, algebraic=kind == "algebraic")
 
 
 def _affine_half(rec: LinearRecursion) -> sp.Matrix:
@@ -628,10 +646,14 @@ def _certify_exact(schedule, recs, halves, n) -> Certificate:
     return Certificate(PERIODIC_EQUATION, "exact", (), 0.0, (f"{P} phase(s), cyclic",))
 
 
-def _periodic_symbolic(schedule, landscape, noise, recs) -> PeriodicState:
+def _periodic_symbolic(schedule, landscape, noise, recs, algebraic: bool) -> PeriodicState:
+    """Symbolic parameters — or algebraic numbers (``algebraic``: no symbols, entries such as
+    √2) — solved in the field of their rational functions (sympy's DomainMatrix)."""
     n = recs[0].n
     p = n * (n + 1) // 2
-    if p > MAX_SYMBOLIC_PAIRS or (p > 1 and schedule.period > MAX_SYMBOLIC_PERIOD):
+    if not algebraic and (
+        p > MAX_SYMBOLIC_PAIRS or (p > 1 and schedule.period > MAX_SYMBOLIC_PERIOD)
+    ):
         free = set().union(*(field_symbols(x) for x in (*schedule.optimizers, landscape, noise)))
         raise NotImplementedError(
             f"periodic_state: symbolic parameters need a scalar state, or a state of dimension "
@@ -649,6 +671,16 @@ def _periodic_symbolic(schedule, landscape, noise, recs) -> PeriodicState:
         cycle = P * cycle
     A, b = cycle[:p, :p], cycle[:p, p:]
     one = DomainMatrix([[dom.one]], (1, 1), dom)
+    if algebraic:
+        radius = _float_radius(np.array(A.to_Matrix().evalf(), dtype=float))
+        if not radius < 1:
+            raise UnstableError.at(
+                "periodic_state()",
+                subject=_describe(schedule, landscape, noise),
+                rho=radius,
+                reason="the one-period second-moment map has spectral radius ≥ 1",
+                advice="Lower the learning rates of the cycle (or shorten its unstable phases).",
+            )
     halves = [(DomainMatrix.eye(p, dom) - A).lu_solve(b)]
     for P in powers[:-1]:
         halves.append((P * halves[-1].vstack(one))[:p, :])
@@ -670,9 +702,15 @@ def _periodic_symbolic(schedule, landscape, noise, recs) -> PeriodicState:
                 f"periodic_state: phase {k} does not map Σ_{k} onto Σ_{(k + 1) % P_} "
                 "identically; nothing was returned."
             )
-    certificate = Certificate(
-        PERIODIC_EQUATION, "exact", (), 0.0, ("identically in the parameters (rational functions)",)
-    )
+    if algebraic:  # Σ_k ⪰ 0, checked in float64 (its entries are algebraic numbers)
+        for k, h in enumerate(halves):
+            X = np.array(from_halfvec(n, list(h.to_Matrix())).evalf(), dtype=float)
+            if np.linalg.eigvalsh(X).min() < -FLOAT_RTOL * max(np.abs(X).max(), 1e-300):
+                raise InternalError(
+                    f"periodic_state: Σ_{k} is not positive semidefinite; nothing was returned."
+                )
+    how = "exactly in the number field" if algebraic else "identically in the parameters"
+    certificate = Certificate(PERIODIC_EQUATION, "exact", (), 0.0, (how,))
     charpoly = [dom.to_sympy(c) for c in A.charpoly()]
     A = A.to_Matrix()
     index = pairs(n)
@@ -686,7 +724,9 @@ def _periodic_symbolic(schedule, landscape, noise, recs) -> PeriodicState:
     dstates = [full(h) for h in halves]
     dmean = full(mean_half)
     z = sp.Dummy("z")
-    if p == 1:
+    if algebraic:
+        conditions = sp.true
+    elif p == 1:
         radius = sp.factor(A[0, 0])
         conditions = conditions_from([1 - A[0, 0]])  # 𝒜 ≥ 0: a positive map
     else:
@@ -710,7 +750,7 @@ def _periodic_symbolic(schedule, landscape, noise, recs) -> PeriodicState:
         mean_test_loss=mean_test,
         radius=radius,
         conditions=conditions,
-        method="symbolic",
+        method="algebraic" if algebraic else "symbolic",
         certificate=certificate,
     )
 
@@ -936,14 +976,20 @@ def run_schedule(
             "run_schedule: LinearRegression with weight decay (the loss and noise gain terms "
             "in the mean) is not supported yet."
         )
-    kind = _kind(schedule, landscape, noise)
     recs = [build_recursion(opt, landscape, noise) for opt in schedule.optimizers]
     _same_readout(recs)
+    kind = _kind(schedule, landscape, noise, recs)
     n, d = recs[0].n, landscape.dim
     z0 = _start(schedule.optimizers[0], theta0, d)
-    if z0.free_symbols and kind != "symbolic":
+    start_floats = any(e.has(sp.Float) for e in z0)
+    if (z0.free_symbols or kind == "symbolic") and (start_floats or kind == "float"):
+        raise ValueError(
+            "run_schedule: symbolic parameters (or a symbolic theta0) need exact numbers beside "
+            "them (sp.Rational), not floats."
+        )
+    if z0.free_symbols:
         kind = "symbolic"
-    if kind == "float" or any(e.has(sp.Float) for e in z0):
+    elif start_floats:
         kind = "float"
     if kind == "symbolic" and n != 1:
         raise NotImplementedError(

@@ -375,6 +375,67 @@ def test_run_schedule_agrees_with_transient_and_periodic_state():
     _assert_close(far_float.final.cov, np.array(periodic.covs[0].evalf(), dtype=float), 1e-9)
 
 
+def test_unused_symbols_and_other_optimizers():
+    """Adam's β₂ (a symbol by default) does not enter the linear theory, and its frozen
+    preconditioner 1/√v is a float: the float path, not a symbolic or a wrong "exact" one.
+    A √2 in the Hessian: solved exactly in ℚ(√2), equal to the float path.  A symbolic θ₀
+    in run_schedule makes it symbolic."""
+    H, C = sp.Matrix([[2, 0], [0, 1]]), sp.Matrix([[1, 0], [0, 2]])
+    land, noise = ss.Quadratic(H), ss.AdditiveNoise(C)
+    adam = Schedule.cyclical(lambda a: ss.Adam(a, beta1=R(1, 2), eps=0), [R(1, 2), R(1, 10)])
+    state = periodic_state(adam, land, noise)
+    assert state.method == "float"
+    radius, dense, _ = _oracle_periodic_generic(adam, land, noise)
+    assert state.radius == pytest.approx(radius)
+    n = state.state_covs[0].rows
+    _assert_close(state.state_covs[0], dense.reshape(n, n), 1e-10)
+    root = sp.Matrix([[sp.sqrt(2), R(1, 2)], [R(1, 2), 1]])
+    cycle = Schedule.cyclical(lambda a: ss.HeavyBall(a, R(1, 3)), [R(1, 2), R(1, 10)])
+    exact = periodic_state(cycle, ss.Quadratic(root), ss.AdditiveNoise(C))
+    assert exact.method == "algebraic" and exact.covs[0][0, 0].has(sp.sqrt(2))
+    radius, dense, _ = _oracle_periodic_generic(cycle, ss.Quadratic(root), ss.AdditiveNoise(C))
+    assert exact.radius == pytest.approx(radius)
+    _assert_close(exact.state_covs[0], dense.reshape(4, 4), 1e-12)
+    run = run_schedule(cycle, ss.Quadratic(root), ss.AdditiveNoise(C), theta0=[1, 2], cycles=3)
+    floats = Schedule.cyclical(lambda a: ss.HeavyBall(a, 1 / 3), [0.5, 0.1])
+    run_f = run_schedule(
+        floats, ss.Quadratic(root.evalf()), ss.AdditiveNoise(C), theta0=[1, 2], cycles=3
+    )
+    assert run.method == "algebraic" and run_f.method == "float"
+    _assert_close(run.final.cov, np.array(run_f.final.cov.evalf(), dtype=float), 1e-12)
+    with pytest.raises(ss.UnstableError):
+        periodic_state(
+            Schedule.cyclical(lambda a: ss.HeavyBall(a, R(1, 3)), [R(2), R(1, 10)]),
+            ss.Quadratic(root),
+            ss.AdditiveNoise(C),
+        )
+    x = sp.Symbol("x")
+    run = run_schedule(
+        Schedule([ss.SGD(R(1, 2))]), ss.Quadratic(1), ss.AdditiveNoise(1), theta0=[x]
+    )
+    assert (
+        run.method == "symbolic" and sp.expand(run.final.second_moment[0, 0] - (x**2 + 1) / 4) == 0
+    )
+
+
+def _oracle_periodic_generic(schedule, land, noise):
+    """Σ at the start of phase 0 from the recursions' own float matrices (additive noise):
+    the composed Stein map T = M⊗M solved densely — for optimizers the oracle has no rule."""
+    C = np.array(sp.Matrix(noise.C).evalf(), dtype=float)
+    maps = []
+    for opt in schedule.optimizers:
+        rec = ss.build_recursion(opt, land, noise)
+        M, B = (np.array(sp.Matrix(m).evalf(), dtype=float) for m in (rec.M, rec.B))
+        maps.append((np.kron(M, M), (B @ C @ B.T).reshape(-1)))
+    q = maps[0][0].shape[0]
+    A, b = np.eye(q), np.zeros(q)
+    for (T, f), t in zip(maps, schedule.steps):
+        for _ in range(t):
+            A, b = T @ A, T @ b + f
+    radius = float(np.max(np.abs(np.linalg.eigvals(A))))
+    return radius, np.linalg.solve(np.eye(q) - A, b), None
+
+
 def test_step_decay_symbolic_scalar():
     lam, c = sp.symbols("lambda c", positive=True)
     decay = Schedule.step_decay(ss.SGD, lam, R(1, 2), phases=2, steps=2)
@@ -596,6 +657,8 @@ def test_bad_input():
         periodic_state(long, land, noise)
     with pytest.raises(ValueError, match="exact numbers beside them"):
         periodic_state(Schedule([ss.SGD(lam), ss.SGD(0.5)]), land, noise)
+    with pytest.raises(ValueError, match="not floats"):
+        run_schedule(Schedule([ss.SGD(lam)]), land, noise, theta0=[0.5])
     with pytest.raises(ValueError, match="cycles must be an integer ≥ 1"):
         run_schedule(Schedule([ss.SGD(R(1, 2))]), land, noise, theta0=[1], cycles=0)
     with pytest.raises(NotImplementedError, match="one-dimensional state"):
