@@ -575,16 +575,29 @@ def _refuse_unsupported(optimizer: Optimizer, landscape: Landscape, noise: Noise
     one)."""
     gamma = sp.sympify(getattr(optimizer, "weight_decay", 0))
     flat = getattr(landscape, "flat_directions", ())
-    if flat and gamma == 0:
+    own = sp.sympify(getattr(landscape, "expansion_weight_decay", 0))
+    if flat and (gamma == 0 or gamma != own):
         shown = "; ".join(
             "(" + ", ".join(sp.sstr(sp.N(v, 4) if v.is_Float else v) for v in d) + ")" for d in flat
         )
+        how = (
+            "Weight decay γ makes the minimum isolated, but it also moves the iterates along "
+            "the manifold to its minimum-norm point, so expand there: "
+            "θ_γ = model.minimum(start, weight_decay=γ); local = model.near(θ_γ, "
+            "weight_decay=γ); then stationary(SGD(lr, weight_decay=γ), local, noise) with the "
+            "same number γ."
+        )
+        if gamma == 0:
+            raise ValueError(
+                f"stationary(): the Hessian at this minimum is singular — it lies on a manifold "
+                f"of minima, flat along {shown}. Along a flat direction the noise accumulates "
+                f"without bound, so the linearised dynamics has no stationary law. {how}"
+            )
         raise ValueError(
-            f"stationary(): the Hessian at this minimum is singular — it lies on a manifold of "
-            f"minima, flat along {shown}. Along a flat direction the noise accumulates without "
-            f"bound, so the linearised dynamics has no stationary law. Add weight decay "
-            f"(e.g. SGD(lr, weight_decay=ss.weight_decay)), or study the non-flat directions "
-            f"by reparametrising the model."
+            f"stationary(): the Hessian is singular along {shown} (a manifold of minima) and "
+            f"the optimizer's weight decay {gamma} is not the one this local problem was "
+            f"expanded for ({own}): the linearised law would describe a point the real "
+            f"iterates leave. {how}"
         )
     if not (getattr(landscape, "eigenmode", False) and noise.depends_on_state()):
         return

@@ -200,6 +200,7 @@ class EmpiricalLoss:
         self.exact = not self.symbolic and not any(e.has(sp.Float) for e in entries)
         self._compiled: _Compiled | None = None
         self._array: np.ndarray | None = None
+        self._gamma = 0.0  # the weight decay of the current minimum() search
 
     # -- sizes and numeric evaluation ---------------------------------------------------------
 
@@ -284,8 +285,11 @@ class EmpiricalLoss:
 
     # -- the minimum ----------------------------------------------------------------------------
 
-    def minimum(self, start, *, digits: int = DIGITS, max_norm: float = 1e6) -> sp.ImmutableMatrix:
-        r"""A local minimum of the training loss near ``start``.
+    def minimum(
+        self, start, *, weight_decay=0, digits: int = DIGITS, max_norm: float = 1e6
+    ) -> sp.ImmutableMatrix:
+        r"""A local minimum of the training loss near ``start`` — of
+        :math:`L(\theta) + \tfrac{\gamma}2|\theta|^2` with ``weight_decay=γ`` (a number).
 
         A numeric search (scipy's trust-region Newton method with the derived gradient and
         Hessian) followed by Newton's method in mpmath at ``digits + 10`` digits (the
@@ -309,19 +313,23 @@ class EmpiricalLoss:
         """
         from scipy.optimize import minimize
 
+        gamma = _decay(weight_decay)
         theta0 = self._check_theta(start)
+        self._gamma = float(gamma)
         self.data_array()  # symbolic data: a clear error
         result = minimize(
-            self.value,
+            self._objective,
             theta0,
-            jac=self.gradient,
-            hess=self.hessian,
+            jac=self._objective_gradient,
+            hess=self._objective_hessian,
             method="trust-exact",
             options={"gtol": 1e-10, "maxiter": 500},
         )
         x = np.asarray(result.x, dtype=float)
-        scale = 1.0 + float(np.max(np.abs(self.hessian(x)))) * (1.0 + float(np.max(np.abs(x))))
-        g = float(np.max(np.abs(self.gradient(x)))) if np.all(np.isfinite(x)) else np.inf
+        finite = bool(np.all(np.isfinite(x)))
+        hess = self._objective_hessian(x) if finite else np.full((self.dim, self.dim), np.inf)
+        scale = 1.0 + float(np.max(np.abs(hess))) * (1.0 + float(np.max(np.abs(x))))
+        g = float(np.max(np.abs(self._objective_gradient(x)))) if finite else np.inf
         if not np.all(np.isfinite(x)) or np.max(np.abs(x)) > max_norm or g > 1e-6 * scale:
             raise ValueError(
                 f"minimum(): the search from start={theta0.tolist()} found no minimum (it "
@@ -331,8 +339,7 @@ class EmpiricalLoss:
                 f"start."
             )
         if g <= 1e-6 * scale:  # a converged minimiser: the Newton step there is negligible
-            H = self.hessian(x)
-            step = np.linalg.lstsq(H, self.gradient(x), rcond=1e-10)[0]
+            step = np.linalg.lstsq(hess, self._objective_gradient(x), rcond=1e-10)[0]
             if float(np.max(np.abs(step))) > 1e-6 * (1.0 + float(np.max(np.abs(x)))):
                 g = np.inf
         if g > 1e-6 * scale:
@@ -343,7 +350,7 @@ class EmpiricalLoss:
                 f"decreasing as |θ| grows (e.g. logistic regression on separable data: add an "
                 f"L2 term to the loss), or try another start."
             )
-        theta = self._refine(x, digits)
+        theta = self._refine(x, digits, gamma)
         moved = max(abs(float(t) - v) for t, v in zip(theta, x))
         if not moved <= 1e-6 * (1.0 + float(np.max(np.abs(x)))):
             raise ValueError(
@@ -351,12 +358,21 @@ class EmpiricalLoss:
                 f"the point {x.tolist()} moved it by {moved:.3g} (the loss has no isolated "
                 f"minimum there; e.g. logistic regression on separable data: add an L2 term)."
             )
-        exact = self._exact_candidate(theta, digits) if self.exact else None
+        exact = self._exact_candidate(theta, digits, gamma) if self.exact else None
         point = (
             exact if exact is not None else sp.ImmutableMatrix([sp.Float(t, digits) for t in theta])
         )
-        self._check_minimum(point, "minimum()")
+        self._check_minimum(point, "minimum()", gamma)
         return point
+
+    def _objective(self, theta) -> float:
+        return self.value(theta) + 0.5 * self._gamma * float(np.dot(theta, theta))
+
+    def _objective_gradient(self, theta) -> np.ndarray:
+        return self.gradient(theta) + self._gamma * np.asarray(theta, dtype=float)
+
+    def _objective_hessian(self, theta) -> np.ndarray:
+        return self.hessian(theta) + self._gamma * np.eye(self.dim)
 
     def _mp_functions(self):
         args = [*self.params, *self.inputs]
@@ -391,22 +407,27 @@ class EmpiricalLoss:
                     hess[a, b] += hi[a * d + b]
         return grad / N, hess / N
 
-    def _refine(self, x: np.ndarray, digits: int) -> list:
-        """Newton's method in mpmath from the float64 minimiser ``x`` (pseudo-inverse steps)."""
+    def _refine(self, x: np.ndarray, digits: int, gamma=0) -> list:
+        """Newton's method in mpmath from the float64 minimiser ``x`` (pseudo-inverse steps),
+        for the loss plus ``gamma``/2·|θ|²."""
         with mpmath.workdps(digits + 10):
             g, h = self._mp_functions()
             rows = self._mp_data()
             theta = [mpmath.mpf(float(t)) for t in x]
             tol = mpmath.mpf(10) ** (-(digits + 5))
+            decay = mpmath.mpf(sp.Rational(gamma).p) / sp.Rational(gamma).q
             for _ in range(60):
                 grad, hess = self._mp_terms(theta, g, h, rows)
+                for a in range(self.dim):
+                    grad[a] += decay * theta[a]
+                    hess[a, a] += decay
                 if mpmath.norm(grad) < tol * (1 + mpmath.norm(hess)):
                     break
                 step = _pinv_solve(hess, grad)
                 theta = [t - s for t, s in zip(theta, step)]
             return [mpmath.mpf(t) for t in theta]
 
-    def _exact_candidate(self, theta: list, digits: int) -> sp.ImmutableMatrix | None:
+    def _exact_candidate(self, theta: list, digits: int, gamma=0) -> sp.ImmutableMatrix | None:
         """An exact point within 10^-(digits-5) of ``theta`` whose exact gradient is 0: each
         coordinate recognised as a rational number of small height, or else as an algebraic
         number (``nsimplify``: quadratic surds and the like)."""
@@ -420,7 +441,7 @@ class EmpiricalLoss:
                     break
                 point.append(guess)
             else:
-                grad = self._exact_gradient(point)
+                grad = [v + gamma * p for v, p in zip(self._exact_gradient(point), point)]
                 if all(sp.simplify(v) == 0 for v in grad):
                     return sp.ImmutableMatrix(point)
         return None
@@ -434,9 +455,10 @@ class EmpiricalLoss:
                 total[a] += ga.subs(at)
         return [sp.nsimplify(v) if v.has(sp.Float) else sp.radsimp(v) for v in total]
 
-    def _check_minimum(self, point: sp.MatrixBase, where: str) -> None:
-        """A ``ValueError`` when the Hessian at ``point`` has a negative eigenvalue."""
-        H = self.hessian(np.array([float(v) for v in point]))
+    def _check_minimum(self, point: sp.MatrixBase, where: str, gamma=0) -> None:
+        """A ``ValueError`` when the Hessian (plus ``gamma``·I) at ``point`` has a negative
+        eigenvalue."""
+        H = self.hessian(np.array([float(v) for v in point])) + float(gamma) * np.eye(self.dim)
         w, V = np.linalg.eigh((H + H.T) / 2)
         scale = max(1.0, float(np.max(np.abs(w))))
         if w[0] < -1e-9 * scale:
@@ -450,7 +472,7 @@ class EmpiricalLoss:
 
     # -- the local problem ----------------------------------------------------------------------
 
-    def near(self, theta, *, digits: int = DIGITS) -> LocalLandscape:
+    def near(self, theta, *, weight_decay=0, digits: int = DIGITS) -> LocalLandscape:
         r"""The local problem at the minimum ``theta``: per-sample Hessians :math:`H_i` and
         gradients :math:`g_i` at θ* (see the module docstring), as a landscape for
         :func:`symsgd.stationary` (and its :meth:`~LocalLandscape.noise_approximations`).
@@ -462,7 +484,14 @@ class EmpiricalLoss:
         ``ValueError`` says otherwise.  A singular Hessian (flat directions of a manifold of
         minima) is allowed here and reported in :attr:`LocalLandscape.flat_directions`;
         :func:`symsgd.stationary` then needs weight decay (it raises naming them otherwise).
+
+        ``weight_decay=γ₀``: θ is a minimum of :math:`L + \tfrac{\gamma_0}2|\theta|^2`
+        (:meth:`minimum` with the same ``weight_decay``) — the expansion point for an optimizer
+        with weight decay γ₀.  On a manifold of minima this is the one that matters: weight
+        decay moves the real iterates along the manifold to its minimum-norm point, so the
+        linearised law at any other point of the manifold does not describe them.
         """
+        gamma = _decay(weight_decay)
         point = _point(theta, self.dim)
         subs_theta = dict(zip(self.params, point))
         exact_point = not any(v.has(sp.Float) for v in point)
@@ -489,13 +518,19 @@ class EmpiricalLoss:
                     / self.dataset_size
                 )
                 return LocalLandscape(
-                    self, sp.ImmutableMatrix(point), Hs, gs, sp.radsimp(loss), "exact"
+                    self,
+                    sp.ImmutableMatrix(point),
+                    Hs,
+                    gs,
+                    sp.radsimp(loss),
+                    "exact",
+                    weight_decay=gamma,
                 )
         if not self.exact and not self.symbolic:
-            return self._float_near(point)
-        return self._mp_near(point, digits)
+            return self._float_near(point, gamma)
+        return self._mp_near(point, digits, gamma)
 
-    def _float_near(self, point) -> LocalLandscape:
+    def _float_near(self, point, gamma=0) -> LocalLandscape:
         theta = np.array([float(v) for v in point])
         c = self.compiled()
         args = self._numeric_args(theta)
@@ -503,9 +538,9 @@ class EmpiricalLoss:
         gs = _broadcast(c.gradient(*args), (N,)).T
         Hs = _broadcast(c.hessian(*args), (N,)).T.reshape(N, d, d)
         loss = float(np.mean(np.broadcast_to(c.loss(*args), (N,))))
-        return LocalLandscape.from_arrays(self, point, Hs, gs, loss, "float64")
+        return LocalLandscape.from_arrays(self, point, Hs, gs, loss, "float64", weight_decay=gamma)
 
-    def _mp_near(self, point, digits: int) -> LocalLandscape:
+    def _mp_near(self, point, digits: int, gamma=0) -> LocalLandscape:
         d = self.dim
         with mpmath.workdps(digits + 5):
             g, h = self._mp_functions()
@@ -524,7 +559,20 @@ class EmpiricalLoss:
                 )
             loss = _float(total / len(rows), digits)
         star = sp.ImmutableMatrix([sp.Float(str(sp.N(v, digits + 5)), digits) for v in point])
-        return LocalLandscape(self, star, Hs, gs, loss, f"mpmath ({digits} digits)")
+        return LocalLandscape(
+            self, star, Hs, gs, loss, f"mpmath ({digits} digits)", weight_decay=gamma
+        )
+
+
+def _decay(value) -> sp.Expr:
+    """A weight decay γ ≥ 0 given as a number (exact when given exactly)."""
+    gamma = _entry(value, "weight_decay", "EmpiricalLoss: ")
+    if gamma.free_symbols or not gamma.is_number or bool(gamma < 0):
+        raise ValueError(
+            f"EmpiricalLoss: weight_decay must be a number ≥ 0 (the minimum is found "
+            f"numerically); got {gamma}."
+        )
+    return sp.nsimplify(gamma) if gamma.is_Float else gamma
 
 
 def _float(value, digits: int) -> sp.Float:
@@ -582,11 +630,15 @@ class LocalLandscape(SampledLandscape):
     #: how the per-sample terms were evaluated: "exact", "mpmath (30 digits)" or "float64"
     precision: str = "exact"
     flat_directions: tuple = ()
+    #: the weight decay γ₀ of the loss whose minimum θ_e is (0: a minimum of the loss itself)
+    expansion_weight_decay: sp.Expr = sp.S.Zero
     model: EmpiricalLoss | None = field(default=None, compare=False, repr=False)
     _terms: tuple = field(default=(), repr=False)
     _arrays: tuple | None = field(default=None, compare=False, repr=False)
 
-    def __init__(self, model, theta_star, Hs, gs, minimum_loss, precision, _arrays=None):
+    def __init__(
+        self, model, theta_star, Hs, gs, minimum_loss, precision, _arrays=None, weight_decay=0
+    ):
         N = len(Hs)
         H = sp.ImmutableMatrix(sum((sp.Matrix(h) for h in Hs), sp.zeros(*Hs[0].shape)) / N)
         if precision == "exact":
@@ -601,16 +653,21 @@ class LocalLandscape(SampledLandscape):
         object.__setattr__(self, "_terms", tuple(zip(Hs, gs)))
         object.__setattr__(self, "_arrays", _arrays)
         object.__setattr__(self, "flat_directions", _null_space(H, precision))
+        object.__setattr__(self, "expansion_weight_decay", sp.sympify(weight_decay))
         _check_stationary(self)
 
     @classmethod
-    def from_arrays(cls, model, point, Hs: np.ndarray, gs: np.ndarray, loss: float, precision):
+    def from_arrays(
+        cls, model, point, Hs: np.ndarray, gs: np.ndarray, loss: float, precision, weight_decay=0
+    ):
         """A local problem from float64 arrays ``Hs`` (N, d, d) and ``gs`` (N, d)."""
         Hs = (Hs + np.swapaxes(Hs, 1, 2)) / 2
         sH = [sp.ImmutableMatrix(h) for h in Hs]
         sg = [sp.ImmutableMatrix(g) for g in gs]
         star = sp.ImmutableMatrix([sp.Float(float(v)) for v in point])
-        return cls(model, star, sH, sg, sp.Float(loss), precision, _arrays=(Hs, gs))
+        return cls(
+            model, star, sH, sg, sp.Float(loss), precision, (Hs, gs), weight_decay=weight_decay
+        )
 
     @property
     def dataset_size(self) -> int:
@@ -626,26 +683,69 @@ class LocalLandscape(SampledLandscape):
             for H, g in self._terms
         ]
 
-    def numeric_sample_terms(self, weight_decay=0) -> tuple[np.ndarray, np.ndarray]:
+    def numeric_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-sample Hessians (N, d, d) and gradients (N, d) at θ_e in float64."""
         if self._arrays is None:
             Hs = np.array([_floats(H) for H, _ in self._terms])
             gs = np.array([_floats(g).reshape(-1) for _, g in self._terms])
             object.__setattr__(self, "_arrays", (Hs, gs))
         Hs, gs = self._arrays
+        return Hs.copy(), gs.copy()
+
+    def numeric_sample_terms(self, weight_decay=0) -> tuple[np.ndarray, np.ndarray]:
+        Hs, gs = self.numeric_terms()
         b = self.numeric_offset(weight_decay)
-        return Hs.copy(), -(gs + Hs @ b)
+        return Hs, -(gs + Hs @ b)
+
+    @property
+    def mean_gradient(self) -> sp.ImmutableMatrix:
+        r""":math:`\bar g = \frac1N\sum_ig_i = -\gamma_0\theta_e`: zero at a minimum of the
+        loss, :math:`-\gamma_0\theta_e` at a minimum of the weight-decayed loss
+        (:meth:`EmpiricalLoss.near` with ``weight_decay=γ₀``; the residual of the search, below
+        its tolerance, is not carried)."""
+        return sp.ImmutableMatrix(-self.expansion_weight_decay * sp.Matrix(self.theta_star))
+
+    def offset(self, weight_decay=0) -> sp.Matrix:
+        r""":math:`b = \theta_\gamma - \theta_e` for the optimizer's weight decay γ: the fixed
+        point of the linearised gradient :math:`\bar g + H(\theta - \theta_e) + \gamma\theta`,
+        :math:`b = -(\gamma - \gamma_0)(H + \gamma I)^{-1}\theta_e` — zero when the optimizer's
+        weight decay is the expansion point's own."""
+        gamma = sp.sympify(weight_decay)
+        excess = gamma - self.expansion_weight_decay
+        if excess == 0 or sp.Matrix(self.theta_star).is_zero_matrix:
+            return sp.zeros(self.dim, 1)
+        shifted = sp.Matrix(self.hessian) + gamma * sp.eye(self.dim)
+        return (-excess * shifted.LUsolve(sp.Matrix(self.theta_star))).applyfunc(sp.cancel)
+
+    def numeric_offset(self, weight_decay=0) -> np.ndarray:
+        """:meth:`offset` in float64."""
+        gamma = float(sp.sympify(weight_decay))
+        excess = gamma - float(self.expansion_weight_decay)
+        star = _floats(self.theta_star).reshape(-1)
+        if excess == 0 or not np.any(star):
+            return np.zeros(self.dim)
+        shifted = _floats(self.hessian) + gamma * np.eye(self.dim)
+        return -excess * np.linalg.solve(shifted, star)
 
     def loss(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr:
-        r"""Expected training loss of the linearised problem:
-        :math:`L_* + \tfrac12\operatorname{Tr}(H(\Sigma + bb^\top))`."""
+        r"""Expected training loss of the linearised problem (without the weight-decay
+        penalty): :math:`L_* + \bar g^\top b + \tfrac12\operatorname{Tr}(H(\Sigma +
+        bb^\top))` (:math:`\bar g = 0` at a minimum)."""
         b = self.offset(weight_decay)
         H = sp.Matrix(self.hessian)
-        return self.minimum_loss + sp.Rational(1, 2) * (H * (sp.Matrix(cov) + b * b.T)).trace()
+        linear = (sp.Matrix(self.mean_gradient).T * b)[0, 0]
+        return (
+            self.minimum_loss
+            + linear
+            + sp.Rational(1, 2) * (H * (sp.Matrix(cov) + b * b.T)).trace()
+        )
 
     def numeric_loss(self, cov, weight_decay=0) -> float:
         H = _floats(self.hessian)
         b = self.numeric_offset(weight_decay)
-        return float(self.minimum_loss) + 0.5 * float(np.einsum("ij,ji->", H, cov) + b @ H @ b)
+        gbar = self.numeric_terms()[1].mean(axis=0)
+        quadratic = 0.5 * float(np.einsum("ij,ji->", H, cov) + b @ H @ b)
+        return float(self.minimum_loss) + float(gbar @ b) + quadratic
 
     def test_loss(self, cov, weight_decay=0):
         """None: a finite data set has no population loss."""
@@ -705,8 +805,11 @@ def _null_space(H: sp.ImmutableMatrix, precision: str) -> tuple:
 def _check_stationary(local: LocalLandscape) -> None:
     """θ* must be a stationary point (mean gradient 0) and not a saddle."""
     N, d = local.dataset_size, local.dim
+    gamma = local.expansion_weight_decay
+    # the gradient of the (weight-decayed) loss: ḡ + γ₀θ_e
     mean = sum((sp.Matrix(g) for _, g in local._terms), sp.zeros(d, 1)) / N
-    H = local.hessian
+    mean = mean + gamma * sp.Matrix(local.theta_star)
+    H = local.hessian + gamma * sp.eye(d)
     if local.precision == "exact":
         if local.model is not None and local.model.symbolic:
             nonzero = [sp.simplify(v) for v in mean if sp.simplify(v) != 0]
@@ -716,7 +819,8 @@ def _check_stationary(local: LocalLandscape) -> None:
         if nonzero:
             raise ValueError(
                 f"near(): θ = {list(local.theta_star)} is not a stationary point: the mean "
-                f"gradient there is {[sp.sstr(v) for v in mean]}. Use model.minimum(start=θ)."
+                f"gradient there is {[sp.sstr(v) for v in mean]}. Use model.minimum(start=θ) "
+                f"(with the same weight_decay)."
             )
         if H.free_symbols:
             return

@@ -72,6 +72,8 @@ def _minimiser(landscape: Landscape, weight_decay) -> sp.Matrix:
     r"""The minimiser :math:`\theta_\gamma = (H + \gamma I)^{-1} H\theta_*` of the weight-decayed
     training loss, exactly (sympy) for a numeric landscape."""
     d = landscape.dim
+    if isinstance(landscape, LocalLandscape):  # θ_γ = θ_e + b (a nonzero mean gradient allowed)
+        return sp.Matrix(landscape.theta_star) + landscape.offset(weight_decay)
     star = getattr(landscape, "theta_star", None)
     star = sp.zeros(d, 1) if star is None else sp.Matrix(star)
     if star.is_zero_matrix:
@@ -335,8 +337,8 @@ def _make_oracle(land: Landscape, noise: Noise) -> _Oracle:
                 f"size N = {N}; got S = {S}. Lower the batch size or sample with replacement."
             )
         if isinstance(land, LocalLandscape):
-            Hs, c = land.numeric_sample_terms(0)
-            return _Local(Hs=Hs, gs=-c, star=star, batch=S, replacement=noise.replacement)
+            Hs, gs = land.numeric_terms()
+            return _Local(Hs=Hs, gs=gs, star=star, batch=S, replacement=noise.replacement)
         if land.data is None:
             sigma2 = float(_label_variance(land))
             return _Online(
@@ -362,11 +364,16 @@ class _LossModel:
     H: np.ndarray
     b: np.ndarray
     const: float
+    #: the gradient ḡ of the loss at the expansion point (a local problem expanded at a
+    #: weight-decayed minimum): the loss gains ḡᵀ(δ + b)
+    g: np.ndarray | None = None
 
     def per_chain(self, m1: np.ndarray, s2: np.ndarray, pairs) -> np.ndarray:
         i, j = pairs
         weight = np.where(i == j, 0.5, 1.0) * self.H[i, j]
         out = weight @ s2 + (self.H @ self.b) @ m1
+        if self.g is not None:
+            out = out + self.g @ m1 + self.g @ self.b
         return out + 0.5 * self.b @ self.H @ self.b + self.const
 
 
@@ -375,9 +382,10 @@ def _loss_model(landscape: Landscape, theta_min: sp.Matrix) -> _LossModel | None
     H = _array(landscape.hessian)
     if isinstance(landscape, Quadratic):
         return _LossModel(H, np.zeros(d), 0.0)
-    if isinstance(landscape, LocalLandscape):  # L* + ½(δ + b)ᵀH(δ + b)
+    if isinstance(landscape, LocalLandscape):  # L* + ḡᵀ(δ + b) + ½(δ + b)ᵀH(δ + b)
         b = _array(theta_min - sp.Matrix(landscape.theta_star)).ravel()
-        return _LossModel(H, b, float(landscape.minimum_loss))
+        g = landscape.numeric_terms()[1].mean(axis=0)
+        return _LossModel(H, b, float(landscape.minimum_loss), g if np.any(g) else None)
     if isinstance(landscape, LinearRegression):
         star = sp.Matrix(landscape.theta_star)
         b = _array(theta_min - star).ravel()

@@ -40,13 +40,14 @@ def tanh_terms(theta, data):
     return 0.5 * r**2, g, H
 
 
-def enumerated_sgd_cov(Hs, gs, S, lr, replacement, gamma=0.0, theta_star=None):
+def enumerated_sgd_cov(Hs, gs, S, lr, replacement, gamma=0.0, theta_star=None, at_decay=False):
     """Stationary second moment of linearised SGD θ' = θ − λ(ĝ_B(θ) + γθ) about its fixed point,
-    every minibatch enumerated: δ' = (I − λ(Ĥ_B + γI))δ − λc_B with c_B = ĝ_B + Ĥ_B b + γθ_γ."""
+    every minibatch enumerated: δ' = (I − λ(Ĥ_B + γI))δ − λc_B with c_B = ĝ_B + Ĥ_B b + γθ_γ
+    (ĝ_B(θ) the batch mean of g_i + H_i(θ − θ*); ``at_decay``: θ* is the fixed point itself)."""
     N, d = gs.shape
     H = Hs.mean(axis=0)
     star = np.zeros(d) if theta_star is None else np.asarray(theta_star, dtype=float)
-    theta_g = np.linalg.solve(H + gamma * np.eye(d), H @ star)
+    theta_g = star if at_decay else np.linalg.solve(H + gamma * np.eye(d), H @ star)
     b = theta_g - star
     if replacement:
         batches = [(idx, 1.0 / N**S) for idx in itertools.product(range(N), repeat=S)]
@@ -288,14 +289,26 @@ def test_a_manifold_of_minima_reports_its_flat_direction_and_asks_for_weight_dec
     v = floats(flat).ravel()
     # tangent to the hyperbola a·b = const: (a, −b) up to sign and scale
     assert abs(v @ np.array([b, a])) < 1e-12
-    with pytest.raises(ValueError, match=r"singular.*flat along.*weight decay"):
+    with pytest.raises(ValueError, match=r"singular.*flat along.*minimum-norm point"):
         ss.stationary(ss.SGD(ss.lr), local, ss.MinibatchNoise(1))
-    # weight decay makes the law exist; it is certified and matches the enumeration oracle
-    data = np.array([[1, 1], [2, 3], [-1, -1]], dtype=float)
-    Hs, cs = local.numeric_sample_terms()
-    r = ss.stationary(ss.SGD(0.02, weight_decay=0.05), local, ss.MinibatchNoise(1))
-    oracle = enumerated_sgd_cov(Hs, -cs, 1, 0.02, True, 0.05, [a, b])
+    with pytest.raises(ValueError, match=r"not the one this local problem was expanded for"):
+        ss.stationary(ss.SGD(0.02, weight_decay=0.05), local, ss.MinibatchNoise(1))
+    # weight decay γ: expand at the minimum of L + γ|θ|²/2 — the balanced point |a| = |b| of the
+    # hyperbola, shrunk; the law exists, is certified and matches the enumeration oracle
+    gamma = sp.Rational(1, 20)
+    star_g = model.minimum(start=[1, 2], weight_decay=gamma)
+    a_g, b_g = floats(star_g).ravel()
+    assert abs(abs(a_g) - abs(b_g)) < 1e-12
+    # stationarity of the weight-decayed loss, by hand: (ab·Σx² − Σxy)/N · (b, a) + γ(a, b) = 0
+    residual = (a_g * b_g * 6 - 8) / 3
+    assert abs(residual * b_g + 0.05 * a_g) < 1e-12
+    local_g = model.near(star_g, weight_decay=gamma)
+    assert local_g.mean_gradient == -gamma * sp.Matrix(local_g.theta_star)
+    r = ss.stationary(ss.SGD(sp.Rational(1, 50), weight_decay=gamma), local_g, ss.MinibatchNoise(1))
+    Hraw, graw = local_g.numeric_terms()
+    oracle = enumerated_sgd_cov(Hraw, graw, 1, 0.02, True, 0.05, [a_g, b_g], at_decay=True)
     np.testing.assert_allclose(floats(r.cov), oracle, rtol=1e-8)
+    data = np.array([[1, 1], [2, 3], [-1, -1]], dtype=float)
     assert data.shape == (3, 2)
 
 
