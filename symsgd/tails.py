@@ -75,6 +75,7 @@ __all__ = [
     "sgd_fourth_moment_edge",
     "stationary_fourth_moments",
     "stationary_moments",
+    "symbolic_moments",
     "tail_index",
 ]
 
@@ -1135,6 +1136,118 @@ def moment_conditions(result, order: int) -> sp.Relational:
     return sp.StrictLessThan(value, 1)
 
 
+def _online_joint_moments(p, q, bs, *, beta, a, s2, S, order: int, zero) -> dict:
+    r""":math:`\mathbb E[A^jb^k]` (j + k ≤ ``order``) for scalar online regression, with
+    :math:`A = p + q\hat h`, :math:`b = b_s(\beta\hat h - \beta a - \sigma\sqrt{\hat h/S}\,\zeta)`,
+    :math:`\hat h = \frac aS\chi^2_S`, ζ ~ N(0, 1) independent: expand in ζ (odd powers vanish,
+    :math:`\mathbb E\zeta^{2m} = (2m-1)!!`) and in ĥ (χ² moments).  Works in any ring
+    (``zero``: Fractions for numbers, sympy for symbols)."""
+    hat = [
+        (a / S) ** r * math.prod((S + 2 * i for i in range(r)), start=1)
+        for r in range(2 * order + 1)
+    ]
+
+    def mul(x: list, y: list) -> list:
+        out = [zero] * (len(x) + len(y) - 1)
+        for i, xi in enumerate(x):
+            for j, yj in enumerate(y):
+                out[i + j] += xi * yj
+        return out
+
+    def pw(x: list, e: int) -> list:
+        out = [zero + 1]
+        for _ in range(e):
+            out = mul(out, x)
+        return out
+
+    joint = {}
+    for j in range(order + 1):
+        for k in range(order + 1 - j):
+            total = zero
+            for ell in range(0, k + 1, 2):  # odd powers of ζ vanish
+                poly = [zero] * (ell // 2) + mul(pw([p, q], j), pw([-beta * a, beta], k - ell))
+                weight = math.comb(k, ell) * (s2 / S) ** (ell // 2) * _double_factorial(ell - 1)
+                total += weight * sum((c * hat[r] for r, c in enumerate(poly)), zero)
+            joint[j, k] = bs**k * total
+    return joint
+
+
+def _moment_recursion(joint: dict, order: int, one, zero, *, check: bool) -> list:
+    r""":math:`\mathbb E\delta^r(1 - \mathbb EA^r) = \sum_{i<r}\binom ri\mathbb E[A^ib^{r-i}]
+    \mathbb E\delta^i`, r = 0 … ``order`` (``check``: refuse :math:`\mathbb EA^r \ge 1`, r even)."""
+    moments = [one]
+    for r in range(1, order + 1):
+        growth = joint[r, 0]
+        if check and r % 2 == 0 and growth >= 1:
+            raise ValueError(
+                f"stationary_moments(): the stationary moment of order {r} is infinite here "
+                f"(E[A^{r}] = {float(growth):.6g} ≥ 1); lower the order or the learning rate."
+            )
+        forcing = sum((math.comb(r, i) * joint[i, r - i] * moments[i] for i in range(r)), zero)
+        moments.append(forcing / (1 - growth))
+    return moments
+
+
+def symbolic_moments(result, order: int = 4) -> tuple:
+    r"""Closed forms of the stationary raw moments :math:`\mathbb E\delta^r`, r = 1 …
+    ``order``, of scalar online regression (a one-dimensional state with online
+    :class:`~symsgd.MinibatchNoise` on :class:`~symsgd.LinearRegression`), symbolic in every
+    parameter: the moment recursion of :func:`stationary_moments` with the χ² joint moments
+    of (A, b) in sympy.  Valid where :func:`moment_conditions` of each even order holds; the
+    kurtosis is ``m[3] / m[1]**2``.  The rational functions come unsimplified (a multivariate
+    ``cancel`` of the fourth moment with every parameter symbolic takes minutes): simplify after
+    substituting the parameters you do not need symbolic.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> a = sp.Symbol("a", positive=True)
+    >>> r = ss.stationary(ss.SGD(ss.lr), ss.LinearRegression(a, label_variance=1),
+    ...                   ss.MinibatchNoise(ss.batch_size))
+    >>> m = symbolic_moments(r)
+    >>> sp.simplify(m[1] - r.cov)
+    0
+    >>> sp.factor((m[3] / m[1] ** 2).subs({ss.batch_size: 1, a: 1}))  # kurtosis, S = 1, λa = λ
+    3*(3*lambda - 2)*(21*lambda**2 - 6*lambda + 2)/(105*lambda**3 - 60*lambda**2 + 18*lambda - 4)
+    """
+    from .landscapes import LinearRegression
+    from .noise import MinibatchNoise
+    from .sampling import _label_variance, _minimiser
+
+    if not (isinstance(order, int) and order >= 2 and order % 2 == 0):
+        raise ValueError(f"symbolic_moments: order must be an even integer ≥ 2; got {order!r}.")
+    recursion = getattr(result, "recursion", None)
+    if recursion is None:
+        raise TypeError(
+            "symbolic_moments() needs a result of ss.stationary(...), which carries its "
+            f"recursion; got {type(result).__name__}."
+        )
+    land, noise = recursion.landscape, recursion.noise
+    if not (
+        recursion.M.shape == (1, 1)
+        and isinstance(land, LinearRegression)
+        and land.data is None
+        and isinstance(noise, MinibatchNoise)
+    ):
+        raise NotImplementedError(
+            "symbolic_moments() covers a one-dimensional state with online MinibatchNoise on "
+            "LinearRegression; use stationary_moments(result, params) for data sets."
+        )
+    M, B, K = recursion.M[0, 0], recursion.B[0, 0], recursion.K[0, 0]
+    a = sp.Matrix(land.A)[0, 0]
+    q = B * K
+    star = sp.Matrix(land.theta_star)[0, 0]
+    beta = _minimiser(land, recursion.optimizer.weight_decay)[0, 0] - star
+    sigma2 = sp.sympify(_label_variance(land))
+    zero = sp.Integer(0)
+    joint = _online_joint_moments(
+        M - q * a, q, B, beta=beta, a=a, s2=sigma2, S=noise.batch_size, order=order, zero=zero
+    )
+    joint = {key: sp.expand(value) for key, value in joint.items()}
+    moments = _moment_recursion(joint, order, sp.Integer(1), zero, check=False)
+    out = tuple(moments[1:])
+    values = getattr(result, "values", {})
+    return tuple(m.xreplace(values) for m in out) if values else out
+
+
 @dataclass(frozen=True)
 class StationaryMoments:
     r"""Raw moments :math:`\mathbb E[\delta^r]`, r = 1 … order, of the stationary deviation δ
@@ -1204,37 +1317,17 @@ def stationary_moments(result, params: Mapping | None = None, order: int = 4) ->
                 joint[j, k] = m**j * c**k * gauss
         method = "exact-additive"
     elif isinstance(oracle, _Online):
-        S = int(oracle.batch)
-        a = Fraction(float(oracle.LA[0, 0])) ** 2
-        beta = Fraction(float(rmap.theta_min[0] - oracle.star[0]))
-        s2 = Fraction(float(oracle.sigma)) ** 2
-        hat = [a**r / S**r * math.prod(S + 2 * i for i in range(r)) for r in range(2 * order + 1)]
-
-        def expect(poly: list) -> Fraction:  # E[Σ c_r ĥ^r]
-            return sum((c * hat[r] for r, c in enumerate(poly)), Fraction(0))
-
-        def mul(x: list, y: list) -> list:
-            out = [Fraction(0)] * (len(x) + len(y) - 1)
-            for i, xi in enumerate(x):
-                for j, yj in enumerate(y):
-                    out[i + j] += xi * yj
-            return out
-
-        def pw(x: list, e: int) -> list:
-            out = [Fraction(1)]
-            for _ in range(e):
-                out = mul(out, x)
-            return out
-
-        for j in range(order + 1):
-            for k in range(order + 1 - j):
-                total = Fraction(0)
-                for ell in range(0, k + 1, 2):  # odd powers of ζ vanish
-                    poly = mul(pw([p, q], j), pw([-beta * a, beta], k - ell))
-                    poly = [Fraction(0)] * (ell // 2) + poly  # × ĥ^(ℓ/2)
-                    weight = math.comb(k, ell) * (s2 / S) ** (ell // 2) * _double_factorial(ell - 1)
-                    total += weight * expect(poly)
-                joint[j, k] = bs**k * total
+        joint = _online_joint_moments(
+            p,
+            q,
+            bs,
+            beta=Fraction(float(rmap.theta_min[0] - oracle.star[0])),
+            a=Fraction(float(oracle.LA[0, 0])) ** 2,
+            s2=Fraction(float(oracle.sigma)) ** 2,
+            S=int(oracle.batch),
+            order=order,
+            zero=Fraction(0),
+        )
         method = "exact-chi2"
     elif isinstance(oracle, _Data):
         enumerated = _batches(oracle.X.shape[0], int(oracle.batch), oracle.replacement)
@@ -1259,18 +1352,7 @@ def stationary_moments(result, params: Mapping | None = None, order: int = 4) ->
         method = "exact-batches"
     else:  # pragma: no cover - the oracles are exhaustive
         raise NotImplementedError(f"stationary_moments() for {type(oracle).__name__}")
-    moments = [Fraction(1)]
-    for r in range(1, order + 1):
-        growth = joint[r, 0]
-        if r % 2 == 0 and growth >= 1:
-            raise ValueError(
-                f"stationary_moments(): the stationary moment of order {r} is infinite here "
-                f"(E[A^{r}] = {float(growth):.6g} ≥ 1); lower the order or the learning rate."
-            )
-        forcing = sum(
-            (math.comb(r, i) * joint[i, r - i] * moments[i] for i in range(r)), Fraction(0)
-        )
-        moments.append(forcing / (1 - growth))
+    moments = _moment_recursion(joint, order, Fraction(1), Fraction(0), check=True)
     return StationaryMoments(tuple(float(v) for v in moments[1:]), method)
 
 

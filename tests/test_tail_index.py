@@ -30,8 +30,10 @@ from symsgd.tails import (
     moment_conditions,
     moment_radius,
     sgd_fourth_moment,
+    sgd_fourth_moment_edge,
     stationary_fourth_moments,
     stationary_moments,
+    symbolic_moments,
     tail_index,
 )
 
@@ -695,3 +697,34 @@ def test_property_scalar_recursion_equals_tensor_system(xs, lr, S):
     tensor = stationary_fourth_moments(result, {ss.lr: lr})
     assert tensor.cov[0, 0] == pytest.approx(scalar.moments[1], rel=1e-9)
     assert tensor.fourth[0, 0, 0, 0] == pytest.approx(scalar.moments[3], rel=1e-8)
+
+
+def test_symbolic_moments_closed_form():
+    """The closed form E δ⁴: its second moment is the library's covariance (symbolically, with
+    weight decay and θ* ≠ 0), its values are those of the independent 4-tensor system (Isserlis),
+    and the kurtosis blows up exactly at the fourth-moment edge."""
+    theta = sp.Symbol("theta_s", real=True)
+    result = ss.stationary(
+        ss.SGD(ss.lr, weight_decay=ss.weight_decay),
+        ss.LinearRegression(a, label_variance=ss.label_noise, theta_star=[theta]),
+        ss.MinibatchNoise(ss.batch_size),
+    )
+    m = symbolic_moments(result)
+    assert sp.simplify(m[1] - sp.sympify(result.cov)) == 0
+    assert sp.simplify(m[0]) == 0  # E b = 0: the stationary mean is the minimiser
+    values = {
+        ss.lr: sp.Rational(1, 5),
+        a: sp.Rational(3, 2),
+        ss.batch_size: 3,
+        ss.weight_decay: sp.Rational(1, 4),
+        ss.label_noise: 2,
+        theta: sp.Rational(-1, 2),
+    }
+    tensor = stationary_fourth_moments(result, values)
+    assert float(m[3].subs(values)) == pytest.approx(tensor.fourth[0, 0, 0, 0], rel=1e-10)
+    assert float(m[1].subs(values)) == pytest.approx(tensor.cov[0, 0], rel=1e-10)
+    kurtosis = sp.factor((m[3] / m[1] ** 2).subs({ss.batch_size: 1, a: 1, ss.weight_decay: 0}))
+    assert kurtosis.subs(ss.lr, 0) == 3  # Gaussian in the small-step limit
+    edge = sgd_fourth_moment_edge(1, 1)
+    _, denominator = sp.fraction(sp.cancel(kurtosis))
+    assert abs(float(denominator.subs(ss.lr, edge))) < 1e-12
