@@ -32,6 +32,7 @@ from .optimizers import (
     Preconditioned,
 )
 from .recursion import LinearRecursion, build_recursion
+from .schedules import PeriodicState, Schedule, ScheduleRun, periodic_state, run_schedule
 from .symbols import (
     batch_size,
     beta1,
@@ -70,9 +71,12 @@ __all__ = [
     "Nesterov",
     "Noise",
     "Optimizer",
+    "PeriodicState",
     "Preconditioned",
     "Quadratic",
     "Result",
+    "Schedule",
+    "ScheduleRun",
     "Simulation",
     "Stationary",
     "Sweep",
@@ -93,6 +97,8 @@ __all__ = [
     "lr",
     "momentum",
     "parse_formula",
+    "periodic_state",
+    "run_schedule",
     "simulate",
     "stationary",
     "sweep",

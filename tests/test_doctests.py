@@ -26,6 +26,8 @@ WITH_EXAMPLES = {
     "symsgd.latex",
     "symsgd.numeric",
     "symsgd.parsing",
+    "symsgd.schedules",
+    "symsgd.models",
     "symsgd.symbols",
 }
 
