@@ -414,6 +414,8 @@ class Problem:
     #: numeric (M, B, K) of the recursion z' = Mz + Bξ (ξ the gradient noise at Kz)
     state_space: tuple[np.ndarray, np.ndarray, np.ndarray]
     hessian: np.ndarray  # numeric Hessian of the landscape (population or empirical)
+    #: θ = theta_map · z: the optimizer's readout of its state (n_θ × n)
+    theta_map: np.ndarray | None = None
     #: "linearised" (the landscape's own gradients) or "nonlinear" (the real gradients of the
     #: model of a :class:`~symsgd.models.LocalLandscape`: :func:`nonlinear`)
     dynamics: str = "linearised"
@@ -454,9 +456,18 @@ def _identity(v):
     return v
 
 
-def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Mapping) -> Problem:
+def prepare(
+    optimizer: Optimizer,
+    landscape: Landscape,
+    noise: Noise,
+    params: Mapping,
+    *,
+    require_stable: bool = True,
+) -> Problem:
     """Substitute ``params`` (keys: symbols, names or aliases) into the problem and build its
-    numeric gradient oracle; raises :class:`UnstableError` if no stationary law exists there.
+    numeric gradient oracle; raises :class:`UnstableError` if the second moments are unbounded
+    there (ρ ≥ 1) unless ``require_stable=False`` (the tail index and the Lyapunov exponent are
+    defined beyond the mean-square edge: :mod:`symsgd.tails`).
 
     >>> import sympy as sp, symsgd as ss
     >>> h, c = sp.symbols("h c", positive=True)
@@ -501,8 +512,9 @@ def prepare(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: Ma
         rho=rho,
         state_space=(moments.M, moments.B, moments.K),
         hessian=_array(land.hessian),
+        theta_map=_array(rec.theta_map),
     )
-    if not rho < 1:
+    if require_stable and not rho < 1:
         raise problem.instability(rho)
     return problem
 

@@ -548,33 +548,11 @@ def fourth_moment_radius(problem, samples: int | None = None, seed: int = 0) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _RandomMap:
-    r"""The numeric random update :math:`z' = Az + b` of a result at given values: the same
-    pieces as a prepared :class:`~symsgd.sampling.Problem`, without requiring ρ < 1 (the tail
-    index and Lyapunov exponent are defined beyond the mean-square edge)."""
-
-    noise: object
-    values: dict
-    oracle: object
-    state_space: tuple
-    hessian: np.ndarray
-    theta_min: np.ndarray
-    subject: str
-    theta_map: np.ndarray  # θ = Θ z
-
-    @property
-    def dim(self) -> int:
-        return self.theta_min.shape[0]
-
-
-def _random_map(result, params, context: str) -> _RandomMap:
-    from ._util import field_symbols, replace_fields
-    from .moments import NumericMap
-    from .numeric import resolve_values
-    from .recursion import build_recursion
-    from .sampling import _array, _check_domain, _make_oracle, _minimiser, check_pieces
-    from .stability import as_number
+def _random_map(result, params, context: str):
+    """The numeric random update :math:`z' = Az + b` of ``result`` at ``params``: the
+    :func:`~symsgd.sampling.prepare`-d problem, without requiring ρ < 1 (the tail index and the
+    Lyapunov exponent are defined beyond the mean-square edge)."""
+    from .sampling import prepare
 
     recursion = getattr(result, "recursion", None)
     if recursion is None:
@@ -582,37 +560,15 @@ def _random_map(result, params, context: str) -> _RandomMap:
             f"{context} needs a result of ss.stationary(...), which carries its recursion; "
             f"got {type(result).__name__}."
         )
-    optimizer, landscape, noise = recursion.optimizer, recursion.landscape, recursion.noise
-    check_pieces(optimizer, landscape, noise, params)
     given = {**getattr(result, "values", {}), **dict(params or {})}
-    symbols = field_symbols(optimizer) | field_symbols(landscape) | field_symbols(noise)
-    values = {k: as_number(k, v) for k, v in resolve_values(given, symbols).items()}
-    opt, land, nz = (replace_fields(x, values) for x in (optimizer, landscape, noise))
-    if land.eigenmode:  # one eigen-mode alone: the explicit 1-D problem with that eigenvalue
-        object.__setattr__(land, "eigenmode", False)
-        object.__setattr__(land, "mode_names", {})
-    rec = build_recursion(opt, land, nz)
-    missing = (symbols - set(values)) & (
-        field_symbols(landscape) | field_symbols(noise) | rec.M.free_symbols | rec.B.free_symbols
-    )
-    if missing:
-        names = ", ".join(sorted(map(str, missing)))
-        raise ValueError(f"{context} needs a value for every parameter; missing {names}.")
-    _check_domain(optimizer, landscape, noise, opt, land, nz, values)
-    numeric = NumericMap.from_recursion(rec)
-    return _RandomMap(
-        noise=nz,
-        values=values,
-        oracle=_make_oracle(land, nz),
-        state_space=(numeric.M, numeric.B, numeric.K),
-        hessian=_array(land.hessian),
-        theta_min=_array(_minimiser(land, opt.weight_decay)).reshape(land.dim),
-        subject=f"{type(optimizer).__name__} on {landscape!r} with {noise!r}",
-        theta_map=_array(rec.theta_map),
-    )
+    pieces = (recursion.optimizer, recursion.landscape, recursion.noise)
+    try:
+        return prepare(*pieces, given, require_stable=False)
+    except ValueError as exc:  # name the caller: "simulate() needs a value" → context
+        raise ValueError(str(exc).replace("simulate()", context)) from None
 
 
-def _degenerate(rmap: _RandomMap) -> bool:
+def _degenerate(rmap) -> bool:
     """True when the gradient noise vanishes at the minimiser (b ≡ 0): the stationary law is
     the point mass there."""
     from .sampling import _Data, _Online
@@ -773,7 +729,7 @@ class _GrowthLaw:
         return self._chi2(inner)
 
 
-def _growth_law(rmap: _RandomMap) -> _GrowthLaw | None:
+def _growth_law(rmap) -> _GrowthLaw | None:
     """The one-dimensional law when the problem has one (see :class:`_GrowthLaw`), else None."""
     from .sampling import _Data, _Online
 
@@ -892,13 +848,13 @@ class LyapunovExponent:
         return f"LyapunovExponent(value={self.value:.10g}{se}, method={self.method!r})"
 
 
-def _no_law(rmap: _RandomMap, context: str, gamma: float):
+def _no_law(rmap, context: str, gamma: float):
     from .errors import UnstableError
 
     return UnstableError.at(
         context,
         dict(sorted(rmap.values.items(), key=str)),
-        subject=rmap.subject,
+        subject=rmap.describe(),
         reason=f"the top Lyapunov exponent of the random update is {gamma:.6g} ≥ 0, so the "
         "iterates leave every bounded set",
     )
@@ -1064,7 +1020,7 @@ def tail_index(result, params: Mapping | None = None) -> TailIndex:
         return TailIndex(float(root), (lo, hi), law.method)
 
 
-def _bracket_only(rmap: _RandomMap) -> TailIndex:
+def _bracket_only(rmap) -> TailIndex:
     """(2k, 2k+2] from the exact even-moment radii, as far as they can be computed."""
     lo = 0
     method = ""
