@@ -8,7 +8,10 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import ndtr
+from scipy.stats import norm
 
 import symsgd as ss
 from symsgd import escape
@@ -155,3 +158,33 @@ def test_bad_input_is_refused():
         escape.first_passage(rm, {ss.lr: 0.5, ss.momentum: 0.5, h: 1, c: 1}, barrier=1.0)
     with pytest.raises(ArithmeticError, match="double-precision"):
         escape.first_passage(ra, {ss.lr: 0.5, h: 1, c: 1}, barrier=12.0)
+
+
+def _nystrom_passage(density, lo, hi, nodes=80):
+    """Independent oracle: m(x) = 1 + ∫_lo^hi p(x, y) m(y) dy by Gauss–Legendre Nyström."""
+    t, w = np.polynomial.legendre.leggauss(nodes)
+    y = (hi - lo) / 2 * t + (hi + lo) / 2
+    w = w * (hi - lo) / 2
+    K = density(y[:, None], y[None, :]) * w[None, :]
+    m = np.linalg.solve(np.eye(nodes) - K, np.ones(nodes))
+    return float(1 + ((density(np.array([[0.0]]), y[None, :]) * w) @ m)[0])
+
+
+@settings(derandomize=True, max_examples=12, deadline=None)
+@given(
+    step=st.floats(0.1, 1.8),
+    curvature=st.floats(0.5, 2.0),
+    noise=st.floats(0.2, 2.0),
+    depth=st.floats(0.05, 8.0),
+)
+def test_additive_passage_against_a_nystrom_oracle(step, curvature, noise, depth):
+    lr = step / curvature  # λh < 2: stable
+    r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
+    variance = lr * noise / (curvature * (2 - lr * curvature))
+    barrier = depth * curvature * variance  # ln E τ ≈ depth
+    values = {ss.lr: lr, h: curvature, c: noise}
+    fp = escape.first_passage(r, values, barrier=barrier, cells=60)
+    m, s = 1 - lr * curvature, lr * math.sqrt(noise)
+    edge = math.sqrt(2 * barrier / curvature)
+    oracle = _nystrom_passage(lambda x, y: norm.pdf(y, m * x, s), -edge, edge)
+    assert fp.steps == pytest.approx(oracle, rel=max(1e-4, 3 * fp.error / fp.steps))
