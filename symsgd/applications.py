@@ -261,14 +261,14 @@ def budget_curve(
     index = pairs(rec.n)
     S0 = z0 * z0.T
     v0 = sp.Matrix([*z0, *[S0[i, j] for i, j in index], 1])
-    coeffs, const, what = _loss_functional(rec, landscape, wd, what)
-    w = sp.Matrix([[*([0] * rec.n), *coeffs, const]])
     free = (A.free_symbols | v0.free_symbols) - {x}
     if free:
         raise ValueError(
             f"budget_curve: every parameter but the learning rate must be a number; free: "
             f"{', '.join(sorted(map(str, free)))}."
         )
+    coeffs, const, what = _loss_functional(rec, landscape, wd, what)
+    w = sp.Matrix([[*([0] * rec.n), *coeffs, const]])
     if x not in A.free_symbols:
         raise ValueError("optimizer_factory(λ) must use its argument as the learning rate.")
     f = sp.lambdify(x, A, "numpy")
@@ -397,10 +397,9 @@ def _prepared(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: 
     usual domain) is applied by the stepper itself — the optimizer's own ``gradient`` adds
     γθ — on the problem prepared at γ = 0, with the minimiser
     :math:`\theta_\gamma = (H + \gamma I)^{-1}H\theta_*` and the loss measured from it."""
-    gamma = sp.sympify(optimizer.weight_decay)
-    if gamma.free_symbols:
-        values = resolve_values(dict(params), field_symbols(optimizer))
-        gamma = gamma.subs({k: sp.sympify(v) for k, v in values.items()})
+    pieces = field_symbols(landscape) | field_symbols(noise)
+    values = resolve_values(dict(params), field_symbols(optimizer) | pieces)
+    gamma = sp.sympify(optimizer.weight_decay).subs({k: sp.sympify(v) for k, v in values.items()})
     if not (gamma.is_number and bool(gamma < 0)):
         problem = prepare(optimizer, landscape, noise, params, require_stable=False)
         if problem.loss_model is None:
@@ -408,7 +407,10 @@ def _prepared(optimizer: Optimizer, landscape: Landscape, noise: Noise, params: 
         return problem, problem.stepper, problem.theta_min[:, None], problem.loss_model
     base = copy.copy(optimizer)
     object.__setattr__(base, "weight_decay", sp.S.Zero)
-    problem = prepare(base, landscape, noise, params, require_stable=False)
+    keep = field_symbols(base) | pieces
+    problem = prepare(
+        base, landscape, noise, {k: v for k, v in values.items() if k in keep}, require_stable=False
+    )
     stepper = copy.copy(problem.stepper)
     object.__setattr__(stepper, "weight_decay", float(gamma))
     land = replace_fields(landscape, problem.values)
@@ -831,15 +833,15 @@ def implicit_weight_decay(
     trial = sum(g * x ** (k + 1) for k, g in enumerate(gs))
     cont = sp.series(sp.sympify(cov_c).subs(gamma, trial), x, 0, n + 2).removeO()
     gap = sp.expand(cont - disc)
+    if sp.cancel(sp.together(gap.coeff(x, 1))) != 0:
+        raise ValueError("implicit_weight_decay: the leading orders differ (not the same law).")
     solved: dict = {}
     for k in range(n):
-        eq = sp.expand(gap.coeff(x, k + 2).subs(solved))
+        eq = sp.cancel(sp.together(gap.coeff(x, k + 2).subs(solved)))
         sol = sp.solve(eq, gs[k])
         if len(sol) != 1:
             raise ValueError(f"implicit_weight_decay: order {k + 1} is not determined ({eq}).")
         solved[gs[k]] = sp.factor(sol[0])
-    if sp.expand(gap.coeff(x, 1)) != 0:
-        raise ValueError("implicit_weight_decay: the leading orders differ (not the same law).")
     coeffs = (sp.S.Zero, *[solved[g] for g in gs])
     series = sp.expand(sum(c * x**k for k, c in enumerate(coeffs)))
     exact = None
