@@ -43,12 +43,12 @@ exact edge grows like :math:`\sqrt d`.
   law of the direction :math:`v_t = u_t/|u_t|` of the projective chain (Monte Carlo);
 * *gradient descent* — the Hessian directions with :math:`|1-\lambda h| > 1`.
 
-Mean-square blow-up is not escape: with no noise at the minimiser (label variance 0) and
-ρ(T) ≥ 1 but a negative Lyapunov exponent, :math:`\mathbb E|u_t|^2` grows like
-:math:`\rho^t` while almost every trajectory converges (:func:`simulate_escape` counts the chains
-that leave a ball; by Doob's maximal inequality for the martingale :math:`|u_t|^\kappa`,
+Mean-square blow-up is not escape: with no noise at the minimiser (label variance 0) and ρ(T) ≥
+1 but a negative Lyapunov exponent, :math:`\mathbb E|u_t|^2` grows like :math:`\rho^t` while
+almost every trajectory converges (:func:`simulate_escape` counts the chains that leave a ball;
+for a scalar state, by Doob's maximal inequality for the martingale :math:`|u_t|^\kappa` with
 :math:`\mathbb E|A|^\kappa = 1`, at most a fraction :math:`(r_0/R)^\kappa` ever leaves the ball
-of radius R).  :func:`simulate_growth` runs the real minibatch maps on a population of
+of radius R). :func:`simulate_growth` runs the real minibatch maps on a population of
 directions resampled by their squared growth: the resampled population follows the
 :math:`|u_t|^2`-weighted law, whose :math:`\mathbb E[vv^\top]` is the Perron vector — the
 mean-square growth is carried by atypical trajectories.
@@ -263,7 +263,8 @@ class PopulationAlignment:
     :math:`1 + u^\top Au/(u^\top Au+\sigma^2)` at v = u: the generalised Rayleigh quotient of
     the rank-one excess against A); ``mu_bounds`` the inf and sup of μ over u (1 at u = 0, and
     :math:`1 + \lambda_{\max}^2/\operatorname{Tr}A^2` approached along the top eigenvector as
-    |u| → ∞ when σ² > 0).
+    |u| → ∞ when σ² > 0); for a symbolic non-diagonal A of size ≥ 3 the extreme eigenvalues
+    appear as the symbols ``lambda_min``/``lambda_max``.
     """
 
     u: sp.Matrix
@@ -324,7 +325,10 @@ def population_alignment(landscape: LinearRegression) -> PopulationAlignment:
     g = sp.cancel((v.T * sigma1 * v)[0, 0] / (two_L * (v.T * A * v)[0, 0]))
     uAu = sp.expand((u.T * A * u)[0, 0])
     directional_bounds = (sp.Integer(1), sp.cancel(1 + uAu / (uAu + sigma2)))
-    eig = list(A.eigenvals())
+    if A.is_diagonal() or not A.free_symbols or d <= 2:
+        eig = list(A.eigenvals())
+    else:  # a symbolic non-diagonal A of size ≥ 3: name its extreme eigenvalues
+        eig = list(sp.symbols("lambda_min lambda_max", positive=True))
     top = eig[0] ** 2 if len(eig) == 1 else sp.Max(*[e**2 for e in eig])
     low = sp.Integer(1)
     if sigma2 == 0:  # no label noise: μ − 1 = uᵀA³u / (uᵀAu TrA²) ≥ λ_min² / TrA²
@@ -727,7 +731,8 @@ class EscapeDirections:
       ρ ≥ 1: the second moments grow);
     * ``typical`` — :math:`\mathbb E[(e_k^\top v)^2]` under the projective chain
       :math:`v_{t+1} = A_tv_t/|A_tv_t|` (Monte Carlo, ``typical_stderr``), with ``lyapunov``
-      from :func:`symsgd.lyapunov_exponent` (γ < 0: almost every trajectory converges);
+      from :func:`symsgd.lyapunov_exponent` (same ``chains``/``steps``/``seed`` when it is a
+      Monte Carlo estimate; γ < 0: almost every trajectory converges);
     * ``gd`` — the growth factors :math:`|1-\lambda h_k|` of gradient descent (``gd_factors``);
       ``gd`` puts the energy on the fastest-growing direction when it grows (> 1), else zeros
       (the eigen-factors of the mean map M on the Hessian eigenvectors: SGD's M = I − λH).
@@ -778,7 +783,7 @@ def escape_directions(
     P = (P + P.T) / 2
     P = P if np.trace(P) > 0 else -P
     mean_square = _energy(P, E)
-    lyap = lyapunov_exponent(result, params)
+    lyap = lyapunov_exponent(result, params, chains=chains, steps=steps, burn_in=burn_in, seed=seed)
     seeds = np.random.SeedSequence(seed).generate_state(burn_in + steps + 1)
     v = np.random.default_rng(seeds[-1]).standard_normal((chains, n))
     v /= np.linalg.norm(v, axis=1, keepdims=True)

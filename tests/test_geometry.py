@@ -265,7 +265,11 @@ def test_stationary_alignment_ratio_of_means_vs_simulation():
     influence = (num - estimate * den) / den.mean()
     se = influence.std(ddof=1) / math.sqrt(chains)
     assert abs(estimate - exact) < 5 * se, (estimate, exact, se)
-    # the mean of ratios is another number, read from the iterates themselves
+    # the mean of ratios E μ(θ) is another number (≈ 0.514 against 0.527 here, ~28 standard
+    # errors apart): stationary_alignment is the ratio of means, as documented
+    se_ratio = ratio.std(ddof=1) / math.sqrt(chains)
+    assert abs(ratio.mean() - exact) > 10 * se_ratio
+    # alignment_samples gives the per-iterate values
     thetas = problem.stepper.readout(state)
     assert np.allclose(geo.alignment_samples(land, thetas), top / bottom)
 
