@@ -122,6 +122,8 @@ def _positive_form(expr: sp.Expr) -> sp.Basic:
     keep, nonzero = [], []
     for f, e in factors:
         known = _sign_on_positive_axis(f)  # 0: a root in (0, ∞), so no constant sign
+        if known is None and _positive_quadratic(f):
+            known = 1
         if known is None:
             known = 1 if f.is_positive else (-1 if f.is_negative else 0)
         if known > 0:
@@ -152,6 +154,41 @@ def _positive_form(expr: sp.Expr) -> sp.Basic:
     else:
         rel = sp.StrictGreaterThan(body, 0, evaluate=evaluate)
     return sp.And(rel, *nonzero)
+
+
+def _positive_coefficients(p: sp.Expr) -> bool:
+    """True when ``p`` is a nonzero polynomial in positive symbols whose expanded coefficients
+    are all positive (so p > 0 wherever the symbols are)."""
+    symbols = sorted(p.free_symbols, key=str)
+    if not symbols or not all(x.is_positive for x in symbols):
+        return bool(p.is_Number and p > 0)
+    try:
+        poly = sp.Poly(p, *symbols, domain="QQ")
+    except (sp.PolynomialError, sp.CoercionFailed):
+        return False
+    coefficients = poly.coeffs()
+    return bool(coefficients) and all(c > 0 for c in coefficients)
+
+
+def _positive_quadratic(f: sp.Expr) -> bool:
+    r"""True when ``f`` is, in one of its symbols x, a quadratic :math:`Ax^2 + Bx + C` with
+    :math:`A > 0` and discriminant :math:`B^2 - 4AC < 0` for all values of the other (positive)
+    symbols — proved by :math:`A` and :math:`4AC - B^2` having only positive coefficients — so
+    :math:`f > 0` everywhere: a stability margin implied by nothing, always satisfied (e.g.
+    :math:`(S+2)a^2\lambda^2 - 2Sa\lambda + 2S` for online minibatch SGD)."""
+    for x in sorted(f.free_symbols, key=str):
+        try:
+            poly = sp.Poly(f, x)
+        except sp.PolynomialError:
+            continue
+        if poly.degree() != 2:
+            continue
+        A, B, C = poly.all_coeffs()
+        if _positive_coefficients(sp.expand(A)) and _positive_coefficients(
+            sp.expand(4 * A * C - B**2)
+        ):
+            return True
+    return False
 
 
 def _sign_on_positive_axis(f: sp.Expr) -> int | None:

@@ -87,3 +87,63 @@ def test_margins_in_one_positive_symbol_are_decided_by_exact_root_counting():
     assert tiny == sp.true
     touching = conditions_from([(lam - 1) ** 2])  # a double root inside: ≠ 0 there
     assert touching.subs(lam, 1) == sp.false and touching.subs(lam, 2) == sp.true
+
+
+def test_always_true_quadratic_margins_are_dropped_and_the_rest_is_exact():
+    """Online minibatch SGD: the margin (S+2)a²λ² − 2Saλ + 2S > 0 has discriminant
+    −4Sa²(S + 4) < 0 and is dropped; what remains decides stability exactly — against the
+    spectral radius of the second-moment map from tests/oracle_kron.py at random points on
+    both sides of the edge."""
+    import numpy as np
+
+    from tests import oracle_kron as ok
+
+    a, sigma = sp.symbols("a sigma", positive=True)
+    S, lam = ss.batch_size, ss.lr
+    r = ss.stationary(
+        ss.SGD(lam), ss.LinearRegression(a, label_variance=sigma**2), ss.MinibatchNoise(S)
+    )
+    assert r.conditions == sp.StrictLessThan(S * a * lam + 2 * a * lam, 2 * S)
+    quadratic = (S + 2) * a**2 * lam**2 - 2 * S * a * lam + 2 * S
+    assert sp.factor(sp.discriminant(quadratic, lam)) == -4 * S * a**2 * (S + 4)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        Sv, av = int(rng.integers(1, 9)), float(rng.uniform(0.2, 3))
+        lv = float(rng.uniform(0.05, 1.5)) * 2 * Sv / ((Sv + 2) * av)  # both sides of the edge
+        M, B, K = ok.state_space(ok.sgd_rule(lv, np.eye(1)), np.array([[av]]))
+        _, L = ok.online_regression_noise(np.array([[av]]), 1.0, Sv, np.zeros(1))
+        rho = ok.spectral_radius(M, B, K, L)
+        if abs(rho - 1) < 1e-9:
+            continue
+        assert bool(r.conditions.subs({S: Sv, a: av, lam: lv})) == (rho < 1)
+
+
+def test_heavy_ball_minibatch_conditions_agree_with_the_spectral_radius():
+    """The five Schur margins of minibatch heavy ball (none dropped: none is a positive-definite
+    quadratic) decide stability exactly at random points."""
+    import numpy as np
+
+    from tests import oracle_kron as ok
+
+    a = sp.Symbol("a", positive=True)
+    S, lam, mu = ss.batch_size, ss.lr, ss.momentum
+    r = ss.stationary(
+        ss.HeavyBall(lam, mu), ss.LinearRegression(a, label_variance=1), ss.MinibatchNoise(S)
+    )
+    rng = np.random.default_rng(1)
+    agree = 0
+    for _ in range(40):
+        Sv, av, mv = (
+            int(rng.integers(1, 9)),
+            float(rng.uniform(0.2, 3)),
+            float(rng.uniform(0, 0.95)),
+        )
+        lv = float(rng.uniform(0.05, 2.0)) * 2 * (1 + mv) / av
+        M, B, K = ok.state_space(ok.heavy_ball_rule(lv, mv, np.eye(1)), np.array([[av]]))
+        _, L = ok.online_regression_noise(np.array([[av]]), 1.0, Sv, np.zeros(1))
+        rho = ok.spectral_radius(M, B, K, L)
+        if abs(rho - 1) < 1e-9:
+            continue
+        assert bool(r.conditions.subs({S: Sv, a: av, lam: lv, mu: mv})) == (rho < 1)
+        agree += 1
+    assert agree >= 35
