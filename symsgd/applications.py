@@ -305,12 +305,16 @@ def optimal_lr(
     what: str | None = None,
     grid: int = 96,
     xtol: float = 1e-12,
+    certify: bool = True,
 ) -> OptimalLR:
     r"""The learning rate minimising the exact expected ``what`` after ``steps`` steps from θ₀
     (see the module): the exact curve :math:`L_T(\lambda)` (:func:`budget_curve`) on a grid of
     ``grid`` points over ``bounds`` (default: (0, the constant-rate mean-square edge)), then the
     root of :math:`L_T'` in the bracket of the best grid point (Brent, to ``xtol``), certified
-    by the exact sign change of :math:`L_T'` at rational ends for rational problems.
+    by the exact sign change of :math:`L_T'` at rational ends for rational problems
+    (``certify=False`` skips it: its rationals grow in bit size with T).  The grid scan makes
+    the minimum global up to the grid's resolution: :math:`L_T` is a polynomial of degree up to
+    2T in λ and may have several local minima.
 
     >>> import symsgd as ss
     >>> best = optimal_lr(ss.SGD, ss.Quadratic(1), ss.AdditiveNoise(0), theta0=[1], steps=3)
@@ -353,7 +357,7 @@ def optimal_lr(
         )
     certified = False
     bracket: tuple = (a, b)
-    if not boundary and curve.rational:
+    if certify and not boundary and curve.rational:
         width = max(1e-9, 1e3 * xtol)
         ra = sp.Rational(x - width).limit_denominator(10**12)
         rb = sp.Rational(x + width).limit_denominator(10**12)

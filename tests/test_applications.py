@@ -93,6 +93,8 @@ def test_optimal_lr_against_hand_and_scipy():
     assert best.lr == pytest.approx(ref.x, abs=1e-6)
     assert best.loss == pytest.approx(ref.fun, rel=1e-12)
     assert best.certified and abs(best.slope) < 1e-8
+    quick = optimal_lr(ss.SGD, LAND2, noise, theta0=[1, 2], steps=12, certify=False)
+    assert not quick.certified and quick.lr == best.lr
     # the default upper bound is the constant-rate edge 2S/(a(S+2)) of the stiffest mode... of
     # the whole map: bisection on ρ(T) agrees with the exact stationary edge
     edge = ss.stationary(ss.SGD(ss.lr), LAND2, noise).stability_edge(ss.lr)
