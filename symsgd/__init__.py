@@ -14,6 +14,17 @@ from ._sweep import Sweep, sweep
 from ._transient import Transient, transient
 from ._verify import Verdict, parse_formula, verify
 from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
+from .applications import (
+    budget_curve,
+    exact_minimum,
+    implicit_weight_decay,
+    optimal_lr,
+    optimal_weight_decay,
+    posterior_lr,
+    simulate_schedule,
+    simulate_transient,
+    stable_interval,
+)
 from .budget import DerivationTimeout
 from .errors import InternalError, UnstableError
 from .escape import (
@@ -138,16 +149,19 @@ __all__ = [
     "batch_size",
     "beta1",
     "beta2",
+    "budget_curve",
     "build_recursion",
     "crosscheck",
     "dataset_size",
     "edge_table",
     "eps",
     "escape_directions",
+    "exact_minimum",
     "exact_noise_exponent",
     "exponents",
     "first_passage",
     "fit_exponent",
+    "implicit_weight_decay",
     "label_noise",
     "lr",
     "lyapunov_exponent",
@@ -155,14 +169,20 @@ __all__ = [
     "momentum",
     "mori_exponent",
     "mori_rate",
+    "optimal_lr",
+    "optimal_weight_decay",
     "parse_formula",
     "periodic_state",
     "population_alignment",
+    "posterior_lr",
     "run_schedule",
     "simulate",
     "simulate_escape",
     "simulate_first_passage",
     "simulate_growth",
+    "simulate_schedule",
+    "simulate_transient",
+    "stable_interval",
     "stationary",
     "stationary_alignment",
     "stationary_density",

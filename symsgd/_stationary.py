@@ -26,7 +26,7 @@ import sympy as sp
 from ._continuous import ContinuousTime
 from ._result import Result, _scalar, check_readout, congruence
 from ._util import field_atoms, field_symbols, replace_fields, symbols_in
-from .budget import time_limit
+from .budget import progress_policy, time_limit
 from .certify import certify_modes
 from .domain import check_values, problem_constraints
 from .errors import UnstableError
@@ -361,6 +361,7 @@ def stationary(
     *,
     method: str = "auto",
     timeout: float | None = None,
+    progress: bool | None = None,
 ) -> Stationary:
     r"""Derive the exact stationary law of ``optimizer`` on ``landscape`` with ``noise``.
 
@@ -392,14 +393,16 @@ def stationary(
     ``timeout`` (seconds; None: no limit) interrupts a derivation that runs longer with
     :class:`~symsgd.DerivationTimeout` (a ``TimeoutError`` naming the problem and what to do
     instead); it works in the main thread only (elsewhere it warns and does not limit, see
-    :func:`symsgd.budget.time_limit`).
+    :func:`symsgd.budget.time_limit`).  ``progress`` (None: automatic — on a terminal, once a
+    long stage such as the exact elimination has run a few seconds; True/False: always/never)
+    shows a progress bar for the long stages (:func:`symsgd.budget.stage`).
     """
     dim = getattr(landscape, "dim", "?")
     what = (
         f"stationary() of {type(optimizer).__name__} on a {dim}-dimensional "
         f"{type(landscape).__name__} with {type(noise).__name__}"
     )
-    with time_limit(timeout, what):
+    with time_limit(timeout, what), progress_policy(progress):
         return _derive(optimizer, landscape, noise, method)
 
 

@@ -18,6 +18,8 @@ terminal; ``progress=True`` forces it, ``progress=False`` turns it off.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
 import signal
@@ -36,6 +38,8 @@ __all__ = [
     "check_progress",
     "check_timeout",
     "progress_bar",
+    "progress_policy",
+    "stage",
     "time_limit",
 ]
 
@@ -307,3 +311,31 @@ def progress_bar(
         leave=False,
         file=sys.stderr if file is None else file,
     )
+
+
+#: whether long stages of a derivation show progress: False outside :func:`progress_policy`
+#: (library internals called directly stay quiet), the ``progress`` argument of
+#: :func:`symsgd.stationary` inside it
+_POLICY: contextvars.ContextVar = contextvars.ContextVar("symsgd_progress", default=False)
+
+
+@contextlib.contextmanager
+def progress_policy(progress: bool | None):
+    """Within the block, :func:`stage` shows progress by the rule of :func:`progress_bar` for
+    ``progress`` (None: automatic — on a terminal, once a stage has run
+    :data:`AUTO_PROGRESS_SECONDS` seconds)."""
+    token = _POLICY.set(check_progress(progress))
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def stage(total: float, desc: str, unit: str = "step"):
+    """A progress bar for one long stage of a derivation (the exact elimination, a universal
+    derivation) under the current :func:`progress_policy`; a no-op bar outside it.
+
+    >>> with stage(10, "elimination") as bar:  # outside a policy: nothing is shown
+    ...     bar.update(10)
+    """
+    return progress_bar(total, desc=desc, unit=unit, progress=_POLICY.get())

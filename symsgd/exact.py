@@ -16,6 +16,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.polys.matrices import DomainMatrix
 
+from .budget import stage
 from .errors import InternalError
 
 try:  # python-flint is a hard dependency, but keep the fallback honest and testable
@@ -413,13 +414,16 @@ def bareiss_solve(rows: list[list], one) -> tuple[list, list]:
     # Bareiss' fraction-free forward elimination: after step k every entry below row k is a
     # (k+1)-minor of the augmented matrix, so each division by the previous pivot is exact.
     prev = one
+    bar = stage(n, "exact elimination", unit="pivot")
     for k in range(n):
+        bar.update(1)
         pivot_row = min(
             (i for i in range(k, n) if not rows[i][k].is_zero()),
             key=lambda i: len(rows[i][k]),
             default=None,
         )
         if pivot_row is None:
+            bar.close()
             raise ValueError(
                 "the stationary equation is singular: the recursion has no unique stationary "
                 "second moment for generic parameters (a marginally stable mode?)."
@@ -435,6 +439,7 @@ def bareiss_solve(rows: list[list], one) -> tuple[list, list]:
                     (pivot * row_i[j] - a_ik * row_k[j]) / prev for j in range(k + 1, width)
                 ]
         prev = pivot
+    bar.close()
     det = rows[n - 1][n - 1]
     # fraction-free back substitution: X_i = det * x_i is a polynomial (an adjugate combination),
     # X_i = (det * b_i - sum_{j>i} a_ij X_j) / a_ii exactly.

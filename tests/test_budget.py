@@ -285,3 +285,22 @@ def test_stationary_refuses_a_bad_timeout(bad):
     h = sp.Symbol("h", positive=True)
     with pytest.raises(ValueError, match=r"timeout must be a number of seconds > 0"):
         ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(1), timeout=bad)
+
+
+def test_stationary_shows_progress_of_its_long_stages_only_when_asked(capsys):
+    """progress=True shows the exact elimination's bar on stderr; False (and the automatic
+    default off a terminal) shows nothing; a bad value is refused naming the argument."""
+    import sympy as sp
+
+    import symsgd as ss
+
+    H = sp.Matrix([[sp.Symbol("h1", positive=True), 1], [1, 2]])
+    args = (ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(H), ss.AdditiveNoise(sp.eye(2)))
+    ss.stationary(*args, progress=False)
+    assert "elimination" not in capsys.readouterr().err
+    ss.stationary(*args)  # automatic: not a terminal here
+    assert "elimination" not in capsys.readouterr().err
+    ss.stationary(*args, progress=True)
+    assert "exact elimination" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="progress"):
+        ss.stationary(*args, progress="yes")
