@@ -294,13 +294,16 @@ def test_stationary_shows_progress_of_its_long_stages_only_when_asked(capsys):
 
     import symsgd as ss
 
-    H = sp.Matrix([[sp.Symbol("h1", positive=True), 1], [1, 2]])
-    args = (ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(H), ss.AdditiveNoise(sp.eye(2)))
-    ss.stationary(*args, progress=False)
+    def problem(name):  # a new symbol each time: nothing is reused from an earlier derivation
+        H = sp.Matrix([[sp.Symbol(name, positive=True), 1], [1, 2]])
+        return ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(H), ss.AdditiveNoise(sp.eye(2))
+
+    ss.stationary(*problem("h1"), progress=False)
     assert "elimination" not in capsys.readouterr().err
-    ss.stationary(*args)  # automatic: not a terminal here
+    ss.stationary(*problem("h2"))  # automatic: not a terminal here
     assert "elimination" not in capsys.readouterr().err
-    ss.stationary(*args, progress=True)
+    ss.stationary(*problem("h3"), progress=True)
     assert "exact elimination" in capsys.readouterr().err
+    args = problem("h4")
     with pytest.raises(ValueError, match="progress"):
         ss.stationary(*args, progress="yes")
