@@ -44,13 +44,27 @@ With **additive** noise escape is Arrhenius with the *discrete* temperature:
 :math:`d\ln\mathbb E\tau/d\Delta L\to 1/(h\,\mathrm{Var}\,\delta) = (2-\lambda h)/(\lambda c)`
 (:func:`arrhenius_exponent`), against the SDE's :math:`2/(\lambda c)`.
 
-**Which curvature.**  Every formula here is for linear regression, where the Hessian of the
-loss and the Gauss–Newton matrix coincide (h = a).  At the minimum of a non-quadratic model
-with label noise (the double well of :func:`symsgd.models.double_well`) they differ: the
-decoupling :math:`\Sigma\approx 2LG/S` is a statement about the per-sample gradients, i.e. the
-Gauss–Newton/Fisher matrix G, which Mori et al. write as the Hessian :math:`h_*`; the drift,
-relaxation and the Arrhenius temperature use the Hessian.  (The double-well escape
-experiment of the issue is not built in this module yet.)
+**Which curvature.**  Every formula above is for linear regression, where the Hessian of
+the loss and the Gauss–Newton matrix coincide (h = a).  For a squared per-sample loss
+:math:`\ell = \tfrac12r^2`, :math:`H = G + \overline{r\,r''}`; the decoupling
+:math:`\Sigma\approx 2LG/S` is a statement about the per-sample gradients :math:`r_ir_i'`, i.e.
+about :math:`G = \overline{r'^2}`, which Mori et al. write as the Hessian :math:`h_*`; the
+drift, the relaxation and the discrete temperature use the Hessian.
+
+**A real barrier** (:func:`shifted_double_well`, :func:`escape_time`,
+:func:`barrier_theories`).  A one-parameter symmetric double well whose label spread sets
+:math:`L_*` at a fixed barrier ΔL (so it moves :math:`\Delta\log L` at fixed ΔL — the clean
+test of a power law in L against Arrhenius in ΔL); at its minima H ≠ G.  The real optimizer's
+mean escape time over the barrier top (real minibatches, real loss, censored estimator) is
+compared with five SDEs on the real loss that differ only in the diffusion: Mori's
+:math:`2\lambda L(w)h_*/S` with :math:`h_* = H_*` or :math:`G_*`, the exact per-sample
+variance :math:`\lambda\mathrm{Var}_i\ell_i'(w)/S`, and constant noise at the SDE or the
+discrete temperature of the minimum (:func:`sde_escape_time`: the quadrature of the 1-D
+Poisson equation).  In a squared-loss double well the per-sample gradients agree near the
+barrier top (the top is a critical point of the shared part of the model), so the true noise
+collapses where Mori's decoupling keeps it ∝ L: the real escape is far slower, and far more
+sensitive to the label noise, than the power law says (measured in
+``tests/test_double_well.py`` and ``derivations/06_tails_and_escape.ipynb``).
 
 Times are in **steps**; SDE time is :math:`t = \eta\cdot\text{steps}` (slopes in log c and in ΔL
 are the same in both units).
@@ -77,17 +91,22 @@ __all__ = [
     "DEFAULT_CELLS",
     "LEVEL",
     "MAX_STEPS",
+    "BarrierTheories",
     "Escapes",
     "Exponent",
     "FirstPassage",
     "StationaryDensity",
     "arrhenius_exponent",
+    "barrier_theories",
+    "escape_time",
     "exact_noise_exponent",
     "exponents",
     "first_passage",
     "fit_exponent",
     "mori_exponent",
     "mori_rate",
+    "sde_escape_time",
+    "shifted_double_well",
     "simulate_first_passage",
     "stationary_density",
     "ziyin_exponent",
@@ -187,6 +206,9 @@ class _Kernel:
 
 
 def _problem(result, params: Mapping | None, context: str) -> Problem:
+    """The prepared problem of ``result`` at ``params``, *without* requiring bounded second
+    moments (first passages are defined wherever a stationary law exists, also beyond the
+    mean-square edge where α < 2: :func:`_require_law`); messages name ``context``."""
     recursion = getattr(result, "recursion", None)
     if recursion is None:
         raise TypeError(
@@ -194,7 +216,41 @@ def _problem(result, params: Mapping | None, context: str) -> Problem:
             f"got {type(result).__name__}."
         )
     given = {**getattr(result, "values", {}), **dict(params or {})}
-    return prepare(recursion.optimizer, recursion.landscape, recursion.noise, given)
+    pieces = (recursion.optimizer, recursion.landscape, recursion.noise)
+    try:
+        return prepare(*pieces, given, require_stable=False)
+    except ValueError as exc:  # name the caller: "simulate() needs a value" → context
+        raise ValueError(str(exc).replace("simulate()", context)) from None
+
+
+def _unstable(problem: Problem, context: str, reason: str, rho: float | None = None):
+    return UnstableError.at(
+        context,
+        dict(sorted(problem.values.items(), key=str)),
+        subject=problem.describe(),
+        rho=rho,
+        reason=reason,
+    )
+
+
+def _require_law(problem: Problem, result, params, context: str) -> None:
+    r"""``UnstableError`` (worded for ``context``) unless the chain has a stationary law: ρ < 1
+    (finite variance), or beyond the mean-square edge a negative top Lyapunov exponent
+    (:func:`symsgd.tails.lyapunov_exponent`; the law then has tail index α < 2)."""
+    if problem.rho < 1:
+        return
+    from .tails import lyapunov_exponent
+
+    gamma = lyapunov_exponent(result, params)
+    if gamma.stationary is not True:
+        shown = f"{gamma.value:.6g}" + ("" if gamma.exact else f" ± {gamma.stderr:.2g}")
+        raise _unstable(
+            problem,
+            context,
+            f"the top Lyapunov exponent of the random update is {shown}, not below 0, so the "
+            "iterates leave every bounded set",
+            problem.rho,
+        )
 
 
 def _kernel(problem: Problem, context: str) -> _Kernel:
@@ -306,6 +362,7 @@ def first_passage(
     """
     problem = _problem(result, params, "first_passage()")
     kernel = _kernel(problem, "first_passage()")
+    _require_law(problem, result, params, "first_passage()")
     excess = _excess(kernel, level, barrier, "first_passage()")
     if not (isinstance(cells, int) and cells >= 10):
         raise ValueError(f"first_passage: cells must be an integer ≥ 10; got {cells!r}.")
@@ -408,7 +465,16 @@ def _exact_variance(problem: Problem) -> float:
     spread = 2 * a * a / S  # Var ĥ
     A2 = m * m + q * q * spread
     if not A2 < 1:
-        raise problem.instability(A2)
+        values = dict(sorted(problem.values.items(), key=str))
+        shown = ", ".join(f"{k} = {float(v):.6g}" for k, v in values.items())
+        raise UnstableError(
+            f"stationary_density(): the stationary law of {problem.describe()} at {shown} has "
+            f"infinite variance (E A² = {A2:.6g} ≥ 1: tail index α ≤ 2), and the grid is sized "
+            "by its standard deviation; first_passage() still applies where the top Lyapunov "
+            "exponent is negative.",
+            values=values,
+            rho=problem.rho,
+        )
     return (kernel.B**2 * kernel.b0**2 * spread + kernel.s**2 * a) / (1 - A2)
 
 
@@ -468,7 +534,11 @@ def simulate_first_passage(
     >>> bool(abs(e.steps[0] - exact) < 4 * e.stderr[0])
     True
     """
-    problem = system if isinstance(system, Problem) else _problem(system, params, "simulate")
+    if isinstance(system, Problem):
+        problem = system
+    else:
+        problem = _problem(system, params, "simulate_first_passage()")
+        _require_law(problem, system, params, "simulate_first_passage()")
     for name, value in (("chains", chains), ("steps", steps)):
         if not (isinstance(value, int) and value >= 2):
             raise ValueError(
@@ -507,6 +577,16 @@ def simulate_first_passage(
         if not np.all(excess > 0):
             raise ValueError(f"simulate_first_passage: barriers must be > 0; got {barriers!r}.")
     thresholds = star + excess
+    tau = _passages(problem, loss, thresholds, chains, steps, seed, "simulate_first_passage")
+    return _censored(tau, shown, excess, steps)
+
+
+def _passages(
+    problem: Problem, score, thresholds: np.ndarray, chains: int, steps: int, seed: int, context
+) -> np.ndarray:
+    """First steps with ``score(θ) ≥ threshold`` for every threshold (``steps + 1``:
+    censored), shape (thresholds, chains), the real optimizer of ``problem`` started at its
+    minimiser; chains past every threshold are dropped."""
     K = thresholds.size
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
     tau = np.full((K, chains), steps + 1, dtype=np.int64)  # steps + 1: censored
@@ -519,9 +599,9 @@ def simulate_first_passage(
     with np.errstate(all="ignore"):
         for t in range(1, steps + 1):
             state = step(state, grad, precondition)
-            value = loss(readout(state))
+            value = score(readout(state))
             if not np.all(np.isfinite(value)):
-                raise UnstableError(f"simulate_first_passage: the iterates diverged at step {t}.")
+                raise UnstableError(f"{context}: the iterates diverged at step {t}.")
             crossed = value[None, :] >= thresholds[:, None]
             first = crossed & (tau[:, alive] > steps)
             if first.any():
@@ -535,6 +615,13 @@ def simulate_first_passage(
                     break
                 state = _take(state, keep)
                 grad = problem.oracle.make(rng, alive.size)
+    return tau
+
+
+def _censored(tau: np.ndarray, shown, excess, steps: int) -> Escapes:
+    """The events/exposure estimator of :class:`Escapes` from first-passage steps ``tau``
+    (``steps + 1`` = censored at the horizon ``steps``)."""
+    chains = tau.shape[1]
     exposure = np.minimum(tau, steps).astype(float)
     events = (tau <= steps).astype(float)
     if np.any(events.sum(axis=1) == 0):
@@ -546,8 +633,8 @@ def simulate_first_passage(
     influence = (exposure - estimate[:, None] * events) / mean_d[:, None]  # (K, chains)
     cov = influence @ influence.T / chains**2
     return Escapes(
-        levels=shown,
-        barriers=excess,
+        levels=np.asarray(shown, float),
+        barriers=np.asarray(excess, float),
         steps=estimate,
         stderr=np.sqrt(np.diag(cov)),
         cov=cov,
@@ -776,3 +863,391 @@ def exponents(result, params: Mapping | None = None) -> dict[str, float]:
         values = resolve_values(given, expr.free_symbols)
         out[name] = float(expr.xreplace({k: sp.sympify(v) for k, v in values.items()}))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# a real barrier: escape over the top of a double well
+# ---------------------------------------------------------------------------------------------
+
+
+def shifted_double_well(spread: float, *, shift: float = 0.3, depth: float = 1.0, quantiles=16):
+    r"""A symmetric one-parameter double well whose label noise sets :math:`L_*` at a fixed
+    barrier height: the per-sample loss :math:`\ell = \tfrac12\bigl((w - x)^2 - y\bigr)^2` on
+    the full factorial design :math:`x = \pm u` (``shift``), :math:`y = \bar y + s z_j`
+    (``spread`` s; :math:`z_j` the ``quantiles`` normalised normal quantiles, mean 0 and mean
+    square 1), :math:`\bar y = m + 3u^2` (m = ``depth``), N = 2·quantiles rows.
+
+    **Derivation.** The residual is :math:`r = (w^2 - k) - 2xw - sz` with :math:`k = m + 2u^2`;
+    x and z have mean zero and are uncorrelated over the design, so
+
+    .. math:: L(w) = \tfrac12\bigl[(w^2 - k)^2 + 4u^2w^2 + s^2\bigr]
+              = \tfrac12\bigl[w^4 - 2m\,w^2 + k^2 + s^2\bigr]:
+
+    minima at :math:`w_*^2 = m`, the barrier top at w = 0, the barrier
+    :math:`\Delta L = m^2/2` for every spread, and :math:`L_* = 2mu^2 + 2u^4 + s^2/2`.
+    The Hessian at the minima is :math:`H_* = 4m`, the Gauss–Newton matrix
+    :math:`G_* = \overline{(\partial_w r)^2} = 4(m + u^2)`: they differ
+    (:math:`H = G + \overline{r\,\partial_w^2r}` and :math:`\bar r = -2u^2` there).
+
+    Why the shift: with a shared feature (u = 0, the model ``models.double_well`` with
+    x ≡ 1) every per-sample gradient :math:`2w(w^2 - y_i)` vanishes at the barrier top, so the
+    gradient noise does too and no diffusion crosses it; with u > 0 the per-sample
+    gradients :math:`2x(y - x^2)` at w = 0 disagree.
+
+    >>> m = shifted_double_well(0.5)
+    >>> star = m.minimum(start=[1.0])
+    >>> round(float(star[0]), 12), round(m.value([0.0]) - m.value(star), 12)
+    (1.0, 0.5)
+    >>> round(m.value(star), 12)  # 2·0.09 + 2·0.0081 + 0.125
+    0.3212
+    """
+    from scipy.stats import norm
+
+    from .models import EmpiricalLoss
+
+    for name, value in (("spread", spread), ("shift", shift), ("depth", depth)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"shifted_double_well: {name} must be a number ≥ 0; got {value!r}.")
+    if not depth > 0:
+        raise ValueError("shifted_double_well: depth must be > 0 (the minima are at ±√depth).")
+    if not (isinstance(quantiles, int) and quantiles >= 2):
+        raise ValueError(
+            f"shifted_double_well: quantiles must be an integer ≥ 2; got {quantiles!r}."
+        )
+    z = norm.ppf((np.arange(quantiles) + 0.5) / quantiles)
+    z = z / math.sqrt(float(np.mean(z * z)))
+    ybar = depth + 3 * shift * shift
+    rows = [[sign * shift, ybar + spread * v] for sign in (1.0, -1.0) for v in z]
+    w, x, y = sp.symbols("w x y")
+    return EmpiricalLoss(((w - x) ** 2 - y) ** 2 / 2, [w], [x, y], rows)
+
+
+def escape_time(
+    model,
+    optimizer,
+    noise,
+    params: Mapping,
+    theta0,
+    barrier,
+    *,
+    chains: int = 2000,
+    steps: int = 100_000,
+    seed: int = 0,
+) -> Escapes:
+    r"""Mean number of steps of the *real* optimizer on the *real* loss of ``model`` (an
+    :class:`~symsgd.EmpiricalLoss`; its own minibatches of the data set, ``noise`` a
+    :class:`~symsgd.MinibatchNoise`) started at the minimum ``theta0`` until it first crosses
+    the barrier top ``barrier`` (θ_s): the first step with
+    :math:`(\theta - \theta_s)\cdot(\theta_* - \theta_s) \le 0`, i.e. past the hyperplane
+    through θ_s normal to the line from θ*.  ``chains`` chains run for at most ``steps``
+    steps; censored chains enter the events/exposure estimator of :class:`Escapes` (the exact
+    mean for memoryless escape after relaxation), with its delta-method standard error.
+    ``levels`` is ``[1]`` (the fraction of the way to θ_s), ``barriers`` the loss barrier
+    :math:`L(\theta_s) - L(\theta_*)`.
+
+    The chains use :func:`symsgd.sampling.nonlinear` on the local problem at θ* (prepared
+    without requiring ρ < 1: escape is defined whatever the local second moments do).
+
+    >>> import symsgd as ss
+    >>> m = shifted_double_well(1.5)
+    >>> star = m.minimum(start=[1.0])
+    >>> e = escape_time(m, ss.SGD(ss.lr), ss.MinibatchNoise(1), {"lr": 0.1}, star, [0.0],
+    ...                 chains=500, steps=5000, seed=1)
+    >>> bool(e.events[0] == 500), bool(40 < e.steps[0] < 80), round(float(e.barriers[0]), 9)
+    (True, True, 0.5)
+    """
+    from .models import EmpiricalLoss
+    from .sampling import nonlinear
+
+    if not isinstance(model, EmpiricalLoss):
+        raise TypeError(f"escape_time: model must be an ss.EmpiricalLoss; got {model!r}.")
+    for name, value in (("chains", chains), ("steps", steps)):
+        if not (isinstance(value, int) and value >= 2):
+            raise ValueError(f"escape_time: {name} must be an integer ≥ 2; got {value!r}.")
+    star = np.array(
+        [
+            float(v)
+            for v in (
+                list(theta0)
+                if not hasattr(theta0, "tolist")
+                else np.asarray(theta0.tolist(), dtype=object).ravel()
+            )
+        ]
+    )
+    top = np.asarray(barrier, dtype=float).reshape(-1)
+    if star.shape != (model.dim,) or top.shape != (model.dim,):
+        raise ValueError(
+            f"escape_time: theta0 and barrier must have {model.dim} entries (one per parameter)."
+        )
+    normal = star - top
+    if not float(normal @ normal) > 0:
+        raise ValueError("escape_time: the barrier top coincides with the minimum.")
+    local = model.near(theta0)
+    try:
+        problem = nonlinear(prepare(optimizer, local, noise, params, require_stable=False))
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("simulate()", "escape_time()")) from None
+    scale = float(normal @ normal)
+
+    def score(theta: np.ndarray) -> np.ndarray:  # 0 at θ*, 1 on the hyperplane through θ_s
+        return normal @ (star[:, None] - theta) / scale
+
+    tau = _passages(problem, score, np.array([1.0]), chains, steps, seed, "escape_time")
+    height = model.value(top) - model.value(star)
+    return _censored(tau, [1.0], [height], steps)
+
+
+def sde_escape_time(
+    gradient, diffusion, start: float, top: float, lr: float, *, points: int = 4001
+) -> FirstPassage:
+    r"""Mean first passage, in **steps** (SDE time / ``lr``), of the one-dimensional diffusion
+    :math:`dw = -L'(w)\,dt + \sqrt{D(w)}\,dW` from ``start`` (a minimum) to ``top`` (the
+    barrier top), reflected far beyond the minimum; ``gradient`` (L') and ``diffusion`` (D)
+    are vectorised functions of w.  With r the distance from the top towards the minimum,
+    :math:`\Phi(r) = \int_0^r 2\,\partial_rL/D` and :math:`\psi = e^\Phi`, the mean time solves
+    :math:`-\partial_rL\,T' + \tfrac D2T'' = -1`, T(0) = 0, T'(R) = 0:
+
+    .. math:: \mathbb E\tau = \int_0^{r_0} dy \int_y^{R}\frac{2}{D(z)}\,
+              e^{\Phi(y) - \Phi(z)}\,dz ,
+
+    evaluated by the trapezoidal rule in log space on ``points`` and ``2·points − 1`` nodes
+    per piece ([top, start] and [start, R], R where the speed measure :math:`(2/D)e^{-\Phi}`
+    has fallen below :math:`e^{-35}` of its mass),
+    Richardson-extrapolated (``error``: the correction).  A zero of D between the top and
+    the minimum (where the drift pushes back), or at the top vanishing at least
+    quadratically (a natural boundary: the plain double well), makes the top unreachable:
+    ``steps = inf``.
+
+    >>> fp = sde_escape_time(lambda w: w, lambda w: 0.5 + 0 * w, 0.0, 1.0, 0.1)  # OU, D = ½
+    >>> round(fp.steps, 3), fp.error < 1e-6 * fp.steps
+    (104.284, True)
+    """
+    if not (isinstance(points, int) and points >= 11):
+        raise ValueError(f"sde_escape_time: points must be an integer ≥ 11; got {points!r}.")
+    if not (math.isfinite(start) and math.isfinite(top) and start != top):
+        raise ValueError("sde_escape_time: start and top must be distinct finite numbers.")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"sde_escape_time: lr must be > 0; got {lr!r}.")
+    sign = 1.0 if start > top else -1.0
+    r0 = abs(start - top)
+
+    def fields(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = top + sign * r
+        g = sign * np.asarray(gradient(w), float) * np.ones_like(r)
+        D = np.asarray(diffusion(w), float) * np.ones_like(r)
+        return g, D
+
+    never = FirstPassage(math.inf, 0.0, None, math.nan, (points, 2 * points - 1))
+    _, D_in = fields(np.linspace(0, r0, 201)[1:])
+    if np.any(~(D_in > 0)):  # the drift pushes back where the noise vanishes
+        return never
+    _, D_top = fields(np.array([0.0, 1e-4 * r0, 1e-3 * r0]))
+    if not D_top[0] > 0:
+        if D_top[1] <= 0.011 * D_top[2]:  # D ∝ r² (or faster): a natural boundary
+            return never
+        raise ValueError(
+            "sde_escape_time: the diffusion vanishes at the top slower than quadratically; "
+            "whether the top is reached depends on the boundary behaviour there."
+        )
+    R = 2 * r0
+    for _ in range(60):  # the far boundary: the speed measure (2/D)e^{−Φ} is negligible beyond
+        r = np.linspace(r0, R, 4001)
+        g, D = fields(r)
+        if np.any(~(D > 0)) or not np.all(np.isfinite(g)):
+            raise ValueError(
+                "sde_escape_time: the diffusion must be positive (and the drift finite) beyond "
+                f"the minimum; it fails before r = {R:g} from the top."
+            )
+        phi = np.concatenate([[0.0], np.cumsum(np.diff(r) * (g[1:] / D[1:] + g[:-1] / D[:-1]))])
+        log_m = np.log(2 / D) - phi
+        half = r >= (r0 + R) / 2
+        if np.logaddexp.reduce(log_m[half]) < np.logaddexp.reduce(log_m) - 35:
+            break
+        R *= 2
+    else:
+        raise ValueError(
+            "sde_escape_time: the loss does not confine the diffusion beyond the minimum (the "
+            "speed measure (2/D)e^{−Φ} is not integrable)."
+        )
+    coarse = _sde_log_passage(fields, r0, R, points)
+    fine = _sde_log_passage(fields, r0, R, 2 * points - 1)
+    if not math.isfinite(fine):
+        return never
+    log_value = fine + (fine - coarse) / 3  # Richardson on the log: O(h²) either way
+    if log_value > 700:
+        return FirstPassage(math.inf, math.inf, None, math.nan, (points, 2 * points - 1))
+    value = math.exp(log_value) / lr
+    return FirstPassage(
+        value, value * abs(fine - coarse) / 3, None, math.nan, (points, 2 * points - 1)
+    )
+
+
+def _sde_log_passage(fields, r0: float, R: float, n: int) -> float:
+    """log ∫_0^{r0} dy ∫_y^R (2/D) e^{Φ(y) − Φ(z)} dz by trapezoids (in SDE time)."""
+    r = np.concatenate([np.linspace(0, r0, n), np.linspace(r0, R, n)[1:]])
+    g, D = fields(r)
+    h = np.diff(r)
+    phi = np.concatenate([[0.0], np.cumsum(h * (g[1:] / D[1:] + g[:-1] / D[:-1]))])
+    with np.errstate(divide="ignore"):
+        lf = np.log(2 / D) - phi
+        seg = np.log(h / 2) + np.logaddexp(lf[1:], lf[:-1])
+    tail = np.concatenate([np.logaddexp.accumulate(seg[::-1])[::-1], [-np.inf]])
+    inner = phi + tail  # log T'(r)
+    k = n  # nodes 0..n−1 cover [0, r0]
+    outer = np.log(h[: k - 1] / 2) + np.logaddexp(inner[1:k], inner[: k - 1])
+    return float(np.logaddexp.reduce(outer))
+
+
+@dataclass(frozen=True)
+class BarrierTheories:
+    r"""Escape over a one-parameter barrier by five continuous theories (:func:`barrier_theories`):
+    ``steps[name]`` the mean first passage in steps (:func:`sde_escape_time` of the SDE with the
+    theory's diffusion D), with the quantities they use: ``hessian`` :math:`H_* = L''(w_*)`,
+    ``gauss_newton`` :math:`G_* = \overline{(\partial_w r_i)^2}` (ℓ = ½r²), ``noise``
+    :math:`C_* = \mathrm{Var}_i\,\ell_i'(w_*)` (one sample), ``variance`` the exact discrete
+    stationary variance V of the linearised chain (:func:`symsgd.stationary`), ``temperature``
+    :math:`T = H_*V` (discrete) and ``sde_temperature`` :math:`\lambda C_*/(2S)`."""
+
+    minimum: float
+    top: float
+    minimum_loss: float
+    barrier: float
+    hessian: float
+    gauss_newton: float
+    noise: float
+    variance: float
+    temperature: float
+    sde_temperature: float
+    steps: dict
+
+
+def _residual(model):
+    """r with ℓ = ½r² (for the Gauss–Newton matrix), or ``NotImplementedError``."""
+    twice = sp.factor(2 * model.loss_expr)
+    if isinstance(twice, sp.Pow) and twice.exp == 2:
+        return twice.base
+    if isinstance(twice, sp.Mul):
+        coeff, rest = twice.as_coeff_Mul()
+        if isinstance(rest, sp.Pow) and rest.exp == 2 and coeff > 0:
+            return sp.sqrt(coeff) * rest.base
+    raise NotImplementedError(
+        f"barrier_theories: the Gauss–Newton matrix needs a squared loss ½r²; got "
+        f"{sp.sstr(model.loss_expr)}."
+    )
+
+
+def barrier_theories(model, theta_star, top, lr: float, batch_size: int) -> BarrierTheories:
+    r"""The mean escape time of SGD (learning rate ``lr``, minibatches of ``batch_size`` drawn
+    with replacement) from the minimum ``theta_star`` of the one-parameter ``model`` (an
+    :class:`~symsgd.EmpiricalLoss` with a squared per-sample loss ½r²) over the barrier top
+    ``top``, by five SDEs :math:`dw = -L'dt + \sqrt{D}\,dW` (t = λ·steps) on the *real* loss
+    L, which differ only in D:
+
+    * ``"mori (Hessian)"`` — Mori et al.'s decoupling :math:`D = 2\lambda L(w)H_*/S` with the
+      Hessian, as they write it; stationary law :math:`L^{-1-S/(\lambda H_*)}`, escape
+      :math:`\propto(L_s/L_*)^{S/(\lambda H_*) + 1/2}` (in 1-D);
+    * ``"mori (Gauss–Newton)"`` — the same with :math:`G_*`, the matrix the decoupling
+      :math:`\mathrm{Var}\,\ell_i' \approx 2L\,\overline{(r_i')^2}` is really about;
+    * ``"exact-noise SDE"`` — :math:`D = \lambda\,\mathrm{Var}_i\ell_i'(w)/S` from the data at
+      every w (it collapses near the top, where the per-sample slopes agree);
+    * ``"arrhenius (SDE temperature)"`` — constant :math:`D = \lambda C_*/S`, the noise at the
+      minimum: :math:`\ln\mathbb E\tau\approx\Delta L/T`, :math:`T = \lambda C_*/(2S)`;
+    * ``"arrhenius (discrete temperature)"`` — constant :math:`D = 2H_*V` with V the exact
+      discrete-time stationary variance: the same law with :math:`T = H_*V`, the temperature
+      of the real chain at the minimum.
+
+    Curvatures: the drift always uses the real loss (hence the Hessian at the minimum, and
+    the negative Hessian at the top); the decoupled noise uses :math:`H_*` or :math:`G_*`;
+    the discrete temperature uses :math:`H_*` (through V, which the library computes from the
+    per-sample Hessians :math:`H_i`).  For squared losses :math:`H = G + \overline{r\,r''}`,
+    so they coincide only where the mean curvature of the residual is orthogonal to it.
+
+    >>> import symsgd as ss
+    >>> m = shifted_double_well(1.0)
+    >>> t = barrier_theories(m, m.minimum(start=[1.0]), 0.0, 0.1, 1)
+    >>> round(t.hessian, 9), round(t.gauss_newton, 9), round(t.barrier, 9)
+    (4.0, 4.36, 0.5)
+    >>> {k: round(v) for k, v in t.steps.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'mori (Hessian)': 52, 'mori (Gauss–Newton)': 45, 'exact-noise SDE': 3813,
+     'arrhenius (SDE temperature)': 75, 'arrhenius (discrete temperature)': 31}
+    """
+    from ._stationary import stationary
+    from .models import EmpiricalLoss
+    from .noise import MinibatchNoise
+    from .optimizers import SGD
+
+    if not isinstance(model, EmpiricalLoss) or model.dim != 1:
+        raise NotImplementedError(
+            f"barrier_theories covers one-parameter models (an ss.EmpiricalLoss with d = 1); "
+            f"got {model!r}."
+        )
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(
+            f"barrier_theories: batch_size must be an integer ≥ 1; got {batch_size!r}."
+        )
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"barrier_theories: lr must be a number > 0; got {lr!r}.")
+    w_star = float(
+        np.asarray(
+            theta_star.tolist() if hasattr(theta_star, "tolist") else theta_star, dtype=float
+        ).reshape(-1)[0]
+    )
+    w_top = float(np.asarray(top, dtype=float).reshape(-1)[0])
+    S = batch_size
+    X = model.data_array()
+    columns = [X[None, :, j] for j in range(X.shape[1])]
+    compiled = model.compiled()
+    r_prime = sp.lambdify(
+        [*model.params, *model.inputs], sp.diff(_residual(model), model.params[0]), "numpy"
+    )
+
+    def per_sample(w: np.ndarray) -> np.ndarray:  # ℓ_i'(w), shape (len(w), N)
+        return np.broadcast_to(
+            np.asarray(compiled.gradient(w[:, None], *columns)[0], float), (w.size, X.shape[0])
+        )
+
+    def loss(w):
+        w = np.atleast_1d(np.asarray(w, float))
+        return np.broadcast_to(compiled.loss(w[:, None], *columns), (w.size, X.shape[0])).mean(1)
+
+    def grad(w):
+        return per_sample(np.atleast_1d(np.asarray(w, float))).mean(axis=1)
+
+    def variance(w):
+        return per_sample(np.atleast_1d(np.asarray(w, float))).var(axis=1)
+
+    star_loss = float(loss(w_star)[0])
+    H = float(model.hessian([w_star])[0, 0])
+    G = float(
+        np.mean(
+            np.broadcast_to(r_prime(w_star, *(X[:, j] for j in range(X.shape[1]))), X.shape[0]) ** 2
+        )
+    )
+    C = float(variance(w_star)[0])
+    result = stationary(SGD(sp.nsimplify(lr)), model.near(theta_star), MinibatchNoise(S))
+    cov = result.cov
+    V = float(sp.Matrix(cov)[0, 0] if isinstance(cov, sp.MatrixBase) else cov)
+    T = H * V
+    diffusions = {
+        "mori (Hessian)": lambda w: lr * 2 * loss(w) * H / S,
+        "mori (Gauss–Newton)": lambda w: lr * 2 * loss(w) * G / S,
+        "exact-noise SDE": lambda w: lr * variance(w) / S,
+        "arrhenius (SDE temperature)": lambda w: lr * C / S + 0 * np.asarray(w, float),
+        "arrhenius (discrete temperature)": lambda w: 2 * T + 0 * np.asarray(w, float),
+    }
+    steps = {
+        name: sde_escape_time(grad, D, w_star, w_top, lr).steps for name, D in diffusions.items()
+    }
+    return BarrierTheories(
+        minimum=w_star,
+        top=w_top,
+        minimum_loss=star_loss,
+        barrier=float(loss(w_top)[0]) - star_loss,
+        hessian=H,
+        gauss_newton=G,
+        noise=C,
+        variance=V,
+        temperature=T,
+        sde_temperature=lr * C / (2 * S),
+        steps=steps,
+    )

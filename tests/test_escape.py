@@ -151,8 +151,14 @@ def test_bad_input_is_refused():
     ra = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c))
     with pytest.raises(ValueError, match="no barrier; give barrier"):
         escape.first_passage(ra, {ss.lr: 0.5, h: 1, c: 1}, level=2)
-    with pytest.raises(ss.UnstableError):
-        escape.first_passage(r, {ss.lr: 0.9, a: 1}, level=2)  # beyond the mean-square edge
+    # beyond the mean-square edge a stationary law exists while the Lyapunov exponent is < 0;
+    # at λa = 5 it is 0.53 > 0: no law, and the error says so in first_passage's words
+    with pytest.raises(ss.UnstableError, match=r"first_passage\(\): no stationary law.*Lyapunov"):
+        escape.first_passage(r, {ss.lr: 5, a: 1}, level=2)
+    with pytest.raises(ss.UnstableError, match=r"stationary_density\(\).*infinite variance"):
+        escape.stationary_density(r, {ss.lr: 0.9, a: 1})
+    with pytest.raises(ValueError, match=r"first_passage\(\) needs a value for every parameter"):
+        escape.first_passage(r, {a: 1}, level=2)
     rm = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(h), ss.AdditiveNoise(c))
     with pytest.raises(NotImplementedError, match="one-dimensional state"):
         escape.first_passage(rm, {ss.lr: 0.5, ss.momentum: 0.5, h: 1, c: 1}, barrier=1.0)
@@ -188,3 +194,19 @@ def test_additive_passage_against_a_nystrom_oracle(step, curvature, noise, depth
     edge = math.sqrt(2 * barrier / curvature)
     oracle = _nystrom_passage(lambda x, y: norm.pdf(y, m * x, s), -edge, edge)
     assert fp.steps == pytest.approx(oracle, rel=max(1e-4, 3 * fp.error / fp.steps))
+
+
+def test_first_passage_beyond_the_mean_square_edge():
+    """λa = 0.9 > 2/3 (S = 1): infinite stationary variance (α = 1.29 < 2) but a stationary
+    law (Lyapunov exponent −0.44): the Poisson equation still gives the mean passage time, and
+    the real optimizer agrees with it."""
+    values = {ss.lr: 0.9, a: 1}
+    r = online(1)
+    assert tail_index(r, values).alpha < 2
+    levels = [3, 6]
+    sim = escape.simulate_first_passage(r, values, levels=levels, chains=20_000, steps=4000, seed=8)
+    z = [
+        (sim.steps[k] - e.steps) / math.hypot(sim.stderr[k], e.error)
+        for k, e in enumerate(escape.first_passage(r, values, level=v) for v in levels)
+    ]
+    assert max(abs(v) for v in z) < 4, z
