@@ -249,7 +249,9 @@ def transient(
     parameters and a symbolic ``steps`` (an integer, nonnegative ``sp.Symbol``), solved in
     closed form :math:`s_t = s^* + \rho^t(s_0 - s^*)` (plus a mean term for minibatch noise on
     finite data), certified against the iterated map at t = 0..6 (which determines it).
-    ``curve=True`` adds the float training loss at every t = 0..steps.
+    ``curve=True`` adds the float training loss at every t = 0..steps.  An eigen-mode problem
+    with additive noise (``Quadratic.commuting``) is followed mode by mode: the answer is that of
+    one mode, in its eigenvalues (θ₀ the mode's component).
 
     >>> import sympy as sp, symsgd as ss
     >>> half = sp.Rational(1, 2)
@@ -262,9 +264,15 @@ def transient(
     1/3 + 11/(3*4**t)
     """
     steps, symbolic = _check_steps(steps)
-    rec = build_recursion(optimizer, landscape, noise)
     if landscape.eigenmode:
-        raise NotImplementedError("transient: eigen-mode problems are not supported yet.")
+        if noise.depends_on_state():
+            raise NotImplementedError(
+                "transient: minibatch noise couples the eigen-modes through a trace that changes "
+                "with t, so a mode cannot be followed alone; use an explicit diagonal matrix, "
+                "e.g. LinearRegression(sp.diag(a1, a2), label_variance=σ²)."
+            )
+        landscape = landscape.one_mode()  # additive noise: each mode is its own 1-D problem
+    rec = build_recursion(optimizer, landscape, noise)
     if isinstance(landscape, LinearRegression) and sp.sympify(optimizer.weight_decay) != 0:
         raise NotImplementedError(
             "transient: LinearRegression with weight decay (the loss and noise gain terms in "

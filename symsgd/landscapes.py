@@ -65,6 +65,23 @@ class Landscape:
     def describe(self) -> str:
         return type(self).__name__
 
+    def one_mode(self) -> Landscape:
+        """An eigen-mode problem read as the explicit one-dimensional problem of one mode (the
+        eigenvalue symbols stay; nothing couples to other modes); other landscapes unchanged.
+
+        >>> import symsgd as ss
+        >>> ss.Quadratic.commuting().one_mode()
+        Quadratic(h)
+        """
+        if not self.eigenmode:
+            return self
+        from ._util import replace_fields
+
+        land = replace_fields(self, {})
+        object.__setattr__(land, "eigenmode", False)
+        object.__setattr__(land, "mode_names", {})
+        return land
+
 
 @dataclass(frozen=True, init=False)
 class Quadratic(Landscape):

@@ -480,9 +480,7 @@ def prepare(
     resolved = resolve_values(dict(params or {}), symbols)
     values = {k: as_number(k, v) for k, v in resolved.items()}
     opt, land, nz = (replace_fields(x, values) for x in (optimizer, landscape, noise))
-    if land.eigenmode:  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
-        object.__setattr__(land, "eigenmode", False)
-        object.__setattr__(land, "mode_names", {})
+    land = land.one_mode()  # one eigen-mode: simulate the explicit 1-D problem with that eigenvalue
     rec = build_recursion(opt, land, nz)  # the one (numeric) recursion
     missing = symbols - set(values)
     pieces = field_symbols(landscape) | field_symbols(noise)
@@ -674,9 +672,7 @@ def _advice(problem: Problem, rho: float) -> str:
     opt, land, nz = (
         replace_fields(x, values) for x in (problem.optimizer, problem.landscape, problem.noise)
     )
-    if land.eigenmode:
-        object.__setattr__(land, "eigenmode", False)
-        object.__setattr__(land, "mode_names", {})
+    land = land.one_mode()
     eig = np.linalg.eigvalsh(problem.hessian)
     if eig.size and eig.min() <= 1e-12 * max(1.0, float(np.max(np.abs(eig)))):
         return (

@@ -169,3 +169,29 @@ def test_curve_and_bad_input():
         ss.transient(
             opt, land, noise, theta0=[1, 1], steps=sp.Symbol("t", integer=True, nonnegative=True)
         )
+
+
+def test_eigen_mode_transient_with_additive_noise_is_the_mode_alone():
+    """Quadratic.commuting with additive noise: each mode is its own scalar problem, so the
+    symbolic-t answer is the explicit 1-D one, and as t → ∞ it tends to the stationary law of
+    the mode (checked at a numeric stable point)."""
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    h, c = sp.symbols("h c", positive=True)
+    mode = ss.transient(
+        ss.SGD(ss.lr), ss.Quadratic.commuting(h), ss.AdditiveNoise(c), theta0=[1], steps=t
+    )
+    alone = ss.transient(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c), theta0=[1], steps=t)
+    assert sp.simplify(mode.second_moment[0, 0] - alone.second_moment[0, 0]) == 0
+    stationary = ss.stationary(ss.SGD(ss.lr), ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
+    point = {ss.lr: sp.Rational(1, 3), h: 2, c: 5}
+    late = mode.second_moment[0, 0].subs(point).subs(t, 400)
+    assert abs(float(late - stationary.cov.subs(point))) < 1e-30
+    with pytest.raises(NotImplementedError, match="trace that changes with t"):
+        a = sp.Symbol("a", positive=True)
+        ss.transient(
+            ss.SGD(ss.lr),
+            ss.LinearRegression.commuting(a, label_variance=1),
+            ss.MinibatchNoise(ss.batch_size),
+            theta0=[1],
+            steps=3,
+        )
