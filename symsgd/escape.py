@@ -578,7 +578,7 @@ def simulate_first_passage(
             raise ValueError(f"simulate_first_passage: barriers must be > 0; got {barriers!r}.")
     thresholds = star + excess
     tau = _passages(problem, loss, thresholds, chains, steps, seed, "simulate_first_passage")
-    return _censored(tau, shown, excess, steps)
+    return _censored(tau, shown, excess, steps, "simulate_first_passage")
 
 
 def _passages(
@@ -618,16 +618,14 @@ def _passages(
     return tau
 
 
-def _censored(tau: np.ndarray, shown, excess, steps: int) -> Escapes:
+def _censored(tau: np.ndarray, shown, excess, steps: int, context: str) -> Escapes:
     """The events/exposure estimator of :class:`Escapes` from first-passage steps ``tau``
     (``steps + 1`` = censored at the horizon ``steps``)."""
     chains = tau.shape[1]
     exposure = np.minimum(tau, steps).astype(float)
     events = (tau <= steps).astype(float)
     if np.any(events.sum(axis=1) == 0):
-        raise ValueError(
-            "simulate_first_passage: no chain escaped at some level; run longer (steps=)."
-        )
+        raise ValueError(f"{context}: no chain escaped at some level; run longer (steps=).")
     mean_e, mean_d = exposure.mean(axis=1), events.mean(axis=1)
     estimate = mean_e / mean_d
     influence = (exposure - estimate[:, None] * events) / mean_d[:, None]  # (K, chains)
@@ -994,7 +992,7 @@ def escape_time(
 
     tau = _passages(problem, score, np.array([1.0]), chains, steps, seed, "escape_time")
     height = model.value(top) - model.value(star)
-    return _censored(tau, [1.0], [height], steps)
+    return _censored(tau, [1.0], [height], steps, "escape_time")
 
 
 def sde_escape_time(

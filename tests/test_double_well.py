@@ -246,6 +246,35 @@ def test_label_noise_at_fixed_barrier_rejects_the_power_law(wells):
     assert big["arrhenius (SDE temperature)"] > 2 * big["mori (Gauss–Newton)"]
 
 
+def test_small_learning_rates_approach_the_exact_noise_sde_not_moris():
+    """ln E τ of the real chain over ln E τ of the SDE with the exact per-sample noise tends to
+    1 as λ → 0 (measured 0.77 at λ = 0.1, 0.98 at 0.05; 1.03 at 0.025, too slow for a test);
+    over Mori's it falls (0.89, 0.67): the decoupled noise gets the exponent wrong."""
+    model = escape.shifted_double_well(2.0)
+    star = model.minimum(start=[1.0])
+    exact_ratio, mori_ratio = [], []
+    for lr in (0.1, 0.05):
+        e = escape.escape_time(
+            model,
+            ss.SGD(ss.lr),
+            ss.MinibatchNoise(1),
+            {"lr": lr},
+            star,
+            [0.0],
+            chains=1000,
+            steps=20_000,
+            seed=2,
+        )
+        assert e.events[0] == 1000
+        log_se = e.stderr[0] / e.steps[0]
+        t = escape.barrier_theories(model, star, 0.0, lr, 1)
+        exact_ratio.append(math.log(e.steps[0]) / math.log(t.steps["exact-noise SDE"]))
+        mori_ratio.append(math.log(t.steps["mori (Gauss–Newton)"]) / math.log(e.steps[0]))
+        assert log_se < 0.05
+    assert abs(exact_ratio[1] - 1) < 0.05 < abs(exact_ratio[0] - 1), exact_ratio
+    assert mori_ratio[1] < mori_ratio[0] - 0.1 and mori_ratio[1] < 0.75, mori_ratio
+
+
 def test_bad_input_is_refused():
     model = escape.shifted_double_well(1.0)
     star = model.minimum(start=[1.0])
@@ -257,6 +286,10 @@ def test_bad_input_is_refused():
         escape.escape_time(model, ss.SGD(ss.lr), ss.MinibatchNoise(1), {"lr": 0.1}, star, star)
     with pytest.raises(ValueError, match="escape_time\\(\\) needs a value"):
         escape.escape_time(model, ss.SGD(ss.lr), ss.MinibatchNoise(1), {}, star, [0.0])
+    with pytest.raises(ValueError, match="escape_time: no chain escaped"):
+        escape.escape_time(
+            model, ss.SGD(ss.lr), ss.MinibatchNoise(1), {"lr": 0.1}, star, [0.0], steps=2
+        )
     with pytest.raises(ValueError, match="spread must be a number ≥ 0"):
         escape.shifted_double_well(-1.0)
     with pytest.raises(ValueError, match="points must be an integer"):
