@@ -231,6 +231,37 @@ class Result:
             return sp.oo
         return sp.factor(roots[0]) if len(roots) == 1 else sp.Min(*roots)
 
+    def eigenvalue_range(self) -> sp.Interval:
+        r"""For an eigen-mode result (a commuting problem): the open interval of the mode's
+        eigenvalue in which the stationary law exists — *every* eigenvalue of the matrix the
+        mode stands for (``H``, or ``A`` for regression) must lie in it.  The conditions of a
+        commuting problem are conditions per mode, so this is their exact content
+        (:meth:`stability_edge` of the eigenvalue symbol).  With minibatch noise the modes also
+        couple through a trace condition, which is not a range: ``NotImplementedError`` says so.
+
+        >>> import sympy as sp, symsgd as ss
+        >>> h, c = sp.symbols("h c", positive=True)
+        >>> ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic.commuting(h),
+        ...               ss.AdditiveNoise(c)).eigenvalue_range()
+        Interval.open(0, 2*(mu + 1)/lambda)
+        """
+        names = getattr(self.landscape, "mode_names", {}) if self.landscape is not None else {}
+        if not getattr(self.landscape, "eigenmode", False) or not names:
+            raise ValueError(
+                "eigenvalue_range() is for eigen-mode results (Quadratic.commuting, "
+                "LinearRegression.commuting); use stability_edge(symbol) for explicit matrices."
+            )
+        from .modes import ModeTrace
+
+        if self.conditions.has(ModeTrace):
+            raise NotImplementedError(
+                "eigenvalue_range(): the modes are coupled through a trace condition (minibatch "
+                "noise), which bounds the spectrum as a whole, not each eigenvalue; read "
+                "result.conditions."
+            )
+        mode = next(iter(names))
+        return sp.Interval.open(0, sp.simplify(self.stability_edge(mode)))
+
     @property
     def free_symbols(self) -> set:
         """The symbols left in :attr:`cov`."""

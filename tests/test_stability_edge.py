@@ -147,3 +147,28 @@ def test_heavy_ball_minibatch_conditions_agree_with_the_spectral_radius():
         assert bool(r.conditions.subs({S: Sv, a: av, lam: lv, mu: mv})) == (rho < 1)
         agree += 1
     assert agree >= 35
+
+
+def test_eigenvalue_ranges_of_commuting_problems_agree_with_the_spectral_radius():
+    """Every eigenvalue must lie in the range: inside it the mode's map is stable, just outside
+    it is not (spectral radius of the explicit 1-D problem at that eigenvalue)."""
+    h, c = sp.symbols("h c", positive=True)
+    for opt in (ss.SGD(ss.lr), ss.HeavyBall(ss.lr, ss.momentum), ss.Nesterov(ss.lr, ss.momentum)):
+        r = ss.stationary(opt, ss.Quadratic.commuting(h), ss.AdditiveNoise(c))
+        span = r.eigenvalue_range()
+        point = {ss.lr: sp.Rational(1, 2), ss.momentum: sp.Rational(1, 3)}
+        top = span.end.subs(point)
+        for hv, stable in (
+            (top * sp.Rational(99, 100), True),
+            (top * sp.Rational(101, 100), False),
+        ):
+            rec = ss.build_recursion(opt, ss.Quadratic(hv), ss.AdditiveNoise(1))
+            assert (spectral_radius(rec, point) < 1) == stable, (opt, hv)
+    with pytest.raises(ValueError, match="eigen-mode results"):
+        ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h), ss.AdditiveNoise(c)).eigenvalue_range()
+    a = sp.Symbol("a", positive=True)
+    coupled = ss.stationary(
+        ss.SGD(ss.lr), ss.LinearRegression.commuting(a, label_variance=1), ss.MinibatchNoise(2)
+    )
+    with pytest.raises(NotImplementedError, match="trace condition"):
+        coupled.eigenvalue_range()
