@@ -381,11 +381,18 @@ class NoiseLawAtFixedTheta:
                 r = xs / c
                 if c > 0:
                     return np.where(r > 0, -np.expm1(-np.maximum(r, 0) / 2), 0.0)
-                return np.where(r < 0, np.exp(-np.maximum(r, 0) / 2), 1.0)
+                return np.where(r > 0, np.exp(-np.maximum(r, 0) / 2), 1.0)
 
             edge = math.atan(math.sqrt(qp / -qm))  # c(φ) = 0
             value, err = integrate.quad_vec(
-                polar, 0, math.pi / 2, points=[edge], epsabs=CDF_TOLERANCE, epsrel=0, limit=2000
+                polar,
+                0,
+                math.pi / 2,
+                points=[edge],
+                epsabs=CDF_TOLERANCE,
+                epsrel=0,
+                norm="max",
+                limit=2000,
             )
             value = value * 2 / math.pi
             err = err * 2 / math.pi
@@ -394,22 +401,19 @@ class NoiseLawAtFixedTheta:
             lo = math.sqrt(max(0.0, S - 60 * math.sqrt(2 * S) - 60))
             hi = math.sqrt(S + 60 * math.sqrt(2 * S) + 60)
             log_norm = special.gammaln(S / 2) + (S / 2) * math.log(2) - math.log(2)
+            # the inner cdf vanishes below s₀(x) = √(−Sx/b) with a kink there: map [s₀, hi]
+            # onto [0, 1] for every x, so that each kink sits at an end point
+            s0 = np.clip(np.sqrt(np.maximum(-S * xs / b, 0.0)), lo, hi)
+            width = hi - s0
 
-            def integrand(s):
-                if s <= 0:
-                    return np.zeros_like(xs)
-                density = math.exp((S - 1) * math.log(s) - s * s / 2 - log_norm)
-                return density * special.chdtr(S, np.maximum((S * xs + b * s * s) / qp, 0.0))
+            def integrand(tau):
+                s = s0 + width * tau
+                density = np.exp((S - 1) * np.log(np.maximum(s, 1e-300)) - s * s / 2 - log_norm)
+                inner = special.chdtr(S, np.maximum((S * xs + b * s * s) / qp, 0.0))
+                return width * density * inner
 
-            mode = math.sqrt(S - 1.0)
             value, err = integrate.quad_vec(
-                integrand,
-                lo,
-                hi,
-                points=[mode] if lo < mode < hi else None,
-                epsabs=CDF_TOLERANCE,
-                epsrel=0,
-                limit=2000,
+                integrand, 0.0, 1.0, epsabs=CDF_TOLERANCE, epsrel=0, norm="max", limit=2000
             )
         if not err < 1e-9:
             raise ArithmeticError(
@@ -867,8 +871,15 @@ def langevin(result) -> LangevinComparison:
     so :math:`\operatorname{Cov}(\theta_t, v_t) = \operatorname{Var}\theta - \mathbb
     E\theta_t\theta_{t-1} = \tfrac12\operatorname{Var}v > 0` and the correlation is
     :math:`\tfrac12\sqrt{\operatorname{Var}v/\operatorname{Var}\theta}\approx\tfrac12
-    \sqrt{\lambda h}` (it is the midpoint :math:`(\theta_t+\theta_{t-1})/2` that is
-    uncorrelated with v).  c is the stationary gradient-noise variance (``result.noise_cov``:
+    \sqrt{2\lambda h/(1+\mu)}` for small λ (it is the midpoint :math:`(\theta_t+\theta_{t-1})/2` that is
+    uncorrelated with v).
+
+    The Langevin picture is the limit λ → 0 *with the friction* :math:`(1-\mu)/\sqrt\lambda`
+    *held fixed* (so μ → 1): there every ratio tends to 1 and the correlation to 0.  At fixed
+    μ < 1, :math:`\operatorname{Var}\theta` still agrees as λ → 0, but the velocity does not:
+    :math:`v' = \mu v - \lambda\xi + O(\lambda v)` gives :math:`\operatorname{Var}v\to
+    \lambda^2c/(1-\mu^2)`, a ratio :math:`2/(1+\mu)` to the Langevin :math:`\lambda T`.
+    c is the stationary gradient-noise variance (``result.noise_cov``:
     C for additive noise, :math:`Q(\Sigma)` for minibatch noise); h includes the weight decay.
 
     >>> import sympy as sp, symsgd as ss

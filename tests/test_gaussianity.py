@@ -1,0 +1,541 @@
+"""symsgd.gaussianity against independent references.
+
+References written here: the cumulant-generating function log det(I − 2tQ)^(−1/2) expanded by
+sympy; the cdf of the generalised chi-square by Imhof's inversion (mpmath) and by a scalar
+scipy quadrature of the χ² convolution; brute-force enumeration of minibatches in exact rational
+arithmetic; ≥ 4·10⁵ minibatch gradients drawn by the simulator's own oracles (real Gaussian
+inputs, real batches of rows) with the DKW bound as tolerance; the stationary moments of
+``symsgd.tails.stationary_moments`` and a simulation of the real SGD update; the discrete
+Lyapunov equation of heavy ball and the continuous one of its Langevin SDE solved here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from fractions import Fraction
+
+import mpmath as mp
+import numpy as np
+import pytest
+import scipy.linalg
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate, special, stats
+
+import symsgd as ss
+from symsgd.gaussianity import (
+    BERRY_ESSEEN_CONSTANT,
+    finite_population_cumulants,
+    langevin,
+    noise_law,
+    pooled_noise,
+)
+from symsgd.sampling import prepare
+from symsgd.tails import stationary_moments, tail_index
+
+#: simulated minibatch gradients per check (the brief: at least 4·10⁵)
+DRAWS = 400_000
+#: DKW: P(sup|F_n − F| > ε) ≤ 2 exp(−2nε²) — at failure probability 1e-6
+DKW = math.sqrt(math.log(2 / 1e-6) / (2 * DRAWS))
+
+
+def draws(landscape, noise, at, direction, seed: int) -> np.ndarray:
+    """DRAWS projected minibatch gradients u·ĝ(θ) from the simulator's own oracle."""
+    problem = prepare(ss.SGD(0.1), landscape, noise, {})
+    grad = problem.oracle.make(np.random.default_rng(seed), DRAWS)
+    theta = np.repeat(np.asarray(at, dtype=float).reshape(-1, 1), DRAWS, axis=1)
+    return np.asarray(direction, dtype=float) @ grad(theta)
+
+
+def sample_cumulants(x: np.ndarray, groups: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Unbiased k-statistics k1..k4 and their standard errors over independent groups."""
+    parts = np.array([[stats.kstat(g, n) for n in range(1, 5)] for g in np.split(x, groups)])
+    whole = np.array([stats.kstat(x, n) for n in range(1, 5)])
+    return whole, parts.std(axis=0, ddof=1) / math.sqrt(groups)
+
+
+def ecdf_distance(x: np.ndarray, cdf, grid_size: int = 0) -> float:
+    """sup_t |F_n(t) − F(t)| for a continuous F (both sides of every jump).  With
+    ``grid_size`` F is evaluated only on that many sample quantiles g_j and the sup is bounded
+    above: for g_j ≤ t ≤ g_(j+1), F_n(t) − F(t) ≤ F_n(g_(j+1)−) − F(g_j) and F(t) − F_n(t) ≤
+    F(g_(j+1)) − F_n(g_j) (both monotone), so the result is ≥ the true sup."""
+    xs = np.sort(x)
+    n = len(xs)
+    if not grid_size:
+        F = cdf(xs)
+        return float(max(np.max(np.arange(1, n + 1) / n - F), np.max(F - np.arange(n) / n)))
+    idx = np.unique(np.linspace(0, n - 1, grid_size).astype(int))
+    g = np.concatenate([[xs[0] - 1e3], xs[idx], [xs[-1] + 1e3]])
+    F = cdf(g)
+    Fn_at = np.searchsorted(xs, g, side="right") / n  # F_n(g_j)
+    Fn_below = np.searchsorted(xs, g, side="left") / n  # F_n(g_j−)
+    upper = np.max(Fn_below[1:] - F[:-1])
+    lower = np.max(F[1:] - Fn_at[:-1])
+    return float(max(upper, lower))
+
+
+def chi2_convolution_cdf(x: float, qp: float, qm: float, S: int) -> float:
+    """P((q₊G₊ + q₋G₋)/S ≤ x), G± ~ χ²_S, by a scalar quadrature over G₋ (scipy.stats)."""
+
+    def f(g):
+        return stats.chi2.pdf(g, S) * stats.chi2.cdf(max(0.0, (S * x - qm * g) / qp), S)
+
+    start = max(0.0, -S * x / -qm)
+    return integrate.quad(f, start, np.inf, limit=500, epsabs=1e-13)[0]
+
+
+def imhof_cdf(x: float, lambdas: list, dof: int) -> float:
+    """Imhof (1961): P(Σλ_j χ²_dof ≤ x) = ½ − (1/π)∫ sin θ(u)/(u ρ(u)) du."""
+
+    def integrand(u):
+        theta = sum(dof * mp.atan(lam * u) for lam in lambdas) / 2 - x * u / 2
+        rho = mp.fprod((1 + lam**2 * u**2) ** (mp.mpf(dof) / 4) for lam in lambdas)
+        return mp.sin(theta) / (u * rho)
+
+    with mp.workdps(30):
+        cuts = [0] + [mp.mpf(2) ** k for k in range(-2, 14)] + [mp.inf]  # oscillations
+        return float(mp.mpf(1) / 2 - mp.quad(integrand, cuts) / mp.pi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gaussian inputs: the generalised chi-square
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cumulants_are_those_of_the_quadratic_form_symbolically():
+    """κ_n·S^(n−1) equals n!·[tⁿ] of −½ log det(I − 2tKΩ) (the CGF of one sample's wᵀKw),
+    for a symbolic 2×2 A, label variance, displacement and direction."""
+    a11, a22, s2 = sp.symbols("a11 a22 s2", positive=True)
+    a12, d1, d2, u1, u2, t = sp.symbols("a12 d1 d2 u1 u2 t", real=True)
+    S = sp.Symbol("S", positive=True, integer=True)
+    A = sp.Matrix([[a11, a12], [a12, a22]])
+    land = ss.LinearRegression(A, label_variance=s2)
+    law = noise_law(land, ss.MinibatchNoise(S), at=[d1, d2], direction=[u1, u2])
+    # one sample: u·x (xᵀδ − ε) = wᵀKw, w = (x, ε) ~ N(0, diag(A, σ²))
+    a_vec = sp.Matrix([u1, u2, 0])
+    b_vec = sp.Matrix([d1, d2, -1])
+    K = (a_vec * b_vec.T + b_vec * a_vec.T) / 2
+    Omega = sp.diag(A, s2)
+    cgf = -sp.log((sp.eye(3) - 2 * t * K * Omega).det()) / 2
+    series = sp.expand(sp.series(cgf, t, 0, 5).removeO())
+    for n in range(1, 5):
+        single = sp.factorial(n) * series.coeff(t, n)
+        assert sp.simplify(law.cumulant(n) * S ** (n - 1) - single) == 0
+    # the mean is the full gradient uᵀAδ; the variance is uᵀ C(δ) u / S with C from Isserlis
+    assert sp.simplify(law.mean - (a_vec[:2, 0].T * A * sp.Matrix([d1, d2]))[0, 0]) == 0
+    delta = sp.Matrix([d1, d2])
+    C = land.gradient_covariance(delta * delta.T)
+    u = sp.Matrix([u1, u2])
+    assert sp.simplify(law.variance - (u.T * C * u)[0, 0] / S) == 0
+
+
+def test_cumulant_of_any_order_and_the_symmetry_at_the_minimum():
+    a, sigma = sp.symbols("a sigma", positive=True)
+    S = ss.batch_size
+    law = noise_law(ss.LinearRegression(a, label_variance=sigma**2), ss.MinibatchNoise(S), at=0)
+    for n in (1, 3, 5, 7):
+        assert law.cumulant(n) == 0  # q₋ = −q₊: every odd cumulant vanishes
+    assert sp.simplify(law.cumulant(6) - 2**5 * 120 * 2 * (a * sigma**2 / 4) ** 3 / S**5) == 0
+    assert sp.simplify(law.excess_kurtosis - 6 / S) == 0  # 3·(1/S)·(κ₄/κ₂² of one draw = 6)
+    away = noise_law(ss.LinearRegression(a, label_variance=sigma**2), ss.MinibatchNoise(S), at=1)
+    g1 = sp.simplify(away.skewness * sp.sqrt(S))
+    assert S not in g1.free_symbols and g1 != 0  # skewness ∝ S^(−1/2)
+
+
+@pytest.mark.parametrize(
+    ("A", "sigma2", "at", "u", "S"),
+    [
+        (1, 1, 0, 1, 2),  # the minimum: symmetric law
+        (1, 1, 1, 1, 2),  # away from it: skewed
+        ([[2, 1], [1, 1]], 0.5, [1, 0], [0, 1], 3),  # two parameters, a projection
+    ],
+)
+def test_gaussian_law_against_simulated_gradients(A, sigma2, at, u, S):
+    land = ss.LinearRegression(A, label_variance=sigma2)
+    noise = ss.MinibatchNoise(S)
+    law = noise_law(land, noise, at=at, direction=u)
+    x = draws(land, noise, at, np.atleast_1d(u), seed=11)
+    k, se = sample_cumulants(x)
+    exact = np.array([float(c) for c in law.cumulants])
+    assert np.all(np.abs(k - exact) <= 5 * se), (k, exact, se)
+    # the exact cdf against the empirical one (DKW), and the Kolmogorov distance to the normal
+    assert ecdf_distance(x, law.cdf, grid_size=3000) <= DKW
+    mean, sd = float(law.mean), math.sqrt(float(law.variance))
+    empirical_distance = ecdf_distance(x, lambda t: special.ndtr((t - mean) / sd))
+    assert abs(empirical_distance - law.kolmogorov()) <= DKW
+    assert law.kolmogorov() > 5 * DKW  # the law is visibly not normal at this S
+    assert law.kolmogorov() <= law.berry_esseen()
+
+
+@pytest.mark.parametrize("S", [1, 2, 5, 40])
+def test_exact_cdf_against_imhof_and_a_scalar_convolution(S):
+    law = noise_law(ss.LinearRegression(1, label_variance=1), ss.MinibatchNoise(S), at=1)
+    qp, qm = (float(q) for q in law.weights)
+    sd = math.sqrt(float(law.variance))
+    xs = float(law.mean) + sd * np.array([-2.5, -1.0, -0.3, 0.0, 0.4, 1.5, 3.0])
+    ours = law.cdf(xs)
+    for x, value in zip(xs, ours):
+        assert abs(value - chi2_convolution_cdf(x, qp, qm, S)) < 1e-9
+        if S >= 5:  # Imhof's integrand decays like u^(−1−S): mpmath is reliable from here
+            assert abs(value - imhof_cdf(x, [qp / S, qm / S], S)) < 1e-9
+
+
+def test_third_absolute_moment_by_a_fine_grid():
+    law = noise_law(ss.LinearRegression(1, label_variance=1), ss.MinibatchNoise(4), at=1)
+    qp, qm = (float(q) for q in law.weights)
+    z = np.linspace(-12, 12, 4001)
+    Z1, Z2 = np.meshgrid(z, z)
+    f = np.abs(qp * (Z1**2 - 1) + qm * (Z2**2 - 1)) ** 3 * np.exp(-(Z1**2 + Z2**2) / 2)
+    grid = f.sum() * (z[1] - z[0]) ** 2 / (2 * math.pi)
+    assert law.third_absolute_moment() == pytest.approx(grid, rel=1e-6)
+    rho, sigma1 = law.third_absolute_moment(), math.sqrt(float(law.variance) * 4)
+    assert law.berry_esseen() == pytest.approx(BERRY_ESSEEN_CONSTANT * rho / sigma1**3 / 2)
+
+
+def fitted_slope(S_values, distances) -> float:
+    return float(np.polyfit(np.log(S_values), np.log(distances), 1)[0])
+
+
+def test_kolmogorov_distance_falls_like_1_over_S_at_the_minimum_and_1_over_root_S_away():
+    """Fitted log-log slopes −1 (symmetric law at the minimum: the skewness vanishes, the
+    first Edgeworth term is the kurtosis one, O(1/S)) and −½ (skewed law away from it), with
+    the Edgeworth constants: |γ₁|/(6√(2π)) away, |γ₂|·max|φHe₃|/24 at the minimum."""
+    land = ss.LinearRegression(1, label_variance=1)
+    S_values = [64, 128, 256, 512, 1024]
+    at_min, away, laws_min, laws_away = [], [], [], []
+    for S in S_values:
+        law0 = noise_law(land, ss.MinibatchNoise(S), at=0)
+        law1 = noise_law(land, ss.MinibatchNoise(S), at=1)
+        at_min.append(law0.kolmogorov())
+        away.append(law1.kolmogorov())
+        laws_min.append(law0)
+        laws_away.append(law1)
+        assert at_min[-1] <= law0.berry_esseen() and away[-1] <= law1.berry_esseen()
+    assert fitted_slope(S_values, at_min) == pytest.approx(-1.0, abs=0.02)
+    assert fitted_slope(S_values, away) == pytest.approx(-0.5, abs=0.02)
+    z = np.linspace(0, 4, 40001)
+    peak = np.max(np.abs(np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi) * (z**3 - 3 * z)))
+    g2 = float(laws_min[-1].excess_kurtosis)
+    assert at_min[-1] == pytest.approx(abs(g2) * peak / 24, rel=0.02)
+    g1 = float(laws_away[-1].skewness)
+    assert away[-1] == pytest.approx(abs(g1) / (6 * math.sqrt(2 * math.pi)), rel=0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# finite data sets: the sampling design
+# ---------------------------------------------------------------------------------------------
+
+
+def enumerated_cumulants(values: list, S: int, replacement: bool) -> list[Fraction]:
+    """κ₁..κ₄ of the batch mean by listing every ordered draw (with replacement) or subset."""
+    N = len(values)
+    if replacement:
+        batches = list(itertools.product(range(N), repeat=S))
+    else:
+        batches = list(itertools.combinations(range(N), S))
+    means = [sum((values[i] for i in b), Fraction(0)) / S for b in batches]
+    w = Fraction(1, len(batches))
+    m = [sum((w * x**r for x in means), Fraction(0)) for r in range(1, 5)]
+    k1 = m[0]
+    c2 = m[1] - k1**2
+    c3 = m[2] - 3 * k1 * m[1] + 2 * k1**3
+    c4 = m[3] - 4 * k1 * m[2] + 6 * k1**2 * m[1] - 3 * k1**4
+    return [k1, c2, c3, c4 - 3 * c2**2]
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(-5, 5), min_size=2, max_size=6),
+    S=st.integers(1, 4),
+    replacement=st.booleans(),
+)
+def test_finite_population_cumulants_against_enumeration(values, S, replacement):
+    if not replacement and S > len(values):
+        S = len(values)
+    ours = finite_population_cumulants(values, S, replacement)
+    reference = enumerated_cumulants([Fraction(v) for v in values], S, replacement)
+    assert [sp.Rational(r.numerator, r.denominator) for r in reference] == ours
+
+
+def test_without_replacement_is_not_the_iid_law_times_the_finite_population_factor():
+    S, N = 2, 5
+    values = [0, 0, 0, 1, 4]
+    wr = finite_population_cumulants(values, S, replacement=True)
+    wo = finite_population_cumulants(values, S, replacement=False)
+    factor = sp.Rational(N - S, N - 1)
+    assert wo[1] == factor * wr[1]  # the variance is the familiar (N − S)/(N − 1) factor …
+    assert wo[2] != factor * wr[2] and wo[3] != factor * wr[3]  # … the rest are not
+    full = finite_population_cumulants(values, N, replacement=False)
+    assert full[1:] == [0, 0, 0]  # S = N: the batch is the data set
+
+
+@settings(derandomize=True, max_examples=15, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), min_size=3, max_size=5),
+    theta=st.tuples(st.integers(-2, 2), st.integers(-2, 2)),
+    S=st.integers(1, 3),
+    replacement=st.booleans(),
+)
+def test_noise_law_of_a_data_set_against_enumerated_gradients(rows, theta, S, replacement):
+    """The per-sample gradients x_i(x_iᵀθ − y_i) written here, every batch listed."""
+    X = [[x1, 1] for x1, _ in rows]  # an intercept keeps XᵀX invertible when x1 varies
+    if len({x1 for x1, _ in rows}) < 2:
+        X[0][0] += 1
+    y = [y_ for _, y_ in rows]
+    land = ss.LinearRegression.from_data(X, y)
+    S = min(S, len(X)) if not replacement else S
+    u = [1, -2]
+    law = noise_law(
+        land, ss.MinibatchNoise(S, replacement=replacement), at=list(theta), direction=u
+    )
+    grads = [
+        sum(Fraction(u[j]) * xi[j] for j in range(2))
+        * (sum(Fraction(xi[j]) * theta[j] for j in range(2)) - yi)
+        for xi, yi in zip(X, y)
+    ]
+    reference = enumerated_cumulants(grads, S, replacement)
+    assert [sp.Rational(r.numerator, r.denominator) for r in reference] == list(law.cumulants)
+
+
+DATA = np.random.default_rng(5).normal(size=(9, 2)).round(2)
+LABELS = (DATA @ [1.0, -0.5] + np.random.default_rng(6).normal(size=9)).round(2)
+
+
+@pytest.mark.parametrize("replacement", [True, False])
+def test_data_set_law_against_simulated_minibatches(replacement):
+    land = ss.LinearRegression.from_data(DATA.tolist(), LABELS.tolist())
+    noise = ss.MinibatchNoise(3, replacement=replacement)
+    at, u = [0.6, -0.1], [1.0, 0.5]
+    law = noise_law(land, noise, at=at, direction=u)
+    assert law.cdf_method.startswith("exact")
+    x = draws(land, noise, at, u, seed=3)
+    k, se = sample_cumulants(x)
+    exact = np.array([float(c) for c in law.cumulants])
+    assert np.all(np.abs(k - exact) <= 5 * se), (k, exact, se)
+    # a discrete law: compare the empirical cdf at the atoms (DKW) and the Kolmogorov distance
+    atoms = np.unique(np.round(x, 9))
+    emp = np.searchsorted(np.sort(x), atoms + 1e-9, side="right") / len(x)
+    assert np.max(np.abs(emp - law.cdf(atoms + 1e-9))) <= DKW
+    mean, sd = float(law.mean), math.sqrt(float(law.variance))
+    Phi = special.ndtr((atoms - mean) / sd)
+    below = np.concatenate([[0.0], emp[:-1]])
+    empirical_distance = max(np.max(np.abs(emp - Phi)), np.max(np.abs(below - Phi)))
+    assert abs(empirical_distance - law.kolmogorov()) <= DKW
+    if replacement:
+        assert law.kolmogorov() <= law.berry_esseen()
+    else:
+        assert law.berry_esseen() is None
+
+
+def test_large_designs_fall_back_to_edgeworth_and_say_so():
+    land = ss.LinearRegression.from_data(DATA.tolist(), LABELS.tolist())
+    law = noise_law(land, ss.MinibatchNoise(9, replacement=True), at=[0.6, -0.1], direction=[1, 0])
+    assert law.cdf_method.startswith("exact")  # C(17, 9) = 24310 multisets
+    big = ss.LinearRegression.from_data(
+        np.vstack([DATA] * 4).tolist(), np.concatenate([LABELS] * 4).tolist()
+    )
+    law = noise_law(big, ss.MinibatchNoise(8, replacement=False), at=[0.6, -0.1], direction=[1, 0])
+    assert law.cdf_method.startswith("approximate: second-order Edgeworth")
+    assert 0 < law.kolmogorov() < 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# the noise pooled over the stationary law of θ
+# ---------------------------------------------------------------------------------------------
+
+A_SYM = sp.Symbol("a", positive=True)
+ONLINE = ss.stationary(
+    ss.SGD(ss.lr), ss.LinearRegression(A_SYM, label_variance=1), ss.MinibatchNoise(ss.batch_size)
+)
+POINT = {ss.lr: sp.Rational(3, 10), A_SYM: 1, ss.batch_size: 2}  # tail index α ≈ 10
+
+
+def test_pooled_moments_against_the_library_and_the_fixed_theta_law():
+    p = pooled_noise(ONLINE, POINT)
+    assert p.tail_index.alpha >= 8
+    assert p.tail_index.alpha == tail_index(ONLINE, POINT).alpha  # the iterates' index
+    m = stationary_moments(ONLINE, {k: float(v) for k, v in POINT.items()})
+    assert [float(v) for v in p.theta_moments] == pytest.approx(list(m.moments), rel=1e-12)
+    assert p.theta_moments[1] == sp.nsimplify(ONLINE.cov.subs(POINT))
+    # E[ξ⁴ | θ] from χ²/Gaussian moments equals κ₄ + 3κ₂² of the generalised chi-square at θ
+    u = sp.Symbol("u", real=True)
+    law = noise_law(ss.LinearRegression(1, label_variance=1), ss.MinibatchNoise(2), at=u)
+    fixed = law.cumulants[3] + 3 * law.cumulants[1] ** 2
+    assert sp.simplify(p.conditional_fourth.subs(sp.Symbol("u", real=True), u) - fixed) == 0
+    assert p.kurtosis_at_minimum == 3 + law.excess_kurtosis.subs(u, 0)
+    assert p.kurtosis > p.kurtosis_at_minimum  # mixing over θ fattens the tails
+
+
+def test_pooled_moments_symbolic_second_moment():
+    """E ξ² = (2a²E u² + σ²a)/S with E u² the library's Var θ (weight decay 0)."""
+    p = pooled_noise(ONLINE)
+    a, S = A_SYM, ss.batch_size
+    expected = (2 * a**2 * ONLINE.cov + a) / S
+    assert sp.simplify(p.second_moment - expected) == 0
+
+
+def test_pooled_fourth_moment_and_kurtosis_against_the_real_optimizer():
+    """SGD's own step on the simulator's minibatch oracle; the noise ξ_t = ĝ_t(θ_t) − a(θ_t −
+    θ*) recorded at every step after burn-in; standard errors over independent chains."""
+    p = pooled_noise(ONLINE, POINT)
+    problem = prepare(
+        ss.SGD(ss.lr),
+        ss.LinearRegression(A_SYM, label_variance=1),
+        ss.MinibatchNoise(ss.batch_size),
+        POINT,
+    )
+    chains, burn_in, steps = 4000, 60, 600
+    grad = problem.oracle.make(np.random.default_rng(2024), chains)
+    precondition = problem.precondition()
+    theta = np.zeros((1, chains))
+    m2 = np.zeros(chains)
+    m4 = np.zeros(chains)
+    recorded = {}
+
+    def recording(x):
+        g = grad(x)
+        recorded["xi"] = (g - problem.hessian @ x)[0]  # θ* = 0
+        return g
+
+    for t in range(burn_in + steps):
+        (theta,) = problem.stepper.step((theta,), recording, precondition)
+        if t >= burn_in:
+            xi = recorded["xi"]
+            m2 += xi**2
+            m4 += xi**4
+    m2, m4 = m2 / steps, m4 / steps
+    se2, se4 = m2.std(ddof=1) / math.sqrt(chains), m4.std(ddof=1) / math.sqrt(chains)
+    assert abs(m2.mean() - float(p.second_moment)) <= 5 * se2
+    assert abs(m4.mean() - float(p.fourth_moment)) <= 5 * se4
+    kurt = m4.mean() / m2.mean() ** 2
+    # delta method over chains for the ratio
+    grad_k = np.array([-2 * m4.mean() / m2.mean() ** 3, 1 / m2.mean() ** 2])
+    cov = np.cov(np.vstack([m2, m4])) / chains
+    se_k = math.sqrt(grad_k @ cov @ grad_k)
+    assert abs(kurt - float(p.kurtosis)) <= 5 * se_k
+    assert abs(kurt - float(p.kurtosis_at_minimum)) > 5 * se_k  # pooled ≠ fixed θ
+
+
+def test_pooled_noise_refuses_infinite_moments_and_other_problems():
+    with pytest.raises(ValueError, match=r"E u\^4 is infinite.*tail index is ≤ 4"):
+        pooled_noise(ONLINE, {ss.lr: sp.Rational(1, 2), A_SYM: 1, ss.batch_size: 1})
+    r = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(1), ss.AdditiveNoise(1))
+    with pytest.raises(NotImplementedError, match="one-parameter online"):
+        pooled_noise(r)
+    with pytest.raises(TypeError, match=r"ss\.stationary"):
+        pooled_noise(object())
+
+
+# ---------------------------------------------------------------------------------------------
+# heavy ball against its Langevin picture
+# ---------------------------------------------------------------------------------------------
+
+
+def discrete_heavy_ball(lam, mu, h, c):
+    """Var θ, Var v, Cov(θ_t, v_t) of z = (θ_t, θ_{t−1}), z' = Mz + (−λξ, 0): the discrete
+    Lyapunov equation Σ = MΣMᵀ + BBᵀc solved by sympy here."""
+    M = sp.Matrix([[1 + mu - lam * h, -mu], [1, 0]])
+    s11, s12, s22 = sp.symbols("s11 s12 s22")
+    Sig = sp.Matrix([[s11, s12], [s12, s22]])
+    B = sp.Matrix([-lam, 0])
+    eqs = Sig - M * Sig * M.T - B * B.T * c
+    sol = sp.solve([eqs[0, 0], eqs[0, 1], eqs[1, 1]], [s11, s12, s22], dict=True)[0]
+    var = sol[s11]
+    var_v = 2 * sol[s11] - 2 * sol[s12]
+    cross = sol[s11] - sol[s12]
+    return var, var_v, cross
+
+
+def test_langevin_against_independent_lyapunov_solutions():
+    h, c = sp.symbols("h c", positive=True)
+    lam, mu = ss.lr, ss.momentum
+    r = ss.stationary(ss.HeavyBall(lam, mu), ss.Quadratic(h), ss.AdditiveNoise(c))
+    cmp = langevin(r)
+    var, var_v, cross = discrete_heavy_ball(lam, mu, h, c)
+    assert sp.simplify(cmp.var_theta_exact - var) == 0
+    assert sp.simplify(cmp.var_v_exact - var_v) == 0
+    assert sp.simplify(cmp.correlation_exact**2 - cross**2 / (var * var_v)) == 0
+    assert sp.simplify(cmp.var_theta_ratio - 2 * (1 + mu) / (2 + 2 * mu - lam * h)) == 0
+    assert sp.simplify(sp.limit(cmp.var_theta_ratio, lam, 0)) == 1
+    # at fixed μ the velocity is not Langevin: v' = μv − λξ gives Var v → λ²c/(1 − μ²), so the
+    # ratio tends to 2/(1 + μ); the Langevin limit holds the friction (1 − μ)/√λ = g fixed
+    assert sp.simplify(sp.limit(cmp.var_v_ratio, lam, 0) - 2 / (1 + mu)) == 0
+    g, eps = sp.symbols("g epsilon", positive=True)
+    scaling = {lam: eps**2, mu: 1 - g * eps}
+    assert sp.limit(cmp.var_v_ratio.subs(scaling), eps, 0) == 1
+    assert sp.limit(cmp.var_theta_ratio.subs(scaling), eps, 0) == 1
+    assert sp.limit(cmp.correlation_exact.subs(scaling), eps, 0) == 0
+    # the Langevin side: the stationary covariance of dθ = p dt, dp = (−γp − hθ)dt + √D dW
+    point = {lam: 0.2, mu: 0.8, h: 1.5, c: 0.7}
+    step = math.sqrt(point[lam])
+    friction = (1 - point[mu]) / step
+    D = point[c] * point[lam] / step
+    F = np.array([[0.0, 1.0], [-point[h], -friction]])
+    P = scipy.linalg.solve_continuous_lyapunov(F, -np.diag([0.0, D]))
+    assert float(cmp.step.subs(point)) == pytest.approx(step)
+    assert float(cmp.friction.subs(point)) == pytest.approx(friction)
+    assert float(cmp.var_theta_langevin.subs(point)) == pytest.approx(P[0, 0], rel=1e-12)
+    assert float(cmp.var_v_langevin.subs(point)) == pytest.approx(point[lam] * P[1, 1], rel=1e-12)
+    assert abs(P[0, 1]) < 1e-12 and cmp.correlation_langevin == 0
+    assert float(cmp.correlation_exact.subs(point)) > 0.1  # not zero in discrete time
+
+
+def test_langevin_with_minibatch_noise_uses_the_stationary_noise_level():
+    r = ss.stationary(
+        ss.HeavyBall(ss.lr, ss.momentum),
+        ss.LinearRegression(1, label_variance=1),
+        ss.MinibatchNoise(4),
+    ).subs({ss.lr: sp.Rational(1, 10), ss.momentum: sp.Rational(1, 2)})
+    cmp = langevin(r)
+    c = r.noise_cov
+    assert cmp.temperature == sp.Rational(1, 10) * c / (2 * sp.Rational(1, 2))
+    # Cov(θ_t, v_t) = ½ Var v in discrete time, whatever the noise
+    assert (
+        sp.simplify(cmp.correlation_exact - sp.sqrt(cmp.var_v_exact / cmp.var_theta_exact) / 2) == 0
+    )
+    sim = ss.simulate(
+        ss.HeavyBall(ss.lr, ss.momentum),
+        ss.LinearRegression(1, label_variance=1),
+        ss.MinibatchNoise(4),
+        {ss.lr: 0.1, ss.momentum: 0.5},
+        seed=7,
+        chains=2000,
+        steps=2000,
+    )
+    assert abs(sim.cov[0, 0] - float(cmp.var_theta_exact)) <= 5 * sim.cov_stderr[0, 0]
+    assert abs(sim.velocity_cov[0, 0] - float(cmp.var_v_exact)) <= 5 * sim.velocity_cov_stderr[0, 0]
+
+
+def test_langevin_refuses_other_optimizers():
+    r = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(1), ss.AdditiveNoise(1))
+    with pytest.raises(TypeError, match="heavy-ball"):
+        langevin(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_clearly():
+    land = ss.LinearRegression(sp.eye(2), label_variance=1)
+    with pytest.raises(ValueError, match="give direction="):
+        noise_law(land, ss.MinibatchNoise(2), at=[0, 0])
+    with pytest.raises(ValueError, match="at must have 2 entries"):
+        noise_law(land, ss.MinibatchNoise(2), at=[0], direction=[1, 0])
+    with pytest.raises(ValueError, match="nonzero"):
+        noise_law(land, ss.MinibatchNoise(2), at=[0, 0], direction=[0, 0])
+    with pytest.raises(TypeError, match="per-sample gradients"):
+        noise_law(ss.Quadratic(1), ss.MinibatchNoise(2), at=0)
+    with pytest.raises(TypeError, match="MinibatchNoise"):
+        noise_law(ss.LinearRegression(1, label_variance=1), ss.AdditiveNoise(1), at=0)
+    point_mass = noise_law(ss.LinearRegression(1, label_variance=0), ss.MinibatchNoise(2), at=0)
+    with pytest.raises(ValueError, match="point mass"):
+        point_mass.kolmogorov()
+    symbolic = noise_law(ss.LinearRegression(1, label_variance=1), ss.MinibatchNoise(2), at="t")
+    with pytest.raises(ValueError, match=r"needs a value for every parameter.*t"):
+        symbolic.cdf(0.0)
+    with pytest.raises(ValueError, match="order must be an integer"):
+        finite_population_cumulants([1, 2], 1, True, order=0)
