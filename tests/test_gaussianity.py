@@ -539,3 +539,33 @@ def test_bad_input_is_refused_clearly():
         symbolic.cdf(0.0)
     with pytest.raises(ValueError, match="order must be an integer"):
         finite_population_cumulants([1, 2], 1, True, order=0)
+
+
+def test_pooled_moments_with_weight_decay_against_stationary_moments():
+    """u = θ − θ* = δ + (θ_γ − θ*) with δ the deviation symsgd.tails measures."""
+    r = ss.stationary(
+        ss.SGD(ss.lr, weight_decay=ss.weight_decay),
+        ss.LinearRegression(1, label_variance=1, theta_star=[2]),
+        ss.MinibatchNoise(2),
+    )
+    point = {ss.lr: sp.Rational(3, 10), ss.weight_decay: sp.Rational(1, 5)}
+    p = pooled_noise(r, point)
+    d = stationary_moments(r, {k: float(v) for k, v in point.items()}).moments
+    b = float(-point[ss.weight_decay] * 2 / (1 + point[ss.weight_decay]))
+    expected = [d[0] + b, d[1] + 2 * b * d[0] + b**2]
+    assert [float(v) for v in p.theta_moments[:2]] == pytest.approx(expected, rel=1e-12)
+
+
+def test_local_problem_of_a_quadratic_model_has_the_same_law_as_its_data_set():
+    w, x, y = sp.symbols("w x y")
+    data = [[1, 1], [2, 3], [sp.Rational(1, 2), -1]]
+    model = ss.EmpiricalLoss((w * x - y) ** 2 / 2, params=[w], inputs=[x, y], data=data)
+    star = model.minimum(start=[0])
+    at = [star[0] + sp.Rational(3, 10)]
+    noise = ss.MinibatchNoise(2, replacement=False)
+    local = noise_law(model.near(star), noise, at=at)
+    direct = noise_law(
+        ss.LinearRegression.from_data([[1], [2], [sp.Rational(1, 2)]], [1, 3, -1]), noise, at=at
+    )
+    assert [sp.simplify(p - q) for p, q in zip(local.cumulants, direct.cumulants)] == [0] * 4
+    assert local.kolmogorov() == pytest.approx(direct.kolmogorov(), abs=1e-14)
