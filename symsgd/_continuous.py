@@ -25,7 +25,7 @@ from .landscapes import Landscape
 from .lyapunov import StationaryEquation, solve
 from .stability import INVARIANT_DEGREE, conditions_from, hurwitz_conditions, invariant_hurwitz
 
-__all__ = ["ContinuousTime"]
+__all__ = ["ContinuousTime", "LangevinComparison", "langevin"]
 
 #: the equation every continuous-time result is certified against
 CONTINUOUS_EQUATION = "AΣ + ΣAᵀ − λ_eff P(Q(Σ) − Q₀)Pᵀ = λ_eff P Q₀ Pᵀ (continuous time)"
@@ -129,3 +129,116 @@ class ContinuousTime(Result):
             if cond.subs(values) == sp.false:
                 shown = {k: v for k, v in values.items() if k in cond.free_symbols}
                 raise UnstableError.at(context, shown, subject="the SDE", condition=cond, advice="")
+
+
+# ---------------------------------------------------------------------------------------------
+# heavy-ball momentum against its Langevin picture
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LangevinComparison:
+    r"""Heavy-ball momentum against its Langevin picture (:func:`langevin`): time step
+    :math:`\sqrt\lambda`, friction :math:`(1-\mu)/\sqrt\lambda`, temperature
+    :math:`T = \lambda c/(2(1-\mu))`.  ``*_langevin`` are the Langevin (Gibbs) values,
+    ``*_exact`` the discrete-time ones, ``*_ratio`` exact / Langevin (the correlation has no
+    ratio: it is 0 in the Langevin picture)."""
+
+    step: sp.Expr
+    friction: sp.Expr
+    temperature: sp.Expr
+    var_theta_langevin: sp.Expr
+    var_v_langevin: sp.Expr
+    correlation_langevin: sp.Expr
+    var_theta_exact: sp.Expr
+    var_v_exact: sp.Expr
+    correlation_exact: sp.Expr
+
+    @property
+    def var_theta_ratio(self) -> sp.Expr:
+        return sp.factor(sp.cancel(self.var_theta_exact / self.var_theta_langevin))
+
+    @property
+    def var_v_ratio(self) -> sp.Expr:
+        return sp.factor(sp.cancel(self.var_v_exact / self.var_v_langevin))
+
+
+def langevin(result) -> LangevinComparison:
+    r"""Heavy-ball momentum (:class:`~symsgd.HeavyBall`, one parameter or one eigen-mode) against
+    its Langevin picture.
+
+    Derivation.  With :math:`v_t = \theta_t - \theta_{t-1}` the update is
+    :math:`v_{t+1} = \mu v_t - \lambda g(\theta_t)`, :math:`\theta_{t+1} = \theta_t + v_{t+1}`.
+    Put :math:`p = v/\sqrt\lambda` and :math:`dt = \sqrt\lambda`:
+    :math:`\theta_{t+1} - \theta_t = p_{t+1}dt` and :math:`p_{t+1} - p_t = -\frac{1-\mu}
+    {\sqrt\lambda}p_t\,dt - \nabla L\,dt - \sqrt\lambda\,\xi_t` — underdamped Langevin with
+    friction :math:`\gamma_f = (1-\mu)/\sqrt\lambda` and noise of variance :math:`\lambda c`
+    per step, i.e. diffusion :math:`D = \lambda c/dt = \sqrt\lambda c` per unit time.
+    Fluctuation–dissipation :math:`D = 2\gamma_fT` gives :math:`T = \lambda c/(2(1-\mu))`.  The
+    Gibbs law :math:`\propto e^{-(hθ^2 + p^2)/(2T)}` has :math:`\operatorname{Var}\theta = T/h`,
+    :math:`\operatorname{Var}v = \lambda\operatorname{Var}p = \lambda T` and θ, v uncorrelated.
+
+    In discrete time θ and v are correlated: stationarity gives
+    :math:`\operatorname{Var}v_t = 2\operatorname{Var}\theta - 2\mathbb E\theta_t\theta_{t-1}`,
+    so :math:`\operatorname{Cov}(\theta_t, v_t) = \operatorname{Var}\theta - \mathbb
+    E\theta_t\theta_{t-1} = \tfrac12\operatorname{Var}v > 0` and the correlation is
+    :math:`\tfrac12\sqrt{\operatorname{Var}v/\operatorname{Var}\theta}\approx\tfrac12
+    \sqrt{2\lambda h/(1+\mu)}` for small λ (it is the midpoint
+    :math:`(\theta_t+\theta_{t-1})/2` that is uncorrelated with v).
+
+    The Langevin picture is the limit λ → 0 *with the friction* :math:`(1-\mu)/\sqrt\lambda`
+    *held fixed* (so μ → 1): there every ratio tends to 1 and the correlation to 0.  At fixed
+    μ < 1, :math:`\operatorname{Var}\theta` still agrees as λ → 0, but the velocity does not:
+    :math:`v' = \mu v - \lambda\xi + O(\lambda v)` gives :math:`\operatorname{Var}v\to
+    \lambda^2c/(1-\mu^2)`, a ratio :math:`2/(1+\mu)` to the Langevin :math:`\lambda T`.
+    c is the stationary gradient-noise variance (``result.noise_cov``:
+    C for additive noise, :math:`Q(\Sigma)` for minibatch noise); h includes the weight decay.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(h), ss.AdditiveNoise(c))
+    >>> cmp = ss.langevin(r)
+    >>> cmp.temperature, cmp.var_theta_ratio
+    (c*lambda/(2 - 2*mu), -2*(mu + 1)/(h*lambda - 2*mu - 2))
+    >>> cmp.correlation_langevin, sp.simplify(cmp.correlation_exact**2 * 4 * cmp.var_theta_exact
+    ...                                       / cmp.var_v_exact)
+    (0, 1)
+    """
+    from .optimizers import HeavyBall
+
+    recursion = getattr(result, "recursion", None)
+    if recursion is None:
+        raise TypeError(
+            f"langevin() needs a result of ss.stationary(...); got {type(result).__name__}."
+        )
+    opt, land = recursion.optimizer, recursion.landscape
+    if type(opt) is not HeavyBall:
+        raise TypeError(
+            f"langevin() compares heavy-ball momentum with its Langevin picture; got "
+            f"{type(opt).__name__}."
+        )
+    if land.dim != 1:
+        raise NotImplementedError(
+            "langevin() covers one parameter or one eigen-mode (Quadratic.commuting, ...); with "
+            f"d = {land.dim} the Langevin law of non-commuting H and C is not a Gibbs law."
+        )
+    values = dict(getattr(result, "values", {}))
+    lam = sp.sympify(opt.lr).xreplace(values)
+    mu = sp.sympify(opt.momentum).xreplace(values)
+    h = (sp.Matrix(land.hessian)[0, 0] + opt.weight_decay).xreplace(values)
+    c = sp.sympify(result.noise_cov)
+    var_theta = sp.sympify(result.cov)
+    var_v = sp.sympify(result.velocity_cov)
+    cross = sp.sympify(result.cross_cov)
+    T = lam * c / (2 * (1 - mu))
+    return LangevinComparison(
+        step=sp.sqrt(lam),
+        friction=(1 - mu) / sp.sqrt(lam),
+        temperature=T,
+        var_theta_langevin=T / h,
+        var_v_langevin=lam * T,
+        correlation_langevin=sp.S.Zero,
+        var_theta_exact=var_theta,
+        var_v_exact=var_v,
+        correlation_exact=sp.simplify(cross / sp.sqrt(var_theta * var_v)),
+    )

@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from ._continuous import ContinuousTime
+from ._continuous import ContinuousTime, langevin
 from ._result import Result, _scalar, check_readout, congruence
 from ._util import field_atoms, field_symbols, replace_fields, symbols_in
 from .budget import progress_policy, time_limit
@@ -295,6 +295,12 @@ class Stationary(Result):
         return {**r.mode_names(), **r.optimizer.mode_names()}
 
     # -- derived problems -----------------------------------------------------------------
+    def langevin(self):
+        r"""Heavy-ball momentum against its Langevin picture (step √λ, friction (1−μ)/√λ,
+        temperature λc/(2(1−μ))): the ratios of Var θ, Var v and the θ–v correlation
+        (:func:`symsgd.langevin`)."""
+        return langevin(self)
+
     def continuous_time(self) -> ContinuousTime:
         r"""The SDE prediction for the same problem.
 
