@@ -962,17 +962,7 @@ def escape_time(
     for name, value in (("chains", chains), ("steps", steps)):
         if not (isinstance(value, int) and value >= 2):
             raise ValueError(f"escape_time: {name} must be an integer ≥ 2; got {value!r}.")
-    star = np.array(
-        [
-            float(v)
-            for v in (
-                list(theta0)
-                if not hasattr(theta0, "tolist")
-                else np.asarray(theta0.tolist(), dtype=object).ravel()
-            )
-        ]
-    )
-    top = np.asarray(barrier, dtype=float).reshape(-1)
+    star, top = _point(theta0), _point(barrier)
     if star.shape != (model.dim,) or top.shape != (model.dim,):
         raise ValueError(
             f"escape_time: theta0 and barrier must have {model.dim} entries (one per parameter)."
@@ -993,6 +983,13 @@ def escape_time(
     tau = _passages(problem, score, np.array([1.0]), chains, steps, seed, "escape_time")
     height = model.value(top) - model.value(star)
     return _censored(tau, [1.0], [height], steps, "escape_time")
+
+
+def _point(theta) -> np.ndarray:
+    """A parameter point (sympy Matrix, sequence or array) as a flat float array."""
+    if isinstance(theta, sp.MatrixBase):
+        theta = theta.tolist()
+    return np.asarray(np.asarray(theta, dtype=object).ravel().tolist(), dtype=float)
 
 
 def sde_escape_time(
@@ -1185,12 +1182,7 @@ def barrier_theories(model, theta_star, top, lr: float, batch_size: int) -> Barr
         )
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"barrier_theories: lr must be a number > 0; got {lr!r}.")
-    w_star = float(
-        np.asarray(
-            theta_star.tolist() if hasattr(theta_star, "tolist") else theta_star, dtype=float
-        ).reshape(-1)[0]
-    )
-    w_top = float(np.asarray(top, dtype=float).reshape(-1)[0])
+    w_star, w_top = float(_point(theta_star)[0]), float(_point(top)[0])
     S = batch_size
     X = model.data_array()
     columns = [X[None, :, j] for j in range(X.shape[1])]
