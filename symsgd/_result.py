@@ -76,6 +76,18 @@ def check_readout(name, context: str) -> None:
         raise ValueError(f"{context}: what must be one of {sorted(LATEX_LHS)}; got {name!r}.")
 
 
+def recursion_of(result, context: str):
+    """The :class:`~symsgd.LinearRecursion` a result was derived from (``TypeError`` naming
+    ``context`` for anything else, e.g. a :class:`~symsgd.ContinuousTime` prediction)."""
+    recursion = getattr(result, "recursion", None)
+    if recursion is None:
+        raise TypeError(
+            f"{context} needs a result of ss.stationary(...), which carries its recursion; "
+            f"got {type(result).__name__}."
+        )
+    return recursion
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Result:
     """A derived stationary law: the solver's exact :class:`~symsgd.lyapunov.Solution` and the

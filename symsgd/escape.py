@@ -85,7 +85,8 @@ import numpy as np
 import sympy as sp
 
 from .errors import UnstableError
-from .sampling import Problem, prepare
+from .models import shifted_double_well
+from .sampling import Problem, prepare, prepare_result
 
 __all__ = [
     "DEFAULT_CELLS",
@@ -209,18 +210,7 @@ def _problem(result, params: Mapping | None, context: str) -> Problem:
     """The prepared problem of ``result`` at ``params``, *without* requiring bounded second
     moments (first passages are defined wherever a stationary law exists, also beyond the
     mean-square edge where α < 2: :func:`_require_law`); messages name ``context``."""
-    recursion = getattr(result, "recursion", None)
-    if recursion is None:
-        raise TypeError(
-            f"{context} needs a result of ss.stationary(...), which carries its recursion; "
-            f"got {type(result).__name__}."
-        )
-    given = {**getattr(result, "values", {}), **dict(params or {})}
-    pieces = (recursion.optimizer, recursion.landscape, recursion.noise)
-    try:
-        return prepare(*pieces, given, require_stable=False)
-    except ValueError as exc:  # name the caller: "simulate() needs a value" → context
-        raise ValueError(str(exc).replace("simulate()", context)) from None
+    return prepare_result(result, params, context, require_stable=False)
 
 
 def _unstable(problem: Problem, context: str, reason: str, rho: float | None = None):
@@ -866,58 +856,6 @@ def exponents(result, params: Mapping | None = None) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 # a real barrier: escape over the top of a double well
 # ---------------------------------------------------------------------------------------------
-
-
-def shifted_double_well(spread: float, *, shift: float = 0.3, depth: float = 1.0, quantiles=16):
-    r"""A symmetric one-parameter double well whose label noise sets :math:`L_*` at a fixed
-    barrier height: the per-sample loss :math:`\ell = \tfrac12\bigl((w - x)^2 - y\bigr)^2` on
-    the full factorial design :math:`x = \pm u` (``shift``), :math:`y = \bar y + s z_j`
-    (``spread`` s; :math:`z_j` the ``quantiles`` normalised normal quantiles, mean 0 and mean
-    square 1), :math:`\bar y = m + 3u^2` (m = ``depth``), N = 2·quantiles rows.
-
-    **Derivation.** The residual is :math:`r = (w^2 - k) - 2xw - sz` with :math:`k = m + 2u^2`;
-    x and z have mean zero and are uncorrelated over the design, so
-
-    .. math:: L(w) = \tfrac12\bigl[(w^2 - k)^2 + 4u^2w^2 + s^2\bigr]
-              = \tfrac12\bigl[w^4 - 2m\,w^2 + k^2 + s^2\bigr]:
-
-    minima at :math:`w_*^2 = m`, the barrier top at w = 0, the barrier
-    :math:`\Delta L = m^2/2` for every spread, and :math:`L_* = 2mu^2 + 2u^4 + s^2/2`.
-    The Hessian at the minima is :math:`H_* = 4m`, the Gauss–Newton matrix
-    :math:`G_* = \overline{(\partial_w r)^2} = 4(m + u^2)`: they differ
-    (:math:`H = G + \overline{r\,\partial_w^2r}` and :math:`\bar r = -2u^2` there).
-
-    Why the shift: with a shared feature (u = 0, the model ``models.double_well`` with
-    x ≡ 1) every per-sample gradient :math:`2w(w^2 - y_i)` vanishes at the barrier top, so the
-    gradient noise does too and no diffusion crosses it; with u > 0 the per-sample
-    gradients :math:`2x(y - x^2)` at w = 0 disagree.
-
-    >>> m = shifted_double_well(0.5)
-    >>> star = m.minimum(start=[1.0])
-    >>> round(float(star[0]), 12), round(m.value([0.0]) - m.value(star), 12)
-    (1.0, 0.5)
-    >>> round(m.value(star), 12)  # 2·0.09 + 2·0.0081 + 0.125
-    0.3212
-    """
-    from scipy.stats import norm
-
-    from .models import EmpiricalLoss
-
-    for name, value in (("spread", spread), ("shift", shift), ("depth", depth)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"shifted_double_well: {name} must be a number ≥ 0; got {value!r}.")
-    if not depth > 0:
-        raise ValueError("shifted_double_well: depth must be > 0 (the minima are at ±√depth).")
-    if not (isinstance(quantiles, int) and quantiles >= 2):
-        raise ValueError(
-            f"shifted_double_well: quantiles must be an integer ≥ 2; got {quantiles!r}."
-        )
-    z = norm.ppf((np.arange(quantiles) + 0.5) / quantiles)
-    z = z / math.sqrt(float(np.mean(z * z)))
-    ybar = depth + 3 * shift * shift
-    rows = [[sign * shift, ybar + spread * v] for sign in (1.0, -1.0) for v in z]
-    w, x, y = sp.symbols("w x y")
-    return EmpiricalLoss(((w - x) ** 2 - y) ** 2 / 2, [w], [x, y], rows)
 
 
 def escape_time(

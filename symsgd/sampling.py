@@ -566,6 +566,23 @@ def nonlinear(problem: Problem) -> Problem:
     return dataclasses.replace(problem, oracle=oracle, loss_model=None, dynamics="nonlinear")
 
 
+def prepare_result(
+    result, params: Mapping | None, context: str, *, require_stable: bool = True
+) -> Problem:
+    """:func:`prepare` for the problem ``result`` (of :func:`symsgd.stationary`) was derived
+    from, at ``params`` merged with ``result.values``; errors name ``context`` (e.g.
+    ``"tail_index()"``).  ``require_stable=False``: also beyond the mean-square edge."""
+    from ._result import recursion_of
+
+    recursion = recursion_of(result, context)
+    given = {**getattr(result, "values", {}), **dict(params or {})}
+    pieces = (recursion.optimizer, recursion.landscape, recursion.noise)
+    try:
+        return prepare(*pieces, given, require_stable=require_stable)
+    except ValueError as exc:  # "simulate() needs a value" → the caller's name
+        raise ValueError(str(exc).replace("simulate()", context)) from None
+
+
 def check_pieces(optimizer, landscape, noise, params=None, name: str = "params") -> None:
     """``TypeError`` naming the argument when ``optimizer``, ``landscape`` or ``noise`` is not
     a symsgd value object or ``params`` (``name`` in messages) is not a mapping (or None).

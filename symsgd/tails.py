@@ -550,22 +550,11 @@ def fourth_moment_radius(problem, samples: int | None = None, seed: int = 0) -> 
 
 def _random_map(result, params, context: str):
     """The numeric random update :math:`z' = Az + b` of ``result`` at ``params``: the
-    :func:`~symsgd.sampling.prepare`-d problem, without requiring ρ < 1 (the tail index and the
-    Lyapunov exponent are defined beyond the mean-square edge)."""
-    from .sampling import prepare
+    prepared problem without requiring ρ < 1 (the tail index and the Lyapunov exponent are
+    defined beyond the mean-square edge)."""
+    from .sampling import prepare_result
 
-    recursion = getattr(result, "recursion", None)
-    if recursion is None:
-        raise TypeError(
-            f"{context} needs a result of ss.stationary(...), which carries its recursion; "
-            f"got {type(result).__name__}."
-        )
-    given = {**getattr(result, "values", {}), **dict(params or {})}
-    pieces = (recursion.optimizer, recursion.landscape, recursion.noise)
-    try:
-        return prepare(*pieces, given, require_stable=False)
-    except ValueError as exc:  # name the caller: "simulate() needs a value" → context
-        raise ValueError(str(exc).replace("simulate()", context)) from None
+    return prepare_result(result, params, context, require_stable=False)
 
 
 def _degenerate(rmap) -> bool:
@@ -1037,6 +1026,31 @@ def _bracket_only(rmap) -> TailIndex:
     return TailIndex(None, (lo, math.inf), f"even-moment bracket ({method})")
 
 
+def _online_scalar(result, order, name: str, otherwise: str):
+    """The recursion of ``result`` when it is a one-dimensional state (one parameter or one
+    eigen-mode) with online ``MinibatchNoise`` on ``LinearRegression`` and ``order`` is an even
+    integer ≥ 2; clear errors (naming ``name`` and what to use ``otherwise``) else."""
+    from ._result import recursion_of
+    from .landscapes import LinearRegression
+    from .noise import MinibatchNoise
+
+    if not (isinstance(order, int) and order >= 2 and order % 2 == 0):
+        raise ValueError(f"{name}: order must be an even integer ≥ 2; got {order!r}.")
+    recursion = recursion_of(result, f"{name}()")
+    land, noise = recursion.landscape, recursion.noise
+    if not (
+        recursion.M.shape == (1, 1)
+        and isinstance(land, LinearRegression)
+        and land.data is None
+        and isinstance(noise, MinibatchNoise)
+    ):
+        raise NotImplementedError(
+            f"{name}() covers a one-dimensional state (one parameter or one eigen-mode) with "
+            f"online MinibatchNoise on LinearRegression; {otherwise}."
+        )
+    return recursion
+
+
 def moment_conditions(result, order: int) -> sp.Relational:
     r"""The condition :math:`\mathbb E[(p + q\hat h)^{\text{order}}] < 1` for a finite
     stationary moment of even ``order`` of a one-dimensional state (a scalar problem, or one
@@ -1052,29 +1066,13 @@ def moment_conditions(result, order: int) -> sp.Relational:
     >>> moment_conditions(r, 2)
     a**2*lambda**2 - 2*a*lambda + 1 + 2*a**2*lambda**2/S < 1
     """
-    from .landscapes import LinearRegression
-    from .noise import MinibatchNoise
-
-    if not (isinstance(order, int) and order >= 2 and order % 2 == 0):
-        raise ValueError(f"moment_conditions: order must be an even integer ≥ 2; got {order!r}.")
-    recursion = getattr(result, "recursion", None)
-    if recursion is None:
-        raise TypeError(
-            "moment_conditions() needs a result of ss.stationary(...), which carries its "
-            f"recursion; got {type(result).__name__}."
-        )
+    recursion = _online_scalar(
+        result,
+        order,
+        "moment_conditions",
+        "use tail_index(result, params), whose bracket comes from the even-moment radii",
+    )
     land, noise = recursion.landscape, recursion.noise
-    if not (
-        recursion.M.shape == (1, 1)
-        and isinstance(land, LinearRegression)
-        and land.data is None
-        and isinstance(noise, MinibatchNoise)
-    ):
-        raise NotImplementedError(
-            "moment_conditions() covers a one-dimensional state (one parameter or one "
-            "eigen-mode) with online MinibatchNoise on LinearRegression; for other problems "
-            "use tail_index(result, params), whose bracket comes from the even-moment radii."
-        )
     M, B, K = recursion.M[0, 0], recursion.B[0, 0], recursion.K[0, 0]
     a = sp.Matrix(land.A)[0, 0]
     S = noise.batch_size
@@ -1164,29 +1162,12 @@ def symbolic_moments(result, order: int = 4) -> tuple:
     >>> sp.factor((m[3] / m[1] ** 2).subs({ss.batch_size: 1, a: 1}))  # kurtosis, S = 1, λa = λ
     3*(3*lambda - 2)*(21*lambda**2 - 6*lambda + 2)/(105*lambda**3 - 60*lambda**2 + 18*lambda - 4)
     """
-    from .landscapes import LinearRegression
-    from .noise import MinibatchNoise
     from .sampling import _label_variance, _minimiser
 
-    if not (isinstance(order, int) and order >= 2 and order % 2 == 0):
-        raise ValueError(f"symbolic_moments: order must be an even integer ≥ 2; got {order!r}.")
-    recursion = getattr(result, "recursion", None)
-    if recursion is None:
-        raise TypeError(
-            "symbolic_moments() needs a result of ss.stationary(...), which carries its "
-            f"recursion; got {type(result).__name__}."
-        )
+    recursion = _online_scalar(
+        result, order, "symbolic_moments", "use stationary_moments(result, params) for data sets"
+    )
     land, noise = recursion.landscape, recursion.noise
-    if not (
-        recursion.M.shape == (1, 1)
-        and isinstance(land, LinearRegression)
-        and land.data is None
-        and isinstance(noise, MinibatchNoise)
-    ):
-        raise NotImplementedError(
-            "symbolic_moments() covers a one-dimensional state with online MinibatchNoise on "
-            "LinearRegression; use stationary_moments(result, params) for data sets."
-        )
     M, B, K = recursion.M[0, 0], recursion.B[0, 0], recursion.K[0, 0]
     a = sp.Matrix(land.A)[0, 0]
     q = B * K
