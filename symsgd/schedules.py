@@ -496,14 +496,14 @@ def _field_readouts(landscape, wd, Theta, states, mean_state, dom):
         losses.append(loss(C))
         tests.append(None if test is None else test(C))
     has_test = test is not None
-    return (
-        tuple(covs[:-1]),
-        covs[-1],
-        tuple(losses[:-1]),
-        losses[-1],
-        tuple(tests[:-1]) if has_test else None,
-        tests[-1] if has_test else None,
-    )
+    return {
+        "covs": tuple(covs[:-1]),
+        "mean_cov": covs[-1],
+        "loss": tuple(losses[:-1]),
+        "mean_loss": losses[-1],
+        "test_loss": tuple(tests[:-1]) if has_test else None,
+        "mean_test_loss": tests[-1] if has_test else None,
+    }
 
 
 def _readouts(landscape, schedule, recs, states, mean_state, numeric: bool):
@@ -530,14 +530,14 @@ def _readouts(landscape, schedule, recs, states, mean_state, numeric: bool):
         losses.append(loss)
         tests.append(tl)
     has_test = any(t is not None for t in tests)
-    return (
-        tuple(covs[:-1]),
-        covs[-1],
-        tuple(losses[:-1]),
-        losses[-1],
-        tuple(tests[:-1]) if has_test else None,
-        tests[-1] if has_test else None,
-    )
+    return {
+        "covs": tuple(covs[:-1]),
+        "mean_cov": covs[-1],
+        "loss": tuple(losses[:-1]),
+        "mean_loss": losses[-1],
+        "test_loss": tuple(tests[:-1]) if has_test else None,
+        "mean_test_loss": tests[-1] if has_test else None,
+    }
 
 
 def _periodic_exact(schedule, landscape, noise, recs) -> PeriodicState:
@@ -597,22 +597,15 @@ def _periodic_exact(schedule, landscape, noise, recs) -> PeriodicState:
     certificate = _certify_exact(schedule, recs, halves, n)
     states = [sp.Matrix(from_halfvec(n, list(s))) for s in halves]
     mean_state = sp.Matrix(from_halfvec(n, list(mean_half)))
-    covs, mean_cov, loss, mean_loss, tests, mean_test = _readouts(
-        landscape, schedule, recs, states, mean_state, numeric=False
-    )
+    readouts = _readouts(landscape, schedule, recs, states, mean_state, numeric=False)
     return PeriodicState(
         schedule=schedule,
-        covs=covs,
         state_covs=tuple(sp.ImmutableMatrix(S) for S in states),
-        loss=loss,
-        test_loss=tests,
-        mean_cov=mean_cov,
-        mean_loss=mean_loss,
-        mean_test_loss=mean_test,
         radius=radius,
         conditions=sp.true,
         method="exact",
         certificate=certificate,
+        **readouts,
     )
 
 
@@ -736,22 +729,15 @@ def _periodic_symbolic(schedule, landscape, noise, recs, algebraic: bool) -> Per
     states = [sp.ImmutableMatrix(S.to_Matrix()) for S in dstates]
     Theta = sp.Matrix(recs[0].theta_map)
     wd = schedule.optimizers[0].weight_decay
-    covs, mean_cov, loss, mean_loss, tests, mean_test = _field_readouts(
-        landscape, wd, Theta, dstates, dmean, dom
-    )
+    readouts = _field_readouts(landscape, wd, Theta, dstates, dmean, dom)
     return PeriodicState(
         schedule=schedule,
-        covs=covs,
         state_covs=tuple(states),
-        loss=loss,
-        test_loss=tests,
-        mean_cov=mean_cov,
-        mean_loss=mean_loss,
-        mean_test_loss=mean_test,
         radius=radius,
         conditions=conditions,
         method="algebraic" if algebraic else "symbolic",
         certificate=certificate,
+        **readouts,
     )
 
 
@@ -824,22 +810,15 @@ def _periodic_float(schedule, landscape, noise) -> PeriodicState:
             states.append((S + S.T) / 2)
     mean_state = total / schedule.period
     certificate = _certify_float(maps, forcings, steps, states)
-    covs, mean_cov, loss, mean_loss, tests, mean_test = _readouts(
-        landscape, schedule, recs, states, mean_state, numeric=True
-    )
+    readouts = _readouts(landscape, schedule, recs, states, mean_state, numeric=True)
     return PeriodicState(
         schedule=schedule,
-        covs=covs,
         state_covs=tuple(sp.ImmutableMatrix(S) for S in states),
-        loss=loss,
-        test_loss=tests,
-        mean_cov=mean_cov,
-        mean_loss=mean_loss,
-        mean_test_loss=mean_test,
         radius=radius,
         conditions=sp.true,
         method="float",
         certificate=certificate,
+        **readouts,
     )
 
 
