@@ -25,6 +25,13 @@ Strategies (:data:`SOLVERS`, tried in order; the first whose ``applies_to`` is t
     entries are rational, float64 otherwise (:class:`symsgd.moments.NumericMap` in discrete
     time; scipy's ``solve_continuous_lyapunov``, or the half-vectorised system for
     state-dependent noise, in continuous time).
+``CompanionSolver``
+    (from state dimension :data:`COMPANION_FROM_STATE` on) symbolic momentum-type recursions
+    (k ≥ 2 state blocks, each block of ``M`` and ``B`` a polynomial in the symmetric H) with
+    additive noise: a k² elimination over the optimizer's parameters and two variables, then
+    one d(d+1)/2 universal elimination in the characteristic coefficients of H
+    (:mod:`symsgd.companion`); large answers (fully symbolic heavy ball and Nesterov with
+    d = 3) are kept structured.
 ``InvariantSolver``
     symbolic matrices with state-independent noise (integer-polynomial entries): the
     characteristic-algebra formula of :mod:`symsgd.cayley` — a universal n(n+1)/2 elimination in
@@ -56,6 +63,7 @@ from .certify import (
     certify_stationary,
     probe_symbols,
 )
+from .companion import CompanionSolution, polynomial_blocks
 from .errors import InternalError
 from .exact import desqrt, solve_canonical
 from .moments import NumericMap, from_halfvec, halfvec_operator_system, halfvec_system
@@ -63,6 +71,7 @@ from .recursion import LinearRecursion
 
 __all__ = [
     "SOLVERS",
+    "CompanionSolver",
     "EigenmodeSolver",
     "ExactSolver",
     "InvariantSolver",
@@ -260,6 +269,16 @@ class StationaryEquation:
         except NotApplicable:
             return None
 
+    @cached_property
+    def companion_blocks(self):
+        """The block polynomials of a symbolic momentum-type recursion with additive noise
+        (:func:`symsgd.companion.polynomial_blocks`), read once; None when they do not
+        apply."""
+        r = self.recursion
+        if r is None or self.stein is None or self.numeric or desqrt([r.M, self.forcing])[1]:
+            return None
+        return polynomial_blocks(r)
+
     def numeric_solve(self) -> np.ndarray:
         """The float64 solution of an all-numeric equation."""
         if self.recursion is not None:
@@ -378,6 +397,53 @@ class InvariantSolver(Solver):
         if stein is None:
             raise ValueError("the 'invariant' solver does not apply to this problem.")
         X, denominator, form = stein.solve(self.form)
+        if form is None:
+            return Solution(X, denominator, self.name)
+        return Solution(X, denominator, f"{self.name}-structured", form=form)
+
+
+class CompanionSolver(Solver):
+    r"""A symbolic k-block recursion (k ≥ 2: heavy ball, Nesterov, ...) whose blocks are
+    polynomials in the symmetric Hessian, with additive noise: the scalar-pair system in
+    (x, y) = (H on the left, H on the right), then the universal inverse of its denominator in
+    the characteristic algebra of H (:class:`symsgd.companion.CompanionSolution`).  The
+    capability check reads the block polynomials once per equation.
+
+    ``form`` is ``"auto"`` (expanded canonical entries while they are small, the structured
+    form beyond), ``"expanded"`` or ``"structured"``.
+
+    >>> import symsgd as ss
+    >>> from symsgd.landscapes import symmetric_matrix
+    >>> from symsgd.recursion import build_recursion
+    >>> r = build_recursion(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic.symbolic(2),
+    ...                     ss.AdditiveNoise(symmetric_matrix(2, "c")))
+    >>> CompanionSolver().solve(r).state_cov == ExactSolver().solve(r).state_cov
+    True
+    """
+
+    name = "companion"
+
+    def __init__(self, form: str = "auto", min_state: int = 0):
+        if form not in ("auto", "expanded", "structured"):
+            raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
+        self.form = form
+        #: smallest state dimension n = k·d it takes (the ``"auto"`` order leaves smaller states
+        #: to the invariant solver, whose universal polynomials of dimension n ≤ 4 are instant
+        #: and give the same canonical answer)
+        self.min_state = min_state
+
+    def applies_to(self, problem):
+        equation = StationaryEquation.of(problem)
+        if equation.n < self.min_state:
+            return False
+        return equation.companion_blocks is not None
+
+    def solve(self, problem):
+        equation = StationaryEquation.of(problem)
+        blocks = equation.companion_blocks
+        if blocks is None:
+            raise ValueError("the 'companion' solver does not apply to this problem.")
+        X, denominator, form = CompanionSolution(equation.recursion, blocks).solve(self.form)
         if form is None:
             return Solution(X, denominator, self.name)
         return Solution(X, denominator, f"{self.name}-structured", form=form)
@@ -534,14 +600,26 @@ def numeric_solution(T: NumericMap, method: str = "numeric-float") -> Solution:
     return Solution(None, sp.Integer(1), method, certificate=certificate, array=state)
 
 
-SOLVERS: tuple[Solver, ...] = (EigenmodeSolver(), NumericSolver(), InvariantSolver(), ExactSolver())
+#: in the ``"auto"`` order the companion solver answers momentum-type problems from this state
+#: dimension on (fully symbolic heavy ball with d = 3, n = 6: ~1 s, where the invariant solver's
+#: universal polynomials of dimension 6 and the 21-unknown elimination take minutes)
+COMPANION_FROM_STATE = 6
+
+SOLVERS: tuple[Solver, ...] = (
+    EigenmodeSolver(),
+    NumericSolver(),
+    CompanionSolver(min_state=COMPANION_FROM_STATE),
+    InvariantSolver(),
+    ExactSolver(),
+)
 
 
 def solve(
     problem: StationaryEquation | LinearRecursion, method: str = "auto", conditions=None
 ) -> Solution:
     """Solve with the first strategy that applies (``method="auto"``) or the named one
-    (``"eigenmode"``, ``"numeric"``, ``"invariant"``, ``"exact"``, ``"domainmatrix"``).
+    (``"eigenmode"``, ``"numeric"``, ``"companion"``, ``"invariant"``, ``"exact"``,
+    ``"domainmatrix"``).
 
     ``problem`` is a :class:`~symsgd.recursion.LinearRecursion` (its discrete-time equation) or
     any :class:`StationaryEquation` (e.g. the continuous-time one).  Every candidate is
@@ -553,6 +631,7 @@ def solve(
     named = {
         "eigenmode": EigenmodeSolver(),
         "numeric": NumericSolver(),
+        "companion": CompanionSolver(),
         "invariant": InvariantSolver(),
         "exact": ExactSolver(),
         "domainmatrix": ExactSolver(engine="domainmatrix"),
