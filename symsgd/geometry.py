@@ -372,8 +372,8 @@ def alignment_forms(landscape, direction=None) -> tuple[np.ndarray, np.ndarray]:
         G = X.T @ X / N
         if v is None:
             k = np.einsum("ni,ij,nj->n", X, G, X)
-            XGX = X @ G @ X.T
-            P = (At.T * k) @ At / N - At.T @ XGX @ At / N**2
+            AX = At.T @ X  # (d+1) × d: never the N × N matrix X G Xᵀ
+            P = (At.T * k) @ At / N - AX @ G @ AX.T / N**2
             Q = At.T @ At / N * float(np.sum(G * G))
         else:
             z = X @ v

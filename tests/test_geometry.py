@@ -477,3 +477,22 @@ def test_bad_input():
         geo.alignment(logistic, [0.1])
     with pytest.raises(ss.UnstableError):
         geo.stationary_alignment(SCALAR, {ss.lr: 1.0, a_sym: 1})
+
+
+def test_alignment_range_large_data_set_reaches_the_population_range():
+    """N = 10⁵ samples (the forms never build the N × N matrix X G Xᵀ): the exact range over θ
+    is near the population's [1, 1 + λ²max/TrA²] = [1, 3/2] (d = 2, A = I, σ² = 1), and the
+    extremes are attained at θ where the per-sample alignment agrees."""
+    rng = np.random.default_rng(8)
+    N, d = 100_000, 2
+    X = rng.standard_normal((N, d))
+    y = X @ np.array([1.0, -1.0]) + rng.standard_normal(N)
+    r = geo.alignment_range((X, y))
+    assert abs(r.low - 1) < 0.02 and abs(r.high - 1.5) < 0.03
+    G = X.T @ X / N
+    for target, where in ((r.low, r.argmin), (r.high, r.argmax)):
+        res = X @ where - y
+        g = X * res[:, None]  # per-sample gradients
+        sigma1 = g.T @ g / N - np.outer(g.mean(0), g.mean(0))
+        mu = np.trace(sigma1 @ G) / (res @ res / N * np.sum(G * G))
+        assert mu == pytest.approx(target, rel=1e-9)
