@@ -231,12 +231,19 @@ class Result:
         for cond in sp.And.make_args(conditions):
             if cond is sp.true or symbol not in cond.free_symbols:
                 continue
+            if isinstance(cond, sp.Ne):  # f ≠ 0: the law fails at the roots of f
+                root = _first_root(sp.expand(cond.lhs - cond.rhs), symbol, cond)
+                if root is not None:
+                    roots.append(root)
+                continue
             if not isinstance(cond, sp.core.relational.Relational) or cond.rel_op not in (
                 "<",
                 "<=",
+                ">",
+                ">=",
             ):
                 raise NotImplementedError(f"stability_edge(): cannot read the condition {cond}.")
-            root = _edge_of(sp.expand(cond.gts - cond.lts), symbol, cond)
+            root = _edge_of(sp.expand(cond.gts - cond.lts), symbol, cond)  # margin > 0
             if root is not None:
                 roots.append(root)
         if not roots:
@@ -467,6 +474,25 @@ class Result:
         return lambdify_result(
             outputs, self.conditions, backend, unstable, self._constraints(), self._radius()
         )
+
+
+def _first_root(f: sp.Expr, x: sp.Symbol, cond) -> sp.Expr | None:
+    """The smallest positive root of ``f`` in x (None if there is none)."""
+    poly = sp.Poly(f, x)
+    if poly.degree() == 1:
+        c1, c0 = poly.all_coeffs()
+        root = sp.factor(-c0 / c1)
+        if root.is_positive:
+            return root
+        if root.is_nonpositive:
+            return None
+    elif not poly.free_symbols - {x}:
+        positive = [r for r in poly.real_roots() if r.is_positive]
+        return min(positive, key=lambda r: float(r)) if positive else None
+    raise NotImplementedError(
+        f"stability_edge(): cannot locate the roots of the condition {cond} in {x}; "
+        f"substitute numbers for the other parameters first (result.subs(...))."
+    )
 
 
 def _edge_of(margin: sp.Expr, x: sp.Symbol, cond) -> sp.Expr | None:

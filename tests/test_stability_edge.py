@@ -172,3 +172,15 @@ def test_eigenvalue_ranges_of_commuting_problems_agree_with_the_spectral_radius(
     )
     with pytest.raises(NotImplementedError, match="trace condition"):
         coupled.eigenvalue_range()
+
+
+def test_edge_reads_product_margins_and_isolated_exclusions():
+    """Explicit 3-d online regression with S = 1: the conditions hold a factored '> 0' margin
+    and Ne(·, 0) exclusions; the edge is 2/5, where the spectral radius crosses 1."""
+    r = ss.stationary(
+        ss.SGD(ss.lr), ss.LinearRegression(sp.eye(3), label_variance=1), ss.MinibatchNoise(1)
+    )
+    edge = r.stability_edge(ss.lr)
+    assert edge == sp.Rational(2, 5)
+    assert spectral_radius(r.recursion, {ss.lr: edge * sp.Rational(99, 100)}) < 1
+    assert spectral_radius(r.recursion, {ss.lr: edge * sp.Rational(101, 100)}) > 1
