@@ -330,10 +330,12 @@ class CompanionForm:
         )
 
     def series(self, symbol: sp.Symbol, n: int) -> sp.Matrix:
-        r"""Taylor series of the state second moment in ``symbol`` about 0, up to and excluding
-        order ``n``: the exact numerators and the denominator are expanded (python-flint) as
-        polynomials in ``symbol``, :math:`N/D = \sum_k q_k\,\text{symbol}^k` with
-        :math:`q_k d_0^{k+1} = n_k d_0^k - \sum_{j\ge1} d_j\,(q_{k-j} d_0^{k-j+1})\,d_0^{j-1}`."""
+        r"""Taylor series of the state second moment in ``symbol`` (an optimizer parameter, e.g.
+        the learning rate, that H and the noise do not contain) about 0, up to and excluding
+        order ``n``.  The universal :math:`w/\Delta = \sum_k q_k\,\text{symbol}^k` is divided
+        out in the characteristic coefficients (with :math:`\Delta = \sum_k d_k
+        \text{symbol}^k`: :math:`q_k d_0^{k+1} = w_k d_0^k - \sum_{j\ge1} d_j\,(q_{k-j}
+        d_0^{k-j+1})\,d_0^{j-1}`, each cancelled), then composed with c = c(H)."""
         return self.solution.series(symbol, n)
 
 
@@ -464,15 +466,7 @@ class CompanionSolution:
             return None
         conv = self.ring.to_sympy
         d = self.d
-        cs = [sp.Dummy(f"c{a}") for a in range(d)]
-        ps = [sp.Dummy(f"p{i}") for i in range(len(self.blocks.params))]
-        universal_ring = FlintRing((*cs, *ps))
-        to_problem = {cs[a]: conv(self.c[a]) for a in range(d)}
-        to_problem.update(dict(zip(ps, self.blocks.params)))
-
-        def from_universal(p) -> sp.Expr:
-            return universal_ring.to_sympy(p).xreplace(to_problem)
-
+        from_universal = self._from_universal()
         denominator, sign = self._factored_denominator(from_universal)
         P = self._products(self.Hf, self.Qf, self.ring.one)
         Ps = {ab: [[conv(e) for e in row] for row in M] for ab, M in P.items()}
@@ -574,41 +568,65 @@ class CompanionSolution:
         return S, den, None
 
     # -- series ---------------------------------------------------------------------------
+    def _from_universal(self):
+        """Universal polynomial -> sympy expression in the problem's symbols (c = c(H))."""
+        d = self.d
+        cs = [sp.Dummy(f"c{a}") for a in range(d)]
+        ps = [sp.Dummy(f"p{i}") for i in range(len(self.blocks.params))]
+        universal_ring = FlintRing((*cs, *ps))
+        to_problem = {cs[a]: self.ring.to_sympy(self.c[a]) for a in range(d)}
+        to_problem.update(dict(zip(ps, self.blocks.params)))
+        return lambda p: universal_ring.to_sympy(p).xreplace(to_problem)
+
     def series(self, symbol: sp.Symbol, n: int) -> sp.Matrix:
         """See :meth:`CompanionForm.series`."""
         size = self.d * self.k
         if n < 1:
             return sp.zeros(size, size)
-        if symbol not in self.gens:
-            S, _ = self.expanded()
-            return sp.Matrix(S)
-        v = self.gens.index(symbol)
-        conv = self.ring.to_sympy
-        zero = self.ring.zero
-        delta = self._compose(self.delta) * self.q_scale
-        P = self._products(self.Hf, self.Qf, self.ring.one)
-        Wc = {key: {ab: self._compose(p) for ab, p in w.items()} for key, w in self.W.items()}
-        dcoef = _coefficients(delta, v, n)
+        inside = set(self.H.free_symbols) | set(self.Q0.free_symbols)
+        if symbol not in self.blocks.params or symbol in inside:
+            raise ValueError(
+                f"series() in {symbol} of a structured companion result needs {symbol} to be "
+                f"an optimizer parameter that H and the noise do not contain."
+            )
+        v = self.d + self.blocks.params.index(symbol)
+        one = self.algebra.one
+        dcoef = _coefficients(self.delta, v, n)
         d0 = dcoef[0]
         if d0.is_zero():
             raise ValueError(f"series(): the answer has a pole at {symbol} = 0.")
+        from_universal = self._from_universal()
+        conv = self.ring.to_sympy
+        P = self._products(self.Hf, self.Qf, self.ring.one)
+        Ps = {ab: [[conv(e) for e in row] for row in M] for ab, M in P.items()}
+        # per block and basis product: sum_k q_k symbol^k with q_k d0^{k+1} universal
+        coefficient: dict = {}
+        for key, w in self.W.items():
+            for ab, p in w.items():
+                if p.is_zero():
+                    continue
+                wcoef = _coefficients(p, v, n)
+                accs: list = []
+                total = sp.Integer(0)
+                for kk in range(n):
+                    acc = wcoef[kk] * d0**kk
+                    for jj in range(1, kk + 1):
+                        if not dcoef[jj].is_zero():
+                            acc = acc - dcoef[jj] * accs[kk - jj] * d0 ** (jj - 1)
+                    accs.append(acc)
+                    if not acc.is_zero():
+                        top, bottom = cancelled(acc, d0 ** (kk + 1), one)
+                        total += from_universal(top) / from_universal(bottom) * symbol**kk
+                coefficient[key, ab] = total
         out = sp.zeros(size, size)
+        scale = sp.Rational(1, self.q_scale)
         for I, J, i, j, p, q in self._state_entries():
-            w = Wc[i, j]
-            num = sum((w[ab] * P[ab][p][q] for ab in w if not w[ab].is_zero()), zero)
-            ncoef = _coefficients(num, v, n)
-            acc_list: list = []  # acc_list[k] = q_k d0^{k+1}
-            value = sp.Integer(0)
-            for kk in range(n):
-                acc = ncoef[kk] * d0**kk
-                for jj in range(1, kk + 1):
-                    if not dcoef[jj].is_zero():
-                        acc = acc - dcoef[jj] * acc_list[kk - jj] * d0 ** (jj - 1)
-                acc_list.append(acc)
-                if not acc.is_zero():
-                    top, bottom = cancelled(acc, d0 ** (kk + 1), self.ring.one)
-                    value += conv(top) / conv(bottom) * symbol**kk
-            out[I, J] = out[J, I] = value
+            terms = [
+                value * Ps[ab][p][q]
+                for (key, ab), value in coefficient.items()
+                if key == (i, j) and value != 0 and Ps[ab][p][q] != 0
+            ]
+            out[I, J] = out[J, I] = scale * sp.Add(*terms)
         return out
 
 
