@@ -11,7 +11,8 @@ this run and stopped at ``--cap`` seconds (a ratio ">" means the baseline did no
 symbolic SGD d = 4 always runs (``--d4`` is accepted for compatibility and does nothing);
 ``--d5`` adds fully symbolic SGD d = 5 (31 symbols, structured; no baselines).
 ``--momentum3`` adds fully symbolic heavy-ball and Nesterov d = 3 (state dimension 6; target
-< 10 s each, not met yet: minutes, expanded answers of ~10⁶ terms; no baselines).
+< 10 s each: 0.5 s and 2.6 s with the companion solver, see ``benchmarks/companion.py`` for the
+ratios against the old paths).
 ``--fresh`` times fully symbolic SGD d = 5 in fresh Python processes (``import symsgd`` +
 ``ss.stationary``, target < 6 s), once with an empty universal-polynomial disk cache and once
 with it filled (the ratio warm/cold is printed; d = 5 itself is below the dimension kept on

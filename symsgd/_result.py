@@ -445,6 +445,14 @@ class Result:
                 f"lambdify()/subs() evaluate {what!r}."
             )
         form = self.form
+        from .cayley import StructuredForm
+
+        if not isinstance(form, StructuredForm):
+            raise ValueError(
+                "latex() is not available for this structured result (fully symbolic momentum "
+                "with d ≥ 3, solved in the characteristic algebra of H); fix some parameters "
+                "with .subs(...) first, or evaluate with .lambdify()."
+            )
         K_name = "H" if form.K == sp.ImmutableMatrix(self.landscape.hessian) else "K"
         C = self._noise_matrix()
         F_name = "C" if C is not None and form.F == sp.ImmutableMatrix(C) else "F"

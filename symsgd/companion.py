@@ -320,15 +320,6 @@ class CompanionForm:
     #: in ``ring`` (built on demand by :meth:`series`)
     solution: CompanionSolution
 
-    @property
-    def K(self):
-        """Not available: the LaTeX layout of structured results is the one of
-        :class:`symsgd.cayley.StructuredForm` (raises ``NotImplementedError``)."""
-        raise NotImplementedError(
-            "latex() is not available for this structured companion result (fully symbolic "
-            "momentum with d ≥ 3); use .subs(...) to fix some parameters first, or .lambdify()."
-        )
-
     def series(self, symbol: sp.Symbol, n: int) -> sp.Matrix:
         r"""Taylor series of the state second moment in ``symbol`` (an optimizer parameter, e.g.
         the learning rate, that H and the noise do not contain) about 0, up to and excluding

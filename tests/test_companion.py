@@ -218,7 +218,7 @@ def test_d3_series_in_the_learning_rate(symbolic3):
 
 def test_d3_latex_is_refused_with_a_clear_error(symbolic3):
     _, r = symbolic3
-    with pytest.raises(NotImplementedError, match="latex"):
+    with pytest.raises(ValueError, match="latex"):
         r.latex()
 
 
