@@ -369,8 +369,11 @@ def check_stable(
     """Raise :class:`UnstableError` when ``values`` violate ``conditions`` (or, once every
     symbol has a value, when the numeric spectral radius is ≥ 1)."""
     name = f"{type(recursion.optimizer).__name__} on {type(recursion.landscape).__name__}"
+    exact = _exact_point(values)
     for cond in sp.And.make_args(conditions) if conditions is not sp.false else ():
-        got = cond.subs(values)
+        got = _decide(cond, exact) if exact is not None else None
+        if got is None:
+            got = cond.subs(values)
         if got == sp.false:
             shown = {k: v for k, v in values.items() if k in cond.free_symbols}
             raise UnstableError.at(
@@ -388,6 +391,46 @@ def check_stable(
         rho = spectral_radius(recursion, values)
         if not rho < 1:
             raise UnstableError.at(context, values, subject=name, rho=rho)
+
+
+def _exact_point(values: dict) -> dict | None:
+    """``values`` as exact rationals (python-flint) when every value is a rational number."""
+    import flint
+
+    point = {}
+    for k, v in values.items():
+        v = sp.sympify(v)
+        if not v.is_Rational:
+            return None
+        point[k] = flint.fmpq(int(v.p), int(v.q))
+    return point
+
+
+def _decide(cond: sp.Basic, point: dict) -> sp.Basic | None:
+    """``sp.true``/``sp.false`` for a relation ``lhs < rhs`` (``<=``, ``>``, ``>=``, ``≠``) whose
+    symbols all have exact rational values in ``point``, decided by evaluating its margin
+    exactly (one walk of the expression DAG — sympy's ``subs`` on a condition of 10⁵
+    characters costs tens of seconds); None when it cannot be decided this way."""
+    from .certify import _ForeignSymbol, _NotExact, evaluate_exact
+
+    if not isinstance(cond, sp.core.relational.Relational) or not cond.free_symbols <= set(point):
+        return None
+    try:
+        margin = evaluate_exact(cond.lhs - cond.rhs, point)
+    except (_NotExact, _ForeignSymbol, ZeroDivisionError):  # traces, irrationals, poles: subs
+        return None
+    op = cond.rel_op
+    holds = {
+        "<": margin < 0,
+        "<=": margin <= 0,
+        ">": margin > 0,
+        ">=": margin >= 0,
+        "!=": margin != 0,
+        "==": margin == 0,
+    }.get(op)
+    if holds is None:
+        return None
+    return sp.true if holds else sp.false
 
 
 def advice(cond: sp.Basic, values: dict) -> str:
