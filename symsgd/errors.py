@@ -6,6 +6,10 @@ from collections.abc import Mapping
 
 __all__ = ["InternalError", "UnstableError"]
 
+#: characters of the full list of stability conditions an error message shows (fully symbolic
+#: problems with d ≥ 3 have conditions of 10⁵ characters: the message then counts them)
+MAX_SHOWN = 2000
+
 
 class UnstableError(ValueError):
     """The parameters admit no stationary law: the recursion's second moments diverge.
@@ -71,9 +75,16 @@ class UnstableError(ValueError):
         radius = None if rho is None else f"ρ = {rho:.6g}{'' if rho < 1 else ' ≥ 1'}"
         why = None
         if condition is not None:
-            why = f"the condition {_pretty(condition)} fails{at}"
+            text = _pretty(condition)
+            if len(text) > MAX_SHOWN:
+                text = f"{text[:300]} … ({len(text)} characters in all: error.condition)"
+            why = f"the condition {text} fails{at}"
             if conditions is not None and _pretty(conditions) != _pretty(condition):
-                why = f"stability needs {_pretty(conditions)}; {why}"
+                shown = _pretty(conditions)
+                if len(shown) > MAX_SHOWN:  # fully symbolic d ≥ 3: 10⁵ characters
+                    count = len(_conjuncts(conditions))
+                    shown = f"{count} conditions (result.conditions has them all)"
+                why = f"stability needs {shown}; {why}"
         if reason:
             why = f"{reason}{at}" if why is None else f"{reason}: {why}"
         if why is None and radius is not None:
@@ -128,6 +139,12 @@ def _number(v) -> str:
     import sympy as sp
 
     return sp.sstr(v)
+
+
+def _conjuncts(cond) -> tuple:
+    import sympy as sp
+
+    return sp.And.make_args(cond)
 
 
 def _pretty(cond) -> str:

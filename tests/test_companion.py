@@ -280,3 +280,21 @@ def test_companion_solution_exposes_the_universal_denominator_in_the_invariants(
     solution = CompanionSolution(r, polynomial_blocks(r))
     assert solution.delta.context().nvars() == 3 + 2
     assert solution.fits() is False  # the expanded denominator is large: structured
+
+
+def test_d3_subs_decides_stability_exactly_and_reports_it_briefly(symbolic3):
+    """subs() at rational values decides each (10⁵-character) condition by exact evaluation:
+    at H = C = I every mode has the scalar law (the 1-d problem, solved separately), and at an
+    unstable point (a singular H) the error counts the conditions instead of printing them."""
+    name, r = symbolic3
+    lam, mu = ss.lr, ss.momentum
+    point = {lam: sp.Rational(1, 10), mu: sp.Rational(1, 2)}
+    diagonal = {s: (1 if str(s)[-1] == str(s)[-2] else 0) for s in r.free_symbols - set(point)}
+    stable = r.subs({**diagonal, **point})
+    opt = r.recursion.optimizer
+    scalar = ss.stationary(opt, ss.Quadratic(1), ss.AdditiveNoise(1)).cov
+    assert stable.cov == sp.sympify(scalar).subs(point) * sp.eye(3), name
+    ones = {s: 1 for s in r.free_symbols - set(point)}
+    with pytest.raises(ss.UnstableError) as info:
+        r.subs({**ones, **point})
+    assert len(str(info.value)) < 3000
