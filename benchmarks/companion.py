@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import multiprocessing as mp
 import time
 
+from derive import baseline  # the capped child-process timer (benchmarks/ is on sys.path)
 from sympy.core.cache import clear_cache
 
 import symsgd as ss
@@ -51,22 +51,9 @@ def timed(kind: str, d: int, method: str):
     return time.perf_counter() - start, result
 
 
-def _child(kind, d, method, queue):
-    queue.put(timed(kind, d, method)[0])
-
-
-def capped(kind: str, d: int, method: str, cap: float) -> float | None:
-    """Seconds of ``ss.stationary(..., method=method)`` in a child process, None past ``cap``."""
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(kind, d, method, queue))
-    proc.start()
-    proc.join(cap)
-    if proc.is_alive():
-        proc.terminate()
-        proc.join()
-        return None
-    return queue.get()
+def _exact_seconds(kind: str, d: int) -> float:
+    """Seconds of the old path (``method="exact"``), run by derive.baseline in a child."""
+    return timed(kind, d, "exact")[0]
 
 
 def main() -> None:
@@ -90,7 +77,7 @@ def main() -> None:
             f"{len(r3.certificate.points)} points; structured: {r3.structured})"
         )
         if not args.no_baseline:
-            t_old = capped(kind, 3, "exact", args.cap)
+            t_old = baseline(kind, 3, args.cap, worker=_exact_seconds)
             shown = f"> {args.cap:.0f} s" if t_old is None else f"{t_old:.1f} s"
             ratio = f"> {args.cap / t3:.0f}" if t_old is None else f"{t_old / t3:.0f}"
             print(f"       old path method='exact' (21 unknowns): {shown} (ratio {ratio})")
