@@ -461,16 +461,7 @@ class EmpiricalLoss:
         """A ``ValueError`` when the Hessian (plus ``gamma``·I) at ``point`` has a negative
         eigenvalue."""
         H = self.hessian(np.array([float(v) for v in point])) + float(gamma) * np.eye(self.dim)
-        w, V = np.linalg.eigh((H + H.T) / 2)
-        scale = max(1.0, float(np.max(np.abs(w))))
-        if w[0] < -1e-9 * scale:
-            direction = ", ".join(f"{v:.3g}" for v in V[:, 0])
-            raise ValueError(
-                f"{where}: θ = {[float(v) for v in point]} is a saddle point or a maximum, not a "
-                f"minimum: the Hessian has the eigenvalue {w[0]:.6g} < 0 along ({direction}). "
-                f"SGD leaves it along that direction; start the search elsewhere "
-                f"(model.minimum(start=…))."
-            )
+        _refuse_saddle(H, point, where)
 
     # -- the local problem ----------------------------------------------------------------------
 
@@ -838,12 +829,20 @@ def _check_stationary(local: LocalLandscape) -> None:
             f"mean gradient there is {grad.tolist()}. Use model.minimum(start=θ) to find the "
             f"minimum first."
         )
-    w, V = np.linalg.eigh(Hf)
+    _refuse_saddle(Hf, local.theta_star, "near()")
+
+
+def _refuse_saddle(H: np.ndarray, point, where: str) -> None:
+    """A ``ValueError`` naming the direction of negative curvature when the (float64) Hessian
+    ``H`` at ``point`` has a negative eigenvalue: a saddle or a maximum, not a minimum."""
+    w, V = np.linalg.eigh((H + H.T) / 2)
     if w[0] < -1e-9 * max(1.0, float(np.max(np.abs(w)))):
         direction = ", ".join(f"{v:.3g}" for v in V[:, 0])
         raise ValueError(
-            f"near(): θ = {[float(v) for v in local.theta_star]} is a saddle point or a maximum, "
-            f"not a minimum: the Hessian has the eigenvalue {w[0]:.6g} < 0 along ({direction})."
+            f"{where}: θ = {[float(v) for v in point]} is a saddle point or a maximum, not a "
+            f"minimum: the Hessian has the eigenvalue {w[0]:.6g} < 0 along ({direction}). "
+            f"SGD leaves it along that direction; start the search elsewhere "
+            f"(model.minimum(start=…))."
         )
 
 
