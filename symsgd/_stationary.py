@@ -29,7 +29,7 @@ from ._util import field_atoms, field_symbols, replace_fields, symbols_in
 from .budget import progress_policy, time_limit
 from .certify import certify_modes
 from .domain import check_values, problem_constraints
-from .errors import UnstableError
+from .errors import FLAT_ADVICE, UnstableError
 from .exact import canonical
 from .landscapes import COUPLING, Landscape
 from .lyapunov import Solution, numeric_solution, solve
@@ -443,12 +443,13 @@ def _derive(optimizer: Optimizer, landscape: Landscape, noise: Noise, method: st
                 from .moments import spectral_radius
 
                 rho = spectral_radius(recursion, {})
-                raise UnstableError.at("stationary()", subject=subject, rho=rho)
+                advice = _flat_advice(optimizer, landscape)
+                raise UnstableError.at("stationary()", subject=subject, rho=rho, advice=advice)
             raise UnstableError.at(
                 "stationary()",
                 subject=subject,
                 reason="the stability conditions can never hold",
-                advice="",
+                advice=_flat_advice(optimizer, landscape) or "",
             )
         check_stable(recursion, conditions, {}, "stationary()")
     solution = solve(recursion, method, conditions)
@@ -497,7 +498,8 @@ def _numeric_stationary(
         d = landscape.dim
         shown = repr(landscape) if d <= 3 else f"a {d}×{d} {type(landscape).__name__}"
         subject = f"{type(optimizer).__name__} on {shown}"
-        raise UnstableError.at("stationary()", subject=subject, rho=T.radius())
+        advice = _flat_advice(optimizer, landscape)
+        raise UnstableError.at("stationary()", subject=subject, rho=T.radius(), advice=advice)
     solution = numeric_solution(T, name)
     return Stationary(solution=solution, recursion=recursion, stability=(sp.true, True))
 
@@ -557,20 +559,36 @@ def _assumptions(symbol: sp.Symbol) -> str:
     return "assumptions: " + (", ".join(kept) if kept else "none")
 
 
-def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> None:
-    """A numeric Hessian (plus weight decay) with a negative eigenvalue has no minimum, so no
-    stationary law at any learning rate: say so instead of advising a smaller step."""
+def _curvatures(optimizer: Optimizer, landscape: Landscape) -> np.ndarray | None:
+    """The eigenvalues of a numeric Hessian plus weight decay (None when symbolic)."""
     gamma = sp.sympify(optimizer.weight_decay)
     if gamma.free_symbols or landscape.eigenmode:
-        return
+        return None
     from .landscapes import _floats
 
     try:
         H = _floats(landscape.hessian)
     except ValueError:  # symbols: nothing to check
+        return None
+    return np.linalg.eigvalsh(H + float(gamma) * np.eye(landscape.dim))
+
+
+def _flat_advice(optimizer: Optimizer, landscape: Landscape) -> str | None:
+    """:data:`~symsgd.errors.FLAT_ADVICE` when the numeric Hessian plus weight decay is
+    singular (lowering the learning rate cannot help); None otherwise (the default advice)."""
+    eig = _curvatures(optimizer, landscape)
+    if eig is None or not eig.size:
+        return None
+    return FLAT_ADVICE if eig.min() <= 1e-12 * max(1.0, float(np.abs(eig).max())) else None
+
+
+def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> None:
+    """A numeric Hessian (plus weight decay) with a negative eigenvalue has no minimum, so no
+    stationary law at any learning rate: say so instead of advising a smaller step."""
+    eig = _curvatures(optimizer, landscape)
+    if eig is None or not eig.size:
         return
-    G = H + float(gamma) * np.eye(landscape.dim)
-    lowest = float(np.linalg.eigvalsh(G).min())
+    lowest = float(eig.min())
     if lowest < 0:
         raise ValueError(
             f"stationary(): the Hessian H (plus weight decay) has a negative curvature "

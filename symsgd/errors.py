@@ -10,6 +10,14 @@ __all__ = ["InternalError", "UnstableError"]
 #: problems with d ≥ 3 have conditions of 10⁵ characters: the message then counts them)
 MAX_SHOWN = 2000
 
+#: the advice of an instability caused by a flat direction (a singular Hessian plus weight decay),
+#: where no learning rate helps
+FLAT_ADVICE = (
+    "The Hessian is singular here: along a flat direction the noise accumulates without bound "
+    "whatever the learning rate (and the mean never returns). Give every direction positive "
+    "curvature (or add weight decay)."
+)
+
 
 class UnstableError(ValueError):
     """The parameters admit no stationary law: the recursion's second moments diverge.

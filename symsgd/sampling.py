@@ -34,7 +34,7 @@ import numpy as np
 import sympy as sp
 
 from ._util import field_symbols, float_fields, replace_fields
-from .errors import UnstableError
+from .errors import FLAT_ADVICE, UnstableError
 from .landscapes import Landscape, LinearRegression, Quadratic
 from .models import EmpiricalLoss, LocalLandscape
 from .moments import NumericMap
@@ -690,13 +690,14 @@ def _advice(problem: Problem, rho: float) -> str:
         replace_fields(x, values) for x in (problem.optimizer, problem.landscape, problem.noise)
     )
     land = land.one_mode()
-    eig = np.linalg.eigvalsh(problem.hessian)
+    gamma = (
+        float(sp.sympify(opt.weight_decay))
+        if not sp.sympify(opt.weight_decay).free_symbols
+        else 0.0
+    )
+    eig = np.linalg.eigvalsh(problem.hessian) + gamma
     if eig.size and eig.min() <= 1e-12 * max(1.0, float(np.max(np.abs(eig)))):
-        return (
-            "The Hessian is singular here: along a flat direction the noise accumulates without "
-            "bound whatever the learning rate. Give every direction positive curvature (or "
-            "add weight decay)."
-        )
+        return FLAT_ADVICE
     lr = sp.sympify(opt.lr)
     if lr.is_number:
         for factor in (sp.Rational(1, 2), sp.Rational(1, 10), sp.Rational(1, 100)):
