@@ -13,9 +13,10 @@ MAX_SHOWN = 2000
 #: the advice of an instability caused by a flat direction (a singular Hessian plus weight decay),
 #: where no learning rate helps
 FLAT_ADVICE = (
-    "The Hessian is singular here: along a flat direction the noise accumulates without bound "
-    "whatever the learning rate (and the mean never returns). Give every direction positive "
-    "curvature (or add weight decay)."
+    "The Hessian is singular here: nothing pulls the iterates back along a flat direction, "
+    "whatever the learning rate, so the moments there never forget the start (and any noise "
+    "entering there accumulates without bound). Give every direction positive curvature (or "
+    "add weight decay)."
 )
 
 
