@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -40,10 +40,12 @@ __all__ = [
     "LangevinComparison",
     "NoiseLawAtFixedTheta",
     "PooledNoiseLaw",
+    "PooledNoiseMoments",
     "finite_population_cumulants",
     "langevin",
     "noise_law",
     "pooled_noise",
+    "pooled_noise_moments",
 ]
 
 #: the constant of the i.i.d. Berry–Esseen bound :math:`\sup_x|F_S - \Phi| \le
@@ -693,11 +695,19 @@ def _expect_joint(expr: sp.Expr, h, eta, a, S, s2) -> sp.Expr:
     return _expect_chi2(out, h, a, S)
 
 
-def pooled_noise(result, params: Mapping | None = None) -> PooledNoiseLaw:
-    r"""The gradient noise **pooled over the stationary law of θ**, for SGD on one-parameter
-    online Gaussian regression (``LinearRegression(a, label_variance=σ²)``,
-    ``MinibatchNoise(S)``, weight decay γ allowed): the distribution an experiment records
-    along a run, not the law at one θ (that is :func:`noise_law`).
+def pooled_noise(result, params: Mapping | None = None) -> PooledNoiseLaw | PooledNoiseMoments:
+    r"""The gradient noise **pooled over the stationary law of θ**: the distribution an
+    experiment records along a run, not the law at one θ (that is :func:`noise_law`).
+
+    * SGD on one-parameter online Gaussian regression (``LinearRegression(a,
+      label_variance=σ²)``, ``MinibatchNoise(S)``, weight decay γ allowed): a
+      :class:`PooledNoiseLaw`, **symbolic** in every parameter left free (derived below);
+    * every other case — d > 1 (any A, label noise, S, weight decay), a finite data set (with or
+      without replacement), heavy-ball momentum — a :class:`PooledNoiseMoments` in float64 from
+      :func:`pooled_noise_moments` (exact second moment, exact fourth moment where the
+      stationary fourth moments exist, kurtosis of a projection, the iterates' tail index);
+      ``NotImplementedError`` naming what is covered otherwise (additive noise, local problems
+      of an EmpiricalLoss, eigen-mode landscapes).
 
     Derivation.  With u = θ − θ*, the minibatch curvature :math:`\hat h = \frac1S\sum x_i^2 =
     \frac aS\chi^2_S` and :math:`\eta = \frac1S\sum x_i\epsilon_i` (given ĥ,
@@ -747,11 +757,7 @@ def pooled_noise(result, params: Mapping | None = None) -> PooledNoiseLaw:
         and isinstance(nz, MinibatchNoise)
         and nz.resolved_dataset_size(land) is sp.oo
     ):
-        raise NotImplementedError(
-            "pooled_noise() derives the pooled moments for SGD on one-parameter online "
-            "Gaussian regression (LinearRegression(a, label_variance=σ²) with MinibatchNoise(S)); "
-            f"got {type(opt).__name__} on {land!r} with {nz!r}."
-        )
+        return pooled_noise_moments(result, params)
     from ._util import field_symbols
     from .numeric import resolve_values
 
@@ -817,4 +823,342 @@ def pooled_noise(result, params: Mapping | None = None) -> PooledNoiseLaw:
         conditional_fourth=c4,
         kurtosis_at_minimum=at_min,
         tail_index=tail,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the pooled law beyond scalar SGD: d > 1, finite data sets, momentum (numeric, exact)
+# ---------------------------------------------------------------------------------------------
+
+POOLED_BREIMAN_GENERAL = (
+    "ξ = J(Ŵ − EŴ)R·(z, 1) with the minibatch matrix Ŵ independent of the stationary state z: "
+    "a random linear image of a regularly varying vector by a factor with every moment finite, "
+    "so ξ has the iterates' tail index α (multivariate Breiman), while at any fixed θ every "
+    "moment of ξ is finite."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class PooledNoiseMoments:
+    r"""The gradient noise :math:`\xi = \hat g_B(\theta) - \nabla L(\theta)` **pooled over the
+    stationary law of θ** (:func:`pooled_noise_moments`) — not the law at a fixed θ
+    (:class:`NoiseLawAtFixedTheta`, :func:`noise_law`).  Float64, exact up to rounding.
+
+    ``second`` is :math:`\mathbb E[\xi\xi^\top]` (d×d); ``fourth`` is
+    :math:`\mathbb E[\xi^{\otimes4}]` (d×d×d×d), or None with ``fourth_reason`` saying why
+    (infinite: ρ₄ ≥ 1; or no exact moment operator); ``state_second`` the stationary
+    :math:`\mathbb E[zz^\top]` of the optimizer's state deviation; ``tail_index`` the iterates'
+    (:func:`symsgd.tails.tail_index`: exact or a bracket), which is also the pooled noise's
+    (Breiman, see ``breiman``); ``method`` how the moments were obtained.
+
+    :meth:`kurtosis` is that of a **projection** :math:`u^\top\xi`:
+    :math:`\mathbb E(u^\top\xi)^4/(\mathbb E(u^\top\xi)^2)^2`; :attr:`kurtosis_per_coordinate`
+    the same along each coordinate axis.
+    """
+
+    second: np.ndarray
+    fourth: np.ndarray | None
+    fourth_reason: str
+    state_second: np.ndarray
+    tail_index: object | None
+    method: str
+    scope: str = POOLED_SCOPE
+    breiman: str = POOLED_BREIMAN_GENERAL
+
+    @property
+    def dim(self) -> int:
+        return self.second.shape[0]
+
+    def _direction(self, direction) -> np.ndarray:
+        d = self.dim
+        if direction is None:
+            if d != 1:
+                raise ValueError(
+                    f"pooled noise: give direction= (a vector with {d} entries) for a "
+                    f"{d}-parameter problem: the readout is of the projection u·ξ."
+                )
+            return np.ones(1)
+        u = np.asarray(direction, dtype=float).reshape(-1)
+        if u.size != d or not np.any(u):
+            raise ValueError(f"pooled noise: direction must be a nonzero vector of {d} entries.")
+        return u
+
+    def second_moment(self, direction=None) -> float:
+        r""":math:`\mathbb E(u^\top\xi)^2 = u^\top\mathbb E[\xi\xi^\top]u`."""
+        u = self._direction(direction)
+        return float(u @ self.second @ u)
+
+    def fourth_moment(self, direction=None) -> float:
+        r""":math:`\mathbb E(u^\top\xi)^4` (``ValueError`` when it is not available)."""
+        u = self._direction(direction)
+        if self.fourth is None:
+            raise ValueError(f"pooled noise: no fourth moment here — {self.fourth_reason}")
+        return float(np.einsum("ijkl,i,j,k,l->", self.fourth, u, u, u, u))
+
+    def kurtosis(self, direction=None) -> float:
+        r"""The kurtosis of the projection :math:`u^\top\xi` (3 for a Gaussian)."""
+        return self.fourth_moment(direction) / self.second_moment(direction) ** 2
+
+    @property
+    def kurtosis_per_coordinate(self) -> np.ndarray:
+        """The kurtosis of each coordinate ξ_i of the pooled noise."""
+        return np.array([self.kurtosis(np.eye(self.dim)[i]) for i in range(self.dim)])
+
+    @property
+    def heavy_tailed(self) -> bool | None:
+        if self.tail_index is None:
+            return None
+        alpha = self.tail_index.alpha
+        if alpha is None:
+            return bool(math.isfinite(self.tail_index.bracket[1]))
+        return bool(math.isfinite(alpha))
+
+    def __repr__(self) -> str:
+        return (
+            f"PooledNoiseMoments(d={self.dim}, E ξξᵀ diagonal={np.diagonal(self.second)}, "
+            f"tail_index={self.tail_index}; pooled over the stationary law of θ)"
+        )
+
+
+@dataclass(frozen=True)
+class _Carrier:
+    r"""The random update and the noise of a linear-regression problem through one random
+    matrix: the homogeneous state :math:`\tilde z = (z, 1)` moves by
+    :math:`\tilde A = P + \hat B\,\hat W R` and the noise is :math:`\xi = J(\hat W - \Omega)R
+    \tilde z`, with :math:`\hat W = \frac1S\sum_iw_iw_i^\top` the minibatch matrix of the
+    samples :math:`w_i` and :math:`\Omega = \mathbb E\hat W`.  ``batches`` (stack, weights)
+    when every minibatch is enumerated, else ``tensors``: slot tensors of :math:`\hat W`
+    (orders 0 … 4) or None (no exact fourth-order route)."""
+
+    P: np.ndarray
+    Bh: np.ndarray
+    R: np.ndarray
+    J: np.ndarray
+    Omega: np.ndarray
+    second_map: Callable[[np.ndarray], np.ndarray]
+    tensors: list | None
+    batches: tuple | None
+    method: str
+
+
+def _carrier(rmap, fourth: bool) -> _Carrier:
+    r"""The :class:`_Carrier` of a prepared problem.
+
+    Online Gaussian data: :math:`w = (x, \epsilon)\sim N(0, \Omega)`,
+    :math:`\Omega = \operatorname{diag}(A, 1)`, and :math:`x(x^\top(\theta - \theta_*) -
+    \sigma\epsilon) = Jww^\top R\tilde z` with :math:`R = \begin{pmatrix}K&\beta\\0&-\sigma
+    \end{pmatrix}`, β = θ_γ − θ*.  A data set: :math:`w_i = (x_i, y_i)`, :math:`R =
+    \begin{pmatrix}K&\theta_\gamma\\0&-1\end{pmatrix}`.  ``second_map`` is
+    :math:`\mathcal C(M) = \mathbb E[(\hat W - \Omega)M(\hat W - \Omega)]` (M symmetric):
+    Isserlis gives :math:`\mathbb E[ww^\top Mww^\top] = 2\Omega M\Omega +
+    \operatorname{Tr}(\Omega M)\Omega`, so one Gaussian sample contributes
+    :math:`\Omega M\Omega + \operatorname{Tr}(\Omega M)\Omega` and S i.i.d. ones 1/S of it; a
+    data set contributes :math:`C_1(M) = \frac1N\sum_i(w_i^\top Mw_i)w_iw_i^\top -
+    \Omega M\Omega` per draw, divided by S with replacement and multiplied by
+    :math:`\frac{N-S}{(N-1)S}` without (the variance of a sample mean without replacement)."""
+    from .sampling import _Data, _Online
+    from .tails import _batches, _empirical_moment, _gaussian_moment, _sum_of_samples
+
+    M, B, K = rmap.state_space
+    n, d = M.shape[0], rmap.dim
+    oracle = rmap.oracle
+    S = int(oracle.batch)
+    R = np.zeros((d + 1, n + 1))
+    R[:d, :n] = K
+    if isinstance(oracle, _Online):
+        beta, c = rmap.theta_min - oracle.star, -float(oracle.sigma)
+        mean_gradient = rmap.hessian @ beta
+        L = np.zeros((d + 1, d + 1))
+        L[:d, :d] = oracle.LA
+        L[d, d] = 1.0
+        Omega = L @ L.T
+
+        def second_map(Mx):
+            return (Omega @ Mx @ Omega + np.trace(Omega @ Mx) * Omega) / S
+
+        tensors = [_gaussian_moment(L, 2 * j) for j in range(5)] if fourth else None
+        tensors = None if tensors is None else _sum_of_samples(tensors, S, 4)
+        batches, method = None, "exact (Gaussian inputs: Isserlis)"
+    elif isinstance(oracle, _Data):
+        beta, c = rmap.theta_min, -1.0
+        W = np.column_stack([oracle.X, oracle.Y])
+        N = W.shape[0]
+        mean_gradient = oracle.X.T @ (oracle.X @ rmap.theta_min - oracle.Y) / N
+        Omega = W.T @ W / N
+        factor = 1 / S if oracle.replacement else (N - S) / ((N - 1) * S)
+
+        def second_map(Mx):
+            quad = np.einsum("ni,ij,nj->n", W, Mx, W)
+            return factor * ((W.T * quad) @ W / N - Omega @ Mx @ Omega)
+
+        tensors = batches = None
+        method = "exact (finite data set: "
+        enumerated = _batches(N, S, oracle.replacement) if fourth else None
+        if enumerated is not None:
+            idx = np.array(enumerated[0])
+            stack = np.einsum("kbi,kbj->kij", W[idx], W[idx]) / S
+            batches = (stack, np.array([float(w) for w in enumerated[1]]))
+            method += "every minibatch enumerated)"
+        elif fourth and oracle.replacement:
+            single = [_empirical_moment(W, 2 * j) for j in range(5)]
+            tensors = _sum_of_samples(single, S, 4)
+            method += "sums of i.i.d. draws)"
+        else:
+            method += "the sampling design's second moment)"
+    else:
+        raise NotImplementedError(
+            "pooled_noise_moments() covers MinibatchNoise on LinearRegression: online Gaussian "
+            "inputs (any A, label noise, batch S) or a finite data set (from_data, with or "
+            f"without replacement); got {rmap.landscape!r} with {rmap.noise!r}."
+        )
+    R[:d, n] = beta
+    R[d, n] = c
+    P = np.zeros((n + 1, n + 1))
+    P[:n, :n] = M - B @ rmap.hessian @ K
+    P[:n, n] = -B @ mean_gradient
+    P[n, n] = 1.0
+    Bh = np.zeros((n + 1, d + 1))
+    Bh[:n, :d] = B
+    J = np.eye(d, d + 1)
+    return _Carrier(P, Bh, R, J, Omega, second_map, tensors, batches, method)
+
+
+def _contract4(T: np.ndarray, W4: np.ndarray) -> np.ndarray:
+    """Contract a slot tensor (i₁, c₁, …, i₄, c₄) with W4 over the c's."""
+    return np.einsum("iajbkcld,abcd->ijkl", T, W4)
+
+
+def _pooled_fourth(rmap, car: _Carrier) -> np.ndarray:
+    r""":math:`\mathbb E[\xi^{\otimes4}] = \mathbb E[(J(\hat W - \Omega)R)^{\otimes4}]\cdot
+    \mathbb E[\tilde z^{\otimes4}]` (ξ's factor independent of the state), with
+    :math:`W_4 = \mathbb E[\tilde z^{\otimes4}]` the solution of :math:`W_4 = \mathbb
+    E[\tilde A^{\otimes4}]W_4`, :math:`(W_4)_{\star\star\star\star} = 1` (it holds every
+    stationary moment of order ≤ 4, odd ones included)."""
+    from .tails import _as_matrix, _kron_power, _mix, _power, _sandwich
+
+    n1 = car.P.shape[0]
+    if car.batches is not None:
+        stack, weights = car.batches
+        A = car.P + np.einsum("ij,kjl,lm->kim", car.Bh, stack, car.R)
+        T = np.einsum("k,kij->ij", weights, _kron_power(A, 4))
+    else:
+        D = [_sandwich(car.tensors[j], j, car.Bh, car.R) for j in range(5)]
+        T = _as_matrix(_mix(D, [_power(car.P, j) for j in range(5)], 4), 4)
+    size = n1**4
+    system = np.eye(size) - T
+    system[-1] = 0.0
+    system[-1, -1] = 1.0
+    rhs = np.zeros(size)
+    rhs[-1] = 1.0
+    W4 = np.linalg.solve(system, rhs)
+    residual = np.max(np.abs(T @ W4 - W4))
+    if not residual <= 1e-9 * max(1.0, float(np.max(np.abs(W4)))):
+        raise ArithmeticError(f"pooled_noise(): the 4-tensor solve has residual {residual:.3g}.")
+    W4 = W4.reshape((n1,) * 4)
+    if car.batches is not None:
+        stack, weights = car.batches
+        Xi = np.einsum("ij,kjl,lm->kim", car.J, stack - car.Omega, car.R)  # (k, d, n+1)
+        out = np.einsum("kia,abcd->kibcd", Xi, W4)
+        out = np.einsum("kjb,kibcd->kijcd", Xi, out)
+        out = np.einsum("klc,kijcd->kijld", Xi, out)
+        out = np.einsum("k,kmd,kijld->ijlm", weights, Xi, out)
+        return out
+    centred = _mix(car.tensors, [_power(-car.Omega, j) for j in range(5)], 4)
+    return _contract4(_sandwich(centred, 4, car.J, car.R), W4)
+
+
+def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMoments:
+    r"""Exact moments of the gradient noise **pooled over the stationary law of θ**,
+    :math:`\xi = \hat g_B(\theta) - \nabla L(\theta)` with θ stationary and the minibatch B
+    independent of it, for any optimizer whose recursion the library derives (SGD, weight
+    decay, heavy-ball momentum, …) on :class:`~symsgd.LinearRegression` with
+    :class:`~symsgd.MinibatchNoise`: online Gaussian inputs (any A, label noise, batch S) or a
+    finite data set (``from_data``; with or without replacement).  The law at a *fixed* θ is
+    :func:`noise_law` — a different distribution.
+
+    Derivation.  Every per-sample gradient is linear in the homogeneous state
+    :math:`\tilde z = (z, 1)`: :math:`\nabla\ell_i = Jw_iw_i^\top R\tilde z` with
+    :math:`w_i = (x_i, \epsilon_i)\sim N(0, \operatorname{diag}(A, 1))` online and
+    :math:`R = \begin{pmatrix}K&\theta_\gamma - \theta_*\\0&-\sigma\end{pmatrix}`
+    (:math:`w_i = (x_i, y_i)` and :math:`R = \begin{pmatrix}K&\theta_\gamma\\0&-1
+    \end{pmatrix}` for a data set; K reads the gradient's point off the state; J = [I 0]),
+    so :math:`\xi = J(\hat W - \Omega)R\tilde z` with :math:`\hat W = \frac1S\sum_{i\in B}
+    w_iw_i^\top` the minibatch matrix, independent of :math:`\tilde z`.  Hence
+
+    * :math:`\mathbb E[\xi\xi^\top] = J\,\mathcal C(R\,\mathbb E[\tilde z\tilde z^\top]R^\top)
+      J^\top` — **linear in the stationary second moment** :math:`\mathbb E[\tilde z\tilde
+      z^\top] = \operatorname{diag}(\Sigma_z, 1)` (E z = 0), with :math:`\mathcal C(M) =
+      \mathbb E[(\hat W - \Omega)M(\hat W - \Omega)]` in closed form (Isserlis for Gaussian
+      inputs; the sampling design for a data set).  For SGD this is
+      :math:`(\Sigma - M\Sigma M^\top)/\lambda^2` (the Lyapunov identity, a test);
+    * :math:`\mathbb E[\xi^{\otimes4}] = \mathbb E[(J(\hat W - \Omega)R)^{\otimes4}]\cdot
+      \mathbb E[\tilde z^{\otimes4}]`, the second factor from the stationary 4-tensor
+      equation of :math:`\tilde z' = \tilde A\tilde z` (odd moments included: they vanish only
+      for a symmetric law), both expectations exact (Isserlis on the χ²-type sums, sums of
+      i.i.d. draws, or every minibatch) — available when the state is small
+      (:math:`(n+1)^4\le` :data:`symsgd.tails.MAX_OPERATOR_ROWS`) and ρ₄ < 1.
+
+    The tail index is the iterates' (:func:`symsgd.tails.tail_index`).
+
+    >>> import sympy as sp, symsgd as ss
+    >>> r = ss.stationary(ss.SGD(ss.lr), ss.LinearRegression(sp.diag(1, 2), label_variance=1),
+    ...                   ss.MinibatchNoise(2))
+    >>> p = pooled_noise_moments(r, {ss.lr: 0.1})
+    >>> np.round(p.second, 6)  # E ξξᵀ pooled over θ
+    array([[0.561739, 0.      ],
+           [0.      , 1.158261]])
+    >>> [round(float(k), 4) for k in p.kurtosis_per_coordinate]  # at θ*: 3 + 6/S = 6
+    [6.3994, 6.8696]
+    >>> p.tail_index.bracket  # α > 8: heavy-tailed at every S, like the iterates
+    (8, inf)
+    """
+    from ._result import recursion_of
+    from .moments import NumericMap
+    from .tails import MAX_OPERATOR_ROWS, _random_map, moment_radius, tail_index
+
+    recursion = recursion_of(result, "pooled_noise()")
+    land, nz = recursion.landscape, recursion.noise
+    if not (
+        isinstance(land, LinearRegression) and not land.eigenmode and isinstance(nz, MinibatchNoise)
+    ):
+        raise NotImplementedError(
+            "pooled_noise() covers MinibatchNoise on an explicit LinearRegression — online "
+            "Gaussian inputs (any A, label noise, batch S, weight decay) or a finite data set "
+            "(from_data, with or without replacement) — for any optimizer the library derives "
+            f"(SGD, heavy ball, …); got {land!r} with {nz!r} (additive noise does not depend "
+            "on θ: its pooled law is its own; EmpiricalLoss local problems are not covered)."
+        )
+    rmap = _random_map(result, params, "pooled_noise()")
+    if not rmap.rho < 1:
+        raise rmap.instability(rmap.rho)
+    n = rmap.state_space[0].shape[0]
+    Sigma = NumericMap.from_recursion(recursion, rmap.values).solve()
+    Z2 = np.zeros((n + 1, n + 1))
+    Z2[:n, :n] = Sigma
+    Z2[n, n] = 1.0
+    small = (n + 1) ** 4 <= MAX_OPERATOR_ROWS
+    radius = moment_radius(rmap, 4) if small else None
+    available = radius is not None and radius[0] < 1
+    car = _carrier(rmap, fourth=available)
+    second = car.J @ car.second_map(car.R @ Z2 @ car.R.T) @ car.J.T
+    second = (second + second.T) / 2
+    fourth, reason = None, ""
+    if not small:
+        reason = f"the 4-tensor system of a {n}-dimensional state has more than "
+        reason += f"{MAX_OPERATOR_ROWS} rows"
+    elif radius is None:
+        reason = "no exact fourth-moment operator (too many minibatches without replacement)"
+    elif not available:
+        reason = f"infinite: ρ(E[A^⊗4]) = {radius[0]:.6g} ≥ 1 (the tail index is ≤ 4)"
+    elif car.tensors is None and car.batches is None:  # pragma: no cover - covered by radius
+        reason = "no exact fourth-moment route"
+    else:
+        fourth = _pooled_fourth(rmap, car)
+    return PooledNoiseMoments(
+        second=second,
+        fourth=fourth,
+        fourth_reason=reason,
+        state_second=Sigma,
+        tail_index=tail_index(result, params),
+        method=car.method,
     )

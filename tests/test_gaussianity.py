@@ -27,10 +27,12 @@ from scipy import integrate, special, stats
 import symsgd as ss
 from symsgd.gaussianity import (
     BERRY_ESSEEN_CONSTANT,
+    PooledNoiseMoments,
     finite_population_cumulants,
     langevin,
     noise_law,
     pooled_noise,
+    pooled_noise_moments,
 )
 from symsgd.sampling import prepare
 from symsgd.tails import stationary_moments, tail_index
@@ -422,7 +424,7 @@ def test_pooled_noise_refuses_infinite_moments_and_other_problems():
     with pytest.raises(ValueError, match=r"E u\^4 is infinite.*tail index is ≤ 4"):
         pooled_noise(ONLINE, {ss.lr: sp.Rational(1, 2), A_SYM: 1, ss.batch_size: 1})
     r = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(1), ss.AdditiveNoise(1))
-    with pytest.raises(NotImplementedError, match="one-parameter online"):
+    with pytest.raises(NotImplementedError, match="covers MinibatchNoise on an explicit Line"):
         pooled_noise(r)
     with pytest.raises(TypeError, match=r"ss\.stationary"):
         pooled_noise(object())
@@ -569,3 +571,248 @@ def test_local_problem_of_a_quadratic_model_has_the_same_law_as_its_data_set():
     )
     assert [sp.simplify(p - q) for p, q in zip(local.cumulants, direct.cumulants)] == [0] * 4
     assert local.kolmogorov() == pytest.approx(direct.kolmogorov(), abs=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pooled noise beyond scalar SGD: d = 2, finite data sets, heavy ball
+# ---------------------------------------------------------------------------------------------
+
+A2 = sp.Matrix([[1, sp.Rational(1, 2)], [sp.Rational(1, 2), 2]])
+STAR2 = [1, -1]
+X4 = [[1, 0], [0, 1], [1, 1], [2, -1]]
+Y4 = [1, 2, 0, 1]
+
+
+def online_d2(decay=True):
+    opt = ss.SGD(ss.lr, weight_decay=ss.weight_decay) if decay else ss.SGD(ss.lr)
+    land = ss.LinearRegression(A2, label_variance=1, theta_star=STAR2)
+    return ss.stationary(opt, land, ss.MinibatchNoise(2))
+
+
+def data_d2(replacement: bool):
+    return ss.stationary(
+        ss.SGD(ss.lr, weight_decay=ss.weight_decay),
+        ss.LinearRegression.from_data(X4, Y4),
+        ss.MinibatchNoise(2, replacement=replacement),
+    )
+
+
+D2_POINT = {ss.lr: 0.1, ss.weight_decay: 0.2}
+
+
+def kron_oracle(draws, H, r, lam, gamma=0.0, mu=None):
+    r"""E ξξᵀ and E ξ^{⊗4} pooled over the stationary law, written independently of the
+    library: absolute coordinates θ (and θ_{t−1} for heavy ball) made homogeneous, the explicit
+    update with ĝ_b(θ) = H_bθ − r_b for each weighted draw b, the stationary moment equations
+    vec W = E[Ã^{⊗k}] vec W solved with np.kron, and ξ_b = (H_b − H)θ − (r_b − r)."""
+    d = H.shape[0]
+    n1 = (d if mu is None else 2 * d) + 1
+    As, Xis, ws = [], [], []
+    for w, Hb, rb in draws:
+        A = np.zeros((n1, n1))
+        if mu is None:
+            A[:d, :d] = np.eye(d) - lam * (Hb + gamma * np.eye(d))
+        else:
+            A[:d, :d] = (1 + mu) * np.eye(d) - lam * Hb
+            A[:d, d : 2 * d] = -mu * np.eye(d)
+            A[d : 2 * d, :d] = np.eye(d)
+        A[:d, -1] = lam * rb
+        A[-1, -1] = 1.0
+        Xi = np.zeros((d, n1))
+        Xi[:, :d] = Hb - H
+        Xi[:, -1] = -(rb - r)
+        As.append(A)
+        Xis.append(Xi)
+        ws.append(w)
+    out = []
+    for k in (2, 4):
+        T = np.zeros((n1**k, n1**k))
+        E = np.zeros((d**k, n1**k))
+        for w, A, Xi in zip(ws, As, Xis):
+            KA, KX = A, Xi
+            for _ in range(k - 1):
+                KA, KX = np.kron(KA, A), np.kron(KX, Xi)
+            T += w * KA
+            E += w * KX
+        system = np.eye(n1**k) - T
+        system[-1] = 0.0
+        system[-1, -1] = 1.0
+        rhs = np.zeros(n1**k)
+        rhs[-1] = 1.0
+        out.append((E @ np.linalg.solve(system, rhs)).reshape((d,) * k))
+    return out
+
+
+def gaussian_draws(A, star, sigma, S, nodes=5):
+    """Tensor Gauss–Hermite quadrature over the S inputs and label noises (exact for the
+    polynomials of degree ≤ 2·nodes − 1 in each variable: the 4-tensors have degree 8)."""
+    d = A.shape[0]
+    LA = np.linalg.cholesky(A)
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    dims = S * (d + 1)
+    draws = []
+    for idx in itertools.product(range(nodes), repeat=dims):
+        v = z[list(idx)].reshape(S, d + 1)
+        weight = float(np.prod(w[list(idx)]))
+        xs = v[:, :d] @ LA.T
+        ys = xs @ star + sigma * v[:, d]
+        draws.append((weight, xs.T @ xs / S, xs.T @ ys / S))
+    return draws
+
+
+def data_draws(X, Y, S, replacement):
+    """Every ordered minibatch (uniform over N^S tuples, or over the ordered S-subsets)."""
+    N = X.shape[0]
+    if replacement:
+        tuples = list(itertools.product(range(N), repeat=S))
+    else:
+        tuples = list(itertools.permutations(range(N), S))
+    return [
+        (1 / len(tuples), X[list(b)].T @ X[list(b)] / S, X[list(b)].T @ Y[list(b)] / S)
+        for b in tuples
+    ]
+
+
+def test_pooled_second_moment_is_the_lyapunov_identity():
+    """SGD: Σ = MΣMᵀ + λ²E[ξξᵀ] at stationarity, so E ξξᵀ = (Σ − MΣMᵀ)/λ² (Σ the library's
+    Var θ): d = 2 online with weight decay and θ* ≠ 0, and a data set both ways."""
+    H_on = np.array(A2, dtype=float)
+    H_data = np.array(X4, float).T @ np.array(X4, float) / 4
+    for r, H in ((online_d2(), H_on), (data_d2(True), H_data), (data_d2(False), H_data)):
+        p = pooled_noise(r, D2_POINT)
+        assert isinstance(p, PooledNoiseMoments) and "pooled over the stationary" in p.scope
+        Sigma = np.array(r.cov.subs(D2_POINT), dtype=float)
+        M = np.eye(2) - 0.1 * (H + 0.2 * np.eye(2))
+        assert p.second == pytest.approx((Sigma - M @ Sigma @ M.T) / 0.01, rel=1e-9)
+
+
+def test_pooled_moments_agree_with_the_symbolic_scalar_path():
+    numeric = pooled_noise_moments(ONLINE, POINT)
+    exact = pooled_noise(ONLINE, POINT)
+    assert numeric.second_moment() == pytest.approx(float(exact.second_moment), rel=1e-12)
+    assert numeric.fourth_moment() == pytest.approx(float(exact.fourth_moment), rel=1e-10)
+    assert numeric.kurtosis() == pytest.approx(float(exact.kurtosis), rel=1e-10)
+    assert numeric.tail_index.alpha == exact.tail_index.alpha
+
+
+def test_pooled_d2_online_against_a_gauss_hermite_kronecker_oracle():
+    p = pooled_noise(online_d2(), D2_POINT)
+    A = np.array(A2, dtype=float)
+    star = np.array(STAR2, float)
+    draws = gaussian_draws(A, star, 1.0, 2)
+    second, fourth = kron_oracle(draws, A, A @ star, 0.1, gamma=0.2)
+    assert p.second == pytest.approx(second, rel=1e-9, abs=1e-12)
+    assert p.fourth == pytest.approx(fourth, rel=1e-8, abs=1e-12)
+
+
+@pytest.mark.parametrize("replacement", [True, False])
+def test_pooled_data_set_against_enumerated_ordered_batches(replacement):
+    p = pooled_noise(data_d2(replacement), D2_POINT)
+    X, Y = np.array(X4, float), np.array(Y4, float)
+    draws = data_draws(X, Y, 2, replacement)
+    second, fourth = kron_oracle(draws, X.T @ X / 4, X.T @ Y / 4, 0.1, gamma=0.2)
+    assert p.second == pytest.approx(second, rel=1e-9, abs=1e-12)
+    assert p.fourth == pytest.approx(fourth, rel=1e-8, abs=1e-12)
+    assert "enumerated" in p.method
+
+
+HB = ss.stationary(
+    ss.HeavyBall(ss.lr, ss.momentum),
+    ss.LinearRegression(1, label_variance=1),
+    ss.MinibatchNoise(2),
+)
+HB_POINT = {ss.lr: 0.1, ss.momentum: 0.5}
+
+
+def test_pooled_heavy_ball_against_a_gauss_hermite_kronecker_oracle():
+    p = pooled_noise(HB, HB_POINT)
+    draws = gaussian_draws(np.eye(1), np.zeros(1), 1.0, 2)
+    second, fourth = kron_oracle(draws, np.eye(1), np.zeros(1), 0.1, mu=0.5)
+    assert p.second == pytest.approx(second, rel=1e-9)
+    assert p.fourth == pytest.approx(fourth, rel=1e-8)
+
+
+def simulate_noise(r, point, grad_mean, directions, chains=2000, burn_in=150, steps=500, seed=7):
+    """Run the optimizer's own step on the simulator's real minibatch oracle and record
+    ξ_t = ĝ_t(x_t) − ∇L(x_t) at the point x_t where the step takes its gradient; per-chain time
+    averages of (u·ξ)² and (u·ξ)⁴ for each direction u (one independent sample per chain)."""
+    rec = r.recursion
+    problem = prepare(rec.optimizer, rec.landscape, rec.noise, point)
+    grad = problem.oracle.make(np.random.default_rng(seed), chains)
+    pre = problem.precondition()
+    U = np.asarray(directions, float)
+    state = problem.stepper.initial_state(np.repeat(problem.theta_min[:, None], chains, axis=1))
+    m2 = np.zeros((len(U), chains))
+    m4 = np.zeros((len(U), chains))
+    last = {}
+
+    def recording(x):
+        g = grad(x)
+        last["xi"] = g - grad_mean(x)
+        return g
+
+    for t in range(burn_in + steps):
+        state = problem.stepper.step(state, recording, pre)
+        if t >= burn_in:
+            proj = U @ last["xi"]
+            m2 += proj**2
+            m4 += proj**4
+    return m2 / steps, m4 / steps
+
+
+def assert_pooled_matches(p, m2, m4, directions, z=5.0):
+    chains = m2.shape[1]
+    for k, u in enumerate(directions):
+        se2 = m2[k].std(ddof=1) / math.sqrt(chains)
+        se4 = m4[k].std(ddof=1) / math.sqrt(chains)
+        assert abs(m2[k].mean() - p.second_moment(u)) <= z * se2
+        assert abs(m4[k].mean() - p.fourth_moment(u)) <= z * se4
+        grad_k = np.array([-2 * m4[k].mean() / m2[k].mean() ** 3, 1 / m2[k].mean() ** 2])
+        se_k = math.sqrt(grad_k @ (np.cov(np.vstack([m2[k], m4[k]])) / chains) @ grad_k)
+        assert abs(m4[k].mean() / m2[k].mean() ** 2 - p.kurtosis(u)) <= z * se_k
+
+
+DIRS2 = [[1, 0], [0, 1], [1, 1], [1, -2]]
+
+
+def test_pooled_d2_online_against_the_real_optimizer():
+    r = online_d2()
+    p = pooled_noise(r, D2_POINT)
+    assert p.tail_index.bracket[0] >= 8  # the fourth moment's standard error is valid
+    A, star = np.array(A2, dtype=float), np.array(STAR2, float)[:, None]
+    m2, m4 = simulate_noise(r, D2_POINT, lambda x: A @ (x - star), DIRS2)
+    assert_pooled_matches(p, m2, m4, DIRS2)
+
+
+@pytest.mark.parametrize("replacement", [True, False])
+def test_pooled_data_set_against_the_real_optimizer(replacement):
+    r = data_d2(replacement)
+    p = pooled_noise(r, D2_POINT)
+    assert p.tail_index.bracket[0] >= 8
+    X, Y = np.array(X4, float), np.array(Y4, float)[:, None]
+    m2, m4 = simulate_noise(r, D2_POINT, lambda x: X.T @ (X @ x - Y) / 4, DIRS2, seed=11)
+    assert_pooled_matches(p, m2, m4, DIRS2)
+
+
+def test_pooled_heavy_ball_against_the_real_optimizer():
+    p = pooled_noise(HB, HB_POINT)
+    assert p.tail_index.bracket[0] >= 8
+    m2, m4 = simulate_noise(HB, HB_POINT, lambda x: x, [[1.0]], chains=3000, seed=5)
+    assert_pooled_matches(p, m2, m4, [[1.0]])
+    assert p.kurtosis() > 3 + 6 / 2  # heavier than the fixed-θ* law's 3 + 6/S
+
+
+def test_pooled_moments_refuse_clearly():
+    with pytest.raises(ValueError, match="give direction="):
+        pooled_noise(online_d2(), D2_POINT).kurtosis()
+    lr_edge = {ss.lr: 0.36, ss.weight_decay: 0.0}  # ρ = 0.75 < 1 but ρ₄ = 3.0 ≥ 1
+    p = pooled_noise(online_d2(), lr_edge)
+    assert p.fourth is None and "infinite" in p.fourth_reason
+    with pytest.raises(ValueError, match="no fourth moment here — infinite"):
+        p.kurtosis([1, 0])
+    w, x, y = sp.symbols("w x y")
+    model = ss.EmpiricalLoss((w * x - y) ** 2 / 2, [w], [x, y], [[1, 1], [2, 3], [-1, 0]])
+    r = ss.stationary(ss.SGD(ss.lr), model.near(model.minimum(start=[0])), ss.MinibatchNoise(2))
+    with pytest.raises(NotImplementedError, match="EmpiricalLoss local problems"):
+        pooled_noise(r, {ss.lr: 0.1})
