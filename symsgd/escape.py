@@ -25,6 +25,22 @@ graded towards v = 0, where the Gaussian collapses), and the answer on two grids
 cells) gives the error estimate.  :func:`stationary_density` uses the same kernel on a wide
 interval; its variance is checked against the library's exact :func:`symsgd.stationary`.
 
+**Finite data sets.**  On N samples the kernel is a finite mixture: minibatch b (every
+distinct one enumerated with its exact probability :math:`p_b`,
+:func:`symsgd.tails.scalar_affine_maps`) maps :math:`\delta\mapsto a_b\delta + c_b`, so
+:math:`m(\delta) = 1 + \sum_bp_b\,[a_b\delta + c_b\in D]\,m(a_b\delta + c_b)`.  m is
+bounded but jumps wherever an image crosses ∂D (and at all preimages of those points), so
+:func:`first_passage` interpolates m linearly on a grid, keeps the exit indicator exact, and
+averages over grid offsets (the O(h) errors of the jumps change sign with the offset); the
+error is the spread over offsets and grids — an estimate, first order, not a bound.  When
+every :math:`|a_b| < 1` (for SGD with S = 1: :math:`\lambda\max_ix_i^2 < 2`) the stationary
+support is bounded (its hull is the fixed point of :math:`I\mapsto\operatorname{hull}
+\bigcup_bf_b(I)`) and contains the minimiser, so levels beyond it are never reached
+(``steps = inf``), and the mean passage time grows faster than any power of c as c approaches
+the edge: no power law at all.  The stationary law of such a mixture is of pure type and may
+be singular (its dimension is at most :math:`H(p)/|\gamma|`, entropy over Lyapunov
+exponent): :func:`stationary_density` returns its distribution function, never a density.
+
 **Theories** (:func:`exponents`): the slope :math:`d\ln\mathbb E\tau/d\ln c` at large c
 
 * **Kesten** (the real chain): α/2, α the tail index (:func:`symsgd.tails.tail_index`): the
@@ -115,6 +131,10 @@ __all__ = [
 
 #: cells of the coarse finite-volume grid (the fine grid has 2n + 1)
 DEFAULT_CELLS = 150
+#: nodes of the coarse grid of a finite data set's Poisson equation (first order: finer)
+MIXTURE_CELLS = 300
+#: grid offsets (fractions of a cell) averaged by a finite data set's Poisson solve
+OFFSETS = (0.125, 0.375, 0.625, 0.875)
 #: Gauss–Legendre nodes per panel of the χ quadrature
 PANEL_NODES = 8
 #: width of the uniform χ panels, and the grading ratio of the panels towards v = 0
@@ -243,7 +263,7 @@ def _require_law(problem: Problem, result, params, context: str) -> None:
         )
 
 
-def _kernel(problem: Problem, context: str) -> _Kernel:
+def _kernel(problem: Problem, context: str) -> _Kernel | _Mixture:
     from .sampling import _Additive, _Online
 
     M, B, K = (np.asarray(m, float) for m in problem.state_space)
@@ -271,11 +291,104 @@ def _kernel(problem: Problem, context: str) -> _Kernel:
         b0 = float(problem.theta_min[0] - oracle.star[0])
         S = int(oracle.batch)
         return _Kernel(m, b, k, a, S, b0, abs(b) * oracle.sigma / math.sqrt(S), problem.loss_model)
+    from .sampling import _Data
+
+    if isinstance(oracle, _Data):
+        from .tails import scalar_affine_maps
+
+        maps = scalar_affine_maps(problem, context)
+        a, c, w = (np.array([float(t[i]) for t in maps]) for i in range(3))
+        if not np.any(c != 0):
+            raise ValueError(
+                f"{context}: the data set is interpolated exactly (every label residual is 0), "
+                "so the minibatch noise vanishes at the minimum (L* = 0, a point-mass "
+                "stationary law): there is no escape to c·L*."
+            )
+        return _Mixture(a, c, w, problem.loss_model)
     raise NotImplementedError(
-        f"{context} has the exact kernel of additive noise and of online Gaussian minibatches; "
-        f"{problem.describe()} samples a finite data set (a finite mixture of point masses, "
-        "whose stationary law may be singular): use simulate_first_passage."
+        f"{context} has the exact kernel of additive noise, of online Gaussian minibatches and "
+        f"of a finite scalar data set; {problem.describe()} has none: use "
+        "simulate_first_passage."
     )
+
+
+@dataclass(frozen=True)
+class _Mixture:
+    r"""The exact kernel of SGD on a finite scalar data set: :math:`\delta' = a_b\delta + c_b`
+    with probability :math:`p_b`, one affine map per distinct minibatch b
+    (:func:`symsgd.tails.scalar_affine_maps`)."""
+
+    a: np.ndarray
+    c: np.ndarray
+    p: np.ndarray
+    loss: object
+
+    interval = _Kernel.interval
+    minimum_loss = _Kernel.minimum_loss
+
+    def hull(self, context: str) -> tuple[float, float] | None:
+        r"""The convex hull [u, v] of the attractor — the support of the stationary law, which
+        the chain started at the minimiser (the stationary mean 0, inside it) never leaves —
+        when every :math:`|a_b| < 1`; None otherwise (then the support is unbounded or not
+        decided here).  [u, v] is the unique fixed point of
+        :math:`I\mapsto\operatorname{hull}\bigcup_b f_b(I)` (a contraction with rate
+        :math:`\max|a_b|`): solved by policy iteration (each round: the maps attaining the
+        extremes, then their 2×2 linear system) and certified by the fixed-point residual."""
+        a, c = self.a, self.c
+        top = float(np.max(np.abs(a)))
+        if not top < 1:
+            return None
+        R = float(np.max(np.abs(c))) / (1 - top)
+        u, v = -R, R
+        for _ in range(200):
+            low, high = np.minimum(a * u + c, a * v + c), np.maximum(a * u + c, a * v + c)
+            i, j = int(np.argmax(high)), int(np.argmin(low))
+            # v = a_i·(v or u) + c_i, u = a_j·(u or v) + c_j
+            system = np.eye(2)
+            system[0, 0 if a[j] >= 0 else 1] -= a[j]
+            system[1, 1 if a[i] >= 0 else 0] -= a[i]
+            u_new, v_new = np.linalg.solve(system, [c[j], c[i]])
+            if abs(u_new - u) <= 1e-15 * R and abs(v_new - v) <= 1e-15 * R:
+                break
+            u, v = float(u_new), float(v_new)
+        images = np.concatenate([a * u + c, a * v + c])
+        scale = max(R, 1e-300)
+        if not (abs(images.max() - v) <= 1e-12 * scale and abs(images.min() - u) <= 1e-12 * scale):
+            raise ArithmeticError(
+                f"{context}: the hull of the attractor failed its fixed-point certificate "
+                f"([{u:.6g}, {v:.6g}] maps to [{images.min():.6g}, {images.max():.6g}])."
+            )
+        return u, v
+
+    def matrix(self, x: np.ndarray, lo: float, hi: float, *, closed: bool = False):
+        r"""Sparse interpolation matrix on the equispaced nodes ``x``: row i holds
+        :math:`\sum_b p_b\,[y_b\in D]\,\ell(y_b)` with :math:`y_b = a_bx_i + c_b` and ℓ the
+        linear interpolation weights of the two nodes around :math:`y_b` (constant beyond the
+        outermost nodes); D = (lo, hi), or [lo, hi] when ``closed``."""
+        from scipy import sparse
+
+        n, nb = x.size, self.a.size
+        y = self.a[None, :] * x[:, None] + self.c[None, :]
+        inside = (y >= lo) & (y <= hi) if closed else (y > lo) & (y < hi)
+        h = (x[-1] - x[0]) / (n - 1)
+        t = (y - x[0]) / h
+        j = np.clip(np.floor(t).astype(np.int64), 0, n - 2)
+        frac = np.clip(t - j, 0.0, 1.0)
+        w = self.p[None, :] * inside
+        rows = np.repeat(np.arange(x.size), nb)
+        data = np.concatenate([(w * (1 - frac)).ravel(), (w * frac).ravel()])
+        cols = np.concatenate([j.ravel(), j.ravel() + 1])
+        return sparse.csr_matrix((data, (np.concatenate([rows, rows]), cols)), shape=(x.size, n))
+
+    def dimension_bound(self) -> float:
+        r""":math:`H(p)/|\gamma|`, the entropy of the minibatch law over the Lyapunov exponent
+        :math:`\gamma = \sum_bp_b\log|a_b|`: an upper bound on the dimension of the stationary
+        law (Nicol, Sidorov & Broomhead 2002, for IFS that contract on average)."""
+        p = self.p[self.p > 0]
+        entropy = float(-(p * np.log(p)).sum())
+        with np.errstate(divide="ignore"):
+            gamma = float(self.p @ np.log(np.abs(self.a)))
+        return 0.0 if gamma == -math.inf else entropy / abs(gamma)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,6 +409,8 @@ class FirstPassage:
     level: float | None
     barrier: float
     cells: tuple[int, int]
+    #: why the value is what it is, when that needs saying (e.g. a level never reached)
+    note: str = ""
 
     def time(self, lr: float) -> float:
         """SDE time :math:`t = \\eta\\cdot\\text{steps}`."""
@@ -329,7 +444,7 @@ def first_passage(
     level: float | None = None,
     *,
     barrier: float | None = None,
-    cells: int = DEFAULT_CELLS,
+    cells: int | None = None,
 ) -> FirstPassage:
     r"""Mean number of steps of the real chain of ``result`` (from :func:`symsgd.stationary`,
     at ``params``) started at the minimiser until its loss first reaches :math:`c\,L_*`
@@ -339,8 +454,14 @@ def first_passage(
     volumes on ``cells`` and ``2·cells + 1`` cells, Richardson-extrapolated (the size of the
     correction is the ``error``).
 
-    One-dimensional states only (SGD on one parameter), with additive noise or online Gaussian
-    minibatch noise; ``UnstableError`` without a stationary variance.
+    One-dimensional states only (SGD on one parameter), with additive noise, online Gaussian
+    minibatch noise, or minibatches of a finite scalar data set
+    (``LinearRegression.from_data`` with one column, with or without replacement: the kernel
+    is the finite mixture of the minibatches' affine maps, solved on a grid with
+    interpolation, first order, averaged over grid offsets; see the module docstring).  When
+    every minibatch map contracts, the chain never leaves the hull of the stationary support:
+    a level beyond it gives ``steps = inf`` with the reason in ``note``.
+    ``UnstableError`` without a stationary law.
 
     >>> import sympy as sp, symsgd as ss
     >>> a = sp.Symbol("a", positive=True)
@@ -354,14 +475,86 @@ def first_passage(
     kernel = _kernel(problem, "first_passage()")
     _require_law(problem, result, params, "first_passage()")
     excess = _excess(kernel, level, barrier, "first_passage()")
-    if not (isinstance(cells, int) and cells >= 10):
+    if cells is not None and not (isinstance(cells, int) and cells >= 10):
         raise ValueError(f"first_passage: cells must be an integer ≥ 10; got {cells!r}.")
     lo, hi = kernel.interval(excess)
+    if isinstance(kernel, _Mixture):
+        return _mixture_passage(kernel, lo, hi, level, excess, cells or MIXTURE_CELLS)
+    cells = DEFAULT_CELLS if cells is None else cells
+    if not (isinstance(cells, int) and cells >= 10):
+        raise ValueError(f"first_passage: cells must be an integer ≥ 10; got {cells!r}.")
     n = cells | 1  # odd: the minimiser of a symmetric interval is a cell centre
     coarse = _solve_passage(kernel, lo, hi, n)
     fine = _solve_passage(kernel, lo, hi, 2 * n + 1)
     value = fine + (fine - coarse) / 3  # Richardson: the finite-volume error is O(h²)
     return FirstPassage(value, abs(fine - coarse) / 3, level, excess, (n, 2 * n + 1))
+
+
+def _mixture_passage(
+    kernel: _Mixture, lo: float, hi: float, level, excess: float, cells: int
+) -> FirstPassage:
+    r"""The Poisson equation :math:`m(\delta) = 1 + \sum_bp_b\,[f_b(\delta)\in D]\,
+    m(f_b(\delta))` of a finite affine mixture, D = (lo, hi): on equispaced cell centres over
+    D ∩ hull (the chain from the minimiser never leaves the hull of the stationary support),
+    m linearly interpolated between them, the exit indicator exact.  m jumps wherever some
+    :math:`f_b(\delta)` crosses ∂D (and at the preimages of those points), so the scheme is
+    first order: ``steps`` is the fine-grid value and ``error`` the whole difference of the
+    two grids (``cells`` and ``2·cells + 1``), not a Richardson correction."""
+    hull = kernel.hull("first_passage()")
+    a, b = lo, hi
+    if hull is not None:
+        u, v = hull
+        if lo < u and v < hi:
+            H, off = float(kernel.loss.H[0, 0]), float(kernel.loss.b[0])
+            reach = max(0.5 * H * (u + off) ** 2, 0.5 * H * (v + off) ** 2) + float(
+                kernel.loss.const
+            )
+            return FirstPassage(
+                math.inf,
+                0.0,
+                level,
+                excess,
+                (0, 0),
+                note=(
+                    f"never reached: every minibatch map contracts (max |a_b| = "
+                    f"{float(np.max(np.abs(kernel.a))):.6g} < 1), so the chain from the "
+                    f"minimiser stays in the hull [{u:.6g}, {v:.6g}] of the stationary support, "
+                    f"where L ≤ {reach:.6g} < {kernel.minimum_loss + excess:.6g}"
+                ),
+            )
+        a, b = max(lo, u), min(hi, v)
+    coarse = [_mixture_solve(kernel, lo, hi, a, b, cells, t) for t in OFFSETS]
+    fine = [_mixture_solve(kernel, lo, hi, a, b, 2 * cells + 1, t) for t in OFFSETS]
+    error = max(float(np.std(fine)), abs(float(np.mean(fine)) - float(np.mean(coarse))))
+    return FirstPassage(float(np.mean(fine)), error, level, excess, (cells, 2 * cells + 1))
+
+
+def _mixture_solve(
+    kernel: _Mixture, lo: float, hi: float, a: float, b: float, n: int, offset: float
+) -> float:
+    """m(0) on the nodes :math:`a + (i + \text{offset} - \tfrac12)h`, i = 0 … n, h = (b − a)/n."""
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
+    h = (b - a) / n
+    x = a + (np.arange(n + 1) + offset - 0.5) * h
+    P = kernel.matrix(x, lo, hi)
+    # the maps spread every row across the grid, so the LU fills in (~n²/3 entries) whatever
+    # the ordering; the natural one is the fastest measured
+    lu = splu((sparse.identity(n + 1, format="csc") - P).tocsc(), permc_spec="NATURAL")
+    m = lu.solve(np.ones(n + 1))
+    top = float(np.max(m)) if np.all(np.isfinite(m)) else math.inf
+    residual = float(np.max(np.abs(m - P @ m - 1))) if math.isfinite(top) else math.inf
+    if not residual < 1e-8 * max(1.0, top):
+        raise ArithmeticError(f"first_passage: the Poisson solve has residual {residual:.3g}.")
+    if not top < MAX_STEPS:
+        raise ArithmeticError(
+            f"first_passage: the mean passage time {top:.3g} steps exceeds {MAX_STEPS:g}: "
+            "I − P is singular to double precision; lower the level."
+        )
+    y = kernel.c  # the images of the minimiser δ = 0, interpolated like the matrix does
+    inside = (y > lo) & (y < hi)
+    return 1.0 + float(kernel.p[inside] @ np.interp(y[inside], x, m))
 
 
 def _excess(kernel: _Kernel, level, barrier, context: str) -> float:
@@ -385,13 +578,19 @@ def _excess(kernel: _Kernel, level, barrier, context: str) -> float:
 class StationaryDensity:
     """The finite-volume stationary law: cell ``edges``, ``density`` per cell, and its
     ``variance`` (Richardson-extrapolated from the two grids, error O(h²)) with the size of
-    the correction as ``error``."""
+    the correction as ``error``.
+
+    For a finite data set the law may be singular: ``density`` is then None, ``cdf`` holds
+    the distribution function at the ``edges`` and ``note`` says why (see
+    :func:`stationary_density`)."""
 
     edges: np.ndarray
-    density: np.ndarray
+    density: np.ndarray | None
     mean: float
     variance: float
     error: float
+    cdf: np.ndarray | None = None
+    note: str = ""
 
 
 def _stationary(kernel: _Kernel, lo: float, hi: float, n: int):
@@ -437,6 +636,8 @@ def stationary_density(
     kernel = _kernel(problem, "stationary_density()")
     if not (isinstance(cells, int) and cells >= 10):
         raise ValueError(f"stationary_density: cells must be an integer ≥ 10; got {cells!r}.")
+    if isinstance(kernel, _Mixture):
+        return _mixture_density(problem, kernel, cells)
     sd = math.sqrt(_exact_variance(problem))
     half = STATIONARY_WIDTH * sd
     _, _, _, coarse = _stationary(kernel, -half, half, cells | 1)
@@ -445,15 +646,81 @@ def stationary_density(
     return StationaryDensity(edges, density, mean, value, abs(fine - coarse) / 3)
 
 
+def _mixture_density(problem: Problem, kernel: _Mixture, cells: int) -> StationaryDensity:
+    r"""The stationary law of a finite affine mixture: the invariant vector of the chain whose
+    every image :math:`a_bx_i + c_b` is split between its two neighbouring nodes (the linear
+    interpolation weights: the mean is kept), on the hull of the support when every map
+    contracts, else on ±:data:`STATIONARY_WIDTH` standard deviations (rows renormalised).
+    Mass sits on the nodes, so ``cdf`` is exact at the cell edges up to the O(h) smearing."""
+    hull = kernel.hull("stationary_density()")
+    if hull is None:
+        half = STATIONARY_WIDTH * math.sqrt(_exact_variance(problem))
+        hull = (-half, half)
+    lo, hi = hull
+    if not hi > lo:
+        raise ValueError("stationary_density(): the stationary law is a point mass.")
+    coarse = _mixture_invariant(kernel, lo, hi, cells)
+    fine = _mixture_invariant(kernel, lo, hi, 2 * cells + 1)
+    x, pi = fine
+    mean = float(pi @ x)
+    variances = [float(q @ (y - q @ y) ** 2) for y, q in (coarse, fine)]
+    # splitting a point between two nodes adds ≤ h²/4 of variance per step: O(h²)
+    value = variances[1] + (variances[1] - variances[0]) / 3
+    dimension = kernel.dimension_bound()
+    if dimension < 1:
+        note = (
+            f"singular: the dimension of the stationary law is at most H(p)/|γ| = "
+            f"{dimension:.4g} < 1 (minibatch entropy over the Lyapunov exponent), so it has no "
+            "density; use cdf"
+        )
+    else:
+        note = (
+            f"a finite mixture of affine maps has a law of pure type, absolutely continuous or "
+            f"singular, and the dimension bound H(p)/|γ| = {dimension:.4g} ≥ 1 does not decide "
+            "which: no density is returned; use cdf"
+        )
+    edges = np.linspace(lo, hi, x.size + 1)
+    cdf = np.concatenate([[0.0], np.cumsum(pi)])
+    return StationaryDensity(
+        edges, None, mean, value, abs(variances[1] - variances[0]) / 3, cdf=cdf, note=note
+    )
+
+
+def _mixture_invariant(kernel: _Mixture, lo: float, hi: float, n: int):
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
+    x = lo + (np.arange(n) + 0.5) * (hi - lo) / n
+    P = kernel.matrix(x, lo, hi, closed=True)
+    mass = np.asarray(P.sum(axis=1)).ravel()
+    P = sparse.diags(1 / mass) @ P  # the chain conditioned to stay (tail mass ~ 0)
+    system = (P.T - sparse.identity(n)).tolil()
+    system[n - 1, :] = np.ones(n)  # one (redundant) balance equation → the normalisation
+    rhs = np.zeros(n)
+    rhs[-1] = 1.0
+    pi = splu(system.tocsc(), permc_spec="NATURAL").solve(rhs)
+    residual = float(np.max(np.abs(P.T @ pi - pi)))
+    if not (residual < 1e-12 and np.all(pi > -1e-12)):
+        raise ArithmeticError(
+            f"stationary_density: no stationary vector of the kernel (residual {residual:.3g})."
+        )
+    return x, pi
+
+
 def _exact_variance(problem: Problem) -> float:
     r"""Stationary variance of the scalar chain from its own kernel (for the domain width):
     :math:`V = (B^2b_0^2\,2a^2/S + s^2a)/(1 - M^2 - q^2\,2a^2/S)`, q = BK (the mean is 0)."""
     kernel = _kernel(problem, "stationary_density()")
-    if kernel.additive:
+    if isinstance(kernel, _Mixture):  # V = E c² + E A² V (the mean is 0)
+        A2 = float(kernel.p @ kernel.a**2)
+        if A2 < 1:
+            return float(kernel.p @ kernel.c**2) / (1 - A2)
+    elif kernel.additive:
         return kernel.s**2 / (1 - kernel.M**2)
-    a, S, m, q = kernel.a, kernel.S, kernel.M, kernel.B * kernel.K
-    spread = 2 * a * a / S  # Var ĥ
-    A2 = m * m + q * q * spread
+    else:
+        a, S, m, q = kernel.a, kernel.S, kernel.M, kernel.B * kernel.K
+        spread = 2 * a * a / S  # Var ĥ
+        A2 = m * m + q * q * spread
     if not A2 < 1:
         values = dict(sorted(problem.values.items(), key=str))
         shown = ", ".join(f"{k} = {float(v):.6g}" for k, v in values.items())

@@ -71,6 +71,7 @@ __all__ = [
     "lyapunov_exponent",
     "moment_conditions",
     "moment_radius",
+    "scalar_affine_maps",
     "sgd_fourth_moment",
     "sgd_fourth_moment_edge",
     "stationary_fourth_moments",
@@ -1267,22 +1268,7 @@ def stationary_moments(result, params: Mapping | None = None, order: int = 4) ->
         )
         method = "exact-chi2"
     elif isinstance(oracle, _Data):
-        enumerated = _batches(oracle.X.shape[0], int(oracle.batch), oracle.replacement)
-        if enumerated is None:
-            raise NotImplementedError(
-                f"stationary_moments(): more than {MAX_BATCHES} distinct minibatches."
-            )
-        x = [Fraction(float(v)) for v in oracle.X[:, 0]]
-        y = [Fraction(float(v)) for v in oracle.Y]
-        theta = Fraction(float(rmap.theta_min[0]))
-        S = int(oracle.batch)
-        grads = [xi * (xi * theta - yi) for xi, yi in zip(x, y)]
-        mean = sum(grads, Fraction(0)) / len(grads)
-        pairs = []
-        for batch, w in zip(*enumerated):
-            hb = sum((x[i] ** 2 for i in batch), Fraction(0)) / S
-            gb = sum((grads[i] for i in batch), Fraction(0)) / S
-            pairs.append((p + q * hb, bs * (gb - mean), w))
+        pairs = scalar_affine_maps(rmap, "stationary_moments()")
         for j in range(order + 1):
             for k in range(order + 1 - j):
                 joint[j, k] = sum((w * A**j * b**k for A, b, w in pairs), Fraction(0))
@@ -1291,6 +1277,52 @@ def stationary_moments(result, params: Mapping | None = None, order: int = 4) ->
         raise NotImplementedError(f"stationary_moments() for {type(oracle).__name__}")
     moments = _moment_recursion(joint, order, Fraction(1), Fraction(0), check=True)
     return StationaryMoments(tuple(float(v) for v in moments[1:]), method)
+
+
+def scalar_affine_maps(rmap, context: str) -> list[tuple[Fraction, Fraction, Fraction]]:
+    r"""The exact random update :math:`\delta' = A_b\delta + c_b` of a one-dimensional state on
+    a finite data set (a prepared problem whose oracle samples ``LinearRegression.from_data``)
+    as a list of ``(A_b, c_b, p_b)`` over every distinct minibatch b (rational arithmetic on the
+    float inputs): :math:`A_b = p + q\hat h_b` with :math:`\hat h_b` the batch mean of
+    :math:`x_i^2`, :math:`c_b = B(\hat g_b - \bar g)` the batch's gradient noise at the
+    minimiser θ_γ (:math:`g_i = x_i(x_i\theta_\gamma - y_i)`), and :math:`p_b` its exact
+    multinomial (with replacement) or uniform-subset (without) probability.
+    ``NotImplementedError`` (naming ``context``) for other problems or more than
+    :data:`MAX_BATCHES` minibatches.
+
+    >>> import symsgd as ss
+    >>> from symsgd.sampling import prepare
+    >>> land = ss.LinearRegression.from_data([[1.0], [2.0]], [1.0, 0.0])
+    >>> p = prepare(ss.SGD(0.25), land, ss.MinibatchNoise(1), {})
+    >>> [(float(A), float(c), float(w)) for A, c, w in scalar_affine_maps(p, "example")]
+    [(0.75, 0.2, 0.5), (0.0, -0.2, 0.5)]
+    """
+    from .sampling import _Data
+
+    M, B, K = rmap.state_space
+    oracle = rmap.oracle
+    if M.shape != (1, 1) or not isinstance(oracle, _Data):
+        raise NotImplementedError(
+            f"{context}: the finite affine mixture needs a one-dimensional state on a finite "
+            f"data set (LinearRegression.from_data with one column); got {rmap.describe()}."
+        )
+    enumerated = _batches(oracle.X.shape[0], int(oracle.batch), oracle.replacement)
+    if enumerated is None:
+        raise NotImplementedError(f"{context}: more than {MAX_BATCHES} distinct minibatches.")
+    bs, q = Fraction(float(B[0, 0])), Fraction(float((B @ K)[0, 0]))
+    p = Fraction(float(M[0, 0])) - q * Fraction(float(rmap.hessian[0, 0]))
+    x = [Fraction(float(v)) for v in oracle.X[:, 0]]
+    y = [Fraction(float(v)) for v in oracle.Y]
+    theta = Fraction(float(rmap.theta_min[0]))
+    S = int(oracle.batch)
+    grads = [xi * (xi * theta - yi) for xi, yi in zip(x, y)]
+    mean = sum(grads, Fraction(0)) / len(grads)
+    pairs = []
+    for batch, w in zip(*enumerated):
+        hb = sum((x[i] ** 2 for i in batch), Fraction(0)) / S
+        gb = sum((grads[i] for i in batch), Fraction(0)) / S
+        pairs.append((p + q * hb, bs * (gb - mean), w))
+    return pairs
 
 
 @dataclass(frozen=True)

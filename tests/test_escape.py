@@ -210,3 +210,132 @@ def test_first_passage_beyond_the_mean_square_edge():
         for k, e in enumerate(escape.first_passage(r, values, level=v) for v in levels)
     ]
     assert max(abs(v) for v in z) < 4, z
+
+
+# ---------------------------------------------------------------------------------------------
+# finite data sets: the exact kernel is a finite mixture of affine maps
+# ---------------------------------------------------------------------------------------------
+
+DATA_X = [[0.5], [1.0], [1.3], [-0.8], [1.7], [0.3]]
+DATA_Y = [0.3, 1.2, 0.9, -0.2, 1.1, 0.5]
+
+
+def on_data(S, replacement=True, X=DATA_X, y=DATA_Y):
+    land = ss.LinearRegression.from_data(X, y)
+    return ss.stationary(ss.SGD(ss.lr), land, ss.MinibatchNoise(S, replacement=replacement))
+
+
+def _scalar_cov(r, values):
+    cov = r.cov
+    return float((sp.Matrix(cov)[0, 0] if hasattr(cov, "shape") else sp.sympify(cov)).subs(values))
+
+
+@pytest.mark.parametrize(
+    ("S", "replacement", "lr", "levels", "seed"),
+    [
+        (1, True, 0.6, [1.5, 2, 3], 11),
+        (1, True, 0.9, [2, 3, 5], 12),
+        (2, False, 0.3, [1.2, 1.5], 13),
+    ],
+)
+def test_finite_data_first_passage_matches_the_real_optimizer(S, replacement, lr, levels, seed):
+    r = on_data(S, replacement)
+    values = {ss.lr: lr}
+    exact = [escape.first_passage(r, values, level=v) for v in levels]
+    sim = escape.simulate_first_passage(
+        r, values, levels=levels, chains=10_000, steps=3000, seed=seed
+    )
+    assert np.all(sim.events >= 9990)  # (nearly) no censoring
+    z = [(sim.steps[k] - e.steps) / math.hypot(sim.stderr[k], e.error) for k, e in enumerate(exact)]
+    assert not any(holm([two_sided(v) for v in z], 1e-4)), z
+    assert max(abs(v) for v in z) < 4, z
+    for e in exact:  # the grid error is small against the Monte Carlo resolution
+        assert e.error < 0.02 * e.steps
+
+
+def _brute_passage(a, c, lo, hi, chains, seed):
+    """Independent oracle: the chain δ' = a_bδ + c_b (b uniform) run from 0 until it leaves
+    (lo, hi), in plain numpy; the mean exit step and its standard error."""
+    rng = np.random.default_rng(seed)
+    x, tau, alive = np.zeros(chains), np.zeros(chains), np.arange(chains)
+    t = 0
+    while alive.size:
+        t += 1
+        b = rng.integers(0, a.size, alive.size)
+        x = a[b] * x + c[b]
+        out = (x <= lo) | (x >= hi)
+        tau[alive[out]] = t
+        alive, x = alive[~out], x[~out]
+        assert t < 100_000
+    return tau.mean(), tau.std() / math.sqrt(chains)
+
+
+@settings(derandomize=True, max_examples=10, deadline=None)
+@given(
+    x1=st.floats(0.3, 1.5),
+    x2=st.floats(-1.5, -0.3),
+    residual=st.floats(0.2, 1.0),
+    step=st.floats(0.2, 1.9),
+    level=st.floats(1.1, 2.5),
+)
+def test_finite_data_passage_against_a_brute_force_chain(x1, x2, residual, step, level):
+    X = [[x1], [x2], [1.0]]
+    y = [x1 + residual, x2, 1.0 - residual * x1]  # label residuals around the fit
+    r = on_data(1, True, X, y)
+    lr = step / max(x1 * x1, x2 * x2, 1.0)  # λ·max x² = step < 2: every map contracts
+    values = {ss.lr: lr}
+    fp = escape.first_passage(r, values, level=level)
+    # the oracle's own maps: δ' = (1 − λx_b²)δ − λx_b e_b, e_b = x_bθ* − y_b
+    Xa, ya = np.array(X)[:, 0], np.array(y)
+    e = Xa * float(Xa @ ya / (Xa @ Xa)) - ya
+    a_, c_ = 1 - lr * Xa**2, -lr * Xa * e
+    edge = math.sqrt(2 * (level - 1) * 0.5 * float(np.mean(e**2)) / float(np.mean(Xa**2)))
+    if fp.steps == math.inf:
+        assert "never reached" in fp.note
+        assert max(abs(a_)) < 1
+        return
+    if fp.steps > 300:  # too slow for the brute-force oracle
+        return
+    mean, se = _brute_passage(a_, c_, -edge, edge, 20_000, 7)
+    assert abs(fp.steps - mean) < 4.5 * math.hypot(se, fp.error), (fp, mean, se)
+
+
+@pytest.mark.parametrize(
+    ("S", "replacement", "lr", "X", "y", "singular"),
+    [
+        (1, True, 0.3, DATA_X, DATA_Y, False),
+        (2, False, 0.3, DATA_X, DATA_Y, False),
+        (2, True, 0.5, DATA_X, DATA_Y, False),
+        (1, True, 0.75, [[1.0], [1.2], [1.4]], [1.3, 1.0, 1.5], True),
+    ],
+)
+def test_finite_data_stationary_law_is_not_a_density(S, replacement, lr, X, y, singular):
+    r = on_data(S, replacement, X, y)
+    values = {ss.lr: lr}
+    law = escape.stationary_density(r, values, cells=300)
+    assert law.density is None
+    assert "no density" in law.note
+    assert ("singular: the dimension" in law.note) == singular
+    assert law.variance == pytest.approx(_scalar_cov(r, values), rel=1e-3)
+    assert law.error < 1e-3 * law.variance
+    assert abs(law.mean) < 1e-3 * math.sqrt(law.variance)
+    assert law.cdf[0] == 0 and law.cdf[-1] == pytest.approx(1, abs=1e-12)
+    assert np.all(np.diff(law.cdf) > -1e-12)
+
+
+def test_finite_data_without_a_power_law_never_reaches_high_levels():
+    """S = 1 and λ·maxᵢxᵢ² ≤ 2: every minibatch map contracts, the stationary support is
+    bounded (α = ∞) and levels beyond it are never reached; below the edge the mean passage
+    time grows faster than any power of c."""
+    r = on_data(1)
+    values = {ss.lr: 0.6}  # λ·max x² = 0.6 · 2.89 = 1.73 ≤ 2
+    assert ss.tail_index(r, values).alpha == math.inf
+    never = escape.first_passage(r, values, level=40)
+    assert never.steps == math.inf and "never reached" in never.note
+    with pytest.raises(ValueError, match="no chain escaped"):
+        escape.simulate_first_passage(r, values, levels=[40], chains=200, steps=2000, seed=1)
+    # approaching the edge of the support the local power d ln m / d ln c grows without bound
+    levels = [3, 5, 6, 6.5]
+    m = [escape.first_passage(r, values, level=v).steps for v in levels]
+    slopes = np.diff(np.log(m)) / np.diff(np.log(levels))
+    assert np.all(np.diff(slopes) > 0) and slopes[-1] > 20, slopes
