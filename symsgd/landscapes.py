@@ -28,6 +28,7 @@ __all__ = [
     "Landscape",
     "LinearRegression",
     "Quadratic",
+    "RangeReduction",
     "SampledLandscape",
     "isserlis_quartic",
 ]
@@ -430,6 +431,9 @@ class LinearRegression(SampledLandscape):
     label_variance: sp.Expr = sp.S.Zero
     theta_star: sp.ImmutableMatrix | None = None
     data: tuple | None = None
+    #: for rank-deficient data (:meth:`from_data`): the map between the coordinates
+    #: :math:`c = U^\top\theta` of this landscape and the original θ, with the flat directions
+    reduction: RangeReduction | None = None
 
     def __init__(
         self,
@@ -441,6 +445,7 @@ class LinearRegression(SampledLandscape):
         _modes: bool = False,
         _names: dict | None = None,
         _data: tuple | None = None,
+        _reduction: RangeReduction | None = None,
     ):
         label_variance = _label_variance(label_variance, label_noise, "LinearRegression")
         matrix = as_matrix(A, "A")
@@ -469,6 +474,7 @@ class LinearRegression(SampledLandscape):
         object.__setattr__(self, "label_variance", sigma2)
         object.__setattr__(self, "theta_star", star)
         object.__setattr__(self, "data", _data)
+        object.__setattr__(self, "reduction", _reduction)
 
     @property
     def label_noise(self) -> sp.Expr:
@@ -502,7 +508,57 @@ class LinearRegression(SampledLandscape):
 
     @classmethod
     def from_data(cls, X, y) -> LinearRegression:
-        r"""A finite data set: ``X`` is N×d (rows are samples), ``y`` has N entries."""
+        r"""A finite data set: ``X`` is N×d (rows are samples), ``y`` has N entries.
+
+        **Full column rank** (:math:`X^\top X` invertible): the landscape in the original
+        coordinates, :math:`\hat H = X^\top X/N` and :math:`\theta_* = (X^\top X)^{-1}X^\top y`.
+
+        **Rank r < d** (fewer samples than features, interpolation, collinear features): the
+        minimiser is not unique, and the landscape is the problem on the row space
+        :math:`R = \operatorname{range}(X^\top)` (:class:`RangeReduction` in :attr:`reduction`):
+
+        * :math:`\theta_* = X^+y` is the minimum-norm least-squares solution (the one in R);
+          exact data give it exactly (a rational basis B of R:
+          :math:`\theta_* = B(B^\top X^\top XB)^{-1}B^\top X^\top y`);
+        * every per-sample gradient :math:`x_i(x_i^\top\theta - y_i)` lies in R, so
+          :math:`N = R^\perp = \ker X` — the null space of :math:`\hat H`, the **flat
+          directions** — is never touched by the data.  With an orthonormal basis U of R
+          (d×r) and V of N, write :math:`\theta = \theta_* + Uc' + Vn`.  An optimizer with a
+          scalar learning rate (SGD, HeavyBall, Nesterov, QHM, Averaged; weight decay γ
+          included) moves c' exactly as it moves the parameters of the data set :math:`XU`
+          (the gradient of :math:`\tfrac1{2N}|XUc - y|^2` in :math:`c = U^\top\theta` is
+          :math:`U^\top\nabla L`, and :math:`U^\top\gamma\theta = \gamma c`), while
+          :math:`n_{t+1} = n_t - \lambda\gamma n_t` (SGD; the momentum methods run the same
+          deterministic recursion on n): no noise ever enters N.
+        * The returned landscape is therefore ``LinearRegression.from_data(X U, y)`` in the
+          coordinates c (dimension r, :math:`\hat H_c = U^\top\hat HU` invertible,
+          :math:`c_* = U^\top\theta_*`), and everything the library does with a landscape
+          (:func:`symsgd.stationary`, :func:`symsgd.simulate`) applies unchanged.  The
+          covariance in the original coordinates is
+          :math:`\Sigma = U\Sigma_cU^\top` (:meth:`RangeReduction.lift`): with weight decay
+          γ > 0 the N-component decays to 0 deterministically, so Σ is exactly zero on N; without
+          weight decay the N-component is a conserved quantity of the start
+          (:math:`n_t = V^\top\theta_0`), so the law of θ is the law on R shifted by that fixed
+          vector, and Σ (a covariance: nothing random on N) is still :math:`U\Sigma_cU^\top`.
+        * A preconditioner P that does not map R into itself (Adam's diagonal, a general
+          ``Preconditioned`` P) rotates gradient noise into N, where without weight decay it
+          accumulates: such optimizers are refused (:meth:`RangeReduction.check_optimizer`).
+        * Interpolation (:math:`y = X\theta` solvable): every residual is 0, the minibatch
+          noise vanishes at the minimum, and the stationary law is the point mass Σ = 0 where
+          the mean-square recursion is stable.
+
+        Exact data keep an exact reduction (U has square roots of rationals; the lifted Σ is
+        rational again); float data are reduced by the SVD of X (rank: singular values above
+        :math:`\max(N, d)\,\epsilon\,s_{\max}`, as ``numpy.linalg.matrix_rank``).  Symbolic X
+        with a singular :math:`X^\top X` is refused: its rank depends on the symbols' values.
+
+        >>> import symsgd as ss
+        >>> land = ss.LinearRegression.from_data([[1, 1, 0], [0, 1, 1]], [2, 0])
+        >>> land.dim, land.reduction.dim, land.reduction.theta_star.T
+        (2, 3, Matrix([[4/3, 2/3, -2/3]]))
+        >>> land.reduction.flat_directions[0].T
+        Matrix([[sqrt(3)/3, -sqrt(3)/3, sqrt(3)/3]])
+        """
         rows = _rows(X, "X")
         lengths = sorted({len(r) for r in rows})
         if len(lengths) != 1 or lengths[0] == 0:
@@ -523,29 +579,69 @@ class LinearRegression(SampledLandscape):
             return cls._from_float_data(X, Y)
         H = (X.T * X) / N
         det = sp.factor(H.det())
-        if det == 0:
+        if det != 0:
+            star = (X.T * X).LUsolve(X.T * Y).applyfunc(sp.cancel)
+            return cls(H.applyfunc(sp.cancel), 0, star, _data=(X, Y))
+        if X.free_symbols:
             raise ValueError(
                 "from_data: XᵀX is singular, so the least-squares minimiser is not unique; "
-                "add samples or remove collinear features."
+                "with symbolic X the rank (and so the flat directions) depends on the symbols' "
+                "values, so the reduction to the row space of X needs numeric X. Add samples, "
+                "remove collinear features, or give numbers."
             )
-        star = (X.T * X).LUsolve(X.T * Y).applyfunc(sp.cancel)
-        return cls(H.applyfunc(sp.cancel), 0, star, _data=(X, Y))
+        _refuse_zero(X)
+        B = sp.Matrix.hstack(*X.T.columnspace())  # a rational basis of R = range(Xᵀ)
+        gram = B.T * X.T * X * B
+        star = (B * gram.LUsolve(B.T * X.T * Y)).applyfunc(sp.cancel)
+        U = sp.Matrix.hstack(*_orthonormal(list(B.T.tolist()), X.cols))
+        flat = _orthonormal([list(v) for v in X.nullspace()], X.cols)
+        reduction = RangeReduction(sp.ImmutableMatrix(U), tuple(flat), star, (X, Y))
+        return cls._reduced(reduction)
 
     @classmethod
     def _from_float_data(cls, X: sp.ImmutableMatrix, Y: sp.ImmutableMatrix) -> LinearRegression:
         """Float data: Ĥ and the least-squares minimiser in float64 (floats stay floats; the
-        sympy elimination of a d×d float system is what made d = 20 cost a second)."""
+        sympy elimination of a d×d float system is what made d = 20 cost a second).  A
+        rank-deficient X is reduced to its row space by the SVD (see :meth:`from_data`)."""
         Xf, Yf = _floats(X), _floats(Y).reshape(-1)
         N, d = Xf.shape
-        gram = Xf.T @ Xf
-        if np.linalg.matrix_rank(gram) < d:
-            raise ValueError(
-                "from_data: XᵀX is singular, so the least-squares minimiser is not unique; "
-                "add samples or remove collinear features."
-            )
-        star = np.linalg.solve(gram, Xf.T @ Yf)
-        H = sp.ImmutableMatrix(gram / N)
-        return cls(H, 0, star.tolist(), _data=(X, Y))
+        _, s, Vt = np.linalg.svd(Xf, full_matrices=True)
+        tol = (float(s.max()) if s.size else 0.0) * max(N, d) * np.finfo(float).eps
+        r = int(np.sum(s > tol))
+        if r == d:
+            gram = Xf.T @ Xf
+            star = np.linalg.solve(gram, Xf.T @ Yf)
+            return cls(sp.ImmutableMatrix(gram / N), 0, star.tolist(), _data=(X, Y))
+        _refuse_zero(X, r)
+        signs = np.sign(Vt[np.arange(d), np.argmax(np.abs(Vt), axis=1)])
+        Vt = Vt * signs[:, None]  # each basis vector's largest entry positive: reproducible
+        U, V = Vt[:r].T, Vt[r:].T
+        star = U @ np.linalg.lstsq(Xf @ U, Yf, rcond=None)[0]
+        reduction = RangeReduction(
+            sp.ImmutableMatrix(U),
+            tuple(sp.ImmutableMatrix(V[:, [k]]) for k in range(d - r)),
+            sp.ImmutableMatrix(star.reshape(-1, 1)),
+            (X, Y),
+        )
+        return cls._reduced(reduction)
+
+    @classmethod
+    def _reduced(cls, reduction: RangeReduction) -> LinearRegression:
+        """The landscape of the data (X U, y) in the coordinates c = Uᵀθ (full rank r)."""
+        X, Y = reduction.data
+        U = reduction.basis
+        if reduction.exact:
+            Xc = sp.ImmutableMatrix((X * U).applyfunc(sp.radsimp))
+            H = (Xc.T * Xc / X.rows).applyfunc(sp.radsimp)
+            star = (U.T * reduction.theta_star).applyfunc(sp.radsimp)
+        else:
+            Uf = _floats(U)
+            Xcf = _floats(X) @ Uf
+            gram = Xcf.T @ Xcf
+            Xc = sp.ImmutableMatrix(Xcf)
+            H = sp.ImmutableMatrix((gram + gram.T) / (2 * X.rows))
+            star = (Uf.T @ _floats(reduction.theta_star).reshape(-1)).tolist()
+        return cls(H, 0, star, _data=(Xc, Y), _reduction=reduction)
 
     @property
     def dataset_size(self):
@@ -643,6 +739,13 @@ class LinearRegression(SampledLandscape):
         """:meth:`test_loss` in float64 (None for a finite data set)."""
         return None if self.data is not None else self.numeric_loss(cov, weight_decay)
 
+    def describe(self) -> str:
+        """The class name, and for a rank-deficient data set its reduction and flat
+        directions (:meth:`RangeReduction.describe`)."""
+        if self.reduction is None:
+            return type(self).__name__
+        return f"LinearRegression on data with {self.reduction.describe()}"
+
     def test_loss(self, cov: sp.MatrixBase, weight_decay=0) -> sp.Expr | None:
         """Expected loss on a fresh sample (Gaussian form only; None for a finite data set)."""
         if self.data is not None:
@@ -650,6 +753,11 @@ class LinearRegression(SampledLandscape):
         return self.loss(cov, weight_decay)
 
     def __repr__(self) -> str:
+        if self.reduction is not None:
+            return (
+                f"LinearRegression.from_data(N={self.data[0].rows}, d={self.reduction.dim}, "
+                f"{self.reduction.describe()})"
+            )
         if self.data is not None:
             return f"LinearRegression.from_data(N={self.data[0].rows}, d={self.dim})"
         A = self.A[0, 0] if self.dim == 1 else f"Matrix({sp.sstr(self.A.tolist())})"
@@ -657,6 +765,169 @@ class LinearRegression(SampledLandscape):
         star = self.theta_star
         star = "" if star is None or star.is_zero_matrix else f", theta_star={sp.sstr(list(star))}"
         return f"{head}({A}, label_variance={self.label_variance}{star})"
+
+
+def _refuse_zero(X: sp.MatrixBase, rank: int | None = None) -> None:
+    if (rank == 0) if rank is not None else X.is_zero_matrix:
+        raise ValueError(
+            "from_data: X is zero (rank 0), so every θ is a least-squares minimiser and no "
+            "direction has curvature; there is no stationary problem to state."
+        )
+
+
+def _orthonormal(vectors: list, d: int) -> list[sp.ImmutableMatrix]:
+    """Exact Gram–Schmidt of ``vectors`` (lists of d entries) into orthonormal columns."""
+    if not vectors:
+        return []
+    out = sp.GramSchmidt([sp.Matrix(v).reshape(d, 1) for v in vectors], orthonormal=True)
+    return [sp.ImmutableMatrix(v.applyfunc(sp.radsimp)) for v in out]
+
+
+def _preconditioner_owner(optimizer) -> str | None:
+    """The class name of an optimizer that applies a preconditioner P (``None`` for the scalar
+    learning-rate family), looking through wrappers that hold an ``inner`` optimizer.  Found by
+    which class defines ``preconditioner`` (the base ``Optimizer`` returns the identity), so
+    this module needs no import of :mod:`symsgd.optimizers`."""
+    while getattr(optimizer, "inner", None) is not None:
+        optimizer = optimizer.inner
+    for klass in type(optimizer).__mro__:
+        if "preconditioner" in vars(klass):
+            return None if klass.__name__ == "Optimizer" else type(optimizer).__name__
+    return None
+
+
+@dataclass(frozen=True)
+class RangeReduction:
+    r"""How a rank-deficient :meth:`LinearRegression.from_data` landscape sits in the original
+    coordinates (its :attr:`~LinearRegression.reduction`).
+
+    ``basis`` is U (d×r, orthonormal columns spanning the row space
+    :math:`R = \operatorname{range}(X^\top)`); the landscape's coordinates are
+    :math:`c = U^\top\theta` and its data are :math:`XU`.  ``flat_directions`` is an
+    orthonormal basis (columns) of :math:`N = \ker X = R^\perp`, the null space of
+    :math:`\hat H` — the same word as :attr:`symsgd.models.LocalLandscape.flat_directions`: the
+    minimisers form the affine space :math:`\theta_* + N`.  Unlike a general model, linear
+    regression's per-sample gradients never point along N, so a scalar-learning-rate optimizer
+    never moves the N-component randomly, and the problem on R has a stationary law (see
+    :meth:`LinearRegression.from_data`).  ``theta_star`` is the minimum-norm least-squares
+    solution :math:`X^+y` (d×1) and ``data`` the original ``(X, y)``.
+
+    >>> import symsgd as ss
+    >>> land = ss.LinearRegression.from_data([[1, 1], [2, 2]], [1, 2])
+    >>> red = land.reduction
+    >>> red.basis.T, red.flat_directions[0].T
+    (Matrix([[sqrt(2)/2, sqrt(2)/2]]), Matrix([[-sqrt(2)/2, sqrt(2)/2]]))
+    >>> red.lift([[1]])  # U Σ_c Uᵀ
+    Matrix([
+    [1/2, 1/2],
+    [1/2, 1/2]])
+    """
+
+    basis: sp.ImmutableMatrix
+    flat_directions: tuple
+    theta_star: sp.ImmutableMatrix
+    data: tuple = field(repr=False)
+
+    @property
+    def dim(self) -> int:
+        """d, the number of original parameters."""
+        return self.basis.rows
+
+    @property
+    def rank(self) -> int:
+        """r, the rank of X (the dimension of the reduced landscape)."""
+        return self.basis.cols
+
+    @property
+    def exact(self) -> bool:
+        """True when the reduction was computed exactly (no float in the data)."""
+        return not self.basis.has(sp.Float)
+
+    @property
+    def flat_basis(self) -> sp.ImmutableMatrix:
+        """The flat directions as the columns of one d×(d−r) matrix V."""
+        if not self.flat_directions:
+            return sp.ImmutableMatrix(sp.zeros(self.dim, 0))
+        return sp.ImmutableMatrix(sp.Matrix.hstack(*self.flat_directions))
+
+    def lift(self, cov):
+        r"""A covariance :math:`\Sigma_c` of the coordinates c (r×r: a sympy matrix, a numpy
+        array, or a scalar when r = 1) as the covariance :math:`U\Sigma_cU^\top` of θ (d×d):
+        zero on the flat directions (see :meth:`LinearRegression.from_data` for why that is the
+        whole answer with and without weight decay).  Exact inputs give exact entries (rational
+        for rational data)."""
+        if isinstance(cov, np.ndarray) and cov.ndim == 2:
+            U = _floats(self.basis)
+            return U @ cov @ U.T
+        if not isinstance(cov, (sp.MatrixBase, list, tuple, np.ndarray)):
+            cov = [[cov]]  # a rank-1 reduction: results of a 1-D landscape are scalars
+        cov = sp.Matrix(cov)
+        if cov.shape != (self.rank, self.rank):
+            raise ValueError(
+                f"lift: Σ_c must be {self.rank}×{self.rank} (the reduced coordinates); got "
+                f"{cov.rows}×{cov.cols}."
+            )
+        out = sp.Matrix(self.basis) * cov * sp.Matrix(self.basis).T
+        if not self.exact:
+            return out
+        simplify = sp.radsimp if not out.free_symbols else (lambda e: sp.cancel(sp.radsimp(e)))
+        return out.applyfunc(simplify)
+
+    def coordinates(self, theta) -> sp.Matrix:
+        r"""The reduced coordinates :math:`c = U^\top\theta` of a point θ (d entries)."""
+        return (sp.Matrix(self.basis).T * _column(theta, self.dim, "theta")).applyfunc(
+            sp.radsimp if self.exact else (lambda e: e)
+        )
+
+    def flat_component(self, theta) -> sp.Matrix:
+        r"""The flat component :math:`n = V^\top\theta` (the part of θ no data gradient moves)."""
+        return (sp.Matrix(self.flat_basis).T * _column(theta, self.dim, "theta")).applyfunc(
+            sp.radsimp if self.exact else (lambda e: e)
+        )
+
+    def point(self, c, flat=None) -> sp.Matrix:
+        r""":math:`\theta = Uc + Vn` from reduced coordinates c and a flat component n (default
+        0: the point on R, e.g. :math:`U c_* = \theta_*`)."""
+        theta = sp.Matrix(self.basis) * _column(c, self.rank, "c")
+        if flat is not None and self.flat_directions:
+            theta += sp.Matrix(self.flat_basis) * _column(flat, self.dim - self.rank, "flat")
+        return theta.applyfunc(sp.radsimp if self.exact else (lambda e: e))
+
+    def check_optimizer(self, optimizer) -> None:
+        r"""Refuse an optimizer with a preconditioner (``Preconditioned``, ``DampedNewton``,
+        ``NaturalGradient``, ``Adam``): its P acts in the original coordinates, and unless
+        :math:`PR \subseteq R` it rotates gradient noise into the flat directions N, where
+        nothing pulls it back (without weight decay the N-component random-walks; with it N
+        and R are coupled), so the problem on R is not the optimizer's problem.  The scalar
+        learning-rate family (SGD, HeavyBall, Nesterov, QHM, Averaged of them) passes.
+
+        >>> import symsgd as ss
+        >>> land = ss.LinearRegression.from_data([[1, 1]], [1])
+        >>> land.reduction.check_optimizer(ss.HeavyBall(ss.lr, ss.momentum))
+        """
+        name = _preconditioner_owner(optimizer)
+        if name is None:
+            return
+        raise ValueError(
+            f"{name} on a rank-deficient data set (rank {self.rank} < d = {self.dim}; "
+            f"{self.dim - self.rank} flat direction(s)): its preconditioner P acts in the "
+            f"original coordinates and, unless P maps the row space of X into itself, rotates "
+            f"gradient noise into the flat directions, which nothing pulls back — the problem "
+            f"on the row space (the coordinates c = Uᵀθ of this landscape) is then not the "
+            f"optimizer's problem. Use SGD, HeavyBall, Nesterov, QHM or Averaged; or, to "
+            f"precondition in the reduced coordinates on purpose, build "
+            f"LinearRegression.from_data(X·U, y) with U = land.reduction.basis."
+        )
+
+    def describe(self) -> str:
+        """The reduction in words, with the flat directions (4 significant digits)."""
+        shown = "; ".join(
+            "(" + ", ".join(sp.sstr(sp.N(v, 4)) for v in d) + ")" for d in self.flat_directions
+        )
+        return (
+            f"rank {self.rank} < d = {self.dim}: coordinates c = Uᵀθ on the row space of X, "
+            f"flat along {shown}"
+        )
 
 
 #: float64 copies of recently converted immutable matrices (id -> (matrix, array)): one
