@@ -13,7 +13,11 @@ noise an experiment records along an SGD run, :math:`\xi_t = \hat g_t(\theta_t) 
 L(\theta_t)` with :math:`\theta_t` drawn from the stationary law.  It is a *scale mixture* over
 θ, and its tail index equals the iterates' (Breiman's lemma), so it is *heavy-tailed* whenever
 the iterates are — at every batch size.  "Gaussian by the CLT" and "heavy-tailed" are both
-true, of these two different distributions.
+true, of these two different distributions.  Exact and symbolic for scalar online SGD; for
+d > 1, finite data sets (with or without replacement) and heavy-ball momentum
+(:func:`pooled_noise_moments`, :class:`PooledNoiseMoments`) the exact second moment, the exact
+fourth moment where the stationary fourth moments exist, the kurtosis of any projection
+:math:`u^\top\xi`, and the iterates' tail index, in float64.
 
 :func:`langevin` compares heavy-ball momentum with its Langevin (underdamped SDE) picture.
 """
@@ -847,9 +851,10 @@ class PooledNoiseMoments:
     ``second`` is :math:`\mathbb E[\xi\xi^\top]` (d×d); ``fourth`` is
     :math:`\mathbb E[\xi^{\otimes4}]` (d×d×d×d), or None with ``fourth_reason`` saying why
     (infinite: ρ₄ ≥ 1; or no exact moment operator); ``state_second`` the stationary
-    :math:`\mathbb E[zz^\top]` of the optimizer's state deviation; ``tail_index`` the iterates'
-    (:func:`symsgd.tails.tail_index`: exact or a bracket), which is also the pooled noise's
-    (Breiman, see ``breiman``); ``method`` how the moments were obtained.
+    :math:`\mathbb E[zz^\top]` of the optimizer's state deviation; :attr:`tail_index` the
+    iterates' (:func:`symsgd.tails.tail_index`: exact or a bracket; computed on first use),
+    which is also the pooled noise's (Breiman, see ``breiman``); ``method`` how the moments were
+    obtained.
 
     :meth:`kurtosis` is that of a **projection** :math:`u^\top\xi`:
     :math:`\mathbb E(u^\top\xi)^4/(\mathbb E(u^\top\xi)^2)^2`; :attr:`kurtosis_per_coordinate`
@@ -860,10 +865,17 @@ class PooledNoiseMoments:
     fourth: np.ndarray | None
     fourth_reason: str
     state_second: np.ndarray
-    tail_index: object | None
     method: str
+    #: computes the iterates' tail index on first use (:attr:`tail_index`)
+    tail_index_of: Callable[[], object] = field(repr=False, default=lambda: None)
     scope: str = POOLED_SCOPE
     breiman: str = POOLED_BREIMAN_GENERAL
+
+    @cached_property
+    def tail_index(self):
+        """The iterates' tail index (:func:`symsgd.tails.tail_index`, computed on first use) —
+        also the pooled noise's (Breiman)."""
+        return self.tail_index_of()
 
     @property
     def dim(self) -> int:
@@ -1159,6 +1171,6 @@ def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMo
         fourth=fourth,
         fourth_reason=reason,
         state_second=Sigma,
-        tail_index=tail_index(result, params),
         method=car.method,
+        tail_index_of=lambda: tail_index(result, params),
     )

@@ -816,3 +816,39 @@ def test_pooled_moments_refuse_clearly():
     r = ss.stationary(ss.SGD(ss.lr), model.near(model.minimum(start=[0])), ss.MinibatchNoise(2))
     with pytest.raises(NotImplementedError, match="EmpiricalLoss local problems"):
         pooled_noise(r, {ss.lr: 0.1})
+
+
+@settings(derandomize=True, max_examples=10, deadline=None)
+@given(
+    d=st.integers(1, 2),
+    N=st.integers(3, 5),
+    S=st.integers(1, 3),
+    replacement=st.booleans(),
+    momentum=st.booleans(),
+    entries=st.lists(st.integers(-2, 2), min_size=15, max_size=15),
+)
+def test_pooled_data_sets_against_the_kronecker_oracle(d, N, S, replacement, momentum, entries):
+    """Random small data sets, both designs, SGD or heavy ball: every moment against the
+    enumerated-batch Kronecker oracle."""
+    S = min(S, N if replacement else N - 1)
+    X = np.array(entries[: N * d], float).reshape(N, d)
+    Y = np.array(entries[N * d : N * d + N], float) + 0.5
+    H = X.T @ X / N
+    if np.linalg.eigvalsh(H)[0] < 0.2:
+        X = X + np.eye(N, d) * 2  # make XᵀX well conditioned
+        H = X.T @ X / N
+    lam = 0.15 / np.linalg.eigvalsh(H)[-1]
+    opt = ss.HeavyBall(ss.lr, ss.momentum) if momentum else ss.SGD(ss.lr)
+    point = {ss.lr: lam, ss.momentum: 0.3} if momentum else {ss.lr: lam}
+    r = ss.stationary(
+        opt,
+        ss.LinearRegression.from_data(X.astype(int).tolist(), (2 * Y).astype(int).tolist()),
+        ss.MinibatchNoise(S, replacement=replacement),
+    )
+    p = pooled_noise_moments(r, point)
+    draws = data_draws(X, 2 * Y, S, replacement)
+    second, fourth = kron_oracle(draws, H, X.T @ (2 * Y) / N, lam, mu=0.3 if momentum else None)
+    scale = np.max(np.abs(second))
+    assert p.second == pytest.approx(second, rel=1e-8, abs=1e-12 + 1e-10 * scale)
+    assert p.fourth is not None
+    assert p.fourth == pytest.approx(fourth, rel=1e-7, abs=1e-12 + 1e-9 * scale**2)
