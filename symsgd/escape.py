@@ -41,6 +41,16 @@ the edge: no power law at all.  The stationary law of such a mixture is of pure 
 be singular (its dimension is at most :math:`H(p)/|\gamma|`, entropy over Lyapunov
 exponent): :func:`stationary_density` returns its distribution function, never a density.
 
+**Rotation-invariant problems** (d > 1).  With :math:`H = hI` and isotropic additive noise
+:math:`C = cI`, :math:`|\delta|^2` is a Markov chain whose kernel is an exactly scaled
+noncentral :math:`\chi^2_d`; for SGD on isotropic online regression (A = aI, label noise σ²,
+S = 1) rotate δ = r e₁ and split the sample x = (u, w): :math:`\delta'_1 = r(1 - \lambda
+u^2) + \lambda u\epsilon` and, given (u, ε), :math:`|\delta'_\perp|^2 = \lambda^2a(ur -
+\epsilon)^2\chi^2_{d-1}`, so the kernel of the radius is the :math:`\chi^2_{d-1}` CDF inside a
+2-D Gauss–Hermite quadrature over (u, ε) (its error, from the CDF's kink, is estimated by a
+second rule and added to ``error``).  :func:`first_passage` solves the Poisson equation on
+finite volumes in r.  Batches S ≥ 2 (a 3-D Wishart quadrature) are not covered.
+
 **Theories** (:func:`exponents`): the slope :math:`d\ln\mathbb E\tau/d\ln c` at large c
 
 * **Kesten** (the real chain): α/2, α the tail index (:func:`symsgd.tails.tail_index`): the
@@ -93,6 +103,7 @@ delta-method standard error.  :func:`fit_exponent` fits the slope with its stand
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -133,6 +144,8 @@ __all__ = [
 DEFAULT_CELLS = 150
 #: nodes of the coarse grid of a finite data set's Poisson equation (first order: finer)
 MIXTURE_CELLS = 300
+#: radial cells of a rotation-invariant problem's Poisson equation (coarse grid)
+RADIAL_CELLS = 40
 #: grid offsets (fractions of a cell) averaged by a finite data set's Poisson solve
 OFFSETS = (0.125, 0.375, 0.625, 0.875)
 #: Gauss–Legendre nodes per panel of the χ quadrature
@@ -267,10 +280,16 @@ def _kernel(problem: Problem, context: str) -> _Kernel | _Mixture:
     from .sampling import _Additive, _Online
 
     M, B, K = (np.asarray(m, float) for m in problem.state_space)
+    if M.shape[0] > 1 and M.shape[0] == problem.dim:
+        radial = _radial_kernel(problem, context)
+        if radial is not None:
+            return radial
     if M.shape != (1, 1) or problem.dim != 1:
         raise NotImplementedError(
             f"{context} solves the Poisson equation of a one-dimensional state (SGD on one "
-            f"parameter); {problem.describe()} has a state of dimension {M.shape[0]}."
+            f"parameter) or of a rotation-invariant problem (SGD on an isotropic quadratic with "
+            f"isotropic additive noise, or on isotropic online regression with S = 1); "
+            f"{problem.describe()} has a state of dimension {M.shape[0]}."
         )
     if problem.loss_model is None:
         raise NotImplementedError(f"{context}: no training loss for {problem.describe()}.")
@@ -310,6 +329,156 @@ def _kernel(problem: Problem, context: str) -> _Kernel | _Mixture:
         f"of a finite scalar data set; {problem.describe()} has none: use "
         "simulate_first_passage."
     )
+
+
+#: Gauss–Hermite nodes per Gaussian variable of the radial online kernel
+RADIAL_NODES = 64
+
+
+def _isotropic(X: np.ndarray) -> float | None:
+    """x when X = x·I (to rounding), else None."""
+    x = float(X[0, 0])
+    if X.shape[0] != X.shape[1] or not np.allclose(
+        X, x * np.eye(X.shape[0]), rtol=0, atol=1e-13 * max(abs(x), 1e-300)
+    ):
+        return None
+    return x
+
+
+def _radial_kernel(problem: Problem, context: str):
+    """The radial kernel of a rotation-invariant problem (see :class:`_Radial`), or None."""
+    from .sampling import _Additive, _Online
+
+    M, B, K = (np.asarray(m, float) for m in problem.state_space)
+    m, b, k = _isotropic(M), _isotropic(B), _isotropic(K)
+    h = _isotropic(problem.hessian)
+    loss = problem.loss_model
+    if None in (m, b, k, h) or loss is None or np.any(loss.b) or loss.g is not None:
+        return None
+    d = problem.dim
+    oracle = problem.oracle
+    if isinstance(oracle, _Additive):
+        c = _isotropic(oracle.L @ oracle.L.T)
+        if c is None:
+            return None
+        if not c > 0:
+            raise ValueError(f"{context}: the additive noise vanishes; there is no escape.")
+        return _Radial(d, m, b * b * c, 0.0, 0.0, 0.0, 0, h, loss)
+    if isinstance(oracle, _Online):
+        a = _isotropic(oracle.LA @ oracle.LA.T)
+        if a is None or np.any(problem.theta_min - oracle.star):
+            return None
+        if int(oracle.batch) != 1:
+            raise NotImplementedError(
+                f"{context}: the radial kernel of isotropic online regression is built for "
+                f"S = 1 (a 2-D Gaussian quadrature); {problem.describe()} has S = "
+                f"{int(oracle.batch)}: use simulate_first_passage."
+            )
+        if not oracle.sigma > 0:
+            raise ValueError(
+                f"{context}: without label noise the minibatch noise vanishes at the minimum "
+                "(L* = 0, a point-mass stationary law): there is no escape to c·L*."
+            )
+        return _Radial(d, m - b * k * a, b, b * k, a, float(oracle.sigma), 1, h, loss)
+    return None
+
+
+@dataclass(frozen=True)
+class _Radial:
+    r"""The kernel of :math:`R = |\delta|^2` for a rotation-invariant problem in d dimensions.
+
+    * additive (``S = 0``): :math:`\delta' = m\delta + \sqrt{s^2}z`, so
+      :math:`|\delta'|^2/s^2` is noncentral :math:`\chi^2_d` with noncentrality
+      :math:`m^2R/s^2` (``p`` = m, ``b`` = s²);
+    * online (S = 1): :math:`\delta' = p\delta + q\,xx^\top\delta - b\,x\epsilon`; with
+      δ = r e₁ and x = (u, w): :math:`\delta'_1 = r(p + qu^2) - bu\epsilon` and, given u and
+      ε, :math:`\delta'_\perp = w\,(qru - b\epsilon)\sim N(0, a(qru - b\epsilon)^2I_{d-1})`,
+      so :math:`|\delta'|^2 = \delta_1'^2 + a(qru - b\epsilon)^2\chi^2_{d-1}`: the
+      :math:`\chi^2_{d-1}` CDF in closed form inside a Gauss–Hermite quadrature over
+      (u, ε) ~ N(0, a) × N(0, σ²)."""
+
+    d: int
+    p: float
+    b: float
+    q: float
+    a: float
+    sigma: float
+    S: int
+    h: float  # the loss curvature: L = L* + h|δ|²/2
+    loss: object
+    nodes: int = RADIAL_NODES
+
+    def cdf(self, r: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r""":math:`P(|\delta'|^2 \le y_j \mid |\delta| = r_i)`, shape (len(r), len(y))."""
+        from scipy.special import chdtr
+        from scipy.stats import ncx2
+
+        r, y = np.asarray(r, float), np.asarray(y, float)
+        nodes = self.nodes
+        if self.S == 0:
+            s2 = self.b
+            nc = (self.p * r[:, None]) ** 2 / s2
+            return np.where(
+                nc > 0,
+                ncx2.cdf(y[None, :] / s2, self.d, np.maximum(nc, 1e-300)),
+                chdtr(self.d, y[None, :] / s2),
+            )
+        t, w = np.polynomial.hermite_e.hermegauss(nodes)
+        w = w / w.sum()
+        u = math.sqrt(self.a) * t[:, None]  # (Q, 1)
+        eps = self.sigma * t[None, :]  # (1, Q)
+        weight = (w[:, None] * w[None, :]).ravel()
+        out = np.empty((r.size, y.size))
+        for i, ri in enumerate(r):
+            first = (ri * (self.p + self.q * u * u) - self.b * u * eps).ravel() ** 2
+            scale = (self.a * (self.q * ri * u - self.b * eps) ** 2).ravel()
+            gap = y[None, :] - first[:, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                arg = np.where(gap > 0, gap / np.maximum(scale, 1e-300)[:, None], 0.0)
+            out[i] = weight @ _chi2_cdf(self.d - 1, arg)
+        return out
+
+    def matrix(self, edges: np.ndarray, start: bool = False) -> np.ndarray:
+        """Transition probabilities between radial cells (rows: from the centres, or from
+        r = 0 alone when ``start``)."""
+        centres = np.array([0.0]) if start else (edges[1:] + edges[:-1]) / 2
+        return np.diff(self.cdf(centres, edges**2), axis=1)
+
+    @property
+    def minimum_loss(self) -> float:
+        return float(self.loss.const)
+
+    def radius(self, excess: float) -> float:
+        return math.sqrt(2 * excess / self.h)
+
+
+def _chi2_cdf(k: int, x: np.ndarray) -> np.ndarray:
+    """The χ²_k distribution function (closed forms for k ≤ 3: the hot loop)."""
+    from scipy.special import chdtr, erf
+
+    if k == 1:
+        return erf(np.sqrt(x / 2))
+    if k == 2:
+        return -np.expm1(-x / 2)
+    if k == 3:
+        return erf(np.sqrt(x / 2)) - np.sqrt(2 * x / math.pi) * np.exp(-x / 2)
+    return chdtr(k, x)
+
+
+def _radial_passage(kernel: _Radial, radius: float, n: int) -> float:
+    edges = np.linspace(0.0, radius, n + 1)
+    P = kernel.matrix(edges)
+    m = np.linalg.solve(np.eye(n) - P, np.ones(n))
+    top = float(np.max(m))
+    residual = np.max(np.abs(m - P @ m - 1))
+    if not residual < 1e-8 * max(1.0, top):
+        raise ArithmeticError(f"first_passage: the Poisson solve has residual {residual:.3g}.")
+    if not top < MAX_STEPS:
+        raise ArithmeticError(
+            f"first_passage: the mean passage time {top:.3g} steps exceeds {MAX_STEPS:g}: "
+            "I − P is singular to double-precision; lower the level."
+        )
+    return 1.0 + float(kernel.matrix(edges, start=True)[0] @ m)
 
 
 @dataclass(frozen=True)
@@ -460,7 +629,9 @@ def first_passage(
     is the finite mixture of the minibatches' affine maps, solved on a grid with
     interpolation, first order, averaged over grid offsets; see the module docstring).  When
     every minibatch map contracts, the chain never leaves the hull of the stationary support:
-    a level beyond it gives ``steps = inf`` with the reason in ``note``.
+    a level beyond it gives ``steps = inf`` with the reason in ``note``.  Rotation-invariant
+    problems in d > 1 dimensions (an isotropic quadratic with isotropic additive noise, or
+    isotropic online regression with S = 1) are solved on the radius.
     ``UnstableError`` without a stationary law.
 
     >>> import sympy as sp, symsgd as ss
@@ -477,6 +648,17 @@ def first_passage(
     excess = _excess(kernel, level, barrier, "first_passage()")
     if cells is not None and not (isinstance(cells, int) and cells >= 10):
         raise ValueError(f"first_passage: cells must be an integer ≥ 10; got {cells!r}.")
+    if isinstance(kernel, _Radial):
+        n = cells or RADIAL_CELLS
+        radius = kernel.radius(excess)
+        coarse = _radial_passage(kernel, radius, n)
+        fine = _radial_passage(kernel, radius, 2 * n + 1)
+        value = fine + (fine - coarse) / 3  # finite volumes in r: O(h²)
+        error = abs(fine - coarse) / 3
+        if kernel.S:  # the quadrature over (u, ε) meets the χ² CDF's kink: compare two rules
+            other = dataclasses.replace(kernel, nodes=RADIAL_NODES * 3 // 4)
+            error += abs(fine - _radial_passage(other, radius, 2 * n + 1))
+        return FirstPassage(value, error, level, excess, (n, 2 * n + 1))
     lo, hi = kernel.interval(excess)
     if isinstance(kernel, _Mixture):
         return _mixture_passage(kernel, lo, hi, level, excess, cells or MIXTURE_CELLS)
