@@ -548,8 +548,9 @@ class LinearRegression(SampledLandscape):
           the mean-square recursion is stable.
 
         Exact data keep an exact reduction (U has square roots of rationals; the lifted Σ is
-        rational again); float data are reduced by the SVD of X (rank: singular values above
-        :math:`\max(N, d)\,\epsilon\,s_{\max}`, as ``numpy.linalg.matrix_rank``).  Symbolic X
+        rational again); float data are reduced by the SVD of X (rank: the curvatures
+        :math:`s_k^2` above :math:`d\,\epsilon\,s_{\max}^2`, ``numpy.linalg.matrix_rank`` of
+        :math:`X^\top X`: a curvature below float resolution is flat).  Symbolic X
         with a singular :math:`X^\top X` is refused: its rank depends on the symbols' values.
 
         >>> import symsgd as ss
@@ -606,8 +607,10 @@ class LinearRegression(SampledLandscape):
         Xf, Yf = _floats(X), _floats(Y).reshape(-1)
         N, d = Xf.shape
         _, s, Vt = np.linalg.svd(Xf, full_matrices=True)
-        tol = (float(s.max()) if s.size else 0.0) * max(N, d) * np.finfo(float).eps
-        r = int(np.sum(s > tol))
+        # the rank numpy.linalg.matrix_rank gives XᵀX (the curvatures s²): the decision the
+        # full-rank path always made
+        tol = (float(s.max()) ** 2 if s.size else 0.0) * d * np.finfo(float).eps
+        r = int(np.sum(s**2 > tol))
         if r == d:
             gram = Xf.T @ Xf
             star = np.linalg.solve(gram, Xf.T @ Yf)

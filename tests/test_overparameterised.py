@@ -142,6 +142,19 @@ def test_float_reduction_matches_numpy(X, y):
     assert np.allclose(_floats(exact.flat_basis) @ _floats(exact.flat_basis).T, V @ V.T)
 
 
+def test_float_rank_is_the_rank_of_the_curvature():
+    """Float data: a curvature s² below float resolution (d·ε·s²_max, numpy's rank of XᵀX)
+    is flat; one well above it is kept."""
+    X = np.asarray(X_DUP, float)
+    noise = np.random.default_rng(3).normal(size=6)
+    near = X.copy()
+    near[:, 2] += 1e-12 * noise  # s_min² ~ 1e-24 s_max²: flat in float64
+    assert ss.LinearRegression.from_data(near, Y_DUP).reduction.rank == 3
+    far = X.copy()
+    far[:, 2] += 1e-3 * noise
+    assert ss.LinearRegression.from_data(far, Y_DUP).reduction is None
+
+
 def test_full_rank_data_are_unchanged():
     land = ss.LinearRegression.from_data([[1, 0], [0, 2], [1, 1]], [1, 2, 0])
     assert land.reduction is None and land.dim == 2
@@ -181,6 +194,24 @@ def test_lifted_covariance_solves_full_space_equation(gamma, S, replacement):
     assert np.allclose(_floats(lifted), oracle, rtol=1e-9, atol=1e-13)
     V = _floats(land.reduction.flat_basis)
     assert np.allclose(V.T @ _floats(lifted), 0, atol=1e-15)  # nothing random on N
+
+
+def test_weight_decay_matches_the_full_space_local_problem_of_the_same_loss():
+    """A second, independent derivation in the d original coordinates: the same squared loss
+    as an EmpiricalLoss, expanded at its weight-decayed minimum θ_γ (its Hessian is singular,
+    H + γI is not), gives exactly the lifted covariance of the reduced problem."""
+    theta, xs, label = sp.symbols("t1:5"), sp.symbols("x1:5"), sp.Symbol("y")
+    loss = (sum(t * x for t, x in zip(theta, xs)) - label) ** 2 / 2
+    model = ss.EmpiricalLoss(loss, theta, (*xs, label), [[*r, v] for r, v in zip(X_DUP, Y_DUP)])
+    gamma, lr = sp.Rational(1, 5), sp.Rational(1, 10)
+    X = sp.Matrix(X_DUP)
+    theta_gamma = (X.T * X / 6 + gamma * sp.eye(4)).LUsolve(X.T * sp.Matrix(Y_DUP) / 6)
+    local = model.near(list(theta_gamma), weight_decay=gamma)
+    assert len(local.flat_directions) == 1  # the same manifold of minima
+    opt, noise = ss.SGD(lr, weight_decay=gamma), ss.MinibatchNoise(2)
+    full = sp.Matrix(ss.stationary(opt, local, noise).cov)
+    land = ss.LinearRegression.from_data(X_DUP, Y_DUP)
+    assert full == land.reduction.lift(ss.stationary(opt, land, noise).cov)
 
 
 def test_float_data_give_the_same_covariance():
