@@ -1110,7 +1110,10 @@ def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMo
       i.i.d. draws, or every minibatch) — available when the state is small
       (:math:`(n+1)^4\le` :data:`symsgd.tails.MAX_OPERATOR_ROWS`) and ρ₄ < 1.
 
-    The tail index is the iterates' (:func:`symsgd.tails.tail_index`).
+    The tail index is the iterates' (:func:`symsgd.tails.tail_index`).  A rank-deficient data
+    set (``from_data`` on the row space, :class:`~symsgd.landscapes.RangeReduction` U) is
+    solved in its coordinates :math:`c = U^\top\theta` and lifted exactly, :math:`\xi = U\xi_c`
+    (every per-sample gradient lies in range(Xᵀ)); ``state_second`` stays in c.
 
     >>> import sympy as sp, symsgd as ss
     >>> r = ss.stationary(ss.SGD(ss.lr), ss.LinearRegression(sp.diag(1, 2), label_variance=1),
@@ -1166,11 +1169,19 @@ def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMo
         reason = "no exact fourth-moment route"
     else:
         fourth = _pooled_fourth(rmap, car)
+    method = car.method
+    reduction = getattr(land, "reduction", None)
+    if reduction is not None:  # every per-sample gradient lies in range(Xᵀ) = span U: ξ = Uξ_c
+        U = np.array(reduction.basis.evalf(), dtype=float)
+        second = U @ second @ U.T
+        if fourth is not None:
+            fourth = np.einsum("ai,bj,ck,dl,ijkl->abcd", U, U, U, U, fourth)
+        method += "; rank-deficient data: computed on the row space range(Xᵀ), lifted by U"
     return PooledNoiseMoments(
         second=second,
         fourth=fourth,
         fourth_reason=reason,
         state_second=Sigma,
-        method=car.method,
+        method=method,
         tail_index_of=lambda: tail_index(result, params),
     )

@@ -852,3 +852,31 @@ def test_pooled_data_sets_against_the_kronecker_oracle(d, N, S, replacement, mom
     assert p.second == pytest.approx(second, rel=1e-8, abs=1e-12 + 1e-10 * scale)
     assert p.fourth is not None
     assert p.fourth == pytest.approx(fourth, rel=1e-7, abs=1e-12 + 1e-9 * scale**2)
+
+
+def test_pooled_rank_deficient_data_set_is_lifted_to_the_original_coordinates():
+    """X of rank 1 in d = 2: the library works on range(Xᵀ); ξ = Uξ_c.  References: the
+    Lyapunov identity in the original coordinates, and the Kronecker oracle on the data
+    projected by this test's own SVD basis, lifted back."""
+    X = np.array([[1.0, 1.0], [2.0, 2.0], [1.0, 1.0], [-1.0, -1.0]])
+    Y = np.array([1.0, 0.0, 2.0, 1.0])
+    r = ss.stationary(
+        ss.SGD(ss.lr),
+        ss.LinearRegression.from_data(X.astype(int).tolist(), [1, 0, 2, 1]),
+        ss.MinibatchNoise(2, replacement=False),
+    )
+    p = pooled_noise(r, {ss.lr: 0.1})
+    assert p.second.shape == (2, 2) and "lifted" in p.method
+    H = X.T @ X / 4
+    Mx = np.eye(2) - 0.1 * H
+    reduction = r.recursion.landscape.reduction
+    cov_c = sp.Matrix([[r.cov.subs(ss.lr, 0.1)]]) if r.cov.is_number else r.cov.subs(ss.lr, 0.1)
+    Sigma = np.array(reduction.lift(cov_c).evalf(), dtype=float)
+    assert p.second == pytest.approx((Sigma - Mx @ Sigma @ Mx.T) / 0.01, rel=1e-9)
+    U = np.linalg.svd(X)[2][:1].T  # this test's own basis of range(Xᵀ)
+    draws = data_draws(X @ U, Y, 2, replacement=False)
+    second_c, fourth_c = kron_oracle(draws, U.T @ H @ U, U.T @ X.T @ Y / 4, 0.1)
+    assert p.second == pytest.approx(U @ second_c @ U.T, rel=1e-9)
+    lifted = np.einsum("ai,bj,ck,dl,ijkl->abcd", U, U, U, U, fourth_c)
+    assert p.fourth == pytest.approx(lifted, rel=1e-8)
+    assert abs(p.second_moment([1, -1])) < 1e-12 * p.second_moment([1, 1])  # none along ker X
