@@ -294,7 +294,9 @@ def transient(
             raise NotImplementedError(
                 "transient: minibatch noise couples the eigen-modes through a trace that changes "
                 "with t, so a mode cannot be followed alone; use an explicit diagonal matrix, "
-                "e.g. LinearRegression(sp.diag(a1, a2), label_variance=σ²)."
+                "e.g. LinearRegression(sp.diag(a1, a2), label_variance=σ²), or the generating "
+                "function in z with traces over the modes "
+                "(symsgd.applications.transient_generating_function)."
             )
         landscape = landscape.one_mode()  # additive noise: each mode is its own 1-D problem
     problem = None if symbolic else _mode_problem(optimizer, landscape, noise, theta0, steps)

@@ -55,11 +55,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from ._transient import _affine, _start
+from ._transient import _affine, _derive_mode_form, _start
 from ._util import field_symbols, replace_fields
 from .landscapes import Landscape, LinearRegression
+from .modes import close_trace, expand_traces, mode_trace
 from .moments import from_halfvec, pairs
-from .noise import Noise
+from .noise import MinibatchNoise, Noise
 from .numeric import resolve_values
 from .optimizers import Optimizer
 from .recursion import build_recursion
@@ -70,6 +71,7 @@ __all__ = [
     "BudgetCurve",
     "ExactMinimum",
     "ImplicitWeightDecay",
+    "ModeGeneratingFunction",
     "OptimalLR",
     "PosteriorLR",
     "TransientSimulation",
@@ -82,6 +84,7 @@ __all__ = [
     "simulate_schedule",
     "simulate_transient",
     "stable_interval",
+    "transient_generating_function",
 ]
 
 
@@ -365,6 +368,255 @@ def optimal_lr(
             certified, bracket = True, (ra, rb)
     value, slope = curve._pass(x)
     return OptimalLR(float(x), value, slope, bracket, certified, boundary, (lo, hi), curve)
+
+
+# ---------------------------------------------------------------------------------------------
+# the learning curve of an eigen-mode problem with minibatch noise: a generating function
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ModeGeneratingFunction:
+    r"""Generating functions :math:`F(z) = \sum_{t\ge0} F_t z^t` of one eigen-mode's moments
+    after t steps (:func:`transient_generating_function`), in the mode eigenvalue ``mode`` and
+    :class:`~symsgd.modes.ModeTrace` terms over all modes: ``second_moment``
+    (:math:`\mathbb E\theta_t^2` of the mode), ``mean`` (:math:`\mathbb E\theta_t`), ``kappa``
+    (the trace :math:`\kappa_t = \operatorname{Tr}(A\,\mathbb E[x_tx_t^\top])` at the gradient
+    point), ``loss`` (the expected loss :math:`\tfrac12(\operatorname{Tr}(A\Sigma_t) + \sigma^2)`
+    of the online form, training = test); ``certificate`` says how it was checked.
+    :meth:`coefficients` and :meth:`at` read the values at given t for a concrete spectrum."""
+
+    z: sp.Symbol
+    mode: sp.Symbol
+    second_moment: sp.Expr
+    mean: sp.Expr
+    kappa: sp.Expr
+    loss: sp.Expr
+    certificate: str
+
+    def coefficients(self, what: str, eigenvalues, count: int, values: dict | None = None):
+        r"""The first ``count`` coefficients :math:`F_0, \dots, F_{count-1}` of ``what``
+        (``"loss"``, ``"kappa"``, ``"second_moment"`` or ``"mean"``; the last two a list with
+        one curve per eigenvalue) for the spectrum ``eigenvalues`` (traces expanded,
+        :func:`symsgd.modes.expand_traces`) and parameter ``values``: the rational function
+        :math:`N(z)/D(z)` expanded by :math:`D_0F_t = N_t - \sum_{j\ge1} D_jF_{t-j}`."""
+        if what not in ("loss", "kappa", "second_moment", "mean"):
+            raise ValueError(
+                f"what must be 'loss', 'kappa', 'second_moment' or 'mean'; got {what!r}."
+            )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an integer ≥ 0; got {count!r}.")
+        eig = [sp.sympify(e) for e in eigenvalues]
+        if not eig:
+            raise ValueError("eigenvalues: give at least one eigenvalue.")
+        subs = {sp.sympify(k): sp.sympify(v) for k, v in (values or {}).items()}
+        expr = expand_traces(getattr(self, what), eig).xreplace(subs)
+        if what in ("loss", "kappa"):
+            return _series(expr, self.z, count)
+        return [_series(expr.xreplace({self.mode: a}), self.z, count) for a in eig]
+
+    def at(self, steps: int, eigenvalues, values: dict | None = None) -> dict:
+        """The moments after ``steps`` steps for the spectrum ``eigenvalues``: a dict with
+        ``loss``, ``kappa`` and the per-mode lists ``second_moment`` and ``mean``."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be an integer ≥ 0; got {steps!r}.")
+        out = {}
+        for what in ("loss", "kappa", "second_moment", "mean"):
+            series = self.coefficients(what, eigenvalues, steps + 1, values)
+            out[what] = series[-1] if what in ("loss", "kappa") else [s[-1] for s in series]
+        return out
+
+
+def _series(expr: sp.Expr, z: sp.Symbol, count: int) -> list:
+    """The first ``count`` Taylor coefficients at z = 0 of the rational function ``expr``."""
+    num, den = sp.fraction(sp.cancel(sp.together(expr)))
+    N = sp.Poly(num, z).all_coeffs()[::-1]
+    D = sp.Poly(den, z).all_coeffs()[::-1]
+    if sp.cancel(D[0]) == 0:
+        raise ValueError("the generating function has a pole at z = 0.")
+    out: list = []
+    for t in range(count):
+        acc = N[t] if t < len(N) else sp.S.Zero
+        for j in range(1, min(t, len(D) - 1) + 1):
+            acc -= D[j] * out[t - j]
+        out.append(sp.cancel(acc / D[0]))
+    return out
+
+
+def transient_generating_function(
+    optimizer: Optimizer, landscape: Landscape, noise: Noise, *, theta0, z: sp.Symbol | None = None
+) -> ModeGeneratingFunction:
+    r"""The exact learning curve of an eigen-mode problem with minibatch noise, as generating
+    functions in z with traces over the modes.
+
+    For online regression in the eigenbasis (``LinearRegression.commuting(a, σ²)``) with
+    ``MinibatchNoise(S)`` every mode's own second-moment block :math:`x_t` (p = k(k+1)/2
+    entries of the k state blocks) obeys :math:`x_{t+1} = T(a)x_t + u(a)\kappa_t + f(a)` with
+    the trace :math:`\kappa_t = \operatorname{Tr}[w(A)^\top x_t(A)]` (the reduced map of
+    :func:`symsgd.transient`, derived from the library's recursion).  With
+    :math:`X(z) = \sum_t x_tz^t`,
+
+    .. math:: X(z) = (I - zT)^{-1}\Bigl[x_0 + z\,u\,\kappa(z) + \frac{z f}{1-z}\Bigr], \qquad
+              \kappa(z) = \operatorname{Tr}[w^\top X(z)]
+
+    is affine in κ(z); summing over modes closes it by one linear equation
+    (:func:`symsgd.modes.close_trace`):
+    :math:`\kappa(z) = \operatorname{Tr}U_z(A) / (1 - \operatorname{Tr}V_z(A))`.
+    θ₀ is the mode's component at the start (a number, a symbol, or a function of the mode
+    eigenvalue).  Certificate: for the spectrum (1, 2, 1/2) at a rational point of the other
+    parameters the series of the per-mode second moments and the loss equal the iterated dense
+    affine map of the explicit three-mode problem for t = 0..m−1, where m exceeds the degree
+    of the numerator of their difference (both are rational in z: the map's
+    :math:`w^\top(I - zA)^{-1}v_0` has denominator degree ≤ its size), so the two series are
+    equal there for every t.
+
+    >>> import sympy as sp, symsgd as ss
+    >>> a = sp.Symbol("a", positive=True)
+    >>> gf = transient_generating_function(
+    ...     ss.SGD(sp.Rational(1, 4)), ss.LinearRegression.commuting(a, label_variance=1),
+    ...     ss.MinibatchNoise(2), theta0=1)
+    >>> gf.coefficients("loss", [1, 2], 3)  # E L_t for the spectrum (1, 2), t = 0, 1, 2
+    [2, 95/64, 151/128]
+    """
+
+    if not (
+        isinstance(landscape, LinearRegression)
+        and landscape.eigenmode
+        and landscape.data is None
+        and isinstance(noise, MinibatchNoise)
+    ):
+        raise ValueError(
+            "transient_generating_function needs an eigen-mode online regression "
+            "(LinearRegression.commuting(a, label_variance=σ²)) with MinibatchNoise(S); got "
+            f"{landscape!r} with {noise!r}."
+        )
+    if noise.resolved_dataset_size(landscape) is not sp.oo:  # pragma: no cover - commuting
+        raise ValueError("transient_generating_function: the online form needs N = oo.")
+    if sp.sympify(optimizer.weight_decay) != 0:
+        raise NotImplementedError(
+            "transient_generating_function: weight decay offsets the minimum along every mode "
+            "at once (the modes' cross moments then enter); not supported."
+        )
+    if optimizer.preconditioner(landscape, noise) is not None:
+        raise NotImplementedError(
+            "transient_generating_function: a preconditioner is not supported (SGD and "
+            "momentum methods are)."
+        )
+    (mode,) = list(landscape.mode_names)
+    z = sp.Symbol("z") if z is None else z
+    if not isinstance(z, sp.Symbol) or z in field_symbols(optimizer) | {mode}:
+        raise ValueError(f"z must be a fresh sympy Symbol; got {z!r}.")
+    sigma2 = landscape.label_variance
+    form = _derive_mode_form(
+        optimizer, sigma2, MinibatchNoise(noise.batch_size, sp.oo, noise.replacement)
+    )
+    if form is None:
+        raise NotImplementedError(
+            f"transient_generating_function: the recursion of {type(optimizer).__name__} "
+            "does not split by modes."
+        )
+    at_mode = {form.a: mode}
+    T, u, w, f, Mm, Theta = (
+        m.xreplace(at_mode)
+        for m in (form.local, form.gain, form.weight, form.forcing, form.mean, form.readout)
+    )
+    theta = sp.sympify(theta0[0] if isinstance(theta0, (list, tuple)) else theta0)
+    k = form.k
+    r = sp.Matrix.vstack(*[sp.Matrix(b) for b in optimizer.initial_state(sp.Matrix([1]))])
+    z0 = r * theta
+    own = pairs(k)
+    x0 = sp.Matrix([z0[i] * z0[j] for i, j in own])
+    placeholder = sp.Dummy("kappa_z")
+    # X = adj(I − zT)·[(1−z)x₀ + z(1−z)uκ + zf] / (det(I − zT)(1 − z)): polynomial algebra
+    resolvent = sp.eye(len(own)) - z * T
+    adjugate = resolvent.adjugate().applyfunc(sp.expand)
+    den = sp.expand(resolvent.det() * (1 - z))
+    rhs = ((1 - z) * x0 + z * (1 - z) * u * placeholder + z * f).applyfunc(sp.expand)
+    X = (adjugate * rhs).applyfunc(lambda e: sp.expand(e) / den)
+    density = sp.expand((w.T * adjugate * rhs)[0, 0]) / den
+    kappa, _slope = close_trace(density, placeholder, mode)
+    ell = [Theta[0, i] * Theta[0, j] * (1 if i == j else 2) for i, j in own]
+    second_aff = sp.expand(sum((c * x * den for c, x in zip(ell, X)), sp.S.Zero)) / den
+    second = second_aff.xreplace({placeholder: kappa})
+    step = sp.eye(k) - z * Mm
+    mean = sp.expand((Theta * step.adjugate() * z0)[0, 0]) / sp.expand(step.det())
+    intercept = second_aff.xreplace({placeholder: 0})
+    slope = sp.diff(second_aff, placeholder)
+    trace = (mode_trace(mode * intercept, mode) if intercept != 0 else 0) + (
+        mode_trace(mode * slope, mode) * kappa if slope != 0 else 0
+    )
+    loss = trace / 2 + sigma2 / (2 * (1 - z))
+    gf = ModeGeneratingFunction(z, mode, second, mean, kappa, loss, "")
+    certificate = _certify_generating_function(gf, optimizer, landscape, noise, theta)
+    return ModeGeneratingFunction(z, mode, second, mean, kappa, loss, certificate)
+
+
+def _certify_generating_function(gf, optimizer, landscape, noise, theta) -> str:
+    """The series against the iterated dense affine map of the explicit problem with spectrum
+    (1, 2, 1/2) at a rational point (see :func:`transient_generating_function`); raises
+    ``InternalError`` on any difference."""
+    from .errors import InternalError
+
+    spectrum = [sp.Integer(1), sp.Integer(2), sp.Rational(1, 2)]
+    free = (
+        field_symbols(optimizer)
+        | sp.sympify(landscape.label_variance).free_symbols
+        | sp.sympify(noise.batch_size).free_symbols
+        | theta.free_symbols
+    ) - {gf.mode}
+    point = {}
+    for i, s in enumerate(sorted(free, key=str)):
+        point[s] = sp.Rational(1, 3 + 2 * i)
+    if noise.batch_size in free:
+        point[noise.batch_size] = sp.Integer(3)
+    opt = replace_fields(optimizer, point)
+    land = LinearRegression(
+        sp.diag(*spectrum), label_variance=sp.sympify(landscape.label_variance).xreplace(point)
+    )
+    batch = sp.sympify(noise.batch_size).xreplace(point)
+    rec = build_recursion(opt, land, MinibatchNoise(batch, sp.oo, noise.replacement))
+    A = _affine(rec)
+    theta0 = [theta.xreplace(point).xreplace({gf.mode: a}) for a in spectrum]
+    z0 = _start(opt, theta0, len(spectrum))
+    n = rec.n
+    index = pairs(n)
+    S0 = z0 * z0.T
+    v = sp.Matrix([*z0, *[S0[i, j] for i, j in index], 1])
+    Theta = sp.Matrix(rec.theta_map)
+    curves = {"second_moment": [], "loss": []}
+    series = {
+        "second_moment": [
+            expand_traces(gf.second_moment, spectrum).xreplace(point).xreplace({gf.mode: a})
+            for a in spectrum
+        ],
+        "loss": [expand_traces(gf.loss, spectrum).xreplace(point)],
+    }
+    size = A.rows
+    count = 0
+    for exprs in series.values():
+        for e in exprs:
+            num, den = sp.fraction(sp.cancel(sp.together(e)))
+            degree = max(sp.degree(num, gf.z) + size, size - 1 + sp.degree(den, gf.z))
+            count = max(count, int(degree) + 1)
+    for _ in range(count):
+        S = Theta * sp.Matrix(from_halfvec(n, list(v[n : n + len(index)]))) * Theta.T
+        curves["second_moment"].append([S[i, i] for i in range(len(spectrum))])
+        curves["loss"].append(land.loss(S))
+        v = A * v
+    for what, exprs in series.items():
+        got = [_series(e, gf.z, count) for e in exprs]
+        for t in range(count):
+            want = curves[what][t] if what == "second_moment" else [curves[what][t]]
+            if any(sp.cancel(g[t] - w_) != 0 for g, w_ in zip(got, want)):
+                raise InternalError(
+                    f"transient_generating_function: the series of {what} differs from the "
+                    f"iterated map at t = {t}; it was not returned."
+                )
+    shown = ", ".join(f"{k} = {v}" for k, v in point.items()) or "no free parameters"
+    return (
+        f"series = iterated dense map of the 3-mode problem, spectrum (1, 2, 1/2), {shown}, "
+        f"for t = 0..{count - 1} (beyond the degree bound: equal for every t there)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

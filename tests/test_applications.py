@@ -24,6 +24,7 @@ from symsgd.applications import (
     simulate_schedule,
     simulate_transient,
     stable_interval,
+    transient_generating_function,
 )
 from symsgd.moments import NumericMap
 
@@ -418,3 +419,99 @@ def test_implicit_weight_decay_bad_input():
         implicit_weight_decay(r, g)
     with pytest.raises(ValueError, match="n must be"):
         implicit_weight_decay(r, g, n=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the eigen-mode learning curve with minibatch noise: generating functions with traces
+# ---------------------------------------------------------------------------------------------
+
+
+def _dense_curve(optimizer, landscape, noise, theta0, count):
+    """θ's second moments and the loss for t = 0..count−1 by exact iteration of the dense
+    half-vectorised map (symsgd.moments) of an explicit problem."""
+    from symsgd.moments import from_halfvec, halfvec_system, operator_matrix, pairs
+
+    rec = ss.build_recursion(optimizer, landscape, noise)
+    T = operator_matrix(rec)
+    _, f = halfvec_system(rec)
+    z = sp.Matrix.vstack(*[sp.Matrix(b) for b in optimizer.initial_state(sp.Matrix(theta0))])
+    S0 = z * z.T
+    s = sp.Matrix([S0[i, j] for i, j in pairs(rec.n)])
+    Theta = sp.Matrix(rec.theta_map)
+    seconds, losses = [], []
+    for _ in range(count):
+        S = Theta * sp.Matrix(from_halfvec(rec.n, list(s))) * Theta.T
+        seconds.append([S[i, i] for i in range(landscape.dim)])
+        losses.append(landscape.loss(S))
+        s = T * s + f
+    return seconds, losses
+
+
+@pytest.mark.parametrize("kind", ["sgd", "heavy-ball", "nesterov"])
+def test_generating_function_symbolic_against_dense_map(kind):
+    """Fully symbolic λ, μ, S, σ and θ₀ = c/a (a start depending on the mode): the series at
+    the spectrum (3/2, 1/4) and a parameter point equal the iterated dense map of the explicit
+    two-mode problem for t = 0..7, and the explicit diagonal transient at t = 7."""
+    a, c = sp.Symbol("a", positive=True), sp.Symbol("c")
+    lam, mu, S, sigma = ss.lr, ss.momentum, ss.batch_size, ss.label_noise
+    symbolic = {
+        "sgd": ss.SGD(lam),
+        "heavy-ball": ss.HeavyBall(lam, mu),
+        "nesterov": ss.Nesterov(lam, mu),
+    }[kind]
+    land = ss.LinearRegression.commuting(a, label_variance=sigma**2)
+    gf = transient_generating_function(symbolic, land, ss.MinibatchNoise(S), theta0=c / a)
+    assert "equal for every t" in gf.certificate
+    point = {lam: R(1, 6), mu: R(1, 3), sigma: R(1, 2), c: R(2, 3), S: 2}
+    spectrum = [R(3, 2), R(1, 4)]
+    optimizer = {
+        "sgd": ss.SGD(R(1, 6)),
+        "heavy-ball": ss.HeavyBall(R(1, 6), R(1, 3)),
+        "nesterov": ss.Nesterov(R(1, 6), R(1, 3)),
+    }[kind]
+    explicit = ss.LinearRegression(sp.diag(*spectrum), label_variance=R(1, 4))
+    theta0 = [R(2, 3) / e for e in spectrum]
+    seconds, losses = _dense_curve(optimizer, explicit, ss.MinibatchNoise(2), theta0, 8)
+    assert gf.coefficients("loss", spectrum, 8, point) == losses
+    per_mode = gf.coefficients("second_moment", spectrum, 8, point)
+    assert [list(v) for v in zip(*per_mode)] == seconds
+    late = gf.at(7, spectrum, point)
+    r = ss.transient(optimizer, explicit, ss.MinibatchNoise(2), theta0=theta0, steps=7)
+    assert late["loss"] == r.loss
+    assert late["second_moment"] == [r.second_moment[i, i] for i in range(2)]
+    assert late["mean"] == list(r.mean)
+
+
+def test_generating_function_sgd_closed_form_and_errors():
+    """SGD with numbers: κ(z) is one closed ratio of traces; the loss series at a 3-mode
+    spectrum equals the explicit transient at every t ≤ 5; bad input is refused."""
+    a = sp.Symbol("a", positive=True)
+    land = ss.LinearRegression.commuting(a, label_variance=1)
+    gf = transient_generating_function(ss.SGD(R(1, 4)), land, ss.MinibatchNoise(2), theta0=1)
+    from symsgd.modes import ModeTrace
+
+    assert gf.kappa.has(ModeTrace) and gf.loss.has(ModeTrace)
+    spectrum = [1, 2, R(1, 2)]
+    curve = gf.coefficients("loss", spectrum, 6)
+    for t in range(6):
+        r = ss.transient(
+            ss.SGD(R(1, 4)),
+            ss.LinearRegression(sp.diag(*spectrum), label_variance=1),
+            ss.MinibatchNoise(2),
+            theta0=[1, 1, 1],
+            steps=t,
+        )
+        assert curve[t] == r.loss
+    with pytest.raises(ValueError, match="eigen-mode online regression"):
+        transient_generating_function(
+            ss.SGD(R(1, 4)),
+            ss.LinearRegression(2, label_variance=1),
+            ss.MinibatchNoise(2),
+            theta0=1,
+        )
+    with pytest.raises(ValueError, match="what must be"):
+        gf.coefficients("variance", spectrum, 3)
+    with pytest.raises(NotImplementedError, match="weight decay"):
+        transient_generating_function(
+            ss.SGD(R(1, 4), weight_decay=R(1, 10)), land, ss.MinibatchNoise(2), theta0=1
+        )
