@@ -428,19 +428,32 @@ class ModeGeneratingFunction:
 
 
 def _series(expr: sp.Expr, z: sp.Symbol, count: int) -> list:
-    """The first ``count`` Taylor coefficients at z = 0 of the rational function ``expr``."""
-    num, den = sp.fraction(sp.cancel(sp.together(expr)))
-    N = sp.Poly(num, z).all_coeffs()[::-1]
-    D = sp.Poly(den, z).all_coeffs()[::-1]
-    if sp.cancel(D[0]) == 0:
+    r"""The first ``count`` Taylor coefficients at z = 0 of the rational function ``expr``,
+    read in the field K(z) (K = ℚ or ℚ(parameters)): :math:`N/D` with
+    :math:`D_0F_t = N_t - \sum_{j\ge1} D_jF_{t-j}`."""
+    from sympy.polys.fields import field
+
+    params = sorted(expr.free_symbols - {z}, key=str)
+    domain = sp.QQ.frac_field(*params) if params else sp.QQ
+    K, _ = field([z], domain)
+    value = K.from_expr(expr)
+
+    def coefficients(poly) -> list:
+        out = [domain.zero] * (poly.degree() + 1 if poly else 0)
+        for (power,), c in poly.terms():
+            out[power] = c
+        return out
+
+    N, D = coefficients(value.numer), coefficients(value.denom)
+    if not D or D[0] == domain.zero:
         raise ValueError("the generating function has a pole at z = 0.")
     out: list = []
     for t in range(count):
-        acc = N[t] if t < len(N) else sp.S.Zero
+        acc = N[t] if t < len(N) else domain.zero
         for j in range(1, min(t, len(D) - 1) + 1):
             acc -= D[j] * out[t - j]
-        out.append(sp.cancel(acc / D[0]))
-    return out
+        out.append(acc / D[0])
+    return [domain.to_sympy(c) for c in out]
 
 
 def transient_generating_function(
