@@ -51,12 +51,15 @@ from .gaussianity import (
     LangevinComparison,
     NoiseLawAtFixedTheta,
     PooledNoiseLaw,
+    PooledNoiseMoments,
     langevin,
     noise_law,
     pooled_noise,
+    pooled_noise_moments,
 )
 from .geometry import (
     alignment,
+    alignment_forms,
     alignment_range,
     edge_table,
     escape_directions,
@@ -65,7 +68,7 @@ from .geometry import (
     simulate_growth,
     stationary_alignment,
 )
-from .landscapes import Landscape, LinearRegression, Quadratic
+from .landscapes import Landscape, LinearRegression, Quadratic, RangeReduction
 from .models import EmpiricalLoss, LocalLandscape
 from .noise import AdditiveNoise, MinibatchNoise, Noise
 from .optimizers import (
@@ -142,8 +145,10 @@ __all__ = [
     "Optimizer",
     "PeriodicState",
     "PooledNoiseLaw",
+    "PooledNoiseMoments",
     "Preconditioned",
     "Quadratic",
+    "RangeReduction",
     "Result",
     "Schedule",
     "ScheduleRun",
@@ -159,6 +164,7 @@ __all__ = [
     "adam_self_consistency_equations",
     "adam_self_consistent",
     "alignment",
+    "alignment_forms",
     "alignment_range",
     "arrhenius_exponent",
     "assert_crosscheck",
@@ -194,6 +200,7 @@ __all__ = [
     "parse_formula",
     "periodic_state",
     "pooled_noise",
+    "pooled_noise_moments",
     "population_alignment",
     "posterior_lr",
     "run_schedule",

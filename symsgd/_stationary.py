@@ -600,6 +600,9 @@ def _refuse_negative_curvature(optimizer: Optimizer, landscape: Landscape) -> No
 def _refuse_unsupported(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> None:
     """Refuse problems whose answer is not of the form asked for (rather than return a wrong
     one)."""
+    reduction = getattr(landscape, "reduction", None)  # a rank-deficient data set's row space
+    if reduction is not None:
+        reduction.check_optimizer(optimizer)
     gamma = sp.sympify(getattr(optimizer, "weight_decay", 0))
     flat = getattr(landscape, "flat_directions", ())
     own = sp.sympify(getattr(landscape, "expansion_weight_decay", 0))

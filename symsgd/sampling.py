@@ -476,6 +476,9 @@ def prepare(
     0.25
     """
     check_pieces(optimizer, landscape, noise, params)
+    reduction = getattr(landscape, "reduction", None)  # a rank-deficient data set's row space
+    if reduction is not None:
+        reduction.check_optimizer(optimizer)
     symbols = field_symbols(optimizer) | field_symbols(landscape) | field_symbols(noise)
     resolved = resolve_values(dict(params or {}), symbols)
     values = {k: as_number(k, v) for k, v in resolved.items()}

@@ -485,3 +485,20 @@ def test_property_lifted_covariance_solves_full_space_equation(case):
     V = _floats(land.reduction.flat_basis)
     assert V.size and np.abs(Sigma @ V).max() < 1e-12  # nothing random on N
     assert Sigma.shape == (d, d)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ss.Adam(ss.lr),
+        lambda: ss.NaturalGradient(sp.Rational(1, 10)),
+        lambda: ss.Preconditioned(ss.lr, sp.eye(2)),
+    ],
+    ids=["Adam", "NaturalGradient", "Preconditioned"],
+)
+def test_stationary_and_simulate_refuse_preconditioners_on_a_row_space(make):
+    land = ss.LinearRegression.from_data(X_WIDE, Y_WIDE)
+    with pytest.raises(ValueError, match="flat direction"):
+        ss.stationary(make(), land, ss.MinibatchNoise(1))
+    with pytest.raises(ValueError, match="flat direction"):
+        ss.simulate(make(), land, ss.MinibatchNoise(1), {"lr": 0.1}, chains=4, steps=2)
