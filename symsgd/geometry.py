@@ -251,8 +251,12 @@ def alignment(landscape, theta, *, output=None, gauss_newton: Callable | None = 
         )
     d = landscape.dim
     th = np.asarray(theta, float).reshape(-1)
+    reduction = getattr(landscape, "reduction", None)
+    if reduction is not None and th.size == reduction.dim:  # θ in the original coordinates
+        th = np.asarray(_floats(reduction.coordinates(theta)), float).reshape(-1)
     if th.size != d:
-        raise ValueError(f"alignment: θ must have {d} entries; got {th.size}.")
+        more = "" if reduction is None else f" (coordinates c = Uᵀθ) or {reduction.dim} (θ)"
+        raise ValueError(f"alignment: θ must have {d} entries{more}; got {th.size}.")
     if landscape.data is not None:
         X, Y = (_floats(m) for m in landscape.data)
         r = X @ th - Y.reshape(-1)

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symsgd as ss
+from symsgd.geometry import alignment_from_gradients
 from symsgd.sampling import prepare
 
 # n = 2 < d = 4, interpolating (y = Xθ solvable)
@@ -502,3 +503,18 @@ def test_stationary_and_simulate_refuse_preconditioners_on_a_row_space(make):
         ss.stationary(make(), land, ss.MinibatchNoise(1))
     with pytest.raises(ValueError, match="flat direction"):
         ss.simulate(make(), land, ss.MinibatchNoise(1), {"lr": 0.1}, chains=4, steps=2)
+
+
+def test_alignment_takes_theta_in_either_coordinate_system():
+    land = ss.LinearRegression.from_data(X_DUP, Y_DUP)
+    theta = [0.3, -0.2, 0.5, 0.1]  # d entries; its flat component is invisible to the data
+    X, y = np.array(X_DUP, float), np.array(Y_DUP, float)
+    r = X @ np.array(theta) - y  # per-sample gradients x_i r_i in the full d coordinates
+    direct = alignment_from_gradients(X * r[:, None], X.T @ X / len(r), r @ r / (2 * len(r)))
+    reduced = ss.alignment(land, np.array(land.reduction.coordinates(theta), float).ravel())
+    lifted = ss.alignment(land, theta)
+    assert lifted.mu == pytest.approx(direct.mu, rel=1e-10)
+    assert reduced.mu == pytest.approx(direct.mu, rel=1e-10)
+    v = np.array([1.0, 0.5, -1.0, 2.0])  # g(v) of the projection of v on the row space
+    U = np.array(land.reduction.basis, float)
+    assert lifted.directional(U.T @ v) == pytest.approx(direct.directional(v), rel=1e-10)
