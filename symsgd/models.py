@@ -774,8 +774,8 @@ def _null_space(H: sp.ImmutableMatrix, precision: str) -> tuple:
     if H.free_symbols:
         return ()
     if precision == "exact":
-        basis = sp.Matrix(H).nullspace()
-        return tuple(sp.ImmutableMatrix(v) for v in basis)
+        basis = sp.GramSchmidt(sp.Matrix(H).nullspace(), True) if H.rows else []
+        return tuple(sp.ImmutableMatrix(v.applyfunc(sp.radsimp)) for v in basis)
     if precision == "float64":
         w, V = np.linalg.eigh(_floats(H))
         scale = max(1.0, float(np.max(np.abs(w))))

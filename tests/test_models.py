@@ -401,3 +401,15 @@ def test_an_exact_minimum_with_a_surd_is_recognised_as_stationary():
     local = model.near(star)
     assert local.precision == "exact"
     assert sp.simplify(local.hessian[0, 0] - 2 * (2 * star[0] + 1)) == 0  # mean x = 2
+
+
+def test_exact_flat_directions_are_an_orthonormal_basis_of_the_null_space():
+    w1, w2, x, y = sp.symbols("w1 w2 x y")
+    model = ss.EmpiricalLoss(
+        (w1 * x + 2 * w2 * x - y) ** 2 / 2, [w1, w2], [x, y], [[1, 1], [2, 3], [-1, 0]]
+    )
+    local = model.near(model.minimum(start=[0, 0]))
+    assert local.precision == "exact"
+    (v,) = local.flat_directions
+    assert sp.simplify((v.T * v)[0, 0]) == 1  # unit length, exactly
+    assert (sp.Matrix(local.hessian) * v).applyfunc(sp.simplify) == sp.zeros(2, 1)
