@@ -431,3 +431,37 @@ def test_escape_exponent_against_the_dimension_kesten_not_mori():
     assert not any(holm([two_sided(v) for v in z], 1e-3)), z
     assert max(abs(v) for v in z) < 4, z
     assert max(abs(g) for g in kesten_gap) < 0.05, kesten_gap
+
+
+def _radial_nystrom(d, m, s2, radius, nodes=60):
+    """Independent oracle for the additive radial chain: Nyström (Gauss–Legendre in r) on
+    m(r) = 1 + ∫_0^R p(r, r') m(r') dr', p the density of |δ'| = |mδ + s z| from scipy's ncx2."""
+    from scipy.stats import ncx2
+
+    t, w = np.polynomial.legendre.leggauss(nodes)
+    r = radius / 2 * (t + 1)
+    w = w * radius / 2
+
+    def density(x, y):  # of |δ'| at y given |δ| = x: 2y · ncx2.pdf(y²/s², d, m²x²/s²)/s²
+        return 2 * y * ncx2.pdf(y * y / s2, d, np.maximum(m * m * x * x / s2, 1e-300)) / s2
+
+    K = density(r[:, None], r[None, :]) * w[None, :]
+    sol = np.linalg.solve(np.eye(nodes) - K, np.ones(nodes))
+    return float(1 + ((density(np.array([[0.0]]), r[None, :]) * w) @ sol)[0])
+
+
+@settings(derandomize=True, max_examples=8, deadline=None)
+@given(
+    d=st.integers(2, 4),
+    step=st.floats(0.2, 1.6),
+    noise=st.floats(0.3, 2.0),
+    depth=st.floats(0.5, 4.0),
+)
+def test_radial_additive_passage_against_a_nystrom_oracle(d, step, noise, depth):
+    ra = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h * sp.eye(d)), ss.AdditiveNoise(c * sp.eye(d)))
+    lr = step  # h = 1
+    variance = lr * noise / (2 - lr)  # per coordinate
+    barrier = depth * variance  # ΔL = ½|δ|²: a few stationary standard deviations
+    fp = escape.first_passage(ra, {ss.lr: lr, h: 1, c: noise}, barrier=barrier, cells=30)
+    oracle = _radial_nystrom(d, 1 - lr, lr * lr * noise, math.sqrt(2 * barrier))
+    assert fp.steps == pytest.approx(oracle, rel=max(2e-4, 3 * fp.error / fp.steps)), (fp, oracle)
