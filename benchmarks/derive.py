@@ -13,6 +13,11 @@ symbolic SGD d = 4 always runs (``--d4`` is accepted for compatibility and does 
 ``--momentum3`` adds fully symbolic heavy-ball and Nesterov d = 3 (state dimension 6; target
 < 10 s each: 0.5 s and 2.6 s with the companion solver, see ``benchmarks/companion.py`` for the
 ratios against the old paths).
+``--split`` times online Gaussian regression with a symbolic diagonal A = diag(a1..ad),
+symbolic σ², λ, S (and μ for heavy ball) and minibatch noise for d = 2, 4, 8, 16: the trace
+split (``method="trace-split"``: each mode with κ = Tr(AΣ) as an unknown, then κ closed) against
+the unsplit exact elimination (``method="exact"``, capped child process), with the scaling
+exponent of the split.
 ``--fresh`` times fully symbolic SGD d = 5 in fresh Python processes (``import symsgd`` +
 ``ss.stationary``, target < 6 s), once with an empty universal-polynomial disk cache and once
 with it filled (the ratio warm/cold is printed; d = 5 itself is below the dimension kept on
@@ -61,6 +66,46 @@ def _exact_worker(kind: str, d: int) -> float:
     start = time.perf_counter()
     ss.stationary(*problem, method="exact")
     return time.perf_counter() - start
+
+
+def _online_problem(kind: str, d: int):
+    """Online regression, symbolic diagonal A, symbolic σ² and batch size (``kind`` is
+    ``"online-sgd"`` or ``"online-hb"``)."""
+    a = sp.symbols(f"a1:{d + 1}", positive=True)
+    opt = ss.SGD(ss.lr) if kind == "online-sgd" else ss.HeavyBall(ss.lr, ss.momentum)
+    land = ss.LinearRegression(sp.diag(*a), label_variance=sp.Symbol("sigma2", positive=True))
+    return opt, land, ss.MinibatchNoise(ss.batch_size)
+
+
+def _online_exact_worker(kind: str, d: int) -> float:
+    """Seconds for the unsplit ``method="exact"`` derivation of :func:`_online_problem`."""
+    problem = _online_problem(kind, d)
+    start = time.perf_counter()
+    ss.stationary(*problem, method="exact")
+    return time.perf_counter() - start
+
+
+def split_scaling(cap: float, no_baseline: bool) -> None:
+    """The trace split vs the unsplit exact elimination, d = 2, 4, 8, 16."""
+    import numpy as np
+
+    print("online regression, symbolic diagonal A, minibatch noise: trace split vs unsplit")
+    print(f"{'case':16s} {'split s':>8s} {'method':>24s} {'exact s':>9s} {'ratio':>8s}")
+    for kind in ("online-sgd", "online-hb"):
+        ds, times = [2, 4, 8, 16], []
+        for d in ds:
+            problem = _online_problem(kind, d)
+            result, t = timed(lambda p=problem: ss.stationary(*p, method="trace-split"))
+            times.append(t)
+            if no_baseline:
+                exact, ratio = "skipped", ""
+            else:
+                exact, ratio = _against(baseline(kind, d, cap, _online_exact_worker), t, cap)
+            print(
+                f"{kind + ' d=' + str(d):16s} {t:8.3f} {result.method:>24s} {exact:>9s} {ratio:>8s}"
+            )
+        p = float(np.polyfit(np.log(ds[1:]), np.log(times[1:]), 1)[0])
+        print(f"{kind:16s} split scaling exponent (d = 4..16, time ∝ d^p): p = {p:.2f}")
 
 
 def _child(worker, args, queue):
@@ -126,7 +171,15 @@ def main() -> None:
     parser.add_argument(
         "--fresh", action="store_true", help="time fully symbolic SGD d = 5 in fresh processes"
     )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="only the trace split of online regression with a diagonal A (d = 2..16)",
+    )
     args = parser.parse_args()
+    if args.split:
+        split_scaling(args.cap, args.no_baseline)
+        return
     if args.fresh:
         fresh_process()
         print()

@@ -15,7 +15,16 @@ log time vs log d).  Families:
   the dense Kronecker solve of (I − T) vec Σ = vec G with T built in numpy (target: d = 20
   under 1 s);
 * ``diagonal``: ``Quadratic.diagonal(d)`` with a symbolic diagonal C, symbolic λ; baseline d
-  times the same derivation for one scalar mode (target: linear in d, d = 100 under 5 s).
+  times the same derivation for one scalar mode (target: linear in d, d = 100 under 5 s);
+* ``online-sgd``, ``online-hb``: SGD / heavy ball on online Gaussian regression with a float
+  diagonal A (minibatch noise, S = 4: blocks coupled through Tr(AΣ), solved per block by
+  ``symsgd.moments.TraceSplit``); baseline the unsplit float path on the same map in this
+  process (its stability check and Stein-preconditioned GMRES solve, the trace coupling hidden
+  from it);
+* ``natural-grad``, ``natural-grad-mb``: NaturalGradient with its default Fisher on float H, C
+  (additive) and on float online regression (minibatch, S = 8); ``adam``: Adam with v = None
+  (additive, float H, C, β₁ = 0.9, ε = 10⁻⁸); baseline scipy ``solve_discrete_lyapunov`` on the
+  recursion's own M and BQ₀Bᵀ (additive), the dense Kronecker solve (minibatch).
 
 Times are the best of ``--repeat`` runs (default 3; 1 with ``--quick``), with BLAS on one
 thread unless ``--all-threads``; the load average is printed because other processes change
@@ -113,6 +122,56 @@ def diagonal(d: int, repeat: int) -> tuple[float, float]:
     return ours, d * one
 
 
+def online_diagonal(kind: str, d: int, repeat: int, rng) -> tuple[float, float]:
+    from symsgd.moments import NumericMap
+
+    eig = rng.uniform(0.5, 2.0, d)
+    land = ss.LinearRegression(sp.diag(*[sp.Float(v) for v in eig]), label_variance=0.5)
+    lr = 0.4 / eig.sum()
+    opt = ss.SGD(lr) if kind == "online-sgd" else ss.HeavyBall(lr / 2, 0.5)
+    noise = ss.MinibatchNoise(4)
+    result = ss.stationary(opt, land, noise)
+    ours = best(lambda: ss.stationary(opt, land, noise), repeat)
+    T = NumericMap.from_recursion(result.recursion)
+    coupling = T.linear
+
+    def baseline():  # the same map with its trace coupling hidden: the unsplit float path
+        hidden = NumericMap(T.M, T.B, T.K, T.Q0, None, lambda S: coupling(S))
+        assert hidden.split() is None and hidden.stable()
+        return hidden.solve()
+
+    return ours, best(baseline, 1)
+
+
+def preconditioned(kind: str, d: int, repeat: int, rng) -> tuple[float, float]:
+    H, C = spd(rng, d), spd(rng, d)
+    if kind == "natural-grad":
+        opt, land, noise = ss.NaturalGradient(0.1), ss.Quadratic(H), ss.AdditiveNoise(C)
+    elif kind == "adam":
+        opt = ss.Adam(0.01, beta1=0.9, eps=1e-8)
+        land, noise = ss.Quadratic(H), ss.AdditiveNoise(C)
+    else:
+        opt = ss.NaturalGradient(0.02)
+        land, noise = ss.LinearRegression(H, label_variance=0.5), ss.MinibatchNoise(8)
+    result = ss.stationary(opt, land, noise)
+    ours = best(lambda: ss.stationary(opt, land, noise), repeat)
+    M, B, K, _ = result.recursion.arrays
+    if kind != "natural-grad-mb":
+        G = B @ C @ B.T
+        return ours, best(lambda: solve_discrete_lyapunov(M, G), repeat)
+    A = H  # online regression: Q(Σ) = (AUA + Tr(AU)A + σ²A)/S
+    vecA = A.reshape(-1)
+    L = (np.kron(A, A) + np.outer(vecA, vecA)) / 8
+    Q0 = 0.5 * A / 8
+
+    def dense():
+        n = M.shape[0]
+        T = np.kron(M, M) + np.kron(B, B) @ L @ np.kron(K, K)
+        return np.linalg.solve(np.eye(n * n) - T, (B @ Q0 @ B.T).reshape(-1))
+
+    return ours, best(dense, repeat)
+
+
 def exponent(ds: list[int], times: list[float]) -> float:
     x, y = np.log(ds), np.log(times)
     return float(np.polyfit(x, y, 1)[0]) if len(ds) > 1 else math.nan
@@ -123,6 +182,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller d, one repeat")
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--all-threads", action="store_true", help="BLAS on every core")
+    parser.add_argument("--only", nargs="*", default=None, help="families to run (default all)")
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     rng = np.random.default_rng(0)
@@ -131,23 +191,39 @@ def main() -> None:
         "heavy-ball": [30, 60] if args.quick else [30, 100, 200],
         "minibatch": [5, 10] if args.quick else [5, 10, 20],
         "diagonal": [10, 30] if args.quick else [10, 30, 100],
+        "online-sgd": [50] if args.quick else [50, 200],
+        "online-hb": [50] if args.quick else [50, 200],
+        "natural-grad": [5, 10, 30],
+        "natural-grad-mb": [5, 10, 30],
+        "adam": [2, 5, 10],
     }
     baseline = {
         "sgd": "scipy solve_discrete_lyapunov",
         "heavy-ball": "scipy solve_discrete_lyapunov",
         "minibatch": "numpy dense Kronecker solve",
         "diagonal": "d × one scalar mode",
+        "online-sgd": "unsplit float path (GMRES)",
+        "online-hb": "unsplit float path (GMRES)",
+        "natural-grad": "scipy solve_discrete_lyapunov",
+        "natural-grad-mb": "numpy dense Kronecker solve",
+        "adam": "scipy solve_discrete_lyapunov",
     }
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; best of {repeat}")
     ss.stationary(ss.SGD(0.1), ss.Quadratic(1.0), ss.AdditiveNoise(1.0))  # imports, caches
     print(f"{'family':12s} {'d':>4s} {'symsgd s':>10s} {'baseline s':>11s} {'ratio':>7s}  baseline")
     for family, ds in sizes.items():
+        if args.only and family not in args.only:
+            continue
         times = []
         for d in ds:
             if family in ("sgd", "heavy-ball"):
                 ours, base = additive(family, d, repeat, rng)
             elif family == "minibatch":
                 ours, base = minibatch(d, repeat, rng)
+            elif family.startswith("online"):
+                ours, base = online_diagonal(family, d, repeat, rng)
+            elif family in ("natural-grad", "natural-grad-mb", "adam"):
+                ours, base = preconditioned(family, d, repeat, rng)
             else:
                 ours, base = diagonal(d, repeat)
             times.append(ours)

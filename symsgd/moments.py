@@ -40,6 +40,8 @@ import sympy as sp
 __all__ = [
     "DENSE_MAX_STATE",
     "NumericMap",
+    "TraceCoupling",
+    "coupled_groups",
     "from_halfvec",
     "halfvec_operator_system",
     "halfvec_system",
@@ -227,6 +229,86 @@ def stein_solve(M: np.ndarray, F: np.ndarray) -> tuple[np.ndarray | None, bool]:
     return u @ (y * scale) @ u.T, stable
 
 
+@dataclass(frozen=True)
+class TraceCoupling:
+    r"""A linear noise part that is local up to one trace:
+    :math:`\mathcal L(\Sigma) = s\,F\Sigma F^\top + \operatorname{Tr}(W\Sigma)\,D`
+    (``F``, ``W``, ``D`` sympy matrices or float64 arrays, ``s`` = ``scale`` a scalar).
+
+    Online Gaussian regression's minibatch noise has this form
+    (:meth:`symsgd.noise.MinibatchNoise.trace_coupling`): with F, W and D block-diagonal on
+    the same blocks, a block-diagonal Σ gives a block-diagonal :math:`\mathcal L(\Sigma)`
+    whose blocks see the others only through the scalar :math:`\operatorname{Tr}(W\Sigma)`,
+    so the stationary equation splits into one small equation per block plus one scalar
+    equation for the trace.  Calling it applies it.
+
+    >>> L = TraceCoupling(np.eye(2), 0.5, np.eye(2), np.eye(2))
+    >>> L(np.diag([1.0, 3.0]))  # ½Σ + Tr(Σ)·I
+    array([[4.5, 0. ],
+           [0. , 5.5]])
+    """
+
+    F: object
+    scale: object
+    W: object
+    D: object
+
+    def __call__(self, sigma):
+        if isinstance(sigma, np.ndarray):
+            F, W, D = (np.asarray(m, dtype=float) for m in (self.F, self.W, self.D))
+            return float(self.scale) * (F @ sigma @ F.T) + np.trace(W @ sigma) * D
+        F, W, D = (sp.Matrix(m) for m in (self.F, self.W, self.D))
+        sigma = sp.Matrix(sigma)
+        return self.scale * F * sigma * F.T + (W * sigma).trace() * D
+
+    def block(self, coords: list[int]) -> TraceCoupling:
+        """The pieces restricted to the coordinates ``coords`` (one block)."""
+
+        def cut(m):
+            if isinstance(m, np.ndarray):
+                return m[np.ix_(coords, coords)]
+            return sp.Matrix(m).extract(coords, coords)
+
+        return TraceCoupling(cut(self.F), self.scale, cut(self.W), cut(self.D))
+
+
+def coupled_groups(d: int, n: int, matrices) -> list[list[int]] | None:
+    """The groups of the d coordinates that the matrices couple (union–find over their
+    nonzero entries, indices read modulo d: a state of k blocks of d has coordinate i at rows
+    ``a·d + i``); None when they form one group or n is not a multiple of d.  Only nonzero
+    entries are visited (sympy ``todok``, numpy ``nonzero``).
+
+    >>> coupled_groups(3, 3, [np.array([[1, 0, 0], [0, 1, 2], [0, 2, 1]])])
+    [[0], [1, 2]]
+    """
+    if n % d or d < 2:
+        return None
+    parent = list(range(d))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for m in matrices:
+        if isinstance(m, np.ndarray):
+            entries = zip(*np.nonzero(m))
+        else:
+            entries = (key for key, v in sp.Matrix(m).todok().items() if v != 0)
+        for i, j in entries:
+            parent[find(int(i) % d)] = find(int(j) % d)
+    groups: dict[int, list[int]] = {}
+    for k in range(d):
+        groups.setdefault(find(k), []).append(k)
+    return list(groups.values()) if len(groups) > 1 else None
+
+
+def block_rows(d: int, n: int, coords: list[int]) -> list[int]:
+    """The state rows of coordinates ``coords`` in a state of n/d blocks of d."""
+    return [a * d + k for a in range(n // d) for k in coords]
+
+
 #: largest state dimension n whose state-dependent map is solved through the dense n²×n²
 #: Kronecker matrix; beyond it the map is applied as an operator (O(n³ + N d²) per application)
 DENSE_MAX_STATE = 12
@@ -346,9 +428,13 @@ class NumericMap:
     def stable(self) -> bool:
         """ρ(T) < 1, decided without the n²×n² matrix for large n (regular splitting: ρ(M) < 1
         and ρ of the Stein-preconditioned noise part < 1).  For additive noise the Schur form
-        of the solve decides it (:meth:`solve_stable`)."""
+        of the solve decides it (:meth:`solve_stable`); a trace-coupled block-diagonal map by
+        its blocks and the closing trace (:meth:`split`)."""
         if not self.state_dependent:
             return self.solve_stable()[1]
+        split = self.split()
+        if split is not None:
+            return split.stable
         if self._dense():
             return self.radius() < 1
         if not _radius(self.M) < 1:
@@ -420,12 +506,25 @@ class NumericMap:
             return _radius(self.matrix())
         return float(np.max(np.abs(values)))
 
+    def split(self) -> TraceSplit | None:
+        """The per-block form of a trace-coupled map (:class:`TraceSplit`; built once), or
+        None when the noise is not a :class:`TraceCoupling` whose pieces, with ``M``, ``B``,
+        ``K`` and ``Q0``, are block-diagonal on at least two blocks of at most
+        :data:`DENSE_MAX_STATE` state rows."""
+        if "_split" not in self.__dict__:
+            object.__setattr__(self, "_split", TraceSplit.of(self))
+        return self.__dict__["_split"]
+
     def solve(self) -> np.ndarray:
         r"""The stationary :math:`\Sigma_z = T(\Sigma_z) + BQ_0B^\top` (symmetrised).  The caller
         checks :meth:`radius` (or :meth:`stable`) first: the solution is meaningful only where
-        ρ(T) < 1."""
+        ρ(T) < 1.  A trace-coupled block-diagonal map is solved per block
+        (:class:`TraceSplit`)."""
         forcing = self.forcing()
         n = self.n
+        split = self.split() if self.state_dependent else None
+        if split is not None and split.stable:
+            return split.state()
         if not self.state_dependent:
             state = self._additive_state()
             for _ in range(2):  # refine an ill-conditioned Stein solve (rarely needed)
@@ -453,6 +552,102 @@ class NumericMap:
                 residual = forcing + self.apply(state) - state
                 state = state + _refine(self, residual)
         return (state + state.T) / 2
+
+
+@dataclass(frozen=True)
+class TraceSplit:
+    r"""The stationary equation of a trace-coupled map (noise
+    :math:`\mathcal L(X) = sFXF^\top + \operatorname{Tr}(WX)D`, :class:`TraceCoupling`) whose
+    pieces are block-diagonal: on block b (state rows ``rows``, coordinates ``coords``) the
+    local map :math:`T_b(X) = M_bXM_b^\top + sG_bXG_b^\top`, :math:`G_b = B_bF_bK_b`, and
+
+    .. math:: (I - T_b)P_b = B_bQ_{0,b}B_b^\top, \qquad (I - T_b)R_b = B_bD_bB_b^\top,
+
+    so :math:`\Sigma_b = P_b + \kappa R_b` with :math:`\kappa = \operatorname{Tr}(W K\Sigma
+    K^\top) = \sum_b\tau_b + \kappa\sum_b v_b` (:math:`\tau_b = \operatorname{Tr}(W_bK_bP_b
+    K_b^\top)`, :math:`v_b` the same of :math:`R_b`): :math:`\kappa = \sum\tau_b/(1 -
+    \sum v_b)`.  Cross-block entries are zero (no forcing reaches them).
+
+    Stability, by regular splitting of the positive map T restricted to block-diagonal
+    matrices (an invariant subspace holding :math:`T^k(I)`, which decides ρ(T)): ρ(T) < 1
+    iff every :math:`\rho(T_b) < 1` and :math:`\sum_b v_b < 1` (the rank-one coupling
+    :math:`X \mapsto \operatorname{Tr}(WKXK^\top)BDB^\top` after
+    :math:`(I - \oplus T_b)^{-1}` has the one eigenvalue :math:`\sum_b v_b`).  Cost: one
+    :math:`m_b^2\times m_b^2` solve per block — linear in the number of blocks."""
+
+    n: int
+    #: ``(rows, coords, T_b, B_b Q0_b B_bᵀ, B_b D_b B_bᵀ, W_b-weight K_bᵀW_bK_b)`` per block
+    blocks: tuple
+    radii: tuple
+
+    @classmethod
+    def of(cls, T: NumericMap) -> TraceSplit | None:
+        """The split of ``T``, or None when it does not split (see :meth:`NumericMap.split`)."""
+        c = T.linear
+        if not isinstance(c, TraceCoupling) or T.Q0 is None:
+            return None
+        d, n = T.K.shape[0], T.n
+        groups = coupled_groups(
+            d, n, (T.M, T.B, T.K, T.Q0, *(np.asarray(m) for m in (c.F, c.W, c.D)))
+        )
+        if groups is None:
+            return None
+        blocks, radii = [], []
+        for coords in groups:
+            rows = block_rows(d, n, coords)
+            if len(rows) > DENSE_MAX_STATE:
+                return None
+            M = T.M[np.ix_(rows, rows)]
+            B = T.B[np.ix_(rows, coords)]
+            K = T.K[np.ix_(coords, rows)]
+            part = c.block(coords)
+            F, W, D = (np.asarray(m, dtype=float) for m in (part.F, part.W, part.D))
+            G = B @ F @ K
+            local = np.kron(M, M) + float(c.scale) * np.kron(G, G)
+            weight = K.T @ W @ K  # Tr(W K X Kᵀ) = Tr(weight X)
+            blocks.append(
+                (rows, local, B @ T.Q0[np.ix_(coords, coords)] @ B.T, B @ D @ B.T, weight)
+            )
+            radii.append(_radius(local))
+        return cls(n, tuple(blocks), tuple(radii))
+
+    def _pieces(self) -> tuple:
+        """``(P_b, R_b)`` per block and ``(Σ τ_b, Σ v_b)`` (built once; only where every
+        ρ(T_b) < 1)."""
+        if "_cache" not in self.__dict__:
+            out, tau, v = [], 0.0, 0.0
+            for rows, local, Q, D, weight in self.blocks:
+                m = len(rows)
+                rhs = np.stack([Q.reshape(-1), D.reshape(-1)], axis=1)
+                X = np.linalg.solve(np.eye(m * m) - local, rhs)
+                P, R = X[:, 0].reshape(m, m), X[:, 1].reshape(m, m)
+                tau += float(np.sum(weight.T * P))
+                v += float(np.sum(weight.T * R))
+                out.append((P, R))
+            object.__setattr__(self, "_cache", (out, tau, v))
+        return self.__dict__["_cache"]
+
+    @property
+    def stable(self) -> bool:
+        """ρ(T) < 1: every block's local map and the closing trace (see the class)."""
+        if max(self.radii) >= 1:
+            return False
+        return self._pieces()[2] < 1
+
+    @property
+    def kappa(self) -> float:
+        r"""The closed trace :math:`\kappa = \sum\tau_b / (1 - \sum v_b)`."""
+        _, tau, v = self._pieces()
+        return tau / (1 - v)
+
+    def state(self) -> np.ndarray:
+        """The stationary state second moment, assembled from the blocks (symmetrised)."""
+        out = np.zeros((self.n, self.n))
+        kappa = self.kappa
+        for (rows, *_), (P, R) in zip(self.blocks, self._pieces()[0]):
+            X = P + kappa * R
+            out[np.ix_(rows, rows)] = (X + X.T) / 2
+        return out
 
 
 def _refine(T: NumericMap, residual: np.ndarray) -> np.ndarray:

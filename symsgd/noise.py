@@ -19,6 +19,7 @@ import sympy as sp
 
 from ._util import as_matrix, as_scalar, check_psd, check_symmetric
 from .landscapes import Landscape, LinearRegression, SampledLandscape, _floats
+from .moments import TraceCoupling
 
 __all__ = ["AdditiveNoise", "MinibatchNoise", "Noise", "sampling_design"]
 
@@ -57,9 +58,21 @@ class Noise:
         d = landscape.dim
         return self.covariance(landscape, sp.zeros(d, d), weight_decay)
 
+    def numeric_fisher(self, landscape: Landscape, weight_decay=0) -> np.ndarray:
+        """:meth:`fisher` in float64 for an all-numeric problem (the default converts the
+        sympy matrix; models override it with a numpy computation)."""
+        return _floats(self.fisher(landscape, weight_decay))
+
     def mode_names(self, landscape: Landscape) -> dict:
         """Eigenvalue symbol -> matrix name, for eigen-mode problems."""
         return {}
+
+    def trace_coupling(self, landscape: Landscape, weight_decay=0) -> TraceCoupling | None:
+        r"""The linear part :math:`\mathcal L(\Sigma) = Q(\Sigma) - Q(0)` as a
+        :class:`~symsgd.moments.TraceCoupling` :math:`sF\Sigma F^\top +
+        \operatorname{Tr}(W\Sigma)D` when it has that form (then block-diagonal problems
+        split, :class:`symsgd.lyapunov.TraceSplitSolver`), else None (the default)."""
+        return None
 
 
 @dataclass(frozen=True, init=False)
@@ -106,6 +119,10 @@ class AdditiveNoise(Noise):
         if self.C.shape != landscape.hessian.shape:
             self.covariance(landscape, sp.zeros(landscape.dim, landscape.dim))  # the error
         return _floats(self.C), None
+
+    def numeric_fisher(self, landscape, weight_decay=0):
+        """``C`` in float64."""
+        return self.numeric_covariance(landscape, weight_decay)[0]
 
     def mode_names(self, landscape: Landscape) -> dict:
         c = self.C[0, 0]
@@ -290,11 +307,7 @@ class MinibatchNoise(Noise):
             sigma2 = float(landscape.label_variance)
             Q0 = (np.outer(Ab, Ab) + float(b @ Ab) * A + sigma2 * A) / S
 
-            def linear(Sigma):
-                ASigma = A @ Sigma
-                return (ASigma @ A + np.trace(ASigma) * A) / S
-
-            return Q0, linear
+            return Q0, TraceCoupling(A, 1 / S, A, A / S)
         alpha, beta = (float(v) for v in sampling_design(self.batch_size, N, self.replacement))
         if not isinstance(landscape, LinearRegression):  # general per-sample terms X_iδ − c_i
             Xs, cs = landscape.numeric_sample_terms(weight_decay)
@@ -316,6 +329,35 @@ class MinibatchNoise(Noise):
             return (alpha * (X.T * q) @ X + beta * G @ Sigma @ G) / S**2
 
         return Q0, linear
+
+    def trace_coupling(self, landscape: Landscape, weight_decay=0) -> TraceCoupling | None:
+        r"""Online Gaussian regression (``LinearRegression(A, label_variance=σ²)``, N = oo,
+        an explicit matrix A): the linear part of the noise is local up to one trace,
+
+        .. math:: S\,\mathcal L(\Sigma) = A\Sigma A + \operatorname{Tr}(A\Sigma)\,A,
+
+        Isserlis' three pairings of :math:`\mathbb E[xx^\top\Sigma xx^\top]` (two give
+        :math:`A\Sigma A`, one :math:`A\operatorname{Tr}(A\Sigma)`) minus the squared mean
+        :math:`A\Sigma A` (:meth:`~symsgd.landscapes.LinearRegression.gradient_covariance`;
+        the offset b of weight decay enters only :math:`Q_0`).  Returned as
+        ``TraceCoupling(F=A, scale=1/S, W=A, D=A/S)``.  None for finite data sets (a sample
+        :math:`x_i` mixes every block of A) and for eigen-mode landscapes (their trace is
+        closed by :func:`symsgd.modes.close_trace`).
+
+        >>> import sympy as sp, symsgd as ss
+        >>> land = ss.LinearRegression(sp.diag(1, 2), label_variance=1)
+        >>> L = ss.MinibatchNoise(4).trace_coupling(land)
+        >>> L(sp.diag(1, 1)) == ss.MinibatchNoise(4).covariance(land, sp.diag(1, 1)) - \
+        ...     ss.MinibatchNoise(4).covariance(land, sp.zeros(2, 2))
+        True
+        """
+        if not isinstance(landscape, LinearRegression) or landscape.eigenmode:
+            return None
+        if landscape.data is not None or self.resolved_dataset_size(landscape) is not sp.oo:
+            return None
+        A = sp.ImmutableMatrix(landscape.A)
+        S = self.batch_size
+        return TraceCoupling(A, 1 / S, A, A / S)
 
     def fisher(self, landscape: Landscape, weight_decay=0) -> sp.Matrix:
         r"""The per-sample gradient covariance at the minimum, :math:`C_1 =
@@ -345,6 +387,32 @@ class MinibatchNoise(Noise):
         sums = landscape.sample_sums(weight_decay)
         mean, own = sp.Matrix(sums.c_sum) / N, sp.Matrix(sums.cc) / N
         return (own - mean * mean.T).applyfunc(sp.cancel)
+
+    def numeric_fisher(self, landscape, weight_decay=0):
+        r""":meth:`fisher` in float64, without sympy matrices (all-numeric problems):
+        :math:`C_1 = Abb^\top A + \operatorname{Tr}(Abb^\top)A + \sigma^2A` for Gaussian
+        inputs, :math:`C_1 = \frac1N\sum_ic_ic_i^\top - \bar c\bar c^\top` for a finite data
+        set (:math:`c_i = x_ie_i`, or the general per-sample terms of a local problem).
+
+        >>> import sympy as sp, symsgd as ss
+        >>> land = ss.LinearRegression(sp.diag(1.0, 2.0), label_variance=0.5)
+        >>> ss.MinibatchNoise(4).numeric_fisher(land)  # σ²A
+        array([[0.5, 0. ],
+               [0. , 1. ]])
+        """
+        N = self.resolved_dataset_size(landscape)
+        if N is sp.oo:
+            A = _floats(landscape.A)
+            b = landscape.numeric_offset(weight_decay)
+            Ab = A @ b
+            return np.outer(Ab, Ab) + float(b @ Ab) * A + float(landscape.label_variance) * A
+        if isinstance(landscape, LinearRegression):
+            X, e = landscape.numeric_samples(weight_decay)
+            cs = X * e[:, None]
+        else:
+            _, cs = landscape.numeric_sample_terms(weight_decay)
+        mean = cs.mean(axis=0)
+        return cs.T @ cs / float(N) - np.outer(mean, mean)
 
     def __repr__(self) -> str:
         N = "" if self.dataset_size is None else f", dataset_size={self.dataset_size}"

@@ -27,7 +27,7 @@ Conventions (state blocks in brackets):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import sympy as sp
@@ -87,6 +87,16 @@ class Optimizer:
         value = as_scalar(getattr(self, name), name, f"{type(self).__name__}: ")
         object.__setattr__(self, name, value)
         return value
+
+    def in_recursion(self) -> Optimizer:
+        """This optimizer with the fields that do not enter its linear recursion set to 0
+        (Adam's β₂): what a check that every value is a number should look at.
+
+        >>> import symsgd as ss
+        >>> ss.Adam(0.1, beta1=0.9, eps=1e-8).in_recursion().beta2
+        0
+        """
+        return self
 
     # -- the one rule -----------------------------------------------------------------------
     def step(self, state: Sequence[Vector], grad: Gradient, precondition: Apply) -> tuple:
@@ -316,6 +326,13 @@ class NaturalGradient(SGD):
         return {self.fisher: "F"} if isinstance(self.fisher, sp.Symbol) else {}
 
     def preconditioner(self, landscape, noise):
+        r""":math:`F^{-1}`.  A problem whose every value is a number and some a float gets
+        :math:`F` and its inverse in float64 (:meth:`~symsgd.noise.Noise.numeric_fisher`,
+        ``numpy.linalg.inv``; O(d³) instead of sympy's elimination over floats): its answer is
+        then certified by its float residual like any float problem."""
+        fast = _float_inverse_fisher(self, landscape, noise)
+        if fast is not None:
+            return fast
         F = (
             noise.fisher(landscape, self.weight_decay)
             if self.fisher is None
@@ -388,6 +405,10 @@ class Adam(Optimizer):
         theta, m = state
         m_new = self.beta1 * m + (1 - self.beta1) * self.gradient(grad, theta)
         return (theta - self.lr * precondition(m_new), m_new)
+
+    def in_recursion(self) -> Optimizer:
+        """β₂ only sets how frozen v is: it does not enter the linear theory (set to 0)."""
+        return replace(self, beta2=0)
 
     def second_moment(self, landscape: Landscape, noise: Noise) -> list:
         """The per-coordinate ``v`` of the frozen preconditioner."""
@@ -549,6 +570,9 @@ class Averaged(Optimizer):
         theta = self.inner.readout(new)
         return (*new, self.decay * average + (1 - self.decay) * theta)
 
+    def in_recursion(self) -> Optimizer:
+        return replace(self, inner=self.inner.in_recursion())
+
     def readout(self, state):
         return state[-1]
 
@@ -568,6 +592,53 @@ def _flatten(entries: list) -> list:
     for x in entries:
         out.extend(x if isinstance(x, (list, tuple)) else [x])
     return out
+
+
+def _float_problem(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> bool:
+    """Every value of the three objects a number and some of them a float (an explicit
+    landscape): the problem is solved in float64, so its preconditioner may be built there.
+    One cheap walk over the nonzero entries (numbers recognised by class)."""
+    from ._util import _leaves
+    from .landscapes import _number_kind
+
+    if getattr(landscape, "eigenmode", False):
+        return False
+    floats = False
+    for piece in (optimizer.in_recursion(), landscape, noise):
+        for leaf in _leaves(piece):
+            if isinstance(leaf, sp.MatrixBase):
+                numbers, some = _number_kind(leaf)
+            else:
+                numbers, some = not leaf.free_symbols, leaf.has(sp.Float)
+            if not numbers:
+                return False
+            floats = floats or some
+    return floats
+
+
+def _float_inverse_fisher(optimizer, landscape: Landscape, noise: Noise) -> sp.Matrix | None:
+    """:math:`F^{-1}` of a float problem in float64 (None when the problem is not one)."""
+    if not _float_problem(optimizer, landscape, noise):
+        return None
+    import numpy as np
+
+    from .landscapes import _floats
+
+    if optimizer.fisher is None:
+        F = noise.numeric_fisher(landscape, optimizer.weight_decay)
+    else:
+        F = _floats(_matrix_or_mode(optimizer.fisher, landscape, "fisher"))
+    F = (F + F.T) / 2
+    scale = float(np.abs(F).max()) if F.size else 0.0
+    if scale == 0 or float(np.linalg.eigvalsh(F).min()) <= 1e-13 * scale:
+        raise ValueError(
+            "NaturalGradient needs F⁻¹, but the Fisher F is singular (determinant 0, to float "
+            "precision) and has no inverse; use Preconditioned(lr, P) with an invertible P or "
+            "add weight decay."
+        )
+    P = np.linalg.inv(F)
+    d = len(P)
+    return sp.ImmutableMatrix(d, d, [sp.Float(x) for x in ((P + P.T) / 2).ravel().tolist()])
 
 
 def _irrational_numbers(entries: list) -> bool:

@@ -154,3 +154,75 @@ def test_second_moment_instability_with_a_stable_mean_is_found_without_the_dense
     with pytest.raises(ss.UnstableError) as info:
         ss.stationary(ss.HeavyBall(lr, mu), ss.LinearRegression(A, 1.0), ss.MinibatchNoise(1))
     assert f"ρ = {rho:.6g}" in str(info.value)
+
+
+# -- natural gradient's default Fisher in float64 ------------------------------------------------
+def test_natural_gradient_default_fisher_float_matches_scipy():
+    """Float H, C (d = 12): F = C is inverted in float64; the answer matches scipy's Stein solve
+    with M = I − λC⁻¹H and forcing λ²C⁻¹CC⁻¹ = λ²C⁻¹, written out here."""
+    d, lr = 12, 0.1
+    rng = np.random.default_rng(11)
+    H, C = _spd(rng, d), _spd(rng, d)
+    r = ss.stationary(ss.NaturalGradient(lr), ss.Quadratic(H), ss.AdditiveNoise(C))
+    assert r.method == "numeric-float" and r.certificate.how == "float"
+    Ci = np.linalg.inv(C)
+    want = solve_discrete_lyapunov(np.eye(d) - lr * Ci @ H, lr**2 * Ci)
+    _close(_cov(r), want)
+
+
+def test_natural_gradient_online_regression_float_matches_oracle():
+    """Online regression, float A (d = 5), minibatch noise: the default Fisher σ²A in float64
+    against the Kronecker oracle with P = (σ²A)⁻¹."""
+    d, lr, sigma2, S = 5, 0.05, 0.5, 8
+    A = _spd(np.random.default_rng(5), d)
+    land = ss.LinearRegression(sp.Matrix(A), label_variance=sigma2)
+    r = ss.stationary(ss.NaturalGradient(lr), land, ss.MinibatchNoise(S))
+    assert r.method == "numeric-float"
+    M, B, K = ok.state_space(ok.sgd_rule(lr, np.linalg.inv(sigma2 * A)), A)
+    Q0, L = ok.online_regression_noise(A, sigma2, S, np.zeros(d))
+    _close(_cov(r), ok.stationary_state(M, B, K, Q0, L))
+
+
+def test_numeric_fisher_equals_the_exact_fisher():
+    """numeric_fisher (numpy) equals fisher (sympy) converted: online regression with weight
+    decay and θ*, a finite data set with weight decay, additive noise."""
+    A = sp.Matrix([[2, 1], [1, 3]]) / 2
+    gamma = sp.Rational(1, 3)
+    cases = [
+        (ss.LinearRegression(A, label_variance=sp.Rational(1, 2), theta_star=[1, -2]), 3),
+        (
+            ss.LinearRegression.from_data(
+                sp.Matrix([[1, 2], [0, 1], [3, -1], [1, 1]]), sp.Matrix([1, 0, 2, -1])
+            ),
+            2,
+        ),
+    ]
+    for land, S in cases:
+        noise = ss.MinibatchNoise(S)
+        exact = np.array(noise.fisher(land, gamma).evalf(), dtype=float)
+        np.testing.assert_allclose(noise.numeric_fisher(land, gamma), exact, rtol=1e-12)
+    C = sp.Matrix([[1, sp.Rational(1, 4)], [sp.Rational(1, 4), 2]])
+    got = ss.AdditiveNoise(C).numeric_fisher(ss.Quadratic(A))
+    np.testing.assert_allclose(got, np.array(C.evalf(), dtype=float))
+
+
+def test_natural_gradient_singular_float_fisher_is_refused():
+    H = np.eye(2)
+    C = np.array([[1.0, 1.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="Fisher F is singular"):
+        ss.stationary(ss.NaturalGradient(0.1), ss.Quadratic(H), ss.AdditiveNoise(C))
+
+
+def test_adam_in_recursion_drops_only_beta2():
+    """β₂ does not enter the linear theory: in_recursion() sets it to 0 and keeps the rest (the
+    frozen recursion is the same)."""
+    from symsgd.recursion import build_recursion
+
+    opt = ss.Adam(ss.lr, beta1=sp.Rational(9, 10), eps=0)
+    land, noise = ss.Quadratic(sp.Matrix([[2, 0], [0, 1]])), ss.AdditiveNoise(sp.eye(2))
+    inner = opt.in_recursion()
+    assert inner.beta2 == 0 and inner.beta1 == opt.beta1 and inner.lr == opt.lr
+    a, b = build_recursion(opt, land, noise), build_recursion(inner, land, noise)
+    assert a.M == b.M and a.B == b.B
+    avg = ss.Averaged(opt, decay=sp.Rational(1, 2)).in_recursion()
+    assert avg.inner.beta2 == 0
