@@ -847,7 +847,8 @@ def _mixture_density(problem: Problem, kernel: _Mixture, cells: int) -> Stationa
     contracts, else on ±:data:`STATIONARY_WIDTH` standard deviations (rows renormalised).
     Mass sits on the nodes, so ``cdf`` is exact at the cell edges up to the O(h) smearing."""
     hull = kernel.hull("stationary_density()")
-    if hull is None:
+    bounded = hull is not None
+    if not bounded:
         half = STATIONARY_WIDTH * math.sqrt(_exact_variance(problem))
         hull = (-half, half)
     lo, hi = hull
@@ -873,11 +874,29 @@ def _mixture_density(problem: Problem, kernel: _Mixture, cells: int) -> Stationa
             f"singular, and the dimension bound H(p)/|γ| = {dimension:.4g} ≥ 1 does not decide "
             "which: no density is returned; use cdf"
         )
+    error = abs(variances[1] - variances[0]) / 3
+    if not bounded:  # the power-law tail beyond the grid: P(|δ| > x) ≈ P(|δ| > W)(W/x)^α
+        from scipy.optimize import brentq
+
+        def kesten(alpha: float) -> float:
+            return float(np.log(kernel.p @ np.abs(kernel.a) ** alpha))
+
+        alpha = brentq(kesten, 2.0, 200.0)  # E A² < 1 (_exact_variance) and max |a_b| > 1
+        W = hi
+        beyond_half = float(pi[np.abs(x) > W / 2].sum())
+        edge_mass = beyond_half * 2**-alpha / (1 - 2**-alpha)
+        tail = W * W * edge_mass * alpha / (alpha - 2)  # E[δ²; |δ| > W]
+        value += tail  # a tail correction; its size joins the error (an estimate, no bound)
+        error += tail
+        note += (
+            f"; the support is unbounded (max |a_b| = {float(np.max(np.abs(kernel.a))):.4g} > 1) "
+            f"and the law is cut at ±{STATIONARY_WIDTH:g} standard deviations: its power-law "
+            f"tail (α = {alpha:.4g}) beyond holds ≈ {tail:.2g} of the variance, added to it "
+            "and to the error (an estimate from the grid's outer half, not a bound)"
+        )
     edges = np.linspace(lo, hi, x.size + 1)
     cdf = np.concatenate([[0.0], np.cumsum(pi)])
-    return StationaryDensity(
-        edges, None, mean, value, abs(variances[1] - variances[0]) / 3, cdf=cdf, note=note
-    )
+    return StationaryDensity(edges, None, mean, value, error, cdf=cdf, note=note)
 
 
 def _mixture_invariant(kernel: _Mixture, lo: float, hi: float, n: int):
