@@ -234,6 +234,108 @@ def _scalar_closed_form(A: sp.Matrix, v: sp.Matrix, t) -> sp.Matrix:
     return sp.Matrix([M**t * m0, s, 1])
 
 
+def _spectral_closed_form(A: sp.Matrix, v0: sp.Matrix, t: sp.Symbol, n: int, p: int):
+    r"""``(v_t, roots of T)``: the affine map solved for a symbolic t where its characteristic
+    polynomial χ splits over ℚ(parameters) into distinct factors of degree ≤ 2.
+
+    With simple roots ρ_k of χ (degree N = A.rows), :math:`A^t = \sum_k \rho_k^tP_k`,
+    :math:`P_k = q_k(A)`, :math:`q_k(x) = \chi(x)/((x-\rho_k)\chi'(\rho_k))`, so every
+    component is :math:`y_t = \sum_k c_k\rho_k^t` with
+    :math:`c_k = \sum_{m<N} y_m h_m(\rho_k)/\chi'(\rho_k)`, :math:`\chi(x)/(x-\rho) =
+    \sum_m h_m(\rho)x^m`, from the exact iterates :math:`y_0..y_{N-1}`.  For a quadratic factor
+    q the coefficient is reduced modulo q to :math:`\alpha + \beta\rho` (rational α, β), so
+    only the roots themselves hold square roots.  Certificate (exact, rational): every term
+    :math:`\rho_k^t` satisfies the order-N recurrence χ(E)y = 0 that the iterates satisfy
+    (Cayley–Hamilton), so agreement at t = 0..N−1 — checked through symmetric functions of
+    each factor's roots — proves agreement for every t.  Valid where the roots stay distinct
+    (the discriminants and root differences nonzero)."""
+    from .errors import InternalError
+
+    x, rho = sp.Dummy("x"), sp.Dummy("rho")
+    N = A.rows
+    chi = A.charpoly(x)
+    x = chi.gen
+    chi = sp.Poly(chi.as_expr(), x)
+    _, factors = chi.factor_list()
+    total = sum(f.degree() * e for f, e in factors)
+    bad = [f for f, e in factors if f.degree() > 2 or e > 1]
+    if bad or total != N:
+        worst = max((f.degree() for f, _ in factors), default=0)
+        raise NotImplementedError(
+            "transient: a symbolic number of steps needs the characteristic polynomial of the "
+            "affine (mean, second moment) map to split into distinct factors of degree ≤ 2 "
+            "(a one-dimensional state; momentum or d = 2 with additive noise); here it has "
+            + (
+                f"a factor of degree {worst}"
+                if worst > 2
+                else "a repeated factor (repeated eigenvalues)"
+            )
+            + ". Give an integer steps."
+        )
+    # all algebra in K[ρ], K = ℚ(parameters): exact field arithmetic, no expression cancel
+    params = sorted((A.free_symbols | v0.free_symbols) - {x}, key=str)
+    K = sp.QQ.frac_field(*params) if params else sp.QQ
+    iterates = [v0]
+    for _ in range(N - 1):
+        iterates.append(A * iterates[-1])
+    rows = n + p
+    y = [[K.from_sympy(sp.cancel(iterates[m][i])) for m in range(N)] for i in range(rows)]
+    chi_K = sp.Poly(chi.as_expr().subs(x, rho), rho, domain=K)
+    a = _low_first(chi_K)  # a_0..a_N in K
+    h = [sp.Poly([a[j] for j in range(N, m, -1)], rho, domain=K) for m in range(N)]
+    dchi = chi_K.diff(rho)
+    out = [sp.S.Zero] * rows
+    checks = [[K.zero] * N for _ in range(rows)]
+    for f, _ in factors:
+        q = sp.Poly(f.as_expr().subs(x, rho), rho, domain=K)
+        inv = dchi.rem(q).invert(q)  # χ'(ρ) ≠ 0 at a simple root
+        if q.degree() == 1:
+            c0, c1 = _low_first(q)
+            roots = [K.to_sympy(-c0 / c1)]
+        else:
+            c0, b1, a2 = (K.to_sympy(v) for v in _low_first(q))
+            disc = sp.factor(b1**2 - 4 * a2 * c0)
+            roots = [(-b1 + sgn * sp.sqrt(disc)) / (2 * a2) for sgn in (1, -1)]
+        sub, lead = _low_first(q)[-2:]
+        for i in range(rows):
+            P = sum((h[m].mul_ground(y[i][m]) for m in range(N)), sp.Poly(0, rho, domain=K))
+            c = (P * inv).rem(q)  # c_k = α + βρ_k (mod the factor)
+            alpha, beta = (
+                c.coeff_monomial(1),
+                (c.coeff_monomial(rho) if q.degree() == 2 else K.zero),
+            )
+            shown = K.to_sympy(alpha) + K.to_sympy(beta) * rho
+            for r in roots:
+                out[i] += (
+                    sp.factor(shown.subs(rho, r)) * r**t
+                    if q.degree() == 1
+                    else ((sp.factor(K.to_sympy(alpha)) + sp.factor(K.to_sympy(beta)) * r) * r**t)
+                )
+            power = sp.Poly(1, rho, domain=K)
+            for m in range(N):  # Σ over the factor's roots of c(ρ)ρ^m, from c·ρ^m mod q
+                g0, g1 = ([*_low_first((c * power).rem(q)), K.zero, K.zero])[:2]
+                if q.degree() == 1:
+                    checks[i][m] += g0
+                else:
+                    checks[i][m] += 2 * g0 - g1 * sub / lead
+                power = (power * sp.Poly(rho, rho, domain=K)).rem(chi_K)
+    for i in range(rows):
+        for m in range(N):
+            if checks[i][m] != y[i][m]:
+                raise InternalError(
+                    f"transient: the closed form disagrees with the iterated map at t = {m}; "
+                    "it was not returned."
+                )
+    T_chi = sp.Matrix(A[n : n + p, n : n + p]).charpoly(x)
+    T_roots = sp.roots(T_chi, multiple=True)
+    return sp.Matrix([*out, 1]), T_roots
+
+
+def _low_first(poly: sp.Poly) -> list:
+    """The coefficients of a univariate ``poly`` as domain elements, constant term first."""
+    return list(poly.rep.to_list())[::-1]
+
+
 def _certify_closed_form(A: sp.Matrix, v0: sp.Matrix, v: sp.Matrix, t: sp.Symbol) -> None:
     """Both the closed form and the iterated map are sums of at most three geometric terms
     (1, Mᵗ, ρᵗ or tρᵗ), so their difference satisfies a linear recurrence of order ≤ 6: equal
@@ -270,7 +372,12 @@ def transient(
     inputs, floats for float inputs.  A one-dimensional state (scalar SGD) also takes symbolic
     parameters and a symbolic ``steps`` (an integer, nonnegative ``sp.Symbol``), solved in
     closed form :math:`s_t = s^* + \rho^t(s_0 - s^*)` (plus a mean term for minibatch noise on
-    finite data), certified against the iterated map at t = 0..6 (which determines it).
+    finite data), certified against the iterated map at t = 0..6 (which determines it).  A
+    larger state takes a symbolic ``steps`` where the characteristic polynomial of the affine
+    map splits over ℚ(parameters) into distinct factors of degree ≤ 2 (heavy ball or Nesterov
+    with additive noise, SGD on a 2-d quadratic): :math:`\sum_k c_k\rho_k^t`, certified by the
+    order-N recurrence (:func:`_spectral_closed_form`); otherwise (e.g. minibatch momentum, an
+    irreducible cubic) a clear ``NotImplementedError``.
     ``curve=True`` adds the float training loss at every t = 0..steps.  An eigen-mode problem
     with additive noise (``Quadratic.commuting``) is followed mode by mode: the answer is that of
     one mode, in its eigenvalues (θ₀ the mode's component).  Online regression with a numeric
@@ -321,11 +428,14 @@ def transient(
         v = v.applyfunc(lambda e: sp.powsimp(sp.expand(e)))
         if symbolic:
             _certify_closed_form(A, v0, v, steps)
-    elif symbolic or free:
+    elif symbolic:
+        v, rate_roots = _spectral_closed_form(A, v0, steps, n, len(index))
+    elif free:
         raise NotImplementedError(
-            f"transient: a symbolic number of steps or symbolic parameters need a "
-            f"one-dimensional state (scalar SGD); this state has n = {n}. Give numbers "
-            f"(free: {', '.join(sorted(map(str, free))) or 'none'}) and an integer steps."
+            f"transient: symbolic parameters with an integer number of steps need a "
+            f"one-dimensional state (scalar SGD), or a symbolic steps; this state has n = {n}. "
+            f"Give numbers (free: {', '.join(sorted(map(str, free)))}) or an integer "
+            "sp.Symbol for steps."
         )
     else:
         v, kind = _power_apply(A, v0, steps)
@@ -336,13 +446,16 @@ def transient(
     second = Theta * sp.Matrix(S) * Theta.T
     cov = second - mean * mean.T
     if kind == "exact":
-        cov = cov.applyfunc(sp.cancel) if free else cov
+        # (the n > 1 closed form holds square roots: cancel would only cost time)
+        cov = cov.applyfunc(sp.cancel) if free and n == 1 else cov
     wd = optimizer.weight_decay
     loss = landscape.loss(second, wd)
     test_loss = getattr(landscape, "test_loss", None)
     test_loss = test_loss(second, wd) if test_loss is not None else None
-    if free:
+    if free and n == 1:
         rate = sp.Abs(A[n, n])
+    elif free:
+        rate = sp.Max(*[sp.Abs(r) for r in rate_roots])
     else:
         rate = spectral_radius(rec)
     losses = _curve(A, v0, n, Theta, landscape, wd, steps) if curve else None

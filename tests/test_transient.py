@@ -167,10 +167,18 @@ def test_curve_and_bad_input():
         ss.transient(opt, land, noise, theta0=[1], steps=2)
     with pytest.raises(ValueError, match="steps: a symbolic number"):
         ss.transient(opt, land, noise, theta0=[1, 1], steps=sp.Symbol("t"))
-    with pytest.raises(NotImplementedError, match="one-dimensional state"):
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    with pytest.raises(NotImplementedError, match="factor of degree 3"):
+        # minibatch heavy ball: the second-moment map's characteristic cubic is irreducible
         ss.transient(
-            opt, land, noise, theta0=[1, 1], steps=sp.Symbol("t", integer=True, nonnegative=True)
+            ss.HeavyBall(R(1, 3), R(1, 2)),
+            ss.LinearRegression(1, 1),
+            ss.MinibatchNoise(4),
+            theta0=[1],
+            steps=t,
         )
+    with pytest.raises(NotImplementedError, match="one-dimensional state"):
+        ss.transient(ss.HeavyBall(ss.lr, R(1, 2)), land, noise, theta0=[1, 1], steps=3)
 
 
 def test_eigen_mode_transient_with_additive_noise_is_the_mode_alone():
@@ -329,3 +337,36 @@ def test_minibatch_diagonal_against_simulation():
     assert np.all(gap <= 5 * sim.second_moment_stderr)
     assert abs(sim.loss - float(r.test_loss)) <= 5 * sim.loss_stderr
     assert np.all(np.abs(sim.mean - np.array(r.mean, dtype=float).ravel()) <= 5 * sim.mean_stderr)
+
+
+def test_symbolic_steps_beyond_one_dimension():
+    """Symbolic t where the affine map's characteristic polynomial splits into factors of
+    degree ≤ 2: numeric Nesterov (complex-conjugate roots), SGD on a 2-d quadratic, and fully
+    symbolic heavy ball (λ, μ, h, c).  The closed form at t = 3 and 10 equals the exact
+    integer-t answer (repeated squaring in ℚ), its ρ_k are roots of the map (certified inside
+    at t = 0..N−1), and the rate is the largest |root| of the second-moment map."""
+    from symsgd.moments import spectral_radius
+
+    t = sp.Symbol("t", integer=True, nonnegative=True)
+    h, c = sp.symbols("h c", positive=True)
+    numeric = {ss.lr: R(1, 3), ss.momentum: R(1, 2), h: 2, c: R(1, 2)}
+    cases = [
+        (ss.Nesterov(R(1, 3), R(1, 2)), ss.Quadratic(2), ss.AdditiveNoise(R(1, 2)), {}),
+        (ss.SGD(R(1, 5)), ss.Quadratic(H2), ss.AdditiveNoise(C2), {}),
+        (ss.HeavyBall(ss.lr, ss.momentum), ss.Quadratic(h), ss.AdditiveNoise(c), numeric),
+    ]
+    for optimizer, land, noise, point in cases:
+        theta0 = [R(3, 2), -1][: land.dim]
+        r = ss.transient(optimizer, land, noise, theta0=theta0, steps=t)
+        # the symbolic case's concrete twin at the point
+        opt_n = optimizer if not point else ss.HeavyBall(R(1, 3), R(1, 2))
+        land_n = land if not point else ss.Quadratic(2)
+        noise_n = noise if not point else ss.AdditiveNoise(R(1, 2))
+        for k in (3, 10):
+            exact = ss.transient(opt_n, land_n, noise_n, theta0=theta0, steps=k)
+            got = r.second_moment.xreplace(point).subs(t, k).applyfunc(sp.expand)
+            assert (got - exact.second_moment).applyfunc(sp.simplify).is_zero_matrix
+            assert sp.expand(r.mean.xreplace(point).subs(t, k) - exact.mean).is_zero_matrix
+        rec = ss.build_recursion(opt_n, land_n, noise_n)
+        rate = r.rate.xreplace(point) if point else r.rate
+        assert float(sp.N(rate)) == pytest.approx(spectral_radius(rec), rel=1e-12)
