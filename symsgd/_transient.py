@@ -253,6 +253,15 @@ def _spectral_closed_form(A: sp.Matrix, v0: sp.Matrix, t: sp.Symbol, n: int, p: 
 
     x, rho = sp.Dummy("x"), sp.Dummy("rho")
     N = A.rows
+    free = bool(A.free_symbols | v0.free_symbols)
+    if N > (12 if free else 40):
+        raise NotImplementedError(
+            f"transient: a symbolic number of steps needs the characteristic polynomial of the "
+            f"affine map, here of size {N} (limit {12 if free else 40} "
+            f"{'with symbolic parameters' if free else 'with numbers'}); a one-dimensional "
+            "state or a small one (momentum or d = 2 with additive noise) is covered. Give an "
+            "integer steps."
+        )
     chi = A.charpoly(x)
     x = chi.gen
     chi = sp.Poly(chi.as_expr(), x)

@@ -179,6 +179,14 @@ def test_curve_and_bad_input():
         )
     with pytest.raises(NotImplementedError, match="one-dimensional state"):
         ss.transient(ss.HeavyBall(ss.lr, R(1, 2)), land, noise, theta0=[1, 1], steps=3)
+    with pytest.raises(NotImplementedError, match="here of size 28"):
+        ss.transient(
+            ss.HeavyBall(ss.lr, ss.momentum),
+            ss.Quadratic(sp.diag(1, 2, 3)),
+            ss.AdditiveNoise(sp.eye(3)),
+            theta0=[1, 1, 1],
+            steps=t,
+        )
 
 
 def test_eigen_mode_transient_with_additive_noise_is_the_mode_alone():
