@@ -676,20 +676,24 @@ class TraceSplitSolver(Solver):
 
     name = "trace-split"
 
-    def __init__(self, form: str = "auto", min_blocks: int = 2):
+    def __init__(self, form: str = "auto", min_blocks: int = 2, min_state: int = 0):
         if form not in ("auto", "expanded", "structured"):
             raise ValueError(f"form must be 'auto', 'expanded' or 'structured'; got {form!r}.")
         self.form = form
-        #: fewest blocks it takes (the ``"auto"`` order leaves fewer to the unsplit exact
+        #: it takes a problem of at least ``min_blocks`` blocks or state dimension
+        #: ``min_state`` (the ``"auto"`` order leaves smaller ones to the unsplit exact
         #: elimination, which is fast there and gives its canonical expanded answer)
         self.min_blocks = min_blocks
+        self.min_state = min_state
 
     def applies_to(self, problem):
         equation = StationaryEquation.of(problem)
         if equation.recursion is None or equation.stein is not None or equation.numeric:
             return False
         split = equation.trace_blocks
-        return split is not None and len(split[1]) >= self.min_blocks
+        if split is None:
+            return False
+        return len(split[1]) >= self.min_blocks or equation.n >= self.min_state
 
     def solve(self, problem):
         equation = StationaryEquation.of(problem)
@@ -754,9 +758,11 @@ class TraceSplitSolver(Solver):
 #: d = 12) and the structured form is kept
 SPLIT_EXPANDED_MAX_BLOCKS = 3
 
-#: in the ``"auto"`` order the trace-split solver answers from this many blocks on (below, the
-#: unsplit exact elimination takes ≲ 0.3 s and keeps its canonical expanded answer)
+#: in the ``"auto"`` order the trace-split solver answers from this many blocks, or this state
+#: dimension, on (below, the unsplit exact elimination takes ≲ 0.5 s and keeps its canonical
+#: expanded answer; heavy ball with d = 4, n = 8, takes it over two minutes)
 SPLIT_FROM_BLOCKS = 5
+SPLIT_FROM_STATE = 8
 
 
 class NumericSolver(Solver):
@@ -823,7 +829,7 @@ COMPANION_FROM_STATE = 6
 SOLVERS: tuple[Solver, ...] = (
     EigenmodeSolver(),
     NumericSolver(),
-    TraceSplitSolver(min_blocks=SPLIT_FROM_BLOCKS),
+    TraceSplitSolver(min_blocks=SPLIT_FROM_BLOCKS, min_state=SPLIT_FROM_STATE),
     CompanionSolver(min_state=COMPANION_FROM_STATE),
     InvariantSolver(),
     ExactSolver(),

@@ -241,3 +241,14 @@ def test_crosscheck_real_minibatches_d3():
     values = {ss.lr: R(1, 5), ss.momentum: R(1, 2), a[0]: 1, a[1]: R(1, 2), a[2]: R(1, 4)}
     report = ss.crosscheck(r, values, seed=7, rel_se=0.01)
     assert report.passed, report
+
+
+def test_auto_order_splits_large_states_and_keeps_small_ones_exact():
+    """``method="auto"``: SGD with d = 4 (state 4) keeps the unsplit canonical answer; heavy
+    ball with d = 4 (state 8, where the unsplit elimination takes minutes) is split."""
+    a = _symbols(4)
+    land = ss.LinearRegression(sp.diag(*a), label_variance=s2)
+    noise = ss.MinibatchNoise(ss.batch_size)
+    assert ss.stationary(ss.SGD(ss.lr), land, noise).method == "exact"
+    hb = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), land, noise)
+    assert hb.method == "trace-split-structured" and hb.certificate.how == "exact"
