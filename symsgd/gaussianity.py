@@ -932,151 +932,40 @@ class PooledNoiseMoments:
         )
 
 
-@dataclass(frozen=True)
-class _Carrier:
-    r"""The random update and the noise of a linear-regression problem through one random
-    matrix: the homogeneous state :math:`\tilde z = (z, 1)` moves by
-    :math:`\tilde A = P + \hat B\,\hat W R` and the noise is :math:`\xi = J(\hat W - \Omega)R
-    \tilde z`, with :math:`\hat W = \frac1S\sum_iw_iw_i^\top` the minibatch matrix of the
-    samples :math:`w_i` and :math:`\Omega = \mathbb E\hat W`.  ``batches`` (stack, weights)
-    when every minibatch is enumerated, else ``tensors``: slot tensors of :math:`\hat W`
-    (orders 0 … 4) or None (no exact fourth-order route)."""
-
-    P: np.ndarray
-    Bh: np.ndarray
-    R: np.ndarray
-    J: np.ndarray
-    Omega: np.ndarray
-    second_map: Callable[[np.ndarray], np.ndarray]
-    tensors: list | None
-    batches: tuple | None
-    method: str
-
-
-def _carrier(rmap, fourth: bool) -> _Carrier:
-    r"""The :class:`_Carrier` of a prepared problem.
-
-    Online Gaussian data: :math:`w = (x, \epsilon)\sim N(0, \Omega)`,
-    :math:`\Omega = \operatorname{diag}(A, 1)`, and :math:`x(x^\top(\theta - \theta_*) -
-    \sigma\epsilon) = Jww^\top R\tilde z` with :math:`R = \begin{pmatrix}K&\beta\\0&-\sigma
-    \end{pmatrix}`, β = θ_γ − θ*.  A data set: :math:`w_i = (x_i, y_i)`, :math:`R =
-    \begin{pmatrix}K&\theta_\gamma\\0&-1\end{pmatrix}`.  ``second_map`` is
-    :math:`\mathcal C(M) = \mathbb E[(\hat W - \Omega)M(\hat W - \Omega)]` (M symmetric):
+def _noise_second_map(rmap, update) -> Callable[[np.ndarray], np.ndarray]:
+    r""":math:`\mathcal C(M) = \mathbb E[(\hat W - \Omega)M(\hat W - \Omega)]` (M symmetric) for
+    the minibatch matrix :math:`\hat W` of a :class:`symsgd.tails.HomogeneousUpdate`.
     Isserlis gives :math:`\mathbb E[ww^\top Mww^\top] = 2\Omega M\Omega +
     \operatorname{Tr}(\Omega M)\Omega`, so one Gaussian sample contributes
     :math:`\Omega M\Omega + \operatorname{Tr}(\Omega M)\Omega` and S i.i.d. ones 1/S of it; a
     data set contributes :math:`C_1(M) = \frac1N\sum_i(w_i^\top Mw_i)w_iw_i^\top -
     \Omega M\Omega` per draw, divided by S with replacement and multiplied by
     :math:`\frac{N-S}{(N-1)S}` without (the variance of a sample mean without replacement)."""
-    from .sampling import _Data, _Online
-    from .tails import _batches, _empirical_moment, _gaussian_moment, _sum_of_samples
-
-    M, B, K = rmap.state_space
-    n, d = M.shape[0], rmap.dim
     oracle = rmap.oracle
     S = int(oracle.batch)
-    R = np.zeros((d + 1, n + 1))
-    R[:d, :n] = K
-    if isinstance(oracle, _Online):
-        beta, c = rmap.theta_min - oracle.star, -float(oracle.sigma)
-        mean_gradient = rmap.hessian @ beta
-        L = np.zeros((d + 1, d + 1))
-        L[:d, :d] = oracle.LA
-        L[d, d] = 1.0
-        Omega = L @ L.T
+    Omega, W = update.Omega, update.samples
+    if W is None:
 
         def second_map(Mx):
             return (Omega @ Mx @ Omega + np.trace(Omega @ Mx) * Omega) / S
 
-        tensors = [_gaussian_moment(L, 2 * j) for j in range(5)] if fourth else None
-        tensors = None if tensors is None else _sum_of_samples(tensors, S, 4)
-        batches, method = None, "exact (Gaussian inputs: Isserlis)"
-    elif isinstance(oracle, _Data):
-        beta, c = rmap.theta_min, -1.0
-        W = np.column_stack([oracle.X, oracle.Y])
-        N = W.shape[0]
-        mean_gradient = oracle.X.T @ (oracle.X @ rmap.theta_min - oracle.Y) / N
-        Omega = W.T @ W / N
-        factor = 1 / S if oracle.replacement else (N - S) / ((N - 1) * S)
+        return second_map
+    N = W.shape[0]
+    factor = 1 / S if oracle.replacement else (N - S) / ((N - 1) * S)
 
-        def second_map(Mx):
-            quad = np.einsum("ni,ij,nj->n", W, Mx, W)
-            return factor * ((W.T * quad) @ W / N - Omega @ Mx @ Omega)
+    def second_map(Mx):
+        quad = np.einsum("ni,ij,nj->n", W, Mx, W)
+        return factor * ((W.T * quad) @ W / N - Omega @ Mx @ Omega)
 
-        tensors = batches = None
-        method = "exact (finite data set: "
-        enumerated = _batches(N, S, oracle.replacement) if fourth else None
-        if enumerated is not None:
-            idx = np.array(enumerated[0])
-            stack = np.einsum("kbi,kbj->kij", W[idx], W[idx]) / S
-            batches = (stack, np.array([float(w) for w in enumerated[1]]))
-            method += "every minibatch enumerated)"
-        elif fourth and oracle.replacement:
-            single = [_empirical_moment(W, 2 * j) for j in range(5)]
-            tensors = _sum_of_samples(single, S, 4)
-            method += "sums of i.i.d. draws)"
-        else:
-            method += "the sampling design's second moment)"
-    else:
-        raise NotImplementedError(
-            "pooled_noise_moments() covers MinibatchNoise on LinearRegression: online Gaussian "
-            "inputs (any A, label noise, batch S) or a finite data set (from_data, with or "
-            f"without replacement); got {rmap.landscape!r} with {rmap.noise!r}."
-        )
-    R[:d, n] = beta
-    R[d, n] = c
-    P = np.zeros((n + 1, n + 1))
-    P[:n, :n] = M - B @ rmap.hessian @ K
-    P[:n, n] = -B @ mean_gradient
-    P[n, n] = 1.0
-    Bh = np.zeros((n + 1, d + 1))
-    Bh[:n, :d] = B
-    J = np.eye(d, d + 1)
-    return _Carrier(P, Bh, R, J, Omega, second_map, tensors, batches, method)
+    return second_map
 
 
-def _contract4(T: np.ndarray, W4: np.ndarray) -> np.ndarray:
-    """Contract a slot tensor (i₁, c₁, …, i₄, c₄) with W4 over the c's."""
-    return np.einsum("iajbkcld,abcd->ijkl", T, W4)
-
-
-def _pooled_fourth(rmap, car: _Carrier) -> np.ndarray:
-    r""":math:`\mathbb E[\xi^{\otimes4}] = \mathbb E[(J(\hat W - \Omega)R)^{\otimes4}]\cdot
-    \mathbb E[\tilde z^{\otimes4}]` (ξ's factor independent of the state), with
-    :math:`W_4 = \mathbb E[\tilde z^{\otimes4}]` the solution of :math:`W_4 = \mathbb
-    E[\tilde A^{\otimes4}]W_4`, :math:`(W_4)_{\star\star\star\star} = 1` (it holds every
-    stationary moment of order ≤ 4, odd ones included)."""
-    from .tails import _as_matrix, _kron_power, _mix, _power, _sandwich
-
-    n1 = car.P.shape[0]
-    if car.batches is not None:
-        stack, weights = car.batches
-        A = car.P + np.einsum("ij,kjl,lm->kim", car.Bh, stack, car.R)
-        T = np.einsum("k,kij->ij", weights, _kron_power(A, 4))
-    else:
-        D = [_sandwich(car.tensors[j], j, car.Bh, car.R) for j in range(5)]
-        T = _as_matrix(_mix(D, [_power(car.P, j) for j in range(5)], 4), 4)
-    size = n1**4
-    system = np.eye(size) - T
-    system[-1] = 0.0
-    system[-1, -1] = 1.0
-    rhs = np.zeros(size)
-    rhs[-1] = 1.0
-    W4 = np.linalg.solve(system, rhs)
-    residual = np.max(np.abs(T @ W4 - W4))
-    if not residual <= 1e-9 * max(1.0, float(np.max(np.abs(W4)))):
-        raise ArithmeticError(f"pooled_noise(): the 4-tensor solve has residual {residual:.3g}.")
-    W4 = W4.reshape((n1,) * 4)
-    if car.batches is not None:
-        stack, weights = car.batches
-        Xi = np.einsum("ij,kjl,lm->kim", car.J, stack - car.Omega, car.R)  # (k, d, n+1)
-        out = np.einsum("kia,abcd->kibcd", Xi, W4)
-        out = np.einsum("kjb,kibcd->kijcd", Xi, out)
-        out = np.einsum("klc,kijcd->kijld", Xi, out)
-        out = np.einsum("k,kmd,kijld->ijlm", weights, Xi, out)
-        return out
-    centred = _mix(car.tensors, [_power(-car.Omega, j) for j in range(5)], 4)
-    return _contract4(_sandwich(centred, 4, car.J, car.R), W4)
+_METHODS = {
+    "exact-isserlis": "exact (Gaussian inputs: Isserlis)",
+    "exact-batches": "exact (finite data set: every minibatch enumerated)",
+    "exact-samples": "exact (finite data set: sums of i.i.d. draws)",
+    None: "exact (finite data set: the sampling design's second moment)",
+}
 
 
 def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMoments:
@@ -1129,7 +1018,13 @@ def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMo
     """
     from ._result import recursion_of
     from .moments import NumericMap
-    from .tails import MAX_OPERATOR_ROWS, _random_map, moment_radius, tail_index
+    from .tails import (
+        MAX_OPERATOR_ROWS,
+        _random_map,
+        homogeneous_update,
+        moment_radius,
+        tail_index,
+    )
 
     recursion = recursion_of(result, "pooled_noise()")
     land, nz = recursion.landscape, recursion.noise
@@ -1154,8 +1049,9 @@ def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMo
     small = (n + 1) ** 4 <= MAX_OPERATOR_ROWS
     radius = moment_radius(rmap, 4) if small else None
     available = radius is not None and radius[0] < 1
-    car = _carrier(rmap, fourth=available)
-    second = car.J @ car.second_map(car.R @ Z2 @ car.R.T) @ car.J.T
+    update = homogeneous_update(rmap, "pooled_noise_moments()", fourth=available)
+    J = np.eye(rmap.dim, rmap.dim + 1)
+    second = J @ _noise_second_map(rmap, update)(update.R @ Z2 @ update.R.T) @ J.T
     second = (second + second.T) / 2
     fourth, reason = None, ""
     if not small:
@@ -1165,11 +1061,10 @@ def pooled_noise_moments(result, params: Mapping | None = None) -> PooledNoiseMo
         reason = "no exact fourth-moment operator (too many minibatches without replacement)"
     elif not available:
         reason = f"infinite: ρ(E[A^⊗4]) = {radius[0]:.6g} ≥ 1 (the tail index is ≤ 4)"
-    elif car.tensors is None and car.batches is None:  # pragma: no cover - covered by radius
-        reason = "no exact fourth-moment route"
-    else:
-        fourth = _pooled_fourth(rmap, car)
-    method = car.method
+    else:  # E[ξ^⊗4] = E[(J(Ŵ − Ω)R)^⊗4]·E[z̃^⊗4]: ξ's factor is independent of the state
+        W4 = update.stationary_fourth("pooled_noise()")
+        fourth = update.expected_power4(J, update.R, -J @ update.Omega @ update.R, W4)
+    method = _METHODS[update.method]
     reduction = getattr(land, "reduction", None)
     if reduction is not None:  # every per-sample gradient lies in range(Xᵀ) = span U: ξ = Uξ_c
         U = np.array(reduction.basis.evalf(), dtype=float)

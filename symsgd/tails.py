@@ -1326,14 +1326,149 @@ def scalar_affine_maps(rmap, context: str) -> list[tuple[Fraction, Fraction, Fra
 
 
 @dataclass(frozen=True)
+class HomogeneousUpdate:
+    r"""Linear regression's random update through one random matrix: the homogeneous state
+    :math:`\tilde z = (z, 1)` moves by :math:`\tilde z' = (P + \hat B\,\hat W R)\,\tilde z`,
+
+    .. math:: P = \begin{pmatrix} M - BHK & -B\,\mathbb E\hat g\\ 0 & 1\end{pmatrix},\quad
+              \hat B = \begin{pmatrix}B&0\\0&0\end{pmatrix},\quad
+              \hat W = \frac1S\sum_{i\in\text{batch}} w_iw_i^\top,
+
+    with :math:`w_i = (x_i, \epsilon_i)\sim N(0, \Omega)`, :math:`\Omega =
+    \operatorname{diag}(A, 1)` and :math:`R = \begin{pmatrix}K & \theta_\gamma - \theta_*\\ 0 &
+    -\sigma\end{pmatrix}` online (label noise σε), or :math:`w_i = (x_i, y_i)`,
+    :math:`\Omega = \frac1N\sum_iw_iw_i^\top` and :math:`R = \begin{pmatrix}K & \theta_\gamma
+    \\ 0 & -1\end{pmatrix}` for a data set, so that the minibatch Hessian and the gradient
+    noise at the minimiser come from the same inputs (the per-sample gradient is
+    :math:`[I\;0]\,w_iw_i^\top R\tilde z`).  ``samples``: the rows :math:`w_i` of a data set
+    (None online).  The exact fourth-order law of :math:`\hat W`: ``tensors`` (its slot
+    tensors of orders 0 … 4: Isserlis, or sums of i.i.d. draws) or ``batches`` (every
+    minibatch's :math:`\hat W` and probability); both None when not asked for or when no exact
+    route exists.  ``method`` names the route ("exact-isserlis", "exact-samples",
+    "exact-batches", or None)."""
+
+    P: np.ndarray
+    Bh: np.ndarray
+    R: np.ndarray
+    Omega: np.ndarray
+    samples: np.ndarray | None
+    tensors: list | None
+    batches: tuple | None
+    method: str | None
+
+    def expected_power4(self, left, right, shift, W: np.ndarray | None = None) -> np.ndarray:
+        r""":math:`\mathbb E[(\text{shift} + \text{left}\,\hat W\,\text{right})^{\otimes4}]`
+        as a Kronecker matrix (square factors), or, given a 4-tensor W over the columns, the
+        4-tensor :math:`\mathbb E[(\cdot)^{\otimes4}]\cdot W` (contracted without forming the
+        matrix)."""
+        if self.batches is not None:
+            stack, weights = self.batches
+            A = shift + np.einsum("ij,kjl,lm->kim", left, stack, right)
+            if W is None:
+                return np.einsum("k,kij->ij", weights, _kron_power(A, 4))
+            out = np.einsum("kia,abcd->kibcd", A, W)
+            out = np.einsum("kjb,kibcd->kijcd", A, out)
+            out = np.einsum("klc,kijcd->kijld", A, out)
+            return np.einsum("k,kmd,kijld->ijlm", weights, A, out)
+        if self.tensors is None:
+            raise NotImplementedError("no exact fourth-order law of the minibatch matrix here.")
+        D = [_sandwich(self.tensors[j], j, left, right) for j in range(5)]
+        T = _mix(D, [_power(shift, j) for j in range(5)], 4)
+        return _as_matrix(T, 4) if W is None else np.einsum("iajbkcld,abcd->ijkl", T, W)
+
+    def stationary_fourth(self, context: str) -> np.ndarray:
+        r""":math:`\mathbb E[\tilde z^{\otimes4}]` (every stationary moment of order ≤ 4, odd
+        ones included; the last index is the constant 1): the solution of :math:`W =
+        \mathbb E[\tilde A^{\otimes4}]\,W` with :math:`W_{\star\star\star\star} = 1`, its
+        residual checked (``ArithmeticError`` naming ``context``).  The caller ensures
+        ρ(E[A^{⊗4}]) < 1."""
+        T = self.expected_power4(self.Bh, self.R, self.P)
+        n1 = self.P.shape[0]
+        size = n1**4
+        last = size - 1  # the index (n, n, n, n): the constant 1
+        system = np.eye(size) - T
+        system[last] = 0.0
+        system[last, last] = 1.0
+        rhs = np.zeros(size)
+        rhs[last] = 1.0
+        moments = np.linalg.solve(system, rhs)
+        residual = np.max(np.abs(T @ moments - moments))
+        if not residual <= 1e-9 * max(1.0, float(np.max(np.abs(moments)))):
+            raise ArithmeticError(f"{context}: the 4-tensor solve has residual {residual:.3g}.")
+        return moments.reshape((n1,) * 4)
+
+
+def homogeneous_update(rmap, context: str, fourth: bool = True) -> HomogeneousUpdate:
+    r"""The :class:`HomogeneousUpdate` of a prepared linear-regression problem (online Gaussian
+    inputs or a finite data set); with ``fourth`` the exact fourth-order law of :math:`\hat W`
+    (every minibatch when there are at most :data:`MAX_BATCHES`, else Isserlis or sums of
+    i.i.d. draws, as for :func:`moment_radius`).  ``NotImplementedError`` (naming ``context``)
+    for other problems."""
+    from .sampling import _Data, _Online
+
+    M, B, K = rmap.state_space
+    n, d = M.shape[0], rmap.dim
+    oracle = rmap.oracle
+    S = int(oracle.batch)
+    tensors = batches = samples = None
+    if isinstance(oracle, _Online):
+        beta, c = rmap.theta_min - oracle.star, -float(oracle.sigma)
+        mean_gradient = rmap.hessian @ beta
+        L = np.zeros((d + 1, d + 1))
+        L[:d, :d] = oracle.LA
+        L[d, d] = 1.0
+        Omega = L @ L.T
+        if fourth:
+            tensors = _sum_of_samples([_gaussian_moment(L, 2 * j) for j in range(5)], S, 4)
+        method = "exact-isserlis"
+    elif isinstance(oracle, _Data):
+        beta, c = rmap.theta_min, -1.0
+        samples = np.column_stack([oracle.X, oracle.Y])
+        N = samples.shape[0]
+        mean_gradient = oracle.X.T @ (oracle.X @ rmap.theta_min - oracle.Y) / N
+        Omega = samples.T @ samples / N
+        enumerated = _batches(N, S, oracle.replacement) if fourth else None
+        method = None
+        if enumerated is not None:
+            idx = np.array(enumerated[0])
+            stack = np.einsum("kbi,kbj->kij", samples[idx], samples[idx]) / S
+            batches = (stack, np.array([float(w) for w in enumerated[1]]))
+            method = "exact-batches"
+        elif fourth and oracle.replacement:
+            single = [_empirical_moment(samples, 2 * j) for j in range(5)]
+            tensors = _sum_of_samples(single, S, 4)
+            method = "exact-samples"
+    else:
+        raise NotImplementedError(
+            f"{context} covers MinibatchNoise on LinearRegression: online Gaussian inputs (any "
+            "A, label noise, batch S) or a finite data set (from_data, with or without "
+            f"replacement); got {rmap.describe()}."
+        )
+    P = np.zeros((n + 1, n + 1))
+    P[:n, :n] = M - B @ rmap.hessian @ K
+    P[:n, n] = -B @ mean_gradient
+    P[n, n] = 1.0
+    Bh = np.zeros((n + 1, d + 1))
+    Bh[:n, :d] = B
+    R = np.zeros((d + 1, n + 1))
+    R[:d, :n] = K
+    R[:d, n] = beta
+    R[d, n] = c
+    return HomogeneousUpdate(P, Bh, R, Omega, samples, tensors, batches, method)
+
+
+@dataclass(frozen=True)
 class FourthMoments:
     r"""Exact stationary second and fourth moments of the deviation δ = θ − θ_γ (mean 0):
     ``cov`` = E[δδᵀ] (d×d) and ``fourth`` = E[δ^{⊗4}] (d×d×d×d); ``kurtosis[i]`` =
-    :math:`\mathbb E\delta_i^4/(\mathbb E\delta_i^2)^2`."""
+    :math:`\mathbb E\delta_i^4/(\mathbb E\delta_i^2)^2`.  ``homogeneous`` =
+    :math:`\mathbb E[(z, 1)^{\otimes4}]` in the state coordinates z (the last index the
+    constant 1): every stationary moment of the state of order ≤ 4, odd ones included."""
 
     cov: np.ndarray
     fourth: np.ndarray
     method: str
+    homogeneous: np.ndarray
 
     @property
     def kurtosis(self) -> np.ndarray:
@@ -1369,16 +1504,13 @@ def stationary_fourth_moments(result, params: Mapping | None = None) -> FourthMo
     >>> np.round(m.kurtosis, 4)
     array([3.2158, 4.0641])
     """
-    from .sampling import _Online
-
     rmap = _random_map(result, params, "stationary_fourth_moments()")
     if not rmap.noise.depends_on_state():
         raise NotImplementedError(
             "stationary_fourth_moments(): with additive noise the stationary law is Gaussian "
             "(E δ^{⊗4} by Isserlis from result.cov)."
         )
-    M, B, K = rmap.state_space
-    n, d = M.shape[0], rmap.dim
+    n = rmap.state_space[0].shape[0]
     if (n + 1) ** 4 > MAX_OPERATOR_ROWS:
         raise NotImplementedError(
             f"stationary_fourth_moments(): the state has {n} dimensions; the 4-tensor system "
@@ -1395,65 +1527,11 @@ def stationary_fourth_moments(result, params: Mapping | None = None) -> FourthMo
             f"stationary_fourth_moments(): the stationary fourth moment is infinite here "
             f"(ρ(E[A^{{⊗4}}]) = {radius[0]:.6g} ≥ 1); lower the learning rate."
         )
-    oracle = rmap.oracle
-    S = int(oracle.batch)
-    if isinstance(oracle, _Online):
-        beta, c = rmap.theta_min - oracle.star, -float(oracle.sigma)
-        mean_gradient = rmap.hessian @ beta
-    else:
-        beta, c = rmap.theta_min, -1.0
-        mean_gradient = oracle.X.T @ (oracle.X @ rmap.theta_min - oracle.Y) / oracle.X.shape[0]
-    P = np.zeros((n + 1, n + 1))
-    P[:n, :n] = M - B @ rmap.hessian @ K
-    P[:n, n] = -B @ mean_gradient
-    P[n, n] = 1.0
-    Bh = np.zeros((n + 1, d + 1))
-    Bh[:n, :d] = B
-    R = np.zeros((d + 1, n + 1))
-    R[:d, :n] = K
-    R[:d, n] = beta
-    R[d, n] = c
-    if isinstance(oracle, _Online):
-        L = np.zeros((d + 1, d + 1))
-        L[:d, :d] = oracle.LA
-        L[d, d] = 1.0
-        single = [_gaussian_moment(L, 2 * j) for j in range(5)]
-        method = "exact-isserlis"
-    else:
-        W = np.column_stack([oracle.X, oracle.Y])
-        enumerated = _batches(W.shape[0], S, oracle.replacement)
-        if enumerated is None and oracle.replacement:
-            single = [_empirical_moment(W, 2 * j) for j in range(5)]
-            method = "exact-samples"
-        else:
-            single = None
-            method = "exact-batches"
-    if single is not None:
-        hessian = _sum_of_samples(single, S, 4)
-        D = [_sandwich(hessian[j], j, Bh, R) for j in range(5)]
-        T = _as_matrix(_mix(D, [_power(P, j) for j in range(5)], 4), 4)
-    else:
-        batches = np.array(enumerated[0])
-        Hw = np.einsum("kbi,kbj->kij", W[batches], W[batches]) / S
-        A = P + np.einsum("ij,kjl,lm->kim", Bh, Hw, R)
-        weights = np.array([float(w) for w in enumerated[1]])
-        T = np.einsum("k,kij->ij", weights, _kron_power(A, 4))
-    size = (n + 1) ** 4
-    last = size - 1  # the index (n, n, n, n): the constant 1
-    system = np.eye(size) - T
-    system[last] = 0.0
-    system[last, last] = 1.0
-    rhs = np.zeros(size)
-    rhs[last] = 1.0
-    moments = np.linalg.solve(system, rhs).reshape((n + 1,) * 4)
-    residual = np.max(np.abs(T @ moments.ravel() - moments.ravel()))
-    if not residual <= 1e-9 * max(1.0, float(np.max(np.abs(moments)))):
-        raise ArithmeticError(
-            f"stationary_fourth_moments(): the 4-tensor solve has residual {residual:.3g}."
-        )
+    update = homogeneous_update(rmap, "stationary_fourth_moments()")
+    moments = update.stationary_fourth("stationary_fourth_moments()")
     Theta = rmap.theta_map
     fourth = moments[:n, :n, :n, :n]
     for axis in range(4):
         fourth = np.moveaxis(np.tensordot(Theta, fourth, axes=([1], [axis])), 0, axis)
     second = Theta @ moments[:n, :n, n, n] @ Theta.T
-    return FourthMoments(second, fourth, method)
+    return FourthMoments(second, fourth, update.method, moments)

@@ -563,6 +563,13 @@ def test_tensor_system_agrees_with_the_scalar_moment_recursion(case, values):
     assert tensor.cov[0, 0] == pytest.approx(scalar.moments[1], rel=1e-10)
     assert tensor.fourth[0, 0, 0, 0] == pytest.approx(scalar.moments[3], rel=1e-9)
     assert tensor.kurtosis[0] == pytest.approx(scalar.kurtosis, rel=1e-9)
+    # the homogeneous 4-tensor E[(δ, 1)^⊗4] holds every moment of order ≤ 4, odd ones included
+    H = tensor.homogeneous
+    assert H.shape == (2, 2, 2, 2) and H[1, 1, 1, 1] == pytest.approx(1, abs=1e-12)
+    for k in range(1, 5):
+        index = (0,) * k + (1,) * (4 - k)
+        assert H[index] == pytest.approx(scalar.moments[k - 1], rel=1e-9, abs=1e-12), k
+        assert H[tuple(reversed(index))] == pytest.approx(H[index], rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize(
