@@ -254,8 +254,9 @@ class TraceCoupling:
     D: object
 
     def __call__(self, sigma):
-        if isinstance(sigma, np.ndarray):
+        if isinstance(self.F, np.ndarray) or isinstance(sigma, np.ndarray):
             F, W, D = (np.asarray(m, dtype=float) for m in (self.F, self.W, self.D))
+            sigma = np.asarray(sigma, dtype=float)
             return float(self.scale) * (F @ sigma @ F.T) + np.trace(W @ sigma) * D
         F, W, D = (sp.Matrix(m) for m in (self.F, self.W, self.D))
         sigma = sp.Matrix(sigma)
