@@ -79,20 +79,31 @@ def schur_conditions(p: sp.Expr, z: sp.Symbol) -> list[sp.Expr]:
     q = sp.Poly(
         sp.expand(sum(c * (1 + w) ** k * (1 - w) ** (n - k) for (k,), c in poly.terms())), w
     )
-    return hurwitz_conditions([q.coeff_monomial(w**k) for k in range(n, -1, -1)])
+    # Liénard–Chipart: the coefficients implied by the others are dropped (minimal=True)
+    return hurwitz_conditions([q.coeff_monomial(w**k) for k in range(n, -1, -1)], minimal=True)
 
 
-def hurwitz_conditions(a: list) -> list[sp.Expr]:
+def hurwitz_conditions(a: list, minimal: bool = False) -> list[sp.Expr]:
     """Polynomials that must all be positive for ``a[0] w^n + … + a[n]`` to have every root in
-    the open left half-plane (Liénard–Chipart: all coefficients and the Hurwitz minors
-    Δ_{n-1}, Δ_{n-3}, … positive).
+    the open left half-plane: the Liénard–Chipart criterion (Gantmacher, *Theory of Matrices*
+    II, ch. XV §13) — with a[0] > 0, the coefficients a[n], a[n-2], a[n-4], … and the Hurwitz
+    minors Δ_{n-1}, Δ_{n-3}, … (Δ_1 = a[1]) positive.  The other coefficients a[n-1], a[n-3], …
+    are *implied* (a Hurwitz polynomial with a[0] > 0 has every coefficient positive), so with
+    ``minimal=True`` they are not listed: e.g. for n = 3, Δ_2 = a_1a_2 − a_0a_3 > 0 with
+    a_0, a_1, a_3 > 0 forces a_2 > 0.  (The default lists every coefficient: a condition
+    simplified by the symbols' sign assumptions then still guards points outside them.)
 
     >>> w, b, c = sp.symbols("w b c", real=True)
     >>> hurwitz_conditions([1, b, c])
     [1, b, c]
     """
     n = len(a) - 1
-    conds = [sp.expand(c) for c in a]
+    # a[0] (the theorem's hypothesis), a[k] with n − k even, and Δ_1 = a[1] when n is even
+    conds = [
+        sp.expand(c)
+        for k, c in enumerate(a)
+        if not minimal or k == 0 or (n - k) % 2 == 0 or (k == 1 and n % 2 == 0)
+    ]
 
     def coef(k):
         return a[k] if 0 <= k <= n else sp.Integer(0)

@@ -3,6 +3,7 @@ and, independently, against the spectral radius of the second-moment map on both
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import sympy as sp
 
@@ -184,3 +185,41 @@ def test_edge_reads_product_margins_and_isolated_exclusions():
     assert edge == sp.Rational(2, 5)
     assert spectral_radius(r.recursion, {ss.lr: edge * sp.Rational(99, 100)}) < 1
     assert spectral_radius(r.recursion, {ss.lr: edge * sp.Rational(101, 100)}) > 1
+
+
+def test_lienard_chipart_drops_implied_coefficients_and_agrees_with_the_spectral_radius():
+    """Minibatch heavy ball keeps 4 margins (a_0, a_1, a_3 and Δ_2 of the bilinear-transformed
+    cubic: a_2 > 0 is implied by Liénard–Chipart), and "every margin positive" agrees with
+    ρ(T) < 1 of the second-moment map at 400 random points (λ, μ, S), both sides of the edge."""
+    from symsgd.moments import spectral_radius
+    from symsgd.stability import hurwitz_conditions
+
+    b = sp.symbols("b0:4", real=True)
+    assert hurwitz_conditions(list(b), minimal=True) == [
+        b[0],
+        b[1],
+        b[3],
+        b[1] * b[2] - b[0] * b[3],
+    ]
+    assert len(hurwitz_conditions(list(b))) == 5  # the default keeps every coefficient
+    lr, mu, S = ss.lr, ss.momentum, ss.batch_size
+    r = ss.stationary(ss.HeavyBall(lr, mu), ss.LinearRegression(1, 1), ss.MinibatchNoise(S))
+    margins = list(r.conditions.args)
+    assert len(margins) == 4
+    rec = ss.build_recursion(ss.HeavyBall(lr, mu), ss.LinearRegression(1, 1), ss.MinibatchNoise(S))
+    rng = np.random.default_rng(11)
+    inside = outside = 0
+    for _ in range(400):
+        point = {
+            lr: sp.Rational(int(rng.integers(1, 400)), 100),
+            mu: sp.Rational(int(rng.integers(0, 100)), 100),
+            S: int(rng.integers(1, 9)),
+        }
+        rho = spectral_radius(rec, point)
+        if abs(rho - 1) < 1e-9:
+            continue
+        holds = all(bool(c.subs(point)) for c in margins)
+        assert holds == (rho < 1), (point, rho)
+        inside += holds
+        outside += not holds
+    assert inside > 50 and outside > 50
