@@ -41,6 +41,8 @@ __all__ = [
     "DENSE_MAX_STATE",
     "NumericMap",
     "TraceCoupling",
+    "TraceSplit",
+    "block_rows",
     "coupled_groups",
     "from_halfvec",
     "halfvec_operator_system",
