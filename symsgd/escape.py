@@ -105,7 +105,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -776,7 +776,7 @@ class StationaryDensity:
 
     For a finite data set the law may be singular: ``density`` is then None, ``cdf`` holds
     the distribution function at the ``edges`` and ``note`` says why (see
-    :func:`stationary_density`)."""
+    :func:`stationary_density`); ``note`` also states a power-law tail correction."""
 
     edges: np.ndarray
     density: np.ndarray | None
@@ -805,7 +805,7 @@ def _stationary(kernel: _Kernel, lo: float, hi: float, n: int):
     width = edges[1] - edges[0]
     mean = float(pi @ centres)
     second = float(pi @ (centres**2)) + width**2 / 12  # uniform within a cell
-    return edges, pi / width, mean, second - mean**2
+    return edges, pi / width, mean, second - mean**2, (centres, pi)
 
 
 def stationary_density(
@@ -816,6 +816,14 @@ def stationary_density(
     standard deviations (the chain's second-moment fixed point; tests check the variance against
     :func:`symsgd.stationary`), on
     ``cells`` and ``2·cells + 1`` cells.
+
+    Multiplicative noise gives the law a power-law tail :math:`P(|\delta| > t)\sim
+    Ct^{-\alpha}` (α from :func:`symsgd.tails.tail_index`), and the part of the variance beyond
+    the cut at ±W, :math:`\mathbb E[\delta^2; |\delta| > W]\propto W^{2-\alpha}`, decays
+    slowly as α → 2 (≈ 30 % at α ≈ 2.3): it is estimated from the grid's mass in
+    W/4 < |δ| ≤ W under the power law, added to ``variance`` and, as an estimate rather than a
+    bound, to ``error``; ``note`` says so (also for a finite data set whose support is
+    unbounded).
 
     >>> import sympy as sp, symsgd as ss
     >>> a = sp.Symbol("a", positive=True)
@@ -830,17 +838,56 @@ def stationary_density(
     kernel = _kernel(problem, "stationary_density()")
     if not (isinstance(cells, int) and cells >= 10):
         raise ValueError(f"stationary_density: cells must be an integer ≥ 10; got {cells!r}.")
+
+    def alpha() -> float:  # the tail index (Kesten–Goldie), exact for a scalar state
+        from .tails import tail_index
+
+        t = tail_index(result, params)
+        return float(t.bracket[0] if t.alpha is None else t.alpha)  # bracketed: the heavier
+
     if isinstance(kernel, _Mixture):
-        return _mixture_density(problem, kernel, cells)
+        return _mixture_density(problem, kernel, cells, alpha)
     sd = math.sqrt(_exact_variance(problem))
     half = STATIONARY_WIDTH * sd
-    _, _, _, coarse = _stationary(kernel, -half, half, cells | 1)
-    edges, density, mean, fine = _stationary(kernel, -half, half, 2 * (cells | 1) + 1)
+    coarse = _stationary(kernel, -half, half, cells | 1)[3]
+    edges, density, mean, fine, (x, pi) = _stationary(kernel, -half, half, 2 * (cells | 1) + 1)
     value = fine + (fine - coarse) / 3  # Richardson: the finite-volume error is O(h²)
-    return StationaryDensity(edges, density, mean, value, abs(fine - coarse) / 3)
+    error = abs(fine - coarse) / 3
+    note = ""
+    if not kernel.additive:  # multiplicative noise: a power-law tail beyond the grid
+        index = alpha()
+        tail = _cut_tail(x, pi, half, index)
+        value, error = value + tail, error + tail
+        note = _cut_note("the online minibatch noise multiplies the state", index, tail)
+    return StationaryDensity(edges, density, mean, value, error, note=note)
 
 
-def _mixture_density(problem: Problem, kernel: _Mixture, cells: int) -> StationaryDensity:
+def _cut_tail(x: np.ndarray, pi: np.ndarray, W: float, alpha: float) -> float:
+    r""":math:`\mathbb E[\delta^2;\,|\delta| > W]` of a law cut at ±W with a power-law tail
+    :math:`P(|\delta| > t)\approx P(|\delta| > W)(W/t)^\alpha` (Kesten–Goldie; α > 2): the
+    grid's outer three quarters hold :math:`P(W/4 < |\delta| \le W) = P(|\delta| > W)
+    (4^\alpha - 1)`, and :math:`\int_W^\infty t^2\,dF = W^2 P(|\delta| > W)\,\alpha/
+    (\alpha - 2)`.  (The band starts at W/4, not nearer the edge: the grid chain is conditioned
+    to stay, which piles the escaping mass up near ±W.)  An estimate (the asymptote used from
+    W/4 on), not a bound: callers add it to the value and to the error."""
+    if math.isinf(alpha):  # every moment finite: no power-law tail
+        return 0.0
+    band = float(pi[np.abs(x) > W / 4].sum())
+    return W * W * band / (4**alpha - 1) * alpha / (alpha - 2)
+
+
+def _cut_note(why: str, alpha: float, tail: float) -> str:
+    return (
+        f"the support is unbounded ({why}) and the law is cut at ±{STATIONARY_WIDTH:g} standard "
+        f"deviations: its power-law tail (α = {alpha:.4g}) beyond holds ≈ {tail:.2g} of the "
+        "variance, added to it and to the error (an estimate from the grid's outer "
+        "three quarters, not a bound)"
+    )
+
+
+def _mixture_density(
+    problem: Problem, kernel: _Mixture, cells: int, alpha: Callable[[], float]
+) -> StationaryDensity:
     r"""The stationary law of a finite affine mixture: the invariant vector of the chain whose
     every image :math:`a_bx_i + c_b` is split between its two neighbouring nodes (the linear
     interpolation weights: the mean is kept), on the hull of the support when every map
@@ -876,24 +923,11 @@ def _mixture_density(problem: Problem, kernel: _Mixture, cells: int) -> Stationa
         )
     error = abs(variances[1] - variances[0]) / 3
     if not bounded:  # the power-law tail beyond the grid: P(|δ| > x) ≈ P(|δ| > W)(W/x)^α
-        from scipy.optimize import brentq
-
-        def kesten(alpha: float) -> float:
-            return float(np.log(kernel.p @ np.abs(kernel.a) ** alpha))
-
-        alpha = brentq(kesten, 2.0, 200.0)  # E A² < 1 (_exact_variance) and max |a_b| > 1
-        W = hi
-        beyond_half = float(pi[np.abs(x) > W / 2].sum())
-        edge_mass = beyond_half * 2**-alpha / (1 - 2**-alpha)
-        tail = W * W * edge_mass * alpha / (alpha - 2)  # E[δ²; |δ| > W]
-        value += tail  # a tail correction; its size joins the error (an estimate, no bound)
-        error += tail
-        note += (
-            f"; the support is unbounded (max |a_b| = {float(np.max(np.abs(kernel.a))):.4g} > 1) "
-            f"and the law is cut at ±{STATIONARY_WIDTH:g} standard deviations: its power-law "
-            f"tail (α = {alpha:.4g}) beyond holds ≈ {tail:.2g} of the variance, added to it "
-            "and to the error (an estimate from the grid's outer half, not a bound)"
-        )
+        index = alpha()
+        tail = _cut_tail(x, pi, hi, index)
+        value, error = value + tail, error + tail
+        why = f"max |a_b| = {float(np.max(np.abs(kernel.a))):.4g} > 1"
+        note += "; " + _cut_note(why, index, tail)
     edges = np.linspace(lo, hi, x.size + 1)
     cdf = np.concatenate([[0.0], np.cumsum(pi)])
     return StationaryDensity(edges, None, mean, value, error, cdf=cdf, note=note)

@@ -470,11 +470,28 @@ def test_radial_additive_passage_against_a_nystrom_oracle(d, step, noise, depth)
 def test_finite_data_unbounded_support_corrects_the_cut_tail():
     """λ = 0.9: one minibatch map expands (|a_b| = 1.6), the support is unbounded with tail index
     α ≈ 3.25, and the grid cut at ±24 s.d. drops ≈ 1.7 % of the variance; the power-law tail
-    correction restores it within the stated error."""
+    correction (its mass from the grid's outer three quarters, as online) restores it within
+    the stated error; what is left is the O(h) smearing of the node-splitting chain."""
     r = on_data(1)
     values = {ss.lr: 0.9}
     law = escape.stationary_density(r, values, cells=300)
     exact = _scalar_cov(r, values)
     assert "unbounded" in law.note and "α = 3.25" in law.note
     assert abs(law.variance - exact) <= law.error < 0.03 * exact
-    assert law.variance == pytest.approx(exact, rel=2e-3)
+    assert law.variance == pytest.approx(exact, rel=2.5e-3)
+
+
+@pytest.mark.parametrize(("S", "lr", "alpha"), [(1, 0.6, 2.302), (2, 0.9, 2.368)])
+def test_online_heavy_tail_corrects_the_cut_tail(S, lr, alpha):
+    """λa close to the mean-square edge 2S/(S + 2): α ≈ 2.3, and the grid cut at ±24 s.d. drops
+    ≈ 30 % of the variance (P(|δ| > t) ~ t^-α: E[δ²; |δ| > W] ∝ W^(2−α) decays slowly); the
+    power-law tail correction restores it within the stated error, and the variance agrees with
+    the exact stationary covariance (finite for α > 2) to a few per cent."""
+    r = ss.stationary(ss.SGD(ss.lr), ss.LinearRegression(a, label_variance=1), ss.MinibatchNoise(S))
+    values = {ss.lr: lr, a: 1}
+    law = escape.stationary_density(r, values, cells=300)
+    exact = _scalar_cov(r, values)
+    assert "unbounded" in law.note and f"α = {alpha}" in law.note
+    assert abs(law.variance - exact) <= law.error
+    assert law.error > 0.2 * exact  # the cut-off tail is a large part of the variance here
+    assert law.variance == pytest.approx(exact, rel=0.04)
