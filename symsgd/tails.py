@@ -62,12 +62,14 @@ __all__ = [
     "SAMPLES",
     "FourthMoment",
     "FourthMoments",
+    "HomogeneousUpdate",
     "LyapunovExponent",
     "StationaryMoments",
     "TailIndex",
     "chi2_moments",
     "fourth_moment",
     "fourth_moment_radius",
+    "homogeneous_update",
     "lyapunov_exponent",
     "moment_conditions",
     "moment_radius",
@@ -1403,7 +1405,18 @@ def homogeneous_update(rmap, context: str, fourth: bool = True) -> HomogeneousUp
     inputs or a finite data set); with ``fourth`` the exact fourth-order law of :math:`\hat W`
     (every minibatch when there are at most :data:`MAX_BATCHES`, else Isserlis or sums of
     i.i.d. draws, as for :func:`moment_radius`).  ``NotImplementedError`` (naming ``context``)
-    for other problems."""
+    for other problems.
+
+    >>> import symsgd as ss
+    >>> from symsgd.sampling import prepare
+    >>> land = ss.LinearRegression.from_data([[1.0], [2.0]], [1.0, 0.0])
+    >>> u = homogeneous_update(prepare(ss.SGD(0.25), land, ss.MinibatchNoise(1), {}), "example")
+    >>> u.method, u.batches[0].shape  # two minibatches, Ŵ = w_bw_bᵀ with w_b = (x_b, y_b)
+    ('exact-batches', (2, 2, 2))
+    >>> W = u.stationary_fourth("example")  # E[(δ, 1)^⊗4]; E δ² = E c²/(1 − E A²)
+    >>> round(float(W[0, 0, 1, 1]), 6), round(float(W[0, 1, 1, 1]), 12)
+    (0.055652, 0.0)
+    """
     from .sampling import _Data, _Online
 
     M, B, K = rmap.state_space
@@ -1480,20 +1493,13 @@ class FourthMoments:
 def stationary_fourth_moments(result, params: Mapping | None = None) -> FourthMoments:
     r"""Exact stationary fourth moments of a small state (:math:`(n+1)^4` ≤
     :data:`MAX_OPERATOR_ROWS`) from the linear system on 4-tensors of the homogeneous state
-    :math:`\tilde z = (z, 1)`: :math:`\tilde z' = \tilde A\tilde z` with
-
-    .. math:: \tilde A = \begin{pmatrix} M - BHK & -B\,\mathbb E\hat g\\ 0 & 1\end{pmatrix}
-              + \hat B\,\Bigl(\frac1S\sum_i w_iw_i^\top\Bigr) R,
-
-    where :math:`w_i = (x_i, \epsilon_i)` (online Gaussian data, label noise σε) or
-    :math:`(x_i, y_i)` (a data set), :math:`\hat B = \begin{pmatrix}B&0\\0&0\end{pmatrix}`
-    and :math:`R = \begin{pmatrix}K & \beta\\ 0 & c\end{pmatrix}` (β = θ_γ − θ*, c = −σ
-    online; β = θ_γ, c = −1 for data), so that the minibatch Hessian and the gradient noise at
-    the minimiser come from the same inputs.  :math:`W = \mathbb E[\tilde z^{\otimes 4}]`
-    solves :math:`W = \mathbb E[\tilde A^{\otimes 4}]\,W` with :math:`W_{\star\star\star\star}
-    = 1`; :math:`\mathbb E[\tilde A^{\otimes 4}]` is exact (Isserlis, sums of i.i.d. draws
-    or every minibatch, as for :func:`moment_radius`).  ``ValueError`` when the fourth moment
-    is infinite (ρ₄ ≥ 1).
+    :math:`\tilde z = (z, 1)`, which moves by :math:`\tilde A = P + \hat B\hat WR` (the
+    minibatch Hessian and the gradient noise at the minimiser from the same inputs: see
+    :class:`HomogeneousUpdate`): :math:`W = \mathbb E[\tilde z^{\otimes 4}]` solves
+    :math:`W = \mathbb E[\tilde A^{\otimes 4}]\,W` with :math:`W_{\star\star\star\star} = 1`
+    (returned as ``homogeneous``); :math:`\mathbb E[\tilde A^{\otimes 4}]` is exact
+    (Isserlis, sums of i.i.d. draws or every minibatch, as for :func:`moment_radius`).
+    ``ValueError`` when the fourth moment is infinite (ρ₄ ≥ 1).
 
     >>> import sympy as sp, symsgd as ss
     >>> r = ss.stationary(ss.SGD(ss.lr), ss.LinearRegression(sp.diag(1, 2), label_variance=1),
