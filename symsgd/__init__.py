@@ -15,6 +15,7 @@ from ._transient import Transient, transient
 from ._verify import Verdict, parse_formula, verify
 from .adaptive import AdamFixedPoint, adam_self_consistency_equations, adam_self_consistent
 from .applications import (
+    ModeGeneratingFunction,
     budget_curve,
     exact_minimum,
     implicit_weight_decay,
@@ -24,6 +25,7 @@ from .applications import (
     simulate_schedule,
     simulate_transient,
     stable_interval,
+    transient_generating_function,
 )
 from .budget import DerivationTimeout
 from .errors import InternalError, UnstableError
@@ -138,6 +140,7 @@ __all__ = [
     "LocalLandscape",
     "LyapunovExponent",
     "MinibatchNoise",
+    "ModeGeneratingFunction",
     "NaturalGradient",
     "Nesterov",
     "Noise",
@@ -221,6 +224,7 @@ __all__ = [
     "symbolic_moments",
     "tail_index",
     "transient",
+    "transient_generating_function",
     "verify",
     "weight_decay",
     "ziyin_exponent",

@@ -446,12 +446,19 @@ class Result:
             )
         form = self.form
         from .cayley import StructuredForm
+        from .lyapunov import TraceSplitForm
 
+        if isinstance(form, TraceSplitForm):
+            return self._trace_split_latex(form, env, lr_name)
         if not isinstance(form, StructuredForm):
+            kind = getattr(
+                form,
+                "description",
+                "fully symbolic momentum with d ≥ 3, solved in the characteristic algebra of H",
+            )
             raise ValueError(
-                "latex() is not available for this structured result (fully symbolic momentum "
-                "with d ≥ 3, solved in the characteristic algebra of H); fix some parameters "
-                "with .subs(...) first, or evaluate with .lambdify()."
+                f"latex() is not available for this structured result ({kind}); fix some "
+                "parameters with .subs(...) first, or evaluate with .lambdify()."
             )
         K_name = "H" if form.K == sp.ImmutableMatrix(self.landscape.hessian) else "K"
         C = self._noise_matrix()
@@ -460,6 +467,25 @@ class Result:
         names = {self._lr_symbol(): command(lr_name)} if lr_name else {}
         body, where = structured_latex(form, K_name, F_name, names, self.values)
         return layout(lhs, body, where, env)
+
+    def _trace_split_latex(self, form, env: str | None, lr_name: str | None) -> str:
+        r""":math:`\Sigma` of a trace-split result with the closed trace kept as one symbol:
+        each entry :math:`U + \kappa V` (:class:`symsgd.lyapunov.TraceSplitForm`), and
+        :math:`\kappa = \operatorname{Tr}(A\Sigma)` defined below it."""
+        kappa = sp.Symbol("kappa")
+        state = sp.zeros(form.n, form.n)
+        for rows, U, V in form.blocks:
+            for i, a in enumerate(rows):
+                for j, b in enumerate(rows):
+                    state[a, b] = U[i, j] + kappa * V[i, j]
+        cov = congruence(self._theta_map(), state).applyfunc(
+            lambda e: canonical(self._apply(e)) if e != 0 else e
+        )
+        names = {self._lr_symbol(): command(lr_name)} if lr_name else {}
+        trace = canonical(self._apply(form.kappa))
+        body = sp.latex(cov, symbol_names=names)
+        where = rf"\kappa = \operatorname{{Tr}}(A\Sigma) = {sp.latex(trace, symbol_names=names)}"
+        return layout(self._state_name(), body, where, env)
 
     def lambdify(
         self, what: str | tuple = "cov", backend: str = "numpy", unstable: str = "raise"

@@ -476,7 +476,8 @@ def _numeric_stationary(
     the problem is not for it (the exact path then answers)."""
     if method not in ("auto", "numeric") or landscape.eigenmode:
         return None
-    numbers, floats = _numbers_only(optimizer, landscape, noise)
+    # fields that do not enter the recursion (Adam's β₂) must not make a problem look symbolic
+    numbers, floats = _numbers_only(optimizer.in_recursion(), landscape, noise)
     if not numbers:
         return None
     n = optimizer.blocks * landscape.dim

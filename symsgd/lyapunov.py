@@ -562,6 +562,8 @@ class TraceSplitForm:
     (:class:`TraceSplitSolver`).  Readouts use the entries as they are; expanding them into
     one cancelled fraction would multiply out the denominators of every block."""
 
+    #: what kind of structured answer this is (error messages name it)
+    description = "online regression split into blocks coupled by one trace κ = Tr(AΣ)"
     #: ``(state rows, U_b, V_b)`` per block (sympy matrices)
     blocks: tuple
     #: :math:`\sum_b p_b` and :math:`\sum_b q_b` (unexpanded sums over the blocks)

@@ -211,8 +211,9 @@ def stein_solve(M: np.ndarray, F: np.ndarray) -> tuple[np.ndarray | None, bool]:
 
     n = M.shape[0]
     if n < 10:  # scipy's direct method, and the plain eigenvalues
-        stable = _radius(M) < 1
-        return solve_discrete_lyapunov(M, F), stable
+        if not _radius(M) < 1:  # (an eigenvalue on the unit circle makes the system singular)
+            return None, False
+        return solve_discrete_lyapunov(M, F), True
     eye = np.eye(n)
     try:
         right = inv(M.T + eye)

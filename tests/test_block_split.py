@@ -252,3 +252,25 @@ def test_auto_order_splits_large_states_and_keeps_small_ones_exact():
     assert ss.stationary(ss.SGD(ss.lr), land, noise).method == "exact"
     hb = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), land, noise)
     assert hb.method == "trace-split-structured" and hb.certificate.how == "exact"
+
+
+def test_latex_of_a_structured_trace_split_keeps_kappa_as_one_symbol():
+    a = sp.symbols("a1:6", positive=True)
+    sigma = sp.Symbol("sigma", positive=True)
+    land = ss.LinearRegression(sp.diag(*a), label_variance=sigma**2)
+    r = ss.stationary(ss.SGD(ss.lr), land, ss.MinibatchNoise(ss.batch_size))
+    assert r.method.startswith("trace-split")
+    text = r.latex(env="align*", lr=r"\eta")
+    assert text.count(r"\kappa") >= 6 and r"\operatorname{Tr}(A\Sigma)" in text
+    assert r"\eta" in text and r"\lambda" not in text
+    # the printed entries are U + κV: at κ = Tr(AΣ) they are the result's own entries
+    kappa = sum(a[i] * r.cov[i, i] for i in range(5))
+    point = {
+        ss.lr: R(1, 7),
+        ss.batch_size: 3,
+        sigma: 2,
+        **{x: R(k + 1, 2) for k, x in enumerate(a)},
+    }
+    k = sp.Symbol("kappa")
+    entry = ss.lr * (sigma**2 + k) / (2 * ss.batch_size - a[0] * ss.lr * (ss.batch_size + 1))
+    assert sp.simplify(entry.subs(k, kappa).subs(point) - r.cov[0, 0].subs(point)) == 0

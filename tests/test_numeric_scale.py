@@ -226,3 +226,17 @@ def test_adam_in_recursion_drops_only_beta2():
     assert a.M == b.M and a.B == b.B
     avg = ss.Averaged(opt, decay=sp.Rational(1, 2)).in_recursion()
     assert avg.inner.beta2 == 0
+
+
+def test_adam_default_beta2_takes_the_numeric_path_with_the_same_answer():
+    # β₂ does not enter the linear theory, so a symbolic default must not force sympy
+    rng = np.random.default_rng(3)
+    G = rng.normal(size=(12, 12))
+    H = G @ G.T / 12 + 0.5 * np.eye(12)
+    land, noise = ss.Quadratic(H), ss.AdditiveNoise(np.eye(12))
+    default = ss.stationary(ss.Adam(0.01, 0.9, eps=1e-8), land, noise)
+    given_beta2 = ss.stationary(ss.Adam(0.01, 0.9, beta2=0.999, eps=1e-8), land, noise)
+    assert default.method.startswith("numeric-float")
+    np.testing.assert_allclose(
+        np.array(default.cov, float), np.array(given_beta2.cov, float), rtol=1e-12, atol=0
+    )
