@@ -134,6 +134,15 @@ class Optimizer:
         """The preconditioner P (``None`` for the identity)."""
         return None
 
+    def numeric_preconditioner(self, landscape: Landscape, noise: Noise):
+        """P as a float64 array for an all-numeric problem (``None`` for the identity): by
+        default :meth:`preconditioner` read in floats; an optimizer that can form P in numpy
+        directly overrides this (the float path then never builds a sympy matrix)."""
+        from .landscapes import _floats
+
+        P = self.preconditioner(landscape, noise)
+        return None if P is None else _floats(P)
+
     def continuous_lr(self) -> sp.Expr:
         """The effective learning rate of the optimizer's small-λ SDE (λ for SGD)."""
         return self.lr
@@ -332,13 +341,19 @@ class NaturalGradient(SGD):
         then certified by its float residual like any float problem."""
         fast = _float_inverse_fisher(self, landscape, noise)
         if fast is not None:
-            return fast
+            d = len(fast)
+            return sp.ImmutableMatrix(d, d, [sp.Float(x) for x in fast.ravel().tolist()])
         F = (
             noise.fisher(landscape, self.weight_decay)
             if self.fisher is None
             else _matrix_or_mode(self.fisher, landscape, "fisher")
         )
         return _inverse(sp.Matrix(F), "NaturalGradient needs F⁻¹, but the Fisher F")
+
+    def numeric_preconditioner(self, landscape, noise):
+        """:math:`F^{-1}` in float64 without a sympy matrix on float problems."""
+        fast = _float_inverse_fisher(self, landscape, noise)
+        return fast if fast is not None else super().numeric_preconditioner(landscape, noise)
 
 
 @dataclass(frozen=True)
@@ -616,8 +631,9 @@ def _float_problem(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> 
     return floats
 
 
-def _float_inverse_fisher(optimizer, landscape: Landscape, noise: Noise) -> sp.Matrix | None:
-    """:math:`F^{-1}` of a float problem in float64 (None when the problem is not one)."""
+def _float_inverse_fisher(optimizer, landscape: Landscape, noise: Noise):
+    """:math:`F^{-1}` of a float problem as a symmetric float64 array (None when the problem
+    is not one)."""
     if not _float_problem(optimizer, landscape, noise):
         return None
     import numpy as np
@@ -637,8 +653,7 @@ def _float_inverse_fisher(optimizer, landscape: Landscape, noise: Noise) -> sp.M
             "add weight decay."
         )
     P = np.linalg.inv(F)
-    d = len(P)
-    return sp.ImmutableMatrix(d, d, [sp.Float(x) for x in ((P + P.T) / 2).ravel().tolist()])
+    return (P + P.T) / 2
 
 
 def _irrational_numbers(entries: list) -> bool:

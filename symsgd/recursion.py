@@ -263,8 +263,7 @@ def numeric_recursion(optimizer: Optimizer, landscape: Landscape, noise: Noise) 
     d, blocks = landscape.dim, optimizer.blocks
     n = d * blocks
     H = _float_array(landscape.hessian)
-    P = optimizer.preconditioner(landscape, noise)
-    P = None if P is None else _float_array(P)
+    P = optimizer.numeric_preconditioner(landscape, noise)
     stepper = float_fields(optimizer)
 
     def run(Z: np.ndarray, XI: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
