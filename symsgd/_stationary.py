@@ -25,7 +25,7 @@ import sympy as sp
 
 from ._continuous import ContinuousTime, langevin
 from ._result import Result, _scalar, check_readout, congruence
-from ._util import field_atoms, field_symbols, replace_fields, symbols_in
+from ._util import field_atoms, field_symbols, numbers_only, replace_fields, symbols_in
 from .budget import progress_policy, time_limit
 from .certify import certify_modes
 from .domain import check_values, problem_constraints
@@ -477,7 +477,7 @@ def _numeric_stationary(
     if method not in ("auto", "numeric") or landscape.eigenmode:
         return None
     # fields that do not enter the recursion (Adam's β₂) must not make a problem look symbolic
-    numbers, floats = _numbers_only(optimizer.in_recursion(), landscape, noise)
+    numbers, floats = numbers_only(optimizer.in_recursion(), landscape, noise)
     if not numbers:
         return None
     n = optimizer.blocks * landscape.dim
@@ -503,26 +503,6 @@ def _numeric_stationary(
         raise UnstableError.at("stationary()", subject=subject, rho=T.radius(), advice=advice)
     solution = numeric_solution(T, name)
     return Stationary(solution=solution, recursion=recursion, stability=(sp.true, True))
-
-
-def _numbers_only(*pieces) -> tuple[bool, bool]:
-    """``(every value the pieces hold is a number, some of them is a float)`` in one cheap
-    walk over the nonzero entries (plain numbers are recognised by class, before any
-    ``free_symbols``)."""
-    from ._util import _leaves
-    from .landscapes import _number_kind
-
-    floats = False
-    for piece in pieces:
-        for leaf in _leaves(piece):
-            if isinstance(leaf, sp.MatrixBase):
-                numbers, some = _number_kind(leaf)
-            else:
-                numbers, some = not leaf.free_symbols, leaf.has(sp.Float)
-            if not numbers:
-                return False, False
-            floats = floats or some
-    return True, floats
 
 
 def _refuse_name_clashes(*pieces) -> None:

@@ -302,3 +302,22 @@ def symbols_in(value) -> set:
         else:
             out |= node.free_symbols
     return out
+
+
+def numbers_only(*pieces) -> tuple[bool, bool]:
+    """``(every field of the pieces is a number, some of them floats)``: one cheap walk over
+    the nonzero entries (plain numbers are recognised by class, before any
+    ``free_symbols``)."""
+    from .landscapes import _number_kind
+
+    floats = False
+    for piece in pieces:
+        for leaf in _leaves(piece):
+            if isinstance(leaf, sp.MatrixBase):
+                numbers, some = _number_kind(leaf)
+            else:
+                numbers, some = not leaf.free_symbols, leaf.has(sp.Float)
+            if not numbers:
+                return False, False
+            floats = floats or some
+    return True, floats

@@ -471,15 +471,7 @@ def _radial_passage(kernel: _Radial, radius: float, n: int) -> float:
     edges = np.linspace(0.0, radius, n + 1)
     P = kernel.matrix(edges)
     m = np.linalg.solve(np.eye(n) - P, np.ones(n))
-    top = float(np.max(m))
-    residual = np.max(np.abs(m - P @ m - 1))
-    if not residual < 1e-8 * max(1.0, top):
-        raise ArithmeticError(f"first_passage: the Poisson solve has residual {residual:.3g}.")
-    if not top < MAX_STEPS:
-        raise ArithmeticError(
-            f"first_passage: the mean passage time {top:.3g} steps exceeds {MAX_STEPS:g}: "
-            "I − P is singular to double-precision; lower the level."
-        )
+    _checked_passage(m, P, "I − P is singular to double precision")
     return 1.0 + float(kernel.matrix(edges, start=True)[0] @ m)
 
 
@@ -592,19 +584,28 @@ class FirstPassage:
         return f"FirstPassage({what}, steps={self.steps:.8g} ± {self.error:.2g})"
 
 
+def _checked_passage(m: np.ndarray, P, what: str) -> float:
+    """The largest mean passage time of a solved Poisson equation (I − P)m = 1, after its
+    residual check; ``ArithmeticError`` when the solve lost the exit probabilities."""
+    top = float(np.max(m)) if np.all(np.isfinite(m)) else math.inf
+    residual = float(np.max(np.abs(m - P @ m - 1))) if math.isfinite(top) else math.inf
+    if not residual < 1e-8 * max(1.0, top):
+        raise ArithmeticError(f"first_passage: the Poisson solve has residual {residual:.3g}.")
+    if not top < MAX_STEPS:
+        raise ArithmeticError(
+            f"first_passage: the mean passage time {top:.3g} steps exceeds {MAX_STEPS:g}: "
+            f"{what}; lower the level."
+        )
+    return top
+
+
 def _solve_passage(kernel: _Kernel, lo: float, hi: float, n: int) -> float:
     edges = np.linspace(lo, hi, n + 1)
     P = kernel.matrix(edges)
     m = np.linalg.solve(np.eye(n) - P, np.ones(n))
-    residual = np.max(np.abs(m - P @ m - 1))
-    if not residual < 1e-8 * max(1.0, float(np.max(m))):
-        raise ArithmeticError(f"first_passage: the Poisson solve has residual {residual:.3g}.")
-    if not np.max(m) < MAX_STEPS:
-        raise ArithmeticError(
-            f"first_passage: the mean passage time {np.max(m):.3g} steps exceeds {MAX_STEPS:g}: "
-            "the exit probabilities 1 − Σ_j P_ij are lost in double-precision rounding; lower "
-            "the level."
-        )
+    _checked_passage(
+        m, P, "the exit probabilities 1 − Σ_j P_ij are lost in double-precision rounding"
+    )
     centres = (edges[1:] + edges[:-1]) / 2
     return float(np.interp(0.0, centres, m))
 
@@ -737,15 +738,7 @@ def _mixture_solve(
     # the ordering; the natural one is the fastest measured
     lu = splu((sparse.identity(n + 1, format="csc") - P).tocsc(), permc_spec="NATURAL")
     m = lu.solve(np.ones(n + 1))
-    top = float(np.max(m)) if np.all(np.isfinite(m)) else math.inf
-    residual = float(np.max(np.abs(m - P @ m - 1))) if math.isfinite(top) else math.inf
-    if not residual < 1e-8 * max(1.0, top):
-        raise ArithmeticError(f"first_passage: the Poisson solve has residual {residual:.3g}.")
-    if not top < MAX_STEPS:
-        raise ArithmeticError(
-            f"first_passage: the mean passage time {top:.3g} steps exceeds {MAX_STEPS:g}: "
-            "I − P is singular to double precision; lower the level."
-        )
+    _checked_passage(m, P, "I − P is singular to double precision")
     y = kernel.c  # the images of the minimiser δ = 0, interpolated like the matrix does
     inside = (y > lo) & (y < hi)
     return 1.0 + float(kernel.p[inside] @ np.interp(y[inside], x, m))

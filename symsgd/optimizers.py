@@ -611,24 +611,13 @@ def _flatten(entries: list) -> list:
 
 def _float_problem(optimizer: Optimizer, landscape: Landscape, noise: Noise) -> bool:
     """Every value of the three objects a number and some of them a float (an explicit
-    landscape): the problem is solved in float64, so its preconditioner may be built there.
-    One cheap walk over the nonzero entries (numbers recognised by class)."""
-    from ._util import _leaves
-    from .landscapes import _number_kind
+    landscape): the problem is solved in float64, so its preconditioner may be built there."""
+    from ._util import numbers_only
 
     if getattr(landscape, "eigenmode", False):
         return False
-    floats = False
-    for piece in (optimizer.in_recursion(), landscape, noise):
-        for leaf in _leaves(piece):
-            if isinstance(leaf, sp.MatrixBase):
-                numbers, some = _number_kind(leaf)
-            else:
-                numbers, some = not leaf.free_symbols, leaf.has(sp.Float)
-            if not numbers:
-                return False
-            floats = floats or some
-    return floats
+    numbers, floats = numbers_only(optimizer.in_recursion(), landscape, noise)
+    return numbers and floats
 
 
 def _float_inverse_fisher(optimizer, landscape: Landscape, noise: Noise):
