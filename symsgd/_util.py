@@ -308,16 +308,40 @@ def numbers_only(*pieces) -> tuple[bool, bool]:
     """``(every field of the pieces is a number, some of them floats)``: one cheap walk over
     the nonzero entries (plain numbers are recognised by class, before any
     ``free_symbols``)."""
-    from .landscapes import _number_kind
-
     floats = False
     for piece in pieces:
         for leaf in _leaves(piece):
             if isinstance(leaf, sp.MatrixBase):
-                numbers, some = _number_kind(leaf)
+                numbers, some = number_kind(leaf)
             else:
                 numbers, some = not leaf.free_symbols, leaf.has(sp.Float)
             if not numbers:
                 return False, False
             floats = floats or some
     return True, floats
+
+
+#: (every entry a number, some entry a float) of recently inspected immutable matrices
+_KINDS: dict = {}
+
+
+def number_kind(m: sp.MatrixBase) -> tuple[bool, bool]:
+    """``(every entry a number, some entry a float)`` over the nonzero entries (plain numbers
+    recognised by class before any ``free_symbols``), remembered for immutable matrices."""
+    hit = _KINDS.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    numbers, floats = True, False
+    for e in m.values():
+        if e.is_Number:
+            floats = floats or e.is_Float
+        elif e.free_symbols:
+            numbers, floats = False, False
+            break
+        else:
+            floats = floats or e.has(sp.Float)
+    if isinstance(m, sp.ImmutableMatrix):
+        if len(_KINDS) > 16:
+            _KINDS.clear()
+        _KINDS[id(m)] = (m, (numbers, floats))
+    return numbers, floats

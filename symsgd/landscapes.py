@@ -952,32 +952,6 @@ def _floats(m) -> np.ndarray:
     return _convert(m)
 
 
-#: (every entry a number, some entry a float) of recently inspected immutable matrices
-_KINDS: dict = {}
-
-
-def _number_kind(m: sp.MatrixBase) -> tuple[bool, bool]:
-    """``(every entry a number, some entry a float)`` over the nonzero entries (plain numbers
-    recognised by class before any ``free_symbols``), remembered for immutable matrices."""
-    hit = _KINDS.get(id(m))
-    if hit is not None and hit[0] is m:
-        return hit[1]
-    numbers, floats = True, False
-    for e in m.values():
-        if e.is_Number:
-            floats = floats or e.is_Float
-        elif e.free_symbols:
-            numbers, floats = False, False
-            break
-        else:
-            floats = floats or e.has(sp.Float)
-    if isinstance(m, sp.ImmutableMatrix):
-        if len(_KINDS) > 16:
-            _KINDS.clear()
-        _KINDS[id(m)] = (m, (numbers, floats))
-    return numbers, floats
-
-
 def _convert(m) -> np.ndarray:
     rows = m.tolist() if isinstance(m, sp.MatrixBase) else m
     try:
