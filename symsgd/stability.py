@@ -31,8 +31,10 @@ __all__ = [
     "as_number",
     "check_stable",
     "conditions_from",
+    "drop_implied",
     "explain",
     "hurwitz_conditions",
+    "implies",
     "invariant_hurwitz",
     "name_condition",
     "parameter_label",
@@ -280,14 +282,14 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
 
     if not state_dependent:
         relations, complete = schur(M)
-        return sp.And(*relations), complete
+        return sp.And(*drop_implied(relations)), complete
     if T is None:
         relations, complete = [], False
     else:
         relations, complete = schur(T)
     if not complete:  # mean-square stability implies Schur stability of the mean recursion
         relations.extend(r for r in schur(M)[0] if r not in relations)
-    return sp.And(*relations), complete
+    return sp.And(*drop_implied(relations)), complete
 
 
 @cache
@@ -603,3 +605,348 @@ def _pretty(cond: sp.Basic) -> str:
     if cond in (sp.true, sp.false):
         return str(cond)
     return " and ".join(sp.sstr(c) for c in sp.And.make_args(cond))
+
+
+# --- implied conditions: exact proofs that one margin follows from another ----------------------
+
+#: polynomial margins with more terms than this are not examined (the proof would cost more than
+#: the condition it removes)
+IMPLIED_MAX_TERMS = 120
+#: sub-boxes a Bernstein sign proof may visit before it gives up (and the condition is kept)
+BERNSTEIN_MAX_BOXES = 256
+#: subdivision depth after which a sub-box with coefficients ≥ 0 counts as "≥ 0" (not "> 0")
+BERNSTEIN_MAX_DEPTH = 12
+
+
+def _margin(cond: sp.Basic) -> sp.Expr | None:
+    """``g`` with ``cond`` ⇔ ``g > 0``, for a strict polynomial relation; None otherwise."""
+    if isinstance(cond, sp.StrictLessThan | sp.StrictGreaterThan):
+        g = sp.expand(cond.gts - cond.lts)
+        if g.is_polynomial(*g.free_symbols) and g.free_symbols:
+            return g
+    return None
+
+
+def _box_kind(symbol: sp.Symbol) -> str | None:
+    """The declared domain of ``symbol`` as one of ``"unit"`` ([0, 1): a library momentum or
+    decay, 0 ≤ by assumption and < 1 by the registry), ``"pos"`` ((0, ∞)), ``"nonneg"``
+    ([0, ∞)); None when nothing bounds it below."""
+    entry = lookup(symbol)
+    if entry is not None and entry.symbol == symbol and entry.unit_interval:
+        return "unit" if symbol.is_nonnegative else None
+    if symbol.is_positive:
+        return "pos"
+    if symbol.is_nonnegative:
+        return "nonneg"
+    return None
+
+
+def _bernstein(coeffs, degrees: tuple[int, ...]):
+    """Bernstein coefficients on [0, 1]^m of the polynomial with power coefficients ``coeffs``
+    (a dict monomial exponent tuple → Fraction), as a numpy object array."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    arr = np.empty(tuple(d + 1 for d in degrees), dtype=object)
+    arr.fill(Fraction(0))
+    for monom, c in coeffs.items():
+        arr[monom] = c
+    for axis, n in enumerate(degrees):
+        basis = np.empty((n + 1, n + 1), dtype=object)
+        for j in range(n + 1):
+            for k in range(n + 1):
+                basis[j, k] = Fraction(math.comb(j, k), math.comb(n, k)) if k <= j else Fraction(0)
+        arr = np.moveaxis(np.tensordot(basis, arr, axes=([1], [axis])), 0, axis)
+    return arr
+
+
+def _halves(arr, axis: int):
+    """De Casteljau subdivision of Bernstein coefficients at the midpoint of ``axis``."""
+    import numpy as np
+
+    b = list(np.moveaxis(arr, axis, 0))
+    n = len(b) - 1
+    left, right = [b[0]], [b[n]]
+    for _ in range(n):
+        b = [(b[i] + b[i + 1]) / 2 for i in range(len(b) - 1)]
+        left.append(b[0])
+        right.append(b[-1])
+    right.reverse()
+    return np.moveaxis(np.array(left), 0, axis), np.moveaxis(np.array(right), 0, axis)
+
+
+def _bernstein_sign(p: sp.Poly, open_low: list[bool]) -> tuple[int, bool] | None:
+    """``(sign, strict)``: ``sign·p ≥ 0`` on the box whose axis k is (0, 1) when
+    ``open_low[k]`` else [0, 1) (``> 0`` there when ``strict``); None when unproved.
+
+    Proof by Bernstein coefficients with subdivision: on a sub-box every Bernstein basis
+    polynomial is > 0 in the interior, so coefficients all ≥ 0 give p ≥ 0, and p > 0 on the
+    part of the sub-box inside the domain when, besides, each of its closed faces (every
+    combination of a closed lower/upper side per axis; the sides at t = 1, and at t = 0 of
+    open axes, are not in the domain) keeps a positive coefficient.  A negative corner value
+    (the polynomial's value there) refutes the sign."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    if p.is_zero:
+        return None
+    degrees = p.degree_list()
+    coeffs = {m: Fraction(int(c.p), int(c.q)) for m, c in p.terms()}
+    start = _bernstein(coeffs, degrees)
+    m = len(degrees)
+
+    def faces(lo: tuple, hi: tuple):
+        """Index slices of the closed faces (and the interior) of a sub-box."""
+        options = []
+        for k in range(m):
+            opts = [slice(None)]
+            if not (lo[k] == 0 and open_low[k]):
+                opts.append(0)
+            if hi[k] != 1:
+                opts.append(degrees[k])
+            options.append(opts)
+        return [tuple(c) for c in _product(options)]
+
+    for sign in (1, -1):
+        root = (start * sign, (Fraction(0),) * m, (Fraction(1),) * m, 0)
+        stack, visited, strict, ok = [root], 0, True, True
+        while stack:
+            arr, lo, hi, depth = stack.pop()
+            visited += 1
+            corners = [
+                arr[tuple(0 if i == 0 else n for i, n in zip(idx, degrees))]
+                for idx in np.ndindex(*(2,) * m)
+            ]
+            if any(c < 0 for c in corners) or visited > BERNSTEIN_MAX_BOXES:
+                ok = False
+                break
+            nonneg = all(c >= 0 for c in arr.flat)
+            if nonneg and all(any(c > 0 for c in np.ravel(arr[f])) for f in faces(lo, hi)):
+                continue
+            if nonneg and depth >= BERNSTEIN_MAX_DEPTH:
+                strict = False  # p ≥ 0 here, its zeros not excluded
+                continue
+            axis = depth % m
+            mid = (lo[axis] + hi[axis]) / 2
+            left, right = _halves(arr, axis)
+            stack.append((left, lo, (*hi[:axis], mid, *hi[axis + 1 :]), depth + 1))
+            stack.append((right, (*lo[:axis], mid, *lo[axis + 1 :]), hi, depth + 1))
+        if ok:
+            return sign, strict
+    return None
+
+
+def _product(options):
+    import itertools
+
+    return itertools.product(*options)
+
+
+def _definite(expr: sp.Expr, kinds: dict) -> tuple[int, bool] | None:
+    """``(sign, strict)`` with ``sign·expr ≥ 0`` (``> 0`` when ``strict``) wherever every symbol
+    lies in its domain ``kinds[s]`` (``"unit"`` [0, 1), ``"open"`` (0, 1), ``"pos"`` (0, ∞),
+    ``"nonneg"`` [0, ∞)); None when not proved.  Exact: unbounded symbols are mapped to
+    [0, 1) by v = u/(1 − u) (times (1 − u)^deg > 0), the polynomial is factored over ℚ, the
+    factors u and 1 − u take their sign from the domain, and every other factor must be
+    sign-definite on the closed box (:func:`_bernstein_sign`) or appear to an even power."""
+    expr = sp.expand(expr)
+    if expr.is_Number:
+        return (0, False) if expr == 0 else (1 if expr > 0 else -1, True)
+    if not expr.free_symbols <= set(kinds):
+        return None
+    box = {}
+    for v in sorted(expr.free_symbols, key=str):
+        kind = kinds[v]
+        if kind in ("pos", "nonneg"):
+            u = sp.Dummy("u")
+            d = sp.degree(expr, v)
+            expr = sp.expand(sp.cancel(expr.xreplace({v: u / (1 - u)}) * (1 - u) ** d))
+            box[u] = kind == "pos"  # u = 0 excluded?
+        else:
+            box[v] = kind == "open"
+    constant, factors = factor_list(expr)
+    sign, strict = (1 if constant > 0 else -1), True
+    for f, e in factors:
+        gens = sorted(f.free_symbols, key=str)
+        linear = len(gens) == 1 and sp.degree(f, gens[0]) == 1
+        alpha, beta = sp.Poly(f, gens[0]).all_coeffs() if linear else (None, None)
+        if linear and beta == 0:  # ∝ v: > 0 inside, 0 where the domain includes v = 0
+            fs, fstrict = (1 if alpha > 0 else -1), box[gens[0]]
+        elif linear and alpha + beta == 0:  # ∝ v − 1: v < 1 throughout
+            fs, fstrict = (-1 if alpha > 0 else 1), True
+        else:
+            found = _bernstein_sign(sp.Poly(f, *gens, domain="QQ"), [box[g] for g in gens])
+            if found is None:
+                if e % 2:
+                    return None
+                found = (1, False)
+            fs, fstrict = found
+        if e % 2 == 0:
+            fs = 1
+        sign *= fs
+        strict = strict and fstrict
+    return sign, strict
+
+
+def _merge_products(polys: list[sp.Expr], kinds: dict) -> tuple[list[sp.Expr], dict]:
+    """Positive symbols that appear only as a product p·q (a curvature times the learning rate)
+    replaced by one positive symbol, so that the box of the proof is lower-dimensional."""
+    kinds = dict(kinds)
+    merged = True
+    while merged:
+        merged = False
+        positive = sorted((s for s, k in kinds.items() if k == "pos"), key=str)
+        for i, p in enumerate(positive):
+            for q in positive[i + 1 :]:
+                x = sp.Dummy(f"{p}{q}", positive=True)
+                new = [sp.expand(e.xreplace({p: x / q})) for e in polys]
+                if all(q not in e.free_symbols for e in new) and any(
+                    x in e.free_symbols for e in new
+                ):
+                    polys = new
+                    del kinds[p], kinds[q]
+                    kinds[x] = "pos"
+                    merged = True
+                    break
+            if merged:
+                break
+    return polys, kinds
+
+
+def _region(A: sp.Expr, kinds: dict) -> tuple[sp.Symbol, sp.Expr, sp.Expr] | bool | None:
+    """The part of the domain where ``A > 0``: True (everywhere), or ``(x, c1, c0)`` meaning
+    ``0 < x < −c0/c1`` with ``c1`` of one strict sign (one factor of A, affine in x, carries the
+    sign change); None when not described this way (or A > 0 nowhere)."""
+    constant, factors = factor_list(A)
+    sign, unknown = (1 if constant > 0 else -1), []
+    for f, e in factors:
+        known = _definite(f, kinds)
+        if known is not None and known[0] != 0:
+            sign *= known[0] ** e
+        elif e % 2 == 0:
+            continue
+        else:
+            unknown.append(f)
+    if not unknown:
+        return True if sign > 0 else None
+    if len(unknown) > 1:
+        return None
+    (f,) = unknown
+    for x in sorted(f.free_symbols, key=str):
+        if kinds[x] not in ("pos", "nonneg") or sp.degree(f, x) != 1:
+            continue
+        c1, c0 = sp.Poly(f, x).all_coeffs()
+        rest = {s: k for s, k in kinds.items() if s != x}
+        slope = _definite(c1, rest)
+        if slope is None or not slope[1]:
+            continue
+        if slope[0] * sign < 0:  # sign·f > 0 ⇔ x < −c0/c1
+            return x, sign * c1, sign * c0
+    return None
+
+
+def _below(expr: sp.Expr, x: sp.Symbol, c1: sp.Expr, c0: sp.Expr, t: sp.Symbol) -> sp.Expr:
+    """``expr`` at x = t·(−c0/c1), times c1^deg (so a polynomial; its sign is multiplied by
+    sign(c1)^deg, returned separately by the caller)."""
+    poly = sp.Poly(expr, x)
+    d = poly.degree()
+    return sp.expand(sum(c * (-c0) ** k * t**k * c1 ** (d - k) for (k,), c in poly.terms())), d
+
+
+def implies(edge: sp.Basic, candidate: sp.Basic) -> frozenset | None:
+    r"""Prove exactly that the strict polynomial condition ``edge`` implies ``candidate`` on the
+    symbols' declared domains; the library momenta and decays (those with ``unit_interval`` in
+    :data:`symsgd.symbols.REGISTRY`) are taken in [0, 1).  Returns the set of such symbols
+    whose bound < 1 the proof used (so a caller that drops ``candidate`` states them), or None
+    when no proof was found (nothing is claimed then).
+
+    Method: write the margins ``g > 0`` as :math:`g_e = sA_e + B_e`, :math:`g_c = sA_c + B_c`,
+    affine in one real symbol s.  If :math:`B_e \le 0` on the domain, :math:`g_e > 0` forces
+    :math:`A_e > 0` and :math:`s > s_e = -B_e/A_e`; then :math:`g_c > 0` for every such s when
+    :math:`A_c > 0` and :math:`g_c(s_e)A_e = B_cA_e - A_cB_e \ge 0` (or ≥ and >) on the region
+    :math:`A_e > 0`.  That region is the domain, or :math:`0 < x < \varphi` for a factor of
+    :math:`A_e` affine in a positive x (substituted x = φt, t ∈ (0, 1)).  Each sign claim is
+    proved by :func:`_definite` (factoring over ℚ, Bernstein coefficients with subdivision).
+
+    >>> x, s = sp.symbols("x s", positive=True)
+    >>> implies(sp.StrictLessThan(2 + x, s), sp.StrictLessThan(1, s)) == frozenset()
+    True
+    >>> implies(sp.StrictLessThan(1, s), sp.StrictLessThan(2 + x, s)) is None
+    True
+    """
+    ge, gc = _margin(edge), _margin(candidate)
+    if ge is None or gc is None:
+        return None
+    if len(ge.args) > IMPLIED_MAX_TERMS or len(gc.args) > IMPLIED_MAX_TERMS:
+        return None
+    if not gc.free_symbols <= ge.free_symbols:  # the edge must constrain what the candidate does
+        return None
+    symbols = ge.free_symbols | gc.free_symbols
+    kinds = {v: _box_kind(v) for v in symbols}
+    for s in sorted(symbols, key=str):
+        if not s.is_real or sp.degree(ge, s) != 1 or sp.degree(gc, s) > 1:
+            continue
+        rest = {v: k for v, k in kinds.items() if v != s}
+        if any(k is None for k in rest.values()):
+            continue
+        Ae, Be = sp.Poly(ge, s).all_coeffs()
+        Ac, Bc = sp.Poly(gc, s).all_coeffs() if sp.degree(gc, s) == 1 else (0, gc)
+        (Ae, Be, Ac, Bc), box = _merge_products([Ae, Be, Ac, Bc], rest)
+        used = frozenset(v for v in symbols - {s} if kinds[v] == "unit")
+        base = _definite(Be, box)
+        if base is None or base[0] > 0:  # B_e ≤ 0 needed (B_e ≡ 0 gives sign 0: fine)
+            continue
+        region = _region(Ae, box)
+        if region is None:
+            continue
+        C = sp.expand(Bc * Ae - Ac * Be)
+        if region is True:
+            claims = [(Ac, box, 1), (C, box, 1)]
+        else:
+            x, c1, c0 = region
+            t = sp.Dummy("t")
+            inner = {
+                **{v: k for v, k in box.items() if v != x},
+                t: "open" if box[x] == "pos" else "unit",
+            }
+            slope = _definite(c1, {v: k for v, k in box.items() if v != x})[0]
+            claims = []
+            for P in (Ac, C):
+                Q, d = _below(P, x, c1, c0, t) if x in P.free_symbols else (P, 0)
+                claims.append((Q, inner, slope**d))
+        (qa, ka, sa), (qc, kc, sc) = claims
+        da, dc = _definite(qa, ka), _definite(qc, kc)
+        if da is None or dc is None:
+            continue
+        da_sign, dc_sign = da[0] * sa, dc[0] * sc
+        if da_sign >= 0 and dc_sign >= 0 and ((da_sign > 0 and da[1]) or (dc_sign > 0 and dc[1])):
+            return used
+    return None
+
+
+def drop_implied(relations: list[sp.Basic]) -> list[sp.Basic]:
+    """``relations`` without those proved (by :func:`implies`) to follow from another kept one;
+    a momentum's bound ``μ < 1`` that a proof used is appended, so the kept list implies the
+    dropped conditions at every point, not only inside the declared domain.
+
+    >>> x, s = sp.symbols("x s", positive=True)
+    >>> drop_implied([sp.StrictLessThan(1, s), sp.StrictLessThan(2 + x, s)])
+    [x + 2 < s]
+    """
+    kept, bounds = list(relations), []
+    for candidate in list(relations):
+        for edge in kept:
+            if edge is candidate or edge == candidate:
+                continue
+            used = implies(edge, candidate)
+            if used is not None:
+                kept.remove(candidate)
+                bounds.extend(b for b in sorted(used, key=str) if b not in bounds)
+                break
+    for b in bounds:
+        bound = sp.StrictLessThan(b, 1)
+        if bound not in kept:
+            kept.append(bound)
+    return kept
