@@ -16,7 +16,7 @@ factors that are positive under the symbols' assumptions are dropped.
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import cache, lru_cache
 
 import sympy as sp
 
@@ -618,6 +618,7 @@ BERNSTEIN_MAX_BOXES = 256
 BERNSTEIN_MAX_DEPTH = 12
 
 
+@lru_cache(maxsize=1024)
 def _margin(cond: sp.Basic) -> sp.Expr | None:
     """``g`` with ``cond`` ⇔ ``g > 0``, for a strict polynomial relation; None otherwise."""
     if isinstance(cond, sp.StrictLessThan | sp.StrictGreaterThan):
@@ -761,8 +762,7 @@ def _definite(expr: sp.Expr, kinds: dict) -> tuple[int, bool] | None:
         kind = kinds[v]
         if kind in ("pos", "nonneg"):
             u = sp.Dummy("u")
-            d = sp.degree(expr, v)
-            expr = sp.expand(sp.cancel(expr.xreplace({v: u / (1 - u)}) * (1 - u) ** d))
+            expr, _ = _compose(expr, v, u, 1 - u)
             box[u] = kind == "pos"  # u = 0 excluded?
         else:
             box[v] = kind == "open"
@@ -847,14 +847,47 @@ def _region(A: sp.Expr, kinds: dict) -> tuple[sp.Symbol, sp.Expr, sp.Expr] | boo
     return None
 
 
-def _below(expr: sp.Expr, x: sp.Symbol, c1: sp.Expr, c0: sp.Expr, t: sp.Symbol) -> sp.Expr:
-    """``expr`` at x = t·(−c0/c1), times c1^deg (so a polynomial; its sign is multiplied by
-    sign(c1)^deg, returned separately by the caller)."""
-    poly = sp.Poly(expr, x)
-    d = poly.degree()
-    return sp.expand(sum(c * (-c0) ** k * t**k * c1 ** (d - k) for (k,), c in poly.terms())), d
+def _compose(expr: sp.Expr, v: sp.Symbol, num: sp.Expr, den: sp.Expr) -> tuple[sp.Expr, int]:
+    """``(den^d · expr|_{v = num/den}, d)`` with d the degree of ``expr`` in ``v``: a polynomial
+    again (Poly arithmetic over ℚ; the caller accounts for the sign of den^d)."""
+    gens = sorted((expr.free_symbols | num.free_symbols | den.free_symbols) - {v}, key=str)
+    full = sp.Poly(expr, v, *gens, domain="QQ")
+    d = full.degree(v)
+    N, D = sp.Poly(num, *gens, domain="QQ"), sp.Poly(den, *gens, domain="QQ")
+    by_power: dict[int, dict] = {}
+    for monom, c in full.terms():
+        by_power.setdefault(monom[0], {})[monom[1:]] = c
+    total = sp.Poly(0, *gens, domain="QQ")
+    for k, terms in by_power.items():
+        total += sp.Poly.from_dict(terms, *gens, domain="QQ") * N**k * D ** (d - k)
+    return total.as_expr(), d
 
 
+@lru_cache(maxsize=1024)
+def _margin_poly(g: sp.Expr) -> sp.Poly:
+    return sp.Poly(g, *sorted(g.free_symbols, key=str), domain="QQ")
+
+
+def _affine_parts(g: sp.Expr, s: sp.Symbol) -> tuple[sp.Expr, sp.Expr] | None:
+    """``(A, B)`` with ``g = s·A + B``; None when ``g`` is not affine in ``s``."""
+    poly = _margin_poly(g)
+    gens = list(poly.gens)
+    if s not in gens:
+        return sp.Integer(0), g
+    i = gens.index(s)
+    if poly.degree(s) > 1:
+        return None
+    rest = gens[:i] + gens[i + 1 :]
+    parts: tuple[dict, dict] = ({}, {})
+    for monom, c in poly.terms():
+        parts[1 - monom[i]][monom[:i] + monom[i + 1 :]] = c
+    if not rest:
+        return tuple(sp.Rational(p.get((), 0)) for p in parts)
+    zero = {(0,) * len(rest): 0}
+    return tuple(sp.Poly.from_dict(p or zero, *rest, domain="QQ").as_expr() for p in parts)
+
+
+@lru_cache(maxsize=4096)
 def implies(edge: sp.Basic, candidate: sp.Basic) -> frozenset | None:
     r"""Prove exactly that the strict polynomial condition ``edge`` implies ``candidate`` on the
     symbols' declared domains; the library momenta and decays (those with ``unit_interval`` in
@@ -886,13 +919,13 @@ def implies(edge: sp.Basic, candidate: sp.Basic) -> frozenset | None:
     symbols = ge.free_symbols | gc.free_symbols
     kinds = {v: _box_kind(v) for v in symbols}
     for s in sorted(symbols, key=str):
-        if not s.is_real or sp.degree(ge, s) != 1 or sp.degree(gc, s) > 1:
-            continue
         rest = {v: k for v, k in kinds.items() if v != s}
-        if any(k is None for k in rest.values()):
+        if not s.is_real or any(k is None for k in rest.values()):
             continue
-        Ae, Be = sp.Poly(ge, s).all_coeffs()
-        Ac, Bc = sp.Poly(gc, s).all_coeffs() if sp.degree(gc, s) == 1 else (0, gc)
+        parts = _affine_parts(ge, s), _affine_parts(gc, s)
+        if parts[0] is None or parts[1] is None or parts[0][0] == 0:
+            continue
+        (Ae, Be), (Ac, Bc) = parts
         (Ae, Be, Ac, Bc), box = _merge_products([Ae, Be, Ac, Bc], rest)
         used = frozenset(v for v in symbols - {s} if kinds[v] == "unit")
         base = _definite(Be, box)
@@ -901,7 +934,9 @@ def implies(edge: sp.Basic, candidate: sp.Basic) -> frozenset | None:
         region = _region(Ae, box)
         if region is None:
             continue
-        C = sp.expand(Bc * Ae - Ac * Be)
+        gens = sorted(box, key=str)
+        P = {k: sp.Poly(e, *gens, domain="QQ") for k, e in (("Ae", Ae), ("Be", Be), ("Ac", Ac))}
+        C = (sp.Poly(Bc, *gens, domain="QQ") * P["Ae"] - P["Ac"] * P["Be"]).as_expr()
         if region is True:
             claims = [(Ac, box, 1), (C, box, 1)]
         else:
@@ -914,7 +949,7 @@ def implies(edge: sp.Basic, candidate: sp.Basic) -> frozenset | None:
             slope = _definite(c1, {v: k for v, k in box.items() if v != x})[0]
             claims = []
             for P in (Ac, C):
-                Q, d = _below(P, x, c1, c0, t) if x in P.free_symbols else (P, 0)
+                Q, d = _compose(P, x, -c0 * t, c1) if x in P.free_symbols else (P, 0)
                 claims.append((Q, inner, slope**d))
         (qa, ka, sa), (qc, kc, sc) = claims
         da, dc = _definite(qa, ka), _definite(qc, kc)
@@ -936,9 +971,15 @@ def drop_implied(relations: list[sp.Basic]) -> list[sp.Basic]:
     [x + 2 < s]
     """
     kept, bounds = list(relations), []
-    for candidate in list(relations):
-        for edge in kept:
-            if edge is candidate or edge == candidate:
+    size = {r: len(m.args) if (m := _margin(r)) is not None else None for r in relations}
+    if sum(v is not None for v in size.values()) < 2:
+        return kept
+    # the largest margins are the likeliest implied, the smallest the likeliest edge (the
+    # mean-square edge of a momentum method is its simplest margin): tried first
+    order = sorted((r for r in relations if size[r] is not None), key=lambda r: size[r])
+    for candidate in reversed(order):
+        for edge in order:
+            if edge == candidate or edge not in kept:
                 continue
             used = implies(edge, candidate)
             if used is not None:

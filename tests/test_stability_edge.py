@@ -342,6 +342,10 @@ def test_prover_proves_implications_and_refuses_non_implications():
     witness = {mu: sp.Rational(3, 2), x_pos: 20, S: 100}
     assert f4.subs(witness) < 0 and f2.subs(witness) > 0
     assert drop_implied(list(pair)) == [pair[0], sp.StrictLessThan(mu, 1)]
+    # s(1 − x) > 1 forces 1 − x > 0 (a candidate free of s); not 2 − 3x > 0 (x = 1/2, s = 3)
+    forced = sp.StrictGreaterThan(s * (1 - x_pos), 1)
+    assert implies(forced, sp.StrictLessThan(x_pos, 1)) == frozenset()
+    assert implies(forced, sp.StrictLessThan(3 * x_pos, 2)) is None
     # a non-polynomial or non-strict relation is never used
     assert implies(sp.StrictLessThan(sp.sqrt(x_pos), s), sp.StrictLessThan(0, s)) is None
     assert implies(sp.LessThan(2 + x_pos, s), sp.StrictLessThan(1, s)) is None
