@@ -425,6 +425,9 @@ class NumericMap:
         """Spectral radius of T (ρ(M)² for additive noise): a stationary law exists iff < 1."""
         if not self.state_dependent:
             return _radius(self.M) ** 2
+        split = self.split()
+        if split is not None:
+            return split.radius
         if self._dense():
             return _radius(self.matrix())
         return self._arnoldi(self._vec_operator(self.apply))
@@ -637,6 +640,43 @@ class TraceSplit:
         if max(self.radii) >= 1:
             return False
         return self._pieces()[2] < 1
+
+    @property
+    def radius(self) -> float:
+        r""":math:`\rho(T)` from the blocks: on the block-diagonal matrices T is
+        :math:`\oplus_bT_b` plus the rank-one coupling, so an eigenvalue z beyond every
+        :math:`\rho(T_b)` solves the secular equation
+        :math:`g(z) = \sum_b\operatorname{Tr}(W_b(zI - T_b)^{-1}(B_bD_bB_b^\top)) = 1`; g is
+        positive and decreasing there (each :math:`(zI - T_b)^{-1} = \sum_k T_b^k/z^{k+1}` is a
+        positive map), so ρ(T) is its root when :math:`g(\max_b\rho(T_b)^+) > 1` and
+        :math:`\max_b\rho(T_b)` otherwise (bisection to double precision)."""
+        if "_radius" in self.__dict__:
+            return self.__dict__["_radius"]
+
+        def g(z: float) -> float:
+            total = 0.0
+            for rows, local, _, D, weight in self.blocks:
+                m = len(rows)
+                X = np.linalg.solve(z * np.eye(m * m) - local, D.reshape(-1)).reshape(m, m)
+                total += float(np.sum(weight.T * X))
+            return total
+
+        lo = max(self.radii)
+        start = lo * (1 + 1e-12) + 1e-300
+        if not g(start) > 1:
+            value = lo
+        else:
+            lo, hi = start, max(2 * start, 1.0)
+            while g(hi) > 1:
+                lo, hi = hi, 2 * hi
+            for _ in range(200):
+                mid = (lo + hi) / 2
+                if mid in (lo, hi):
+                    break
+                lo, hi = (mid, hi) if g(mid) > 1 else (lo, mid)
+            value = hi
+        object.__setattr__(self, "_radius", value)
+        return value
 
     @property
     def kappa(self) -> float:

@@ -274,3 +274,18 @@ def test_latex_of_a_structured_trace_split_keeps_kappa_as_one_symbol():
     k = sp.Symbol("kappa")
     entry = ss.lr * (sigma**2 + k) / (2 * ss.batch_size - a[0] * ss.lr * (ss.batch_size + 1))
     assert sp.simplify(entry.subs(k, kappa).subs(point) - r.cov[0, 0].subs(point)) == 0
+
+
+@pytest.mark.parametrize("lr", [0.2, 0.9, 1.6])
+@pytest.mark.parametrize("make", [lambda lr: ss.SGD(lr), lambda lr: ss.HeavyBall(lr / 2, 0.6)])
+def test_split_spectral_radius_is_the_dense_one_on_both_sides_of_the_edge(make, lr):
+    # ρ(T) from the blocks' secular equation against eigenvalues of the dense n²×n² matrix
+    rng = np.random.default_rng(11)
+    A = sp.diag(*rng.uniform(0.2, 2.0, size=5).tolist(), sp.Matrix([[1.0, 0.3], [0.3, 0.8]]))
+    land = ss.LinearRegression(A, label_variance=1.0)
+    T = NumericMap.from_recursion(numeric_recursion(make(lr), land, ss.MinibatchNoise(2)))
+    split = T.split()
+    assert split is not None
+    dense = float(np.max(np.abs(np.linalg.eigvals(T.matrix()))))
+    assert split.radius == pytest.approx(dense, rel=1e-9)
+    assert T.radius() == split.radius and T.stable() == (dense < 1)
