@@ -620,12 +620,22 @@ BERNSTEIN_MAX_DEPTH = 12
 
 @lru_cache(maxsize=1024)
 def _margin(cond: sp.Basic) -> sp.Expr | None:
-    """``g`` with ``cond`` ⇔ ``g > 0``, for a strict polynomial relation; None otherwise."""
-    if isinstance(cond, sp.StrictLessThan | sp.StrictGreaterThan):
-        g = sp.expand(cond.gts - cond.lts)
-        if g.is_polynomial(*g.free_symbols) and g.free_symbols:
-            return g
-    return None
+    """``g`` with ``cond`` ⇔ ``g > 0``, for a strict relation between small polynomials with
+    rational coefficients; None otherwise (never examined: the relation is kept)."""
+    if not isinstance(cond, sp.StrictLessThan | sp.StrictGreaterThan):
+        return None
+    raw = cond.gts - cond.lts
+    for count, node in enumerate(sp.preorder_traversal(raw)):
+        if count > 40 * IMPLIED_MAX_TERMS or node.is_Float:
+            return None  # a large (e.g. factored) or float margin: not worth or not exact
+    symbols = sorted(raw.free_symbols, key=str)
+    if not symbols or not raw.is_polynomial(*symbols):
+        return None
+    g = sp.expand(raw)
+    if not g.free_symbols or len(sp.Add.make_args(g)) > IMPLIED_MAX_TERMS:
+        return None
+    domain = sp.Poly(g, *sorted(g.free_symbols, key=str)).domain
+    return g if domain.is_ZZ or domain.is_QQ else None
 
 
 def _box_kind(symbol: sp.Symbol) -> str | None:

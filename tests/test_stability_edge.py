@@ -349,6 +349,9 @@ def test_prover_proves_implications_and_refuses_non_implications():
     # a non-polynomial or non-strict relation is never used
     assert implies(sp.StrictLessThan(sp.sqrt(x_pos), s), sp.StrictLessThan(0, s)) is None
     assert implies(sp.LessThan(2 + x_pos, s), sp.StrictLessThan(1, s)) is None
+    # float or irrational coefficients: no exact proof is attempted
+    assert implies(sp.StrictLessThan(2.0 + x_pos, s), sp.StrictLessThan(1, s)) is None
+    assert implies(sp.StrictLessThan(sp.sqrt(2) + x_pos, s), sp.StrictLessThan(1, s)) is None
 
 
 _coef = st.integers(-3, 3)
