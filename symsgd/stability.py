@@ -10,7 +10,10 @@ polynomial inequalities by the bilinear map :math:`z = (1+w)/(1-w)`:
 :math:`q(w) = (1-w)^n p\bigl(\tfrac{1+w}{1-w}\bigr)` is Hurwitz stable iff ``p`` is Schur stable,
 and for ``q`` the Liénard–Chipart criterion needs every coefficient positive and the Hurwitz
 minors :math:`\Delta_{n-1}, \Delta_{n-3}, \dots` positive.  Each inequality is factored and
-factors that are positive under the symbols' assumptions are dropped.
+factors that are positive under the symbols' assumptions are dropped.  Finally a margin that
+another one implies on the parameters' declared domains is dropped when :func:`implies` proves
+it exactly (factoring over ℚ and Bernstein coefficients; never by sampling): minibatch heavy
+ball keeps only its mean-square edge and μ < 1.
 """
 
 from __future__ import annotations
@@ -249,7 +252,8 @@ def stability_conditions(recursion: LinearRecursion) -> tuple[sp.Basic, bool]:
     blocks that were, and numeric parameters are checked through the spectral radius itself
     (:func:`check_stable`).  When a symbolic ``T`` has more than :data:`MAX_SYMBOLIC_DEGREE`
     rows (its minors grow too fast to be useful), Schur stability of the mean recursion ``M``
-    — necessary for the second moments to stay bounded — stands in for it.
+    — necessary for the second moments to stay bounded — stands in for it.  Margins proved
+    implied by another kept one are dropped (:func:`drop_implied`).
     """
     z = sp.Dummy("z")
     M = sp.Matrix(recursion.M)
