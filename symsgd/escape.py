@@ -44,12 +44,17 @@ exponent): :func:`stationary_density` returns its distribution function, never a
 **Rotation-invariant problems** (d > 1).  With :math:`H = hI` and isotropic additive noise
 :math:`C = cI`, :math:`|\delta|^2` is a Markov chain whose kernel is an exactly scaled
 noncentral :math:`\chi^2_d`; for SGD on isotropic online regression (A = aI, label noise σ²,
-S = 1) rotate δ = r e₁ and split the sample x = (u, w): :math:`\delta'_1 = r(1 - \lambda
-u^2) + \lambda u\epsilon` and, given (u, ε), :math:`|\delta'_\perp|^2 = \lambda^2a(ur -
-\epsilon)^2\chi^2_{d-1}`, so the kernel of the radius is the :math:`\chi^2_{d-1}` CDF inside a
-2-D Gauss–Hermite quadrature over (u, ε) (its error, from the CDF's kink, is estimated by a
-second rule and added to ``error``).  :func:`first_passage` solves the Poisson equation on
-finite volumes in r.  Batches S ≥ 2 (a 3-D Wishart quadrature) are not covered.
+any batch size S) :math:`\delta' = \delta - \frac\lambda S\sum_ix_iv_i`,
+:math:`v_i = x_i^\top\delta - \epsilon_i`: rotate δ = r e₁ and split each sample
+:math:`x_i = (u_i, w_i)`.  The :math:`w_i` are independent of (u, ε), so given the batch's
+e₁-components :math:`|\delta'_\perp|^2 = (\lambda^2a|v|^2/S^2)\chi^2_{d-1}`; and given v
+the :math:`u_i` are Gaussian around a multiple of :math:`v_i`, so :math:`\delta'_1 = r +
+(\alpha|v|^2 + \tau|v|z)/S` up to the signs and scales of :class:`_Radial`: the 2×2
+Wishart statistics :math:`(\sum u_i^2, \sum u_i\epsilon_i, \sum\epsilon_i^2)` enter
+only through :math:`|v|\sim s\chi_S` and one standard normal z.  The kernel of the radius
+is the :math:`\chi^2_{d-1}` CDF inside a 2-D quadrature over (|v|, z) for every S (its
+error, from the CDF's kink, is estimated by a second rule with half the nodes and added to
+``error``).  :func:`first_passage` solves the Poisson equation on finite volumes in r.
 
 **Theories** (:func:`exponents`): the slope :math:`d\ln\mathbb E\tau/d\ln c` at large c
 
@@ -185,24 +190,8 @@ class _Kernel:
         return self.S == 0
 
     def chi_nodes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Nodes and weights of E f(v), v ~ χ_S: Gauss–Legendre on panels graded towards 0."""
-        from scipy.special import gammaln
-        from scipy.stats import chi2
-
-        S = self.S
-        top = math.sqrt(chi2.isf(CHI_TAIL, S))
-        edges = [0.0, 1e-6]
-        while edges[-1] * GRADING < 1:
-            edges.append(edges[-1] * GRADING)
-        edges.append(1.0)
-        edges.extend(np.arange(1.0 + PANEL_WIDTH, top + PANEL_WIDTH, PANEL_WIDTH).tolist())
-        t, w = np.polynomial.legendre.leggauss(PANEL_NODES)
-        lo, hi = np.array(edges[:-1])[:, None], np.array(edges[1:])[:, None]
-        v = ((hi - lo) / 2 * t + (hi + lo) / 2).ravel()
-        wv = ((hi - lo) / 2 * w).ravel()
-        log_density = (S - 1) * np.log(v) - v * v / 2 - (S / 2 - 1) * math.log(2) - gammaln(S / 2)
-        weights = wv * np.exp(log_density)
-        return v, weights / weights.sum()
+        """Nodes and weights of E f(v), v ~ χ_S (:func:`_chi_nodes`)."""
+        return _chi_nodes(self.S)
 
     def cdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         r""":math:`P(\delta' \le y_j \mid \delta = x_i)`, shape (len(x), len(y))."""
@@ -237,6 +226,30 @@ class _Kernel:
     def minimum_loss(self) -> float:
         H, b = float(self.loss.H[0, 0]), float(self.loss.b[0])
         return 0.5 * H * b * b + float(self.loss.const)
+
+
+def _chi_nodes(
+    S: int, per_panel: int = PANEL_NODES, width: float = PANEL_WIDTH, grading: float = GRADING
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of E f(v), v ~ χ_S: Gauss–Legendre (``per_panel`` nodes) on panels
+    of ``width`` beyond v = 1 and graded towards 0 (ratio ``grading``) below, up to the upper
+    tail probability :data:`CHI_TAIL`."""
+    from scipy.special import gammaln
+    from scipy.stats import chi2
+
+    top = math.sqrt(chi2.isf(CHI_TAIL, S))
+    edges = [0.0, 1e-6]
+    while edges[-1] * grading < 1:
+        edges.append(edges[-1] * grading)
+    edges.append(1.0)
+    edges.extend(np.arange(1.0 + width, top + width, width).tolist())
+    t, w = np.polynomial.legendre.leggauss(per_panel)
+    lo, hi = np.array(edges[:-1])[:, None], np.array(edges[1:])[:, None]
+    v = ((hi - lo) / 2 * t + (hi + lo) / 2).ravel()
+    wv = ((hi - lo) / 2 * w).ravel()
+    log_density = (S - 1) * np.log(v) - v * v / 2 - (S / 2 - 1) * math.log(2) - gammaln(S / 2)
+    weights = wv * np.exp(log_density)
+    return v, weights / weights.sum()
 
 
 def _problem(result, params: Mapping | None, context: str) -> Problem:
@@ -288,7 +301,7 @@ def _kernel(problem: Problem, context: str) -> _Kernel | _Mixture:
         raise NotImplementedError(
             f"{context} solves the Poisson equation of a one-dimensional state (SGD on one "
             f"parameter) or of a rotation-invariant problem (SGD on an isotropic quadratic with "
-            f"isotropic additive noise, or on isotropic online regression with S = 1); "
+            f"isotropic additive noise, or on isotropic online regression); "
             f"{problem.describe()} has a state of dimension {M.shape[0]}."
         )
     if problem.loss_model is None:
@@ -331,8 +344,11 @@ def _kernel(problem: Problem, context: str) -> _Kernel | _Mixture:
     )
 
 
-#: Gauss–Hermite nodes per Gaussian variable of the radial online kernel
-RADIAL_NODES = 64
+#: Gauss–Legendre nodes of the radial online kernel: in the angle θ, and twice as many as per
+#: χ panel (of width RADIAL_PANEL, graded towards 0 by RADIAL_GRADING)
+RADIAL_NODES = 20
+RADIAL_PANEL = 1.0
+RADIAL_GRADING = 8.0
 
 
 def _isotropic(X: np.ndarray) -> float | None:
@@ -368,18 +384,13 @@ def _radial_kernel(problem: Problem, context: str):
         a = _isotropic(oracle.LA @ oracle.LA.T)
         if a is None or np.any(problem.theta_min - oracle.star):
             return None
-        if int(oracle.batch) != 1:
-            raise NotImplementedError(
-                f"{context}: the radial kernel of isotropic online regression is built for "
-                f"S = 1 (a 2-D Gaussian quadrature); {problem.describe()} has S = "
-                f"{int(oracle.batch)}: use simulate_first_passage."
-            )
         if not oracle.sigma > 0:
             raise ValueError(
                 f"{context}: without label noise the minibatch noise vanishes at the minimum "
                 "(L* = 0, a point-mass stationary law): there is no escape to c·L*."
             )
-        return _Radial(d, m - b * k * a, b, b * k, a, float(oracle.sigma), 1, h, loss)
+        S = int(oracle.batch)
+        return _Radial(d, m - b * k * a, b, b * k, a, float(oracle.sigma), S, h, loss)
     return None
 
 
@@ -390,12 +401,20 @@ class _Radial:
     * additive (``S = 0``): :math:`\delta' = m\delta + \sqrt{s^2}z`, so
       :math:`|\delta'|^2/s^2` is noncentral :math:`\chi^2_d` with noncentrality
       :math:`m^2R/s^2` (``p`` = m, ``b`` = s²);
-    * online (S = 1): :math:`\delta' = p\delta + q\,xx^\top\delta - b\,x\epsilon`; with
-      δ = r e₁ and x = (u, w): :math:`\delta'_1 = r(p + qu^2) - bu\epsilon` and, given u and
-      ε, :math:`\delta'_\perp = w\,(qru - b\epsilon)\sim N(0, a(qru - b\epsilon)^2I_{d-1})`,
-      so :math:`|\delta'|^2 = \delta_1'^2 + a(qru - b\epsilon)^2\chi^2_{d-1}`: the
-      :math:`\chi^2_{d-1}` CDF in closed form inside a Gauss–Hermite quadrature over
-      (u, ε) ~ N(0, a) × N(0, σ²)."""
+    * online (S ≥ 1): :math:`\delta' = p\delta + \frac1S\sum_ix_iv_i`,
+      :math:`v_i = qx_i^\top\delta - b\epsilon_i`, x_i ~ N(0, aI), ε_i ~ N(0, σ²).  With
+      δ = r e₁ and x_i = (u_i, w_i): the :math:`v_i = qru_i - b\epsilon_i` are iid
+      :math:`N(0, s^2)`, :math:`s^2 = q^2r^2a + b^2\sigma^2`, and given v,
+      :math:`u_i = \alpha v_i + \eta_i` (α = qra/s², :math:`\eta_i\sim N(0, \tau^2)`,
+      :math:`\tau^2 = ab^2\sigma^2/s^2`), while the :math:`w_i` are independent of both.  So
+      with :math:`V = |v|` (:math:`V/s\sim\chi_S`) and z ~ N(0, 1),
+      :math:`\delta'_1 = rp + (\alpha V^2 + \tau Vz)/S` and
+      :math:`\delta'_\perp = \frac1S\sum_iw_iv_i\sim N(0, aV^2/S^2\,I_{d-1})`:
+      :math:`|\delta'|^2 = \delta_1'^2 + (aV^2/S^2)\chi^2_{d-1}`, the
+      :math:`\chi^2_{d-1}` CDF in closed form inside a 2-D quadrature over (V, z) for every
+      batch size S (generalised Gauss–Laguerre in :math:`V^2/2s^2\sim\Gamma(S/2)` times
+      Gauss–Hermite in z) — the Wishart statistics :math:`(\sum u_i^2, \sum u_i\epsilon_i,
+      \sum\epsilon_i^2)` enter only through :math:`(|v|^2, u^\top v)`."""
 
     d: int
     p: float
@@ -408,13 +427,43 @@ class _Radial:
     loss: object
     nodes: int = RADIAL_NODES
 
+    def quadrature(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Nodes and weights of the two rules: χ_S nodes of E f(V/s) (:func:`_chi_nodes`,
+        ``nodes // 2`` per panel: the integrand depends on V, not V², so a rule in V) and
+        Gauss–Legendre angles θ on [0, π/2] (``nodes``)."""
+        chi, w_chi = _chi_nodes(self.S, self.nodes // 2, RADIAL_PANEL, RADIAL_GRADING)
+        x, wx = np.polynomial.legendre.leggauss(self.nodes)
+        return chi, w_chi, np.pi / 4 * (x + 1), np.pi / 4 * wx
+
+    def second_moment(self) -> float:
+        r""":math:`\mathbb E|\delta|^2` of the stationary law from the kernel's own moments:
+        :math:`\mathbb E[|\delta'|^2\mid r] = r^2\rho + \text{const}` (online:
+        :math:`\rho = (p + qa)^2 + q^2a^2(d + 1)/S`, const :math:`= b^2da\sigma^2/S`, from
+        :math:`\mathbb E|(xx^\top - aI)\delta|^2 = (d + 1)a^2r^2`; additive: ρ = p², const
+        = d s²), so :math:`\mathbb E|\delta|^2 = \text{const}/(1 - \rho)`; ``inf`` when
+        ρ ≥ 1 (tail index α ≤ 2)."""
+        if self.S == 0:
+            rho, const = self.p**2, self.d * self.b
+        else:
+            a, S = self.a, self.S
+            rho = (self.p + self.q * a) ** 2 + self.q**2 * a * a * (self.d + 1) / S
+            const = self.b**2 * self.d * a * self.sigma**2 / S
+        return const / (1 - rho) if rho < 1 else math.inf
+
     def cdf(self, r: np.ndarray, y: np.ndarray) -> np.ndarray:
-        r""":math:`P(|\delta'|^2 \le y_j \mid |\delta| = r_i)`, shape (len(r), len(y))."""
-        from scipy.special import chdtr
-        from scipy.stats import ncx2
+        r""":math:`P(|\delta'|^2 \le y_j \mid |\delta| = r_i)`, shape (len(r), len(y)).
+
+        Online: given V, :math:`\delta'_1\sim N(A, B^2)` and
+        :math:`|\delta'|^2 = \delta_1'^2 + CK`, K ~ :math:`\chi^2_{d-1}`, so
+        :math:`P = \mathbb E_K[\Phi((\sqrt g - A)/B) - \Phi((-\sqrt g - A)/B)]`,
+        g = y − CK ≥ 0; the substitution :math:`K = K_c\sin^2\theta`,
+        :math:`K_c = \min(y/C, K_{\max})`, makes the integrand smooth in θ (the square-root
+        edge at g = 0 and the χ² density's :math:`K^{k/2-1}` both absorbed), so both rules
+        converge fast."""
+        from scipy.special import chdtr, ndtr
+        from scipy.stats import chi2, ncx2
 
         r, y = np.asarray(r, float), np.asarray(y, float)
-        nodes = self.nodes
         if self.S == 0:
             s2 = self.b
             nc = (self.p * r[:, None]) ** 2 / s2
@@ -423,21 +472,31 @@ class _Radial:
                 ncx2.cdf(y[None, :] / s2, self.d, np.maximum(nc, 1e-300)),
                 chdtr(self.d, y[None, :] / s2),
             )
-        t, w = np.polynomial.hermite_e.hermegauss(nodes)
-        w = w / w.sum()
-        weight = (w[:, None] * w[None, :]).ravel()
-        keep = weight > 1e-18  # the dropped product nodes carry < 1e-15 of the mass together
-        u = (math.sqrt(self.a) * t[:, None] + 0 * t[None, :]).ravel()[keep]
-        eps = (self.sigma * t[None, :] + 0 * t[:, None]).ravel()[keep]
-        weight = weight[keep] / weight[keep].sum()
+        from scipy.special import gammaln
+
+        chi, w_chi, theta, w_theta = self.quadrature()
+        a, S, q, noise = self.a, self.S, self.q, (self.b * self.sigma) ** 2
+        k = self.d - 1
+        top = float(chi2.isf(CHI_TAIL, k))  # the χ²_{d−1} mass beyond is dropped
+        sin2 = np.sin(theta) ** 2
+        # K = K_c sin²θ: dF(K) = K_c^{k/2} · 2 sin^{k−1}θ cos θ e^{−K/2} dθ / (2^{k/2} Γ(k/2))
+        angular = w_theta * 2 * np.sin(theta) ** (k - 1) * np.cos(theta)
+        log_norm = -(k / 2) * math.log(2) - float(gammaln(k / 2))
         out = np.empty((r.size, y.size))
         for i, ri in enumerate(r):
-            first = (ri * (self.p + self.q * u * u) - self.b * u * eps) ** 2
-            scale = self.a * (self.q * ri * u - self.b * eps) ** 2
-            gap = y[None, :] - first[:, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                arg = np.where(gap > 0, gap / np.maximum(scale, 1e-300)[:, None], 0.0)
-            out[i] = weight @ _chi2_cdf(self.d - 1, arg)
+            s2 = q * q * ri * ri * a + noise
+            alpha, tau = q * ri * a / s2, math.sqrt(a * noise / s2)
+            V = math.sqrt(s2) * chi  # (L,)
+            A = (ri * self.p + alpha * V * V / S)[:, None, None]
+            B = (tau * V / S)[:, None, None]
+            C = a * V * V / (S * S)
+            Kc = np.minimum(y[None, :] / C[:, None], top)  # (L, Y): g = y − CK ≥ 0 below
+            K = Kc[:, :, None] * sin2  # (L, Y, M)
+            root = np.sqrt(np.maximum(y[None, :, None] - C[:, None, None] * K, 0.0))
+            with np.errstate(divide="ignore"):
+                mass = np.exp((k / 2) * np.log(Kc) + log_norm)[:, :, None] * np.exp(-K / 2)
+            inner = (ndtr((root - A) / B) - ndtr((-root - A) / B)) * mass  # P(|δ'₁| ≤ √g)
+            out[i] = w_chi @ (inner @ angular)
         return out
 
     def matrix(self, edges: np.ndarray, start: bool = False) -> np.ndarray:
@@ -634,7 +693,7 @@ def first_passage(
     every minibatch map contracts, the chain never leaves the hull of the stationary support:
     a level beyond it gives ``steps = inf`` with the reason in ``note``.  Rotation-invariant
     problems in d > 1 dimensions (an isotropic quadratic with isotropic additive noise, or
-    isotropic online regression with S = 1) are solved on the radius.
+    isotropic online regression, any batch size) are solved on the radius.
     ``UnstableError`` without a stationary law.
 
     >>> import sympy as sp, symsgd as ss
@@ -668,8 +727,9 @@ def first_passage(
         fine = _radial_passage(kernel, radius, 2 * n + 1)
         value = fine + (fine - coarse) / 3  # finite volumes in r: O(h²)
         error = abs(fine - coarse) / 3
-        if kernel.S:  # the quadrature over (u, ε) meets the χ² CDF's kink: compare two rules
-            other = dataclasses.replace(kernel, nodes=RADIAL_NODES * 3 // 4)
+        if kernel.S:  # the quadrature over (V, z) meets the χ² CDF's kink: compare two rules
+            # (half the nodes: the rule converges unevenly, and closer rules can agree by chance)
+            other = dataclasses.replace(kernel, nodes=RADIAL_NODES - 4)
             error += abs(fine - _radial_passage(other, radius, 2 * n + 1))
         return FirstPassage(value, error, level, excess, (n, 2 * n + 1))
     lo, hi = kernel.interval(excess)
@@ -1018,8 +1078,9 @@ def simulate_first_passage(
     ``chains`` chains, and record the first step with :math:`L \ge cL_*` for every ``levels`` c
     (or :math:`L \ge L_* + \Delta L` for ``barriers``) in the same run (see :class:`Escapes`).
 
-    The loss is the problem's training loss (:math:`\frac12H(\delta+b)^2 + \text{const}`); for
-    a nonlinear problem pass ``loss`` (θ of shape (d, n) → n losses) and barriers.  Chains that
+    The loss is the problem's training loss (:math:`\frac12(\delta+b)^\top H(\delta+b) +
+    \text{const}`, in any dimension); for a nonlinear problem pass ``loss`` (θ of shape
+    (d, n) → n losses) and barriers.  Chains that
     passed every level are dropped from the run.
 
     >>> import sympy as sp, symsgd as ss
@@ -1047,17 +1108,8 @@ def simulate_first_passage(
             raise ValueError(
                 f"simulate_first_passage: {problem.describe()} has no training loss; pass loss=."
             )
-        H, b, const = float(model.H[0, 0]), float(model.b[0]), float(model.const)
-        if problem.dim != 1:
-            raise NotImplementedError("simulate_first_passage: pass loss= for d > 1.")
-
-        def loss(theta, _centre=float(problem.theta_min[0])):
-            u = theta[0] - _centre + b
-            return 0.5 * H * u * u + const
-
-        star = 0.5 * H * b * b + const
-    else:
-        star = float(loss(problem.theta_min[:, None])[0])
+        loss = _training_loss(model, problem.theta_min)
+    star = float(loss(problem.theta_min[:, None])[0])
     if (levels is None) == (barriers is None):
         raise ValueError("simulate_first_passage: give exactly one of levels= or barriers=.")
     if levels is not None:
@@ -1076,6 +1128,23 @@ def simulate_first_passage(
     thresholds = star + excess
     tau = _passages(problem, loss, thresholds, chains, steps, seed, "simulate_first_passage")
     return _censored(tau, shown, excess, steps, "simulate_first_passage")
+
+
+def _training_loss(model, theta_min: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    r"""The problem's training loss as a function of θ of shape (d, n) (n losses): with
+    δ = θ − θ_min, :math:`\tfrac12(\delta + b)^\top H(\delta + b) + \text{const}` plus
+    :math:`\bar g^\top(\delta + b)` when the loss model has a gradient ḡ (see
+    :class:`symsgd.sampling.Problem`'s ``loss_model``)."""
+    H, b, const = (np.asarray(model.H, float), np.asarray(model.b, float), float(model.const))
+    g = None if model.g is None else np.asarray(model.g, float)
+    centre = (np.asarray(theta_min, float).ravel() - b)[:, None]
+
+    def loss(theta: np.ndarray) -> np.ndarray:
+        u = theta - centre  # δ + b, shape (d, n)
+        out = 0.5 * np.einsum("in,ij,jn->n", u, H, u) + const
+        return out if g is None else out + g @ u
+
+    return loss
 
 
 def _passages(

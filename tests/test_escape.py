@@ -392,12 +392,74 @@ def test_radial_passage_matches_the_real_optimizer(d):
 
 
 def test_radial_kernel_refuses_what_it_does_not_cover():
-    r = isotropic_online(2, S=2)
-    with pytest.raises(NotImplementedError, match="built for S = 1"):
-        escape.first_passage(r, {ss.lr: 0.3, a: 1}, level=2)
     aniso = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(sp.diag(1, 2)), ss.AdditiveNoise(sp.eye(2)))
     with pytest.raises(NotImplementedError, match="rotation-invariant"):
         escape.first_passage(aniso, {ss.lr: 0.5}, barrier=1.0)
+    online_aniso = ss.stationary(
+        ss.SGD(ss.lr), ss.LinearRegression(sp.diag(1, 2), label_variance=1), ss.MinibatchNoise(2)
+    )
+    with pytest.raises(NotImplementedError, match="rotation-invariant"):
+        escape.first_passage(online_aniso, {ss.lr: 0.3}, level=2)
+
+
+@pytest.mark.parametrize(("d", "S", "lr", "seed"), [(2, 2, 0.5, 61), (3, 4, 0.8, 62)])
+def test_radial_minibatch_passage_matches_the_real_optimizer(d, S, lr, seed):
+    """Isotropic online regression with S ≥ 2: the radial kernel (the 2×2 Wishart statistics
+    reduced to |v| ~ sχ_S and one normal) against the real optimizer on real minibatches."""
+    r = isotropic_online(d, S)
+    values = {ss.lr: lr, a: 1}
+    levels = [2, 4, 8]
+    exact = [escape.first_passage(r, values, level=v) for v in levels]
+    sim = escape.simulate_first_passage(
+        r, values, levels=levels, chains=10_000, steps=8000, seed=seed, loss=online_loss
+    )
+    assert np.all(sim.events == 10_000)
+    z = [(sim.steps[k] - e.steps) / math.hypot(sim.stderr[k], e.error) for k, e in enumerate(exact)]
+    assert not any(holm([two_sided(v) for v in z], 1e-4)), z
+    assert max(abs(v) for v in z) < 4, z
+    for e in exact:
+        assert e.error < 0.005 * e.steps
+
+
+#: S = 1 by the previous (u, ε) Gauss–Hermite rule of the sample's e₁-component and label noise
+#: at 256 nodes per variable (λ = 0.3, a = 1; its own spread from 128 nodes ≈ 0.2 %): a
+#: different quadrature of the same kernel than the (|v|, z) rule that now covers every S
+S1_UE_RULE = {(2, 2): 15.40015, (2, 4): 96.0681, (3, 4): 34.4591}
+
+
+@pytest.mark.parametrize(("d", "level"), sorted(S1_UE_RULE))
+def test_radial_online_batch_one_agrees_with_the_sample_noise_rule(d, level):
+    fp = escape.first_passage(isotropic_online(d), {ss.lr: 0.3, a: 1}, level=level)
+    reference = S1_UE_RULE[d, level]
+    assert abs(fp.steps - reference) < fp.error + 2e-3 * reference, (fp, reference)
+
+
+def test_simulated_passage_uses_the_training_loss_in_any_dimension():
+    """Without loss= the simulator uses the landscape's own training loss, for d > 1 too:
+    the same first passages as the loss passed by hand (isotropic online regression, and a
+    quadratic with additive noise and barriers), and without it only a problem with no
+    training loss is refused."""
+    r = isotropic_online(2, 2)
+    values = {ss.lr: 0.5, a: 1}
+    own = escape.simulate_first_passage(r, values, levels=[2, 4], chains=500, steps=3000, seed=3)
+    hand = escape.simulate_first_passage(
+        r, values, levels=[2, 4], chains=500, steps=3000, seed=3, loss=online_loss
+    )
+    np.testing.assert_array_equal(own.steps, hand.steps)
+    ra = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(sp.diag(1, 2, 3)), ss.AdditiveNoise(sp.eye(3)))
+    kw = dict(barriers=[1.0, 2.0], chains=500, steps=20_000, seed=4)
+    own = escape.simulate_first_passage(ra, {ss.lr: 0.3}, **kw)
+    hand = escape.simulate_first_passage(
+        ra,
+        {ss.lr: 0.3},
+        loss=lambda t: 0.5 * (t[0] ** 2 + 2 * t[1] ** 2 + 3 * t[2] ** 2),
+        **kw,
+    )
+    np.testing.assert_array_equal(own.steps, hand.steps)
+    assert np.all(own.events == 500)
+    exact = escape.first_passage(r, values, level=4)
+    sim = escape.simulate_first_passage(r, values, levels=[4], chains=4000, steps=4000, seed=5)
+    assert abs(sim.steps[0] - exact.steps) < 4 * math.hypot(sim.stderr[0], exact.error)
 
 
 def test_escape_exponent_against_the_dimension_kesten_not_mori():
