@@ -228,6 +228,7 @@ class Result:
         if conditions is sp.false:
             raise ValueError("stability_edge(): no value gives a stationary law here.")
         roots = []
+        unit = _unit_bounds(conditions)
         for cond in sp.And.make_args(conditions):
             if cond is sp.true or symbol not in cond.free_symbols:
                 continue
@@ -243,7 +244,7 @@ class Result:
                 ">=",
             ):
                 raise NotImplementedError(f"stability_edge(): cannot read the condition {cond}.")
-            root = _edge_of(sp.expand(cond.gts - cond.lts), symbol, cond)  # margin > 0
+            root = _edge_of(sp.expand(cond.gts - cond.lts), symbol, cond, unit)  # margin > 0
             if root is not None:
                 roots.append(root)
         if not roots:
@@ -529,15 +530,44 @@ def _first_root(f: sp.Expr, x: sp.Symbol, cond) -> sp.Expr | None:
     )
 
 
-def _edge_of(margin: sp.Expr, x: sp.Symbol, cond) -> sp.Expr | None:
-    """The smallest positive x where ``margin`` (positive at x = 0⁺) reaches zero, or None."""
+def _unit_bounds(conditions) -> dict:
+    """The nonnegative symbols that the conjunction itself bounds by ``s < 1`` (e.g. μ < 1
+    kept beside margins proven under it), each with the substitution s = w/(1 + w), w ≥ 0,
+    that maps [0, 1) onto [0, ∞) so that sympy's sign assumptions can see the bound."""
+    out = {}
+    for cond in sp.And.make_args(conditions):
+        if (
+            isinstance(cond, sp.StrictLessThan)
+            and isinstance(cond.lhs, sp.Symbol)
+            and cond.rhs == 1
+            and cond.lhs.is_nonnegative
+        ):
+            w = sp.Dummy(f"w_{cond.lhs}", nonnegative=True)
+            out[cond.lhs] = w / (1 + w)
+    return out
+
+
+def _sign_under(expr: sp.Expr, unit: dict) -> tuple[bool | None, bool | None]:
+    """``(is_negative, is_nonnegative)`` of ``expr`` from the symbols' assumptions and the
+    conjunction's own unit bounds (None: undecided)."""
+    value = sp.factor(expr)
+    if value.is_negative or value.is_nonnegative or not unit:
+        return value.is_negative, value.is_nonnegative
+    value = sp.factor(sp.together(expr.subs(unit)))
+    return value.is_negative, value.is_nonnegative
+
+
+def _edge_of(margin: sp.Expr, x: sp.Symbol, cond, unit: dict | None = None) -> sp.Expr | None:
+    """The smallest positive x where ``margin`` (positive at x = 0⁺) reaches zero, or None;
+    ``unit`` holds the conjunction's bounds s < 1 (:func:`_unit_bounds`)."""
     poly = sp.Poly(margin, x)
     coeffs = poly.all_coeffs()
     if poly.degree() == 1:
         c1, c0 = coeffs
-        if sp.factor(c1).is_nonnegative:
+        negative, nonnegative = _sign_under(c1, unit or {})
+        if nonnegative:
             return None  # grows with x: never reached from x = 0⁺
-        if sp.factor(c1).is_negative:
+        if negative:
             return sp.cancel(-c0 / c1)
     elif poly.degree() == 2:
         c2, c1, c0 = coeffs

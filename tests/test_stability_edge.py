@@ -71,7 +71,7 @@ def test_unbounded_parameter_and_refusals():
     with pytest.raises(TypeError, match="takes a sympy Symbol"):
         sgd.stability_edge("lr")
     with pytest.raises(NotImplementedError, match="substitute numbers for the other parameters"):
-        _online(ss.HeavyBall(lr, mu)).stability_edge(lr)
+        _online(ss.Nesterov(lr, mu)).stability_edge(lr)  # a quadratic margin in λ
 
 
 def test_margins_in_one_positive_symbol_are_decided_by_exact_root_counting():
@@ -409,3 +409,30 @@ def test_prover_never_claims_a_false_implication(affine, ae, be, pa, pb, shape, 
             continue
         if fe(sv, xv, mv) > 0:
             assert fc(sv, xv, mv) > 0, (ge, gc, sv, xv, mv)
+
+
+def test_minibatch_heavy_ball_edge_in_closed_form_under_its_own_momentum_bound():
+    # the kept margin is linear in λ; its slope −a(S(1−μ) + 2(1+μ)) is negative only because
+    # the conditions themselves say μ < 1, which stability_edge now reads
+    a = sp.Symbol("a", positive=True)
+    land = ss.LinearRegression(a, label_variance=1)
+    r = ss.stationary(ss.HeavyBall(ss.lr, ss.momentum), land, ss.MinibatchNoise(ss.batch_size))
+    edge = r.stability_edge(ss.lr)
+    S, mu = ss.batch_size, ss.momentum
+    hand = 2 * S * (1 - mu**2) / (a * (S * (1 - mu) + 2 * (1 + mu)))  # μ = 0: 2S/(a(S + 2))
+    assert sp.simplify(edge - hand) == 0
+    rng = np.random.default_rng(5)
+    for _ in range(6):  # the spectral radius crosses 1 at the edge
+        point = {
+            a: sp.Rational(int(rng.integers(1, 9)), 4),
+            S: int(rng.integers(1, 9)),
+            mu: sp.Rational(int(rng.integers(0, 19)), 20),
+        }
+        lam = float(edge.subs(point))
+        for factor, stable in ((0.999, True), (1.001, False)):
+            rec = ss.build_recursion(
+                ss.HeavyBall(lam * factor, point[mu]),
+                ss.LinearRegression(point[a], label_variance=1),
+                ss.MinibatchNoise(point[S]),
+            )
+            assert (spectral_radius(rec, {}) < 1) is stable
