@@ -54,7 +54,9 @@ Wishart statistics :math:`(\sum u_i^2, \sum u_i\epsilon_i, \sum\epsilon_i^2)` en
 only through :math:`|v|\sim s\chi_S` and one standard normal z.  The kernel of the radius
 is the :math:`\chi^2_{d-1}` CDF inside a 2-D quadrature over (|v|, z) for every S (its
 error, from the CDF's kink, is estimated by a second rule with half the nodes and added to
-``error``).  :func:`first_passage` solves the Poisson equation on finite volumes in r.
+``error``).  :func:`first_passage` solves the Poisson equation on finite volumes in r, and
+:func:`stationary_density` gives the invariant law of the radius from the same kernel (its
+:math:`\mathbb E|\delta|^2` checked against the trace of :func:`symsgd.stationary`).
 
 **Theories** (:func:`exponents`): the slope :math:`d\ln\mathbb E\tau/d\ln c` at large c
 
@@ -862,13 +864,23 @@ def _stationary(kernel: _Kernel, lo: float, hi: float, n: int):
 
 
 def stationary_density(
-    result, params: Mapping | None = None, *, cells: int = 4 * DEFAULT_CELLS
+    result,
+    params: Mapping | None = None,
+    *,
+    cells: int | None = None,
 ) -> StationaryDensity:
     r"""The stationary law of the real scalar chain of ``result`` at ``params`` from the exact
     kernel (the same finite volumes as :func:`first_passage`) on ±:data:`STATIONARY_WIDTH`
     standard deviations (the chain's second-moment fixed point; tests check the variance against
-    :func:`symsgd.stationary`), on
-    ``cells`` and ``2·cells + 1`` cells.
+    :func:`symsgd.stationary`), on ``cells`` and ``2·cells + 1`` cells (default
+    ``4·DEFAULT_CELLS``).
+
+    For a **rotation-invariant** problem in d > 1 dimensions (the radial kernels of
+    :func:`first_passage`) it is the law of the radius |δ| on [0, W] (W =
+    :data:`STATIONARY_WIDTH` per-coordinate standard deviations, cells graded towards 0,
+    default ``RADIAL_CELLS``): ``edges`` and ``density`` in r, ``mean`` = E|δ|, and
+    ``variance`` = :math:`\mathbb E|\delta|^2 = \operatorname{tr}\operatorname{Cov}\delta`;
+    ``note`` says so.
 
     Multiplicative noise gives the law a power-law tail :math:`P(|\delta| > t)\sim
     Ct^{-\alpha}` (α from :func:`symsgd.tails.tail_index`), and the part of the variance beyond
@@ -886,9 +898,20 @@ def stationary_density(
     >>> exact = 0.1 / (2 * 2 - 0.1 * 4)  # λσ²/(2S − λa(S + 2))
     >>> bool(abs(d.variance / exact - 1) < 1e-4)
     True
+
+    Isotropic additive noise in three dimensions: E|δ|² is the trace of the covariance.
+
+    >>> h, c = sp.symbols("h c", positive=True)
+    >>> r3 = ss.stationary(ss.SGD(ss.lr), ss.Quadratic(h * sp.eye(3)),
+    ...                    ss.AdditiveNoise(c * sp.eye(3)))
+    >>> law = stationary_density(r3, {ss.lr: 0.5, h: 1, c: 1})
+    >>> round(law.variance, 3), round(3 * 0.5 / (2 - 0.5), 3)  # d·λc/(h(2 − λh))
+    (1.0, 1.0)
     """
     problem = _problem(result, params, "stationary_density()")
     kernel = _kernel(problem, "stationary_density()")
+    if cells is None:
+        cells = RADIAL_CELLS if isinstance(kernel, _Radial) else 4 * DEFAULT_CELLS
     if not (isinstance(cells, int) and cells >= 10):
         raise ValueError(f"stationary_density: cells must be an integer ≥ 10; got {cells!r}.")
 
@@ -900,6 +923,8 @@ def stationary_density(
 
     if isinstance(kernel, _Mixture):
         return _mixture_density(problem, kernel, cells, alpha)
+    if isinstance(kernel, _Radial):
+        return _radial_density(problem, kernel, cells, alpha)
     sd = math.sqrt(_exact_variance(problem))
     half = STATIONARY_WIDTH * sd
     coarse = _stationary(kernel, -half, half, cells | 1)[3]
@@ -913,6 +938,68 @@ def stationary_density(
         value, error = value + tail, error + tail
         note = _cut_note("the online minibatch noise multiplies the state", index, tail)
     return StationaryDensity(edges, density, mean, value, error, note=note)
+
+
+def _radial_density(
+    problem: Problem, kernel: _Radial, cells: int, alpha: Callable[[], float]
+) -> StationaryDensity:
+    r"""The stationary law of the radius |δ| of a rotation-invariant chain: the invariant
+    vector of the radial finite volumes (:meth:`_Radial.matrix`, rows renormalised: the chain
+    conditioned to stay) on [0, W], W = :data:`STATIONARY_WIDTH` per-coordinate standard
+    deviations (cells graded towards 0, :data:`RADIAL_GRADE`), on ``cells`` and
+    ``2·cells + 1`` cells; ``variance`` is
+    :math:`\mathbb E|\delta|^2 = \operatorname{tr}\operatorname{Cov}\delta` (the mean of δ
+    is 0), Richardson-extrapolated, plus the power-law tail beyond W for online noise."""
+    second = kernel.second_moment()
+    if not math.isfinite(second):
+        values = dict(sorted(problem.values.items(), key=str))
+        shown = ", ".join(f"{k} = {float(v):.6g}" for k, v in values.items())
+        raise UnstableError(
+            f"stationary_density(): the stationary law of {problem.describe()} at {shown} has "
+            "E|δ|² = ∞ (tail index α ≤ 2), and the grid is sized by its standard deviation; "
+            "first_passage() still applies where the top Lyapunov exponent is negative.",
+            values=values,
+            rho=problem.rho,
+        )
+    W = STATIONARY_WIDTH * math.sqrt(second / kernel.d)
+    solved = [_radial_invariant(kernel, W, n) for n in (cells, 2 * cells + 1)]
+    (_, _, coarse), (edges, pi, fine) = solved
+    value = fine + (fine - coarse) / 3  # Richardson: the finite-volume error is O(h²)
+    error = abs(fine - coarse) / 3
+    x = (edges[1:] + edges[:-1]) / 2
+    note = (
+        f"the law of the radius |δ| (d = {kernel.d}): edges and density in r, mean E|δ|, "
+        "variance E|δ|² = tr Cov δ"
+    )
+    if kernel.S:  # multiplicative noise: a power-law tail beyond the grid
+        index = alpha()
+        tail = _cut_tail(x, pi, W, index)
+        value, error = value + tail, error + tail
+        note += "; " + _cut_note("the online minibatch noise multiplies the state", index, tail)
+    return StationaryDensity(edges, pi / np.diff(edges), float(pi @ x), value, error, note=note)
+
+
+#: the radial stationary grid is graded towards r = 0: r = W(e^{κt} − 1)/(e^κ − 1), t uniform
+RADIAL_GRADE = 3.0
+
+
+def _radial_invariant(kernel: _Radial, W: float, n: int):
+    edges = W * np.expm1(RADIAL_GRADE * np.linspace(0.0, 1.0, n + 1)) / math.expm1(RADIAL_GRADE)
+    P = kernel.matrix(edges)
+    P /= P.sum(axis=1, keepdims=True)  # the chain conditioned to stay (tail mass ~ 0)
+    system = P.T - np.eye(n)
+    system[-1] = 1.0  # replace one (redundant) balance equation by the normalisation
+    rhs = np.zeros(n)
+    rhs[-1] = 1.0
+    pi = np.linalg.solve(system, rhs)
+    residual = float(np.max(np.abs(pi @ P - pi)))
+    if not (residual < 1e-12 and np.all(pi > -1e-12)):
+        raise ArithmeticError(
+            f"stationary_density: no stationary vector of the kernel (residual {residual:.3g})."
+        )
+    lo, hi = edges[:-1], edges[1:]
+    second = float(pi @ ((lo * lo + lo * hi + hi * hi) / 3))  # uniform within a cell
+    return edges, pi, second
 
 
 def _cut_tail(x: np.ndarray, pi: np.ndarray, W: float, alpha: float) -> float:

@@ -462,6 +462,49 @@ def test_simulated_passage_uses_the_training_loss_in_any_dimension():
     assert abs(sim.steps[0] - exact.steps) < 4 * math.hypot(sim.stderr[0], exact.error)
 
 
+@pytest.mark.parametrize(
+    ("d", "S", "lr"), [(3, 0, 0.5), (2, 1, 0.3), (2, 2, 0.5), (3, 4, 0.6)]
+)  # S = 0: isotropic additive noise
+def test_radial_stationary_second_moment_is_the_exact_trace(d, S, lr):
+    """The stationary law of the radius from the radial kernel: E|δ|² against the trace of
+    ss.stationary's exact covariance to 0.1 % (online: α ≈ 4.6–6.6, the cut tail included)."""
+    if S == 0:
+        r = ss.stationary(
+            ss.SGD(ss.lr), ss.Quadratic(h * sp.eye(d)), ss.AdditiveNoise(c * sp.eye(d))
+        )
+        values = {ss.lr: lr, h: 1, c: 1}
+    else:
+        r, values = isotropic_online(d, S), {ss.lr: lr, a: 1}
+    law = escape.stationary_density(r, values)
+    trace = float(sp.Matrix(r.cov).subs(values).trace())
+    assert abs(law.variance / trace - 1) < 1e-3, (law.variance, trace)
+    assert law.error < 0.02 * trace
+    assert float(law.density @ np.diff(law.edges)) == pytest.approx(1, abs=1e-12)
+    if S == 0:  # Gaussian: E|δ| = √(2v) Γ((d + 1)/2)/Γ(d/2), v the per-coordinate variance
+        mean = math.sqrt(2 * trace / d) * math.gamma((d + 1) / 2) / math.gamma(d / 2)
+        assert law.mean == pytest.approx(mean, rel=2e-3)
+    else:
+        assert "power-law tail" in law.note
+
+
+@settings(derandomize=True, max_examples=4, deadline=None)
+@given(d=st.integers(2, 4), S=st.integers(1, 4), frac=st.floats(0.2, 0.6))
+def test_radial_stationary_second_moment_property(d, S, frac):
+    """Any dimension and batch size, λa a fraction of the mean-square edge 2S/(S + d + 1):
+    E|δ|² of the radial kernel's invariant law against ss.stationary's exact trace."""
+    lr = frac * 2 * S / (S + d + 1)
+    r, values = isotropic_online(d, S), {ss.lr: lr, a: 1}
+    law = escape.stationary_density(r, values)
+    trace = float(sp.Matrix(r.cov).subs(values).trace())
+    assert abs(law.variance / trace - 1) < 1e-3, (law, trace)
+    assert law.error < 0.02 * trace
+
+
+def test_radial_stationary_law_needs_a_finite_second_moment():
+    with pytest.raises(ss.UnstableError, match=r"E\|δ\|² = ∞"):
+        escape.stationary_density(isotropic_online(2), {ss.lr: 0.6, a: 1})
+
+
 def test_escape_exponent_against_the_dimension_kesten_not_mori():
     """Mori et al.'s n-dimensional exponent S/(λa) + 1 − n/2 (critical dimension
     n_c = 2(S/(λa) + 1) = 7 at λa = 0.4, S = 1) against the real chain: isotropic online
