@@ -842,10 +842,11 @@ class StationaryDensity:
     note: str = ""
 
 
-def _stationary(kernel: _Kernel, lo: float, hi: float, n: int):
-    edges = np.linspace(lo, hi, n + 1)
-    P = kernel.matrix(edges)
-    P /= P.sum(axis=1, keepdims=True)  # the chain conditioned to stay (tail mass ~ 0)
+def _invariant_vector(P: np.ndarray) -> np.ndarray:
+    """The stationary vector of the grid chain P conditioned to stay (rows renormalised: the
+    mass leaving the grid is accounted for separately), checked by its residual."""
+    n = len(P)
+    P = P / P.sum(axis=1, keepdims=True)
     system = P.T - np.eye(n)
     system[-1] = 1.0  # replace one (redundant) balance equation by the normalisation
     rhs = np.zeros(n)
@@ -856,6 +857,13 @@ def _stationary(kernel: _Kernel, lo: float, hi: float, n: int):
         raise ArithmeticError(
             f"stationary_density: no stationary vector of the kernel (residual {residual:.3g})."
         )
+    return pi
+
+
+def _stationary(kernel: _Kernel, lo: float, hi: float, n: int):
+    edges = np.linspace(lo, hi, n + 1)
+    P = kernel.matrix(edges)
+    pi = _invariant_vector(P)
     centres = (edges[1:] + edges[:-1]) / 2
     width = edges[1] - edges[0]
     mean = float(pi @ centres)
@@ -986,17 +994,7 @@ RADIAL_GRADE = 3.0
 def _radial_invariant(kernel: _Radial, W: float, n: int):
     edges = W * np.expm1(RADIAL_GRADE * np.linspace(0.0, 1.0, n + 1)) / math.expm1(RADIAL_GRADE)
     P = kernel.matrix(edges)
-    P /= P.sum(axis=1, keepdims=True)  # the chain conditioned to stay (tail mass ~ 0)
-    system = P.T - np.eye(n)
-    system[-1] = 1.0  # replace one (redundant) balance equation by the normalisation
-    rhs = np.zeros(n)
-    rhs[-1] = 1.0
-    pi = np.linalg.solve(system, rhs)
-    residual = float(np.max(np.abs(pi @ P - pi)))
-    if not (residual < 1e-12 and np.all(pi > -1e-12)):
-        raise ArithmeticError(
-            f"stationary_density: no stationary vector of the kernel (residual {residual:.3g})."
-        )
+    pi = _invariant_vector(P)
     lo, hi = edges[:-1], edges[1:]
     second = float(pi @ ((lo * lo + lo * hi + hi * hi) / 3))  # uniform within a cell
     return edges, pi, second
