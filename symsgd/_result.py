@@ -511,6 +511,12 @@ class Result:
         )
 
 
+def _smallest_positive_root(poly: sp.Poly) -> sp.Expr | None:
+    """The smallest positive real root of a univariate polynomial, isolated exactly."""
+    positive = [r for r in poly.real_roots() if r.is_positive]
+    return min(positive, key=lambda r: float(r)) if positive else None
+
+
 def _first_root(f: sp.Expr, x: sp.Symbol, cond) -> sp.Expr | None:
     """The smallest positive root of ``f`` in x (None if there is none)."""
     poly = sp.Poly(f, x)
@@ -522,8 +528,7 @@ def _first_root(f: sp.Expr, x: sp.Symbol, cond) -> sp.Expr | None:
         if root.is_nonpositive:
             return None
     elif not poly.free_symbols - {x}:
-        positive = [r for r in poly.real_roots() if r.is_positive]
-        return min(positive, key=lambda r: float(r)) if positive else None
+        return _smallest_positive_root(poly)
     raise NotImplementedError(
         f"stability_edge(): cannot locate the roots of the condition {cond} in {x}; "
         f"substitute numbers for the other parameters first (result.subs(...))."
@@ -574,8 +579,7 @@ def _edge_of(margin: sp.Expr, x: sp.Symbol, cond, unit: dict | None = None) -> s
         if sp.factor(c1**2 - 4 * c2 * c0).is_negative:
             return None  # no real root: the margin keeps its sign
     if not poly.free_symbols - {x}:
-        positive = [r for r in poly.real_roots() if r.is_positive]
-        return min(positive, key=lambda r: float(r)) if positive else None
+        return _smallest_positive_root(poly)
     raise NotImplementedError(
         f"stability_edge(): the condition {cond} is of degree {poly.degree()} in {x} with "
         f"symbolic coefficients; substitute numbers for the other parameters first "

@@ -482,6 +482,19 @@ def _affine_in(fn, d: int, dom):
     return apply
 
 
+def _phase_readouts(covs: list, losses: list, tests: list, has_test: bool) -> dict:
+    """The readout fields of a periodic state from per-phase values whose last entry is the
+    cycle average."""
+    return {
+        "covs": tuple(covs[:-1]),
+        "mean_cov": covs[-1],
+        "loss": tuple(losses[:-1]),
+        "mean_loss": losses[-1],
+        "test_loss": tuple(tests[:-1]) if has_test else None,
+        "mean_test_loss": tests[-1] if has_test else None,
+    }
+
+
 def _field_readouts(landscape, wd, Theta, states, mean_state, dom):
     """:func:`_readouts` for a symbolic answer: states are DomainMatrix over the field ``dom``."""
     d = Theta.rows
@@ -495,15 +508,7 @@ def _field_readouts(landscape, wd, Theta, states, mean_state, dom):
         covs.append(sp.ImmutableMatrix(C.to_Matrix()))
         losses.append(loss(C))
         tests.append(None if test is None else test(C))
-    has_test = test is not None
-    return {
-        "covs": tuple(covs[:-1]),
-        "mean_cov": covs[-1],
-        "loss": tuple(losses[:-1]),
-        "mean_loss": losses[-1],
-        "test_loss": tuple(tests[:-1]) if has_test else None,
-        "mean_test_loss": tests[-1] if has_test else None,
-    }
+    return _phase_readouts(covs, losses, tests, test is not None)
 
 
 def _readouts(landscape, schedule, recs, states, mean_state, numeric: bool):
@@ -529,15 +534,7 @@ def _readouts(landscape, schedule, recs, states, mean_state, numeric: bool):
         covs.append(cov)
         losses.append(loss)
         tests.append(tl)
-    has_test = any(t is not None for t in tests)
-    return {
-        "covs": tuple(covs[:-1]),
-        "mean_cov": covs[-1],
-        "loss": tuple(losses[:-1]),
-        "mean_loss": losses[-1],
-        "test_loss": tuple(tests[:-1]) if has_test else None,
-        "mean_test_loss": tests[-1] if has_test else None,
-    }
+    return _phase_readouts(covs, losses, tests, any(t is not None for t in tests))
 
 
 def _periodic_exact(schedule, landscape, noise, recs) -> PeriodicState:
