@@ -389,6 +389,19 @@ def kurtosis_and_stderr(delta: np.ndarray) -> tuple[float, float]:
     return k, float(np.sqrt(grad @ cov @ grad))
 
 
+def _case_result(case: str):
+    """The scalar SGD result of a named moment-test case."""
+    if case == "online":
+        return ONLINE
+    if case == "online-decay":
+        return ss.stationary(
+            ss.SGD(ss.lr, weight_decay=ss.weight_decay),
+            ss.LinearRegression(a, label_variance=1, theta_star=[1]),
+            ss.MinibatchNoise(ss.batch_size),
+        )
+    return data_result(1, True) if case == "data" else data_result(2, False)
+
+
 @pytest.mark.parametrize(
     ("case", "values"),
     [
@@ -398,16 +411,7 @@ def kurtosis_and_stderr(delta: np.ndarray) -> tuple[float, float]:
     ],
 )
 def test_stationary_kurtosis_matches_the_real_optimizer(case, values):
-    if case == "online":
-        result = ONLINE
-    elif case == "online-decay":
-        result = ss.stationary(
-            ss.SGD(ss.lr, weight_decay=ss.weight_decay),
-            ss.LinearRegression(a, label_variance=1, theta_star=[1]),
-            ss.MinibatchNoise(ss.batch_size),
-        )
-    else:
-        result = data_result(1, True)
+    result = _case_result(case)
     exact = stationary_moments(result, values, order=8)
     assert exact.variance == pytest.approx(float(sp.sympify(result.cov).subs(values)), rel=1e-10)
     t = tail_index(result, values)
@@ -546,18 +550,7 @@ def test_additive_noise_and_noiseless_minimum_have_every_moment():
     ],
 )
 def test_tensor_system_agrees_with_the_scalar_moment_recursion(case, values):
-    if case == "online":
-        result = ONLINE
-    elif case == "online-decay":
-        result = ss.stationary(
-            ss.SGD(ss.lr, weight_decay=ss.weight_decay),
-            ss.LinearRegression(a, label_variance=1, theta_star=[1]),
-            ss.MinibatchNoise(ss.batch_size),
-        )
-    elif case == "data":
-        result = data_result(1, True)
-    else:
-        result = data_result(2, False)
+    result = _case_result(case)
     scalar = stationary_moments(result, values, order=4)
     tensor = stationary_fourth_moments(result, values)
     assert tensor.cov[0, 0] == pytest.approx(scalar.moments[1], rel=1e-10)
