@@ -69,25 +69,31 @@ def _oracle_maps(schedule, landscape, noise):
     return out
 
 
+def _one_period(maps: list, steps) -> tuple:
+    """The affine one-period map ``v ↦ Av + b`` composed from the phases' ``(T, f)`` maps
+    (each applied ``t`` times), and the spectral radius of A."""
+    q = maps[0][0].shape[0]
+    A, b = np.eye(q), np.zeros(q)
+    for (T, f), t in zip(maps, steps):
+        for _ in range(t):
+            A, b = T @ A, T @ b + f
+    return A, b, float(np.max(np.abs(np.linalg.eigvals(A))))
+
+
 def _oracle_periodic(schedule, landscape, noise):
     """``(radius, [vec Σ_k])`` by a dense solve of the composed one-period map, and the same
     by iterating every phase from zero for many periods (returned second)."""
     maps = _oracle_maps(schedule, landscape, noise)
-    q = maps[0][0].shape[0]
-    A, b = np.eye(q), np.zeros(q)
-    for (T, f), t in zip(maps, schedule.steps):
-        for _ in range(t):
-            A, b = T @ A, T @ b + f
-    radius = float(np.max(np.abs(np.linalg.eigvals(A))))
+    A, b, radius = _one_period(maps, schedule.steps)
     if radius >= 1:
         return radius, None, None
-    s = np.linalg.solve(np.eye(q) - A, b)
+    s = np.linalg.solve(np.eye(len(b)) - A, b)
     dense = [s]
     for (T, f), t in list(zip(maps, schedule.steps))[:-1]:
         for _ in range(t):
             s = T @ s + f
         dense.append(s)
-    s = np.zeros(q)
+    s = np.zeros(len(b))
     periods = int(np.ceil(np.log(1e-16) / np.log(max(radius, 1e-3)))) + 5
     for _ in range(periods):
         iterated = []
@@ -427,13 +433,8 @@ def _oracle_periodic_generic(schedule, land, noise):
         rec = ss.build_recursion(opt, land, noise)
         M, B = (np.array(sp.Matrix(m).evalf(), dtype=float) for m in (rec.M, rec.B))
         maps.append((np.kron(M, M), (B @ C @ B.T).reshape(-1)))
-    q = maps[0][0].shape[0]
-    A, b = np.eye(q), np.zeros(q)
-    for (T, f), t in zip(maps, schedule.steps):
-        for _ in range(t):
-            A, b = T @ A, T @ b + f
-    radius = float(np.max(np.abs(np.linalg.eigvals(A))))
-    return radius, np.linalg.solve(np.eye(q) - A, b), None
+    A, b, radius = _one_period(maps, schedule.steps)
+    return radius, np.linalg.solve(np.eye(len(b)) - A, b), None
 
 
 def test_step_decay_symbolic_scalar():
